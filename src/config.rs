@@ -1,0 +1,458 @@
+//! Every option of the pool, the [`Builder`] that sets them, and their validation.
+
+use std::time::Duration;
+
+use redis::{IntoConnectionInfo, ProtocolVersion, RedisConnectionInfo};
+
+use crate::{Error, NodeAddr, RetryPolicy, SentinelPool, node::NodeSettings};
+
+/// How a pooled connection is checked before it is handed out.
+///
+/// Whatever the mode, a connection from an older generation (one opened before the last
+/// failover or [`invalidate`](crate::SentinelPool::invalidate)), or one left in a bad state
+/// (inside `MULTI`, subscribed, after an I/O error), is never handed out; that check costs no
+/// round trip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Validation {
+    /// `PING` and `ROLE`, pipelined in one round trip: the node must answer and must still be a
+    /// master. A node demoted behind the pool's back is never handed out. The default.
+    PingRole,
+    /// No round trip: only the generation and the connection's own state are checked. Faster;
+    /// a dead connection surfaces on first use instead (which
+    /// [`with_retry`](crate::SentinelPool::with_retry) absorbs).
+    Off,
+}
+
+/// Builds a [`SentinelPool`]; made by [`SentinelPool::builder`].
+///
+/// Every setter documents its default. Nothing is checked until [`build`](Builder::build),
+/// which validates every option and asks the sentinels for the master.
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct Builder {
+    pub(crate) sentinels: Vec<String>,
+    pub(crate) service: String,
+    pub(crate) max_size: u32,
+    pub(crate) min_idle: Option<u32>,
+    pub(crate) connection_timeout: Duration,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) max_lifetime: Option<Duration>,
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<String>,
+    pub(crate) sentinel_username: Option<String>,
+    pub(crate) sentinel_password: Option<String>,
+    pub(crate) db: i64,
+    pub(crate) protocol: ProtocolVersion,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) read_timeout: Duration,
+    pub(crate) write_timeout: Duration,
+    pub(crate) sentinel_timeout: Duration,
+    pub(crate) validation: Validation,
+    pub(crate) retry: RetryPolicy,
+}
+
+impl Builder {
+    pub(crate) fn new(sentinels: Vec<String>, service: String) -> Self {
+        Builder {
+            sentinels,
+            service,
+            max_size: 10,
+            min_idle: None,
+            connection_timeout: Duration::from_secs(5),
+            idle_timeout: Some(Duration::from_secs(10 * 60)),
+            max_lifetime: Some(Duration::from_secs(30 * 60)),
+            username: None,
+            password: None,
+            sentinel_username: None,
+            sentinel_password: None,
+            db: 0,
+            protocol: ProtocolVersion::RESP2,
+            connect_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(3),
+            write_timeout: Duration::from_secs(3),
+            sentinel_timeout: Duration::from_millis(500),
+            validation: Validation::PingRole,
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// The most connections the pool keeps open, idle or in use.
+    ///
+    /// Defaults to 10.
+    pub fn max_size(mut self, max_size: u32) -> Self {
+        self.max_size = max_size;
+        self
+    }
+
+    /// How many idle connections the pool tries to keep open; `None` keeps `max_size`.
+    ///
+    /// Defaults to `None`.
+    pub fn min_idle(mut self, min_idle: Option<u32>) -> Self {
+        self.min_idle = min_idle;
+        self
+    }
+
+    /// How long [`get`](crate::SentinelPool::get) waits for a connection before it fails.
+    ///
+    /// Defaults to 5 seconds.
+    pub fn connection_timeout(mut self, timeout: Duration) -> Self {
+        self.connection_timeout = timeout;
+        self
+    }
+
+    /// How long a connection may stay idle before it is closed; `None` keeps it.
+    ///
+    /// Defaults to 10 minutes.
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// How long a connection may live before it is closed; `None` keeps it.
+    ///
+    /// Defaults to 30 minutes.
+    pub fn max_lifetime(mut self, lifetime: Option<Duration>) -> Self {
+        self.max_lifetime = lifetime;
+        self
+    }
+
+    /// The ACL user for the data nodes (master and replicas).
+    ///
+    /// Defaults to none (the `default` user).
+    pub fn username(mut self, username: impl Into<String>) -> Self {
+        self.username = Some(username.into());
+        self
+    }
+
+    /// The password for the data nodes (their `requirepass` or the ACL user's password).
+    ///
+    /// Defaults to none.
+    pub fn password(mut self, password: impl Into<String>) -> Self {
+        self.password = Some(password.into());
+        self
+    }
+
+    /// The ACL user for the sentinels, which is separate from the data nodes'.
+    ///
+    /// Defaults to none (the `default` user), or the user named in the sentinel URL.
+    pub fn sentinel_username(mut self, username: impl Into<String>) -> Self {
+        self.sentinel_username = Some(username.into());
+        self
+    }
+
+    /// The password for the sentinels (their own `requirepass`), which is separate from the data
+    /// nodes'.
+    ///
+    /// Defaults to none, or the password in the sentinel URL.
+    pub fn sentinel_password(mut self, password: impl Into<String>) -> Self {
+        self.sentinel_password = Some(password.into());
+        self
+    }
+
+    /// The database index selected on every data-node connection.
+    ///
+    /// Defaults to 0.
+    pub fn db(mut self, db: i64) -> Self {
+        self.db = db;
+        self
+    }
+
+    /// The protocol spoken with the data nodes (RESP2 or RESP3).
+    ///
+    /// Defaults to RESP2.
+    pub fn protocol(mut self, protocol: ProtocolVersion) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// How long opening a connection to a data node may take: TCP connect plus the
+    /// authentication handshake.
+    ///
+    /// Defaults to 1 second.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long a data-node connection waits for a reply. Raise it above the longest blocking
+    /// command you send (`BLPOP ... 10` needs more than 10 seconds).
+    ///
+    /// Defaults to 3 seconds.
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = timeout;
+        self
+    }
+
+    /// How long a data-node connection waits to send a request.
+    ///
+    /// Defaults to 3 seconds.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// The connect, read and write timeout for sentinels. A sentinel that accepts connections
+    /// and never answers costs this much, once; the pool then asks the next one first.
+    ///
+    /// Defaults to 500 milliseconds.
+    pub fn sentinel_timeout(mut self, timeout: Duration) -> Self {
+        self.sentinel_timeout = timeout;
+        self
+    }
+
+    /// How connections are checked at checkout; see [`Validation`].
+    ///
+    /// Defaults to [`Validation::PingRole`].
+    pub fn validation(mut self, validation: Validation) -> Self {
+        self.validation = validation;
+        self
+    }
+
+    /// How [`with_retry`](crate::SentinelPool::with_retry) retries; see [`RetryPolicy`].
+    ///
+    /// Defaults to [`RetryPolicy::default`].
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Validates every option, asks the sentinels for the master of the service, opens one
+    /// connection to it, and starts the pool. Idle connections are then opened in the
+    /// background up to `min_idle`.
+    ///
+    /// # Errors
+    ///
+    /// A configuration error ([`Error::NoSentinels`], [`Error::InvalidSentinelAddress`],
+    /// [`Error::InvalidConfig`]); [`Error::UnknownService`] when no sentinel monitors the
+    /// service; [`Error::NotASentinel`], [`Error::SentinelAuth`] or
+    /// [`Error::SentinelsUnreachable`] when no sentinel answers as it should; [`Error::Auth`] or
+    /// [`Error::Connect`] when the master cannot be used; [`Error::MasterDown`] or
+    /// [`Error::WrongRole`] during a failover.
+    pub fn build(self) -> Result<SentinelPool, Error> {
+        SentinelPool::start(self.validate()?)
+    }
+
+    fn validate(self) -> Result<Config, Error> {
+        if self.sentinels.is_empty() {
+            return Err(Error::NoSentinels);
+        }
+        let sentinels = self
+            .sentinels
+            .iter()
+            .map(|address| parse_sentinel(address))
+            .collect::<Result<Vec<_>, _>>()?;
+        if self.service.trim().is_empty() {
+            return invalid("service_name", "the service (master) name is empty");
+        }
+        if self.max_size == 0 {
+            return invalid("max_size", "must be at least 1");
+        }
+        if let Some(min_idle) = self.min_idle
+            && min_idle > self.max_size
+        {
+            return invalid(
+                "min_idle",
+                format!("{min_idle} is larger than max_size {}", self.max_size),
+            );
+        }
+        for (option, value) in [
+            ("connection_timeout", self.connection_timeout),
+            ("connect_timeout", self.connect_timeout),
+            ("read_timeout", self.read_timeout),
+            ("write_timeout", self.write_timeout),
+            ("sentinel_timeout", self.sentinel_timeout),
+        ] {
+            if value.is_zero() {
+                return invalid(option, "must be longer than zero");
+            }
+        }
+        self.retry.validate()?;
+
+        let mut data = RedisConnectionInfo::default()
+            .set_db(self.db)
+            .set_protocol(self.protocol);
+        if let Some(username) = &self.username {
+            data = data.set_username(username);
+        }
+        if let Some(password) = &self.password {
+            data = data.set_password(password);
+        }
+        let mut sentinel = RedisConnectionInfo::default();
+        if let Some(username) = self
+            .sentinel_username
+            .as_deref()
+            .or(sentinels.iter().find_map(|s| s.username.as_deref()))
+        {
+            sentinel = sentinel.set_username(username);
+        }
+        if let Some(password) = self
+            .sentinel_password
+            .as_deref()
+            .or(sentinels.iter().find_map(|s| s.password.as_deref()))
+        {
+            sentinel = sentinel.set_password(password);
+        }
+
+        Ok(Config {
+            sentinels: sentinels.into_iter().map(|s| s.addr).collect(),
+            service: self.service,
+            max_size: self.max_size,
+            min_idle: self.min_idle,
+            connection_timeout: self.connection_timeout,
+            idle_timeout: self.idle_timeout,
+            max_lifetime: self.max_lifetime,
+            data: NodeSettings {
+                redis: data,
+                connect_timeout: self.connect_timeout,
+                read_timeout: self.read_timeout,
+                write_timeout: self.write_timeout,
+            },
+            sentinel: NodeSettings {
+                redis: sentinel,
+                connect_timeout: self.sentinel_timeout,
+                read_timeout: self.sentinel_timeout,
+                write_timeout: self.sentinel_timeout,
+            },
+            validation: self.validation,
+            retry: self.retry,
+        })
+    }
+}
+
+/// The validated options, shared by the pool's parts.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) sentinels: Vec<NodeAddr>,
+    pub(crate) service: String,
+    pub(crate) max_size: u32,
+    pub(crate) min_idle: Option<u32>,
+    pub(crate) connection_timeout: Duration,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) max_lifetime: Option<Duration>,
+    pub(crate) data: NodeSettings,
+    pub(crate) sentinel: NodeSettings,
+    pub(crate) validation: Validation,
+    pub(crate) retry: RetryPolicy,
+}
+
+pub(crate) fn invalid<T>(option: &'static str, reason: impl Into<String>) -> Result<T, Error> {
+    Err(Error::InvalidConfig {
+        option,
+        reason: reason.into(),
+    })
+}
+
+struct SentinelUrl {
+    addr: NodeAddr,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+/// Parses `redis://[user:pass@]host:port` or a bare `host:port`.
+fn parse_sentinel(address: &str) -> Result<SentinelUrl, Error> {
+    let rejected = |reason: &str| Error::InvalidSentinelAddress {
+        address: address.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let trimmed = address.trim();
+    if trimmed.is_empty() {
+        return Err(rejected("it is empty"));
+    }
+    let url = if trimmed.contains("://") {
+        trimmed.to_owned()
+    } else {
+        format!("redis://{trimmed}")
+    };
+    if !url.starts_with("redis://") {
+        return Err(rejected("only the redis:// scheme is supported for sentinels"));
+    }
+    let authority = &url["redis://".len()..];
+    let host_port = authority.rsplit('@').next().unwrap_or(authority);
+    let host_port = host_port.split(['/', '?']).next().unwrap_or(host_port);
+    if !host_port.ends_with(']') && host_port.rsplit_once(':').is_none() {
+        return Err(rejected("the port is missing (sentinels usually listen on 26379)"));
+    }
+    let info = url
+        .as_str()
+        .into_connection_info()
+        .map_err(|e| rejected(&e.to_string()))?;
+    match info.addr() {
+        redis::ConnectionAddr::Tcp(host, port) => Ok(SentinelUrl {
+            addr: NodeAddr::new(host.clone(), *port),
+            username: info.redis_settings().username().map(str::to_owned),
+            password: info.redis_settings().password().map(str::to_owned),
+        }),
+        _ => Err(rejected("sentinels are reached over plain TCP")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn builder(sentinels: &[&str]) -> Builder {
+        Builder::new(
+            sentinels.iter().map(|s| s.to_string()).collect(),
+            "mymaster".into(),
+        )
+    }
+
+    #[test]
+    fn sentinel_addresses_parse_with_or_without_scheme() {
+        let config = builder(&["redis://127.0.0.1:26379", "10.1.2.3:26380", "redis://:pw@h:1"])
+            .validate()
+            .unwrap();
+        assert_eq!(
+            config.sentinels,
+            vec![
+                NodeAddr::new("127.0.0.1", 26379),
+                NodeAddr::new("10.1.2.3", 26380),
+                NodeAddr::new("h", 1)
+            ]
+        );
+        assert_eq!(config.sentinel.redis.password(), Some("pw"));
+    }
+
+    #[test]
+    fn malformed_sentinel_addresses_are_rejected_with_the_address() {
+        for bad in ["", "http://h:1", "127.0.0.1", "redis://h:notaport", "redis+unix:///tmp/s"] {
+            match builder(&[bad]).validate() {
+                Err(Error::InvalidSentinelAddress { address, .. }) => assert_eq!(address, bad),
+                other => panic!("{bad:?} gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn bad_options_name_the_option() {
+        let cases: Vec<(Builder, &str)> = vec![
+            (builder(&["h:1"]).max_size(0), "max_size"),
+            (builder(&["h:1"]).min_idle(Some(11)), "min_idle"),
+            (builder(&["h:1"]).read_timeout(Duration::ZERO), "read_timeout"),
+            (builder(&["h:1"]).sentinel_timeout(Duration::ZERO), "sentinel_timeout"),
+            (
+                builder(&["h:1"]).retry_policy(RetryPolicy::default().max_attempts(0)),
+                "retry_policy",
+            ),
+        ];
+        for (builder, expected) in cases {
+            match builder.validate() {
+                Err(Error::InvalidConfig { option, .. }) => assert_eq!(option, expected),
+                other => panic!("expected InvalidConfig for {expected}, got {other:?}"),
+            }
+        }
+        assert!(matches!(builder(&[]).validate(), Err(Error::NoSentinels)));
+    }
+
+    #[test]
+    fn sentinel_and_data_credentials_are_separate() {
+        let config = builder(&["h:1"])
+            .password("data")
+            .sentinel_password("sentinel")
+            .validate()
+            .unwrap();
+        assert_eq!(config.data.redis.password(), Some("data"));
+        assert_eq!(config.sentinel.redis.password(), Some("sentinel"));
+    }
+}

@@ -1,0 +1,298 @@
+//! The one public error type of the crate.
+
+use std::{error, fmt, time::Duration};
+
+use redis::RedisError;
+
+/// Everything that can go wrong when building a pool, checking out a connection or running a
+/// command through [`SentinelPool::with_retry`](crate::SentinelPool::with_retry).
+///
+/// Each variant says when it happens; its message says what to fix. Use the predicates
+/// ([`is_timeout`](Error::is_timeout), [`is_retryable`](Error::is_retryable),
+/// [`is_config`](Error::is_config)) rather than matching messages.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Error {
+    /// The builder was given an empty list of sentinel addresses.
+    NoSentinels,
+    /// A sentinel address could not be parsed, or names a Unix socket (sentinels are reached over
+    /// TCP).
+    InvalidSentinelAddress {
+        /// The address as given.
+        address: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// A builder option has a value that cannot work (`max_size(0)`, a zero timeout, ...).
+    InvalidConfig {
+        /// The builder method that was given the value.
+        option: &'static str,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// No sentinel could be asked: each one refused the connection, timed out or failed.
+    SentinelsUnreachable {
+        /// What went wrong with each sentinel, in the order they were tried.
+        failures: Vec<SentinelFailure>,
+    },
+    /// The sentinels answered, and none of them monitors a master by this name.
+    UnknownService {
+        /// The service (master) name that was asked for.
+        service: String,
+        /// The sentinels that answered.
+        asked: Vec<String>,
+    },
+    /// The sentinels know the service but report its master as down: a failover is probably in
+    /// progress. Retrying shortly is the right reaction.
+    MasterDown {
+        /// The service (master) name that was asked for.
+        service: String,
+    },
+    /// An address given as a sentinel answered, but is not a sentinel (a Redis data node, say).
+    NotASentinel {
+        /// The address that is not a sentinel.
+        address: String,
+    },
+    /// A sentinel rejected the sentinel credentials
+    /// ([`sentinel_password`](crate::Builder::sentinel_password)).
+    SentinelAuth {
+        /// The sentinel that rejected them.
+        address: String,
+        /// The error the sentinel returned.
+        source: RedisError,
+    },
+    /// A data node rejected the data-node credentials ([`password`](crate::Builder::password)).
+    Auth {
+        /// The node that rejected them.
+        address: String,
+        /// The error the node returned.
+        source: RedisError,
+    },
+    /// A connection to the data node the sentinels named could not be made in time.
+    Connect {
+        /// The node that could not be reached.
+        address: String,
+        /// The underlying error.
+        source: RedisError,
+    },
+    /// The node the sentinels named does not have the role the pool needs (a master pool was led
+    /// to a replica): the sentinels' view was stale, a failover is under way.
+    WrongRole {
+        /// The node that answered `ROLE`.
+        address: String,
+        /// The role the pool needs.
+        expected: &'static str,
+        /// The role the node reported.
+        actual: String,
+    },
+    /// `get` waited `waited` and every connection stayed in use: the pool is too small for the
+    /// load, or connections are held too long.
+    PoolExhausted {
+        /// How long the checkout waited.
+        waited: Duration,
+        /// The pool's `max_size`.
+        max_size: u32,
+    },
+    /// `get` waited `waited` and no new connection could be made; `cause` is the last failure.
+    CheckoutTimeout {
+        /// How long the checkout waited.
+        waited: Duration,
+        /// Why the last connection attempt failed.
+        cause: Box<Error>,
+    },
+    /// A command returned an error (a server error such as `WRONGTYPE`, or a broken connection
+    /// where a retry was not attempted).
+    Redis(RedisError),
+    /// The connection failed after the command had been sent, so it may or may not have been
+    /// applied, and the operation was not declared idempotent: it was not run again. Use
+    /// [`with_retry_idempotent`](crate::SentinelPool::with_retry_idempotent) for operations that
+    /// are safe to repeat.
+    MaybeApplied {
+        /// Attempts made, this one included.
+        attempts: u32,
+        /// The error that broke the connection.
+        source: RedisError,
+    },
+    /// Retries were exhausted (attempts or deadline of the
+    /// [`RetryPolicy`](crate::RetryPolicy)); `last` is the last failure.
+    RetriesExhausted {
+        /// Attempts made.
+        attempts: u32,
+        /// Time spent, from the first attempt.
+        elapsed: Duration,
+        /// The last failure.
+        last: Box<Error>,
+    },
+}
+
+/// Why one sentinel could not be asked, inside [`Error::SentinelsUnreachable`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SentinelFailure {
+    /// The sentinel's address.
+    pub address: String,
+    /// The error met there.
+    pub source: RedisError,
+}
+
+impl Error {
+    /// True when the error comes from a timeout: a connect, read or write timeout, or a checkout
+    /// that waited its full `connection_timeout`.
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            Error::Connect { source, .. }
+            | Error::Redis(source)
+            | Error::MaybeApplied { source, .. } => source.is_timeout(),
+            Error::SentinelsUnreachable { failures } => {
+                !failures.is_empty() && failures.iter().all(|f| f.source.is_timeout())
+            }
+            Error::PoolExhausted { .. } | Error::CheckoutTimeout { .. } => true,
+            Error::RetriesExhausted { last, .. } => last.is_timeout(),
+            _ => false,
+        }
+    }
+
+    /// True when the same call may succeed if tried again later without changing anything:
+    /// unreachable nodes, a master reported down, a stale role, a checkout that timed out.
+    /// Configuration errors and server errors such as `WRONGTYPE` are not retryable.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::SentinelsUnreachable { .. }
+            | Error::MasterDown { .. }
+            | Error::Connect { .. }
+            | Error::WrongRole { .. }
+            | Error::PoolExhausted { .. } => true,
+            Error::CheckoutTimeout { cause, .. } => cause.is_retryable(),
+            Error::Redis(source) => crate::retry::classify(source).is_safe_to_retry(),
+            _ => false,
+        }
+    }
+
+    /// True when the error can only be fixed by changing the configuration: addresses,
+    /// credentials, service name or an option's value.
+    pub fn is_config(&self) -> bool {
+        matches!(
+            self,
+            Error::NoSentinels
+                | Error::InvalidSentinelAddress { .. }
+                | Error::InvalidConfig { .. }
+                | Error::UnknownService { .. }
+                | Error::NotASentinel { .. }
+                | Error::SentinelAuth { .. }
+                | Error::Auth { .. }
+        )
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NoSentinels => f.write_str(
+                "no sentinel address given: pass at least one, such as \"redis://127.0.0.1:26379\"",
+            ),
+            Error::InvalidSentinelAddress { address, reason } => write!(
+                f,
+                "invalid sentinel address {address:?}: {reason}; \
+                 write it as \"redis://host:port\" or \"host:port\""
+            ),
+            Error::InvalidConfig { option, reason } => write!(f, "invalid `{option}`: {reason}"),
+            Error::SentinelsUnreachable { failures } => {
+                f.write_str("no sentinel could be asked (")?;
+                for (i, failure) in failures.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("; ")?;
+                    }
+                    write!(f, "{}: {}", failure.address, failure.source)?;
+                }
+                f.write_str("): check the addresses and that redis-sentinel runs there")
+            }
+            Error::UnknownService { service, asked } => write!(
+                f,
+                "no sentinel monitors a master named {service:?} (asked {}): check the name \
+                 against `sentinel monitor` in sentinel.conf",
+                asked.join(", ")
+            ),
+            Error::MasterDown { service } => write!(
+                f,
+                "the sentinels report the master of {service:?} as down; a failover is probably \
+                 in progress, try again shortly"
+            ),
+            Error::NotASentinel { address } => write!(
+                f,
+                "{address} is not a sentinel (it does not know the SENTINEL command): give the \
+                 sentinels' addresses (usually port 26379), not the data nodes'"
+            ),
+            Error::SentinelAuth { address, source } => write!(
+                f,
+                "sentinel {address} rejected the sentinel credentials ({source}): set \
+                 `sentinel_password` (and `sentinel_username` for an ACL user) to the sentinels' \
+                 `requirepass`/ACL, which is separate from the data nodes' password"
+            ),
+            Error::Auth { address, source } => write!(
+                f,
+                "redis node {address} rejected the credentials ({source}): set `password` (and \
+                 `username` for an ACL user) to the data nodes' `requirepass`/ACL"
+            ),
+            Error::Connect { address, source } => {
+                write!(f, "could not connect to redis node {address}: {source}")
+            }
+            Error::WrongRole {
+                address,
+                expected,
+                actual,
+            } => write!(
+                f,
+                "redis node {address} is a {actual}, not a {expected}: the sentinels' view is \
+                 stale, a failover is probably in progress"
+            ),
+            Error::PoolExhausted { waited, max_size } => write!(
+                f,
+                "pool exhausted: all {max_size} connections stayed in use for {waited:?}; raise \
+                 `max_size` or return connections sooner"
+            ),
+            Error::CheckoutTimeout { waited, cause } => write!(
+                f,
+                "no connection could be made within {waited:?}; last failure: {cause}"
+            ),
+            Error::Redis(source) => write!(f, "redis error: {source}"),
+            Error::MaybeApplied { attempts, source } => write!(
+                f,
+                "the connection failed after the command was sent (attempt {attempts}: {source}); \
+                 it may or may not have been applied, so it was not run again; use \
+                 `with_retry_idempotent` for operations that are safe to repeat"
+            ),
+            Error::RetriesExhausted {
+                attempts,
+                elapsed,
+                last,
+            } => write!(
+                f,
+                "gave up after {attempts} attempts in {elapsed:?}; last failure: {last}"
+            ),
+        }
+    }
+}
+
+impl error::Error for Error {
+    fn source(&self) -> Option<&(dyn error::Error + 'static)> {
+        match self {
+            Error::SentinelAuth { source, .. }
+            | Error::Auth { source, .. }
+            | Error::Connect { source, .. }
+            | Error::Redis(source)
+            | Error::MaybeApplied { source, .. } => Some(source),
+            Error::SentinelsUnreachable { failures } => {
+                failures.last().map(|f| &f.source as &(dyn error::Error + 'static))
+            }
+            Error::CheckoutTimeout { cause, .. } => Some(cause.as_ref()),
+            Error::RetriesExhausted { last, .. } => Some(last.as_ref()),
+            _ => None,
+        }
+    }
+}
+
+impl From<RedisError> for Error {
+    fn from(err: RedisError) -> Self {
+        Error::Redis(err)
+    }
+}

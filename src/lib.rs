@@ -1,0 +1,23 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod config;
+mod connection;
+mod error;
+mod generation;
+mod manager;
+mod node;
+mod pool;
+mod retry;
+mod sentinel;
+
+pub use config::{Builder, Validation};
+pub use connection::Connection;
+pub use error::{Error, SentinelFailure};
+pub use manager::SentinelManager;
+pub use node::NodeAddr;
+pub use pool::{PooledConnection, SentinelPool};
+pub use retry::RetryPolicy;
+
+pub use r2d2;
+pub use redis;

@@ -1,0 +1,226 @@
+//! The r2d2 connection manager: opens connections to the current master and decides whether a
+//! pooled one may be handed out.
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use redis::{RedisError, Role};
+
+use crate::{
+    Connection, Error, NodeAddr, Validation, config::Config, generation::Generation, node,
+    sentinel::Sentinels,
+};
+
+/// How many times one `connect` looks the master up again after reaching a node that is not a
+/// master, before it gives up and lets the pool retry later.
+const ROLE_MISMATCH_RETRIES: usize = 3;
+
+/// The [`r2d2::ManageConnection`] behind a [`SentinelPool`](crate::SentinelPool): every new
+/// connection goes to the master the sentinels name now, and is checked with `ROLE` before it
+/// is pooled.
+///
+/// You rarely touch it directly; it appears in the type
+/// [`PooledConnection`](crate::PooledConnection).
+#[derive(Debug)]
+pub struct SentinelManager {
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// What the pool's parts share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) generation: Generation,
+    /// The sentinels and the master found for one generation. The lock exists because a
+    /// sentinel lookup needs `&mut` (cached sentinel connections) while r2d2 gives `&self`. It
+    /// is held for a cache hit (no I/O), or for one lookup on a cache miss, which every
+    /// connect of the same generation then shares: rebuilding 32 connections after a failover
+    /// asks the sentinels once, not 32 times. Checkouts never take it.
+    resolver: Mutex<Resolver>,
+    /// The last failure to open a connection; cleared by a success. Lets a checkout that
+    /// times out say why. Taken on the connect path and by a checkout that timed out.
+    last_connect_error: Mutex<Option<Error>>,
+}
+
+#[derive(Debug)]
+struct Resolver {
+    sentinels: Sentinels,
+    master: Option<(u64, NodeAddr)>,
+}
+
+impl Shared {
+    pub(crate) fn new(config: Config) -> Self {
+        let sentinels = Sentinels::new(config.sentinels.clone(), config.sentinel.clone());
+        Shared {
+            config,
+            generation: Generation::default(),
+            resolver: Mutex::new(Resolver {
+                sentinels,
+                master: None,
+            }),
+            last_connect_error: Mutex::new(None),
+        }
+    }
+
+    /// The master for generation `generation`: the cached answer, or one sentinel lookup.
+    pub(crate) fn master(&self, generation: u64) -> Result<NodeAddr, Error> {
+        let mut resolver = self.resolver.lock();
+        if let Some((cached_generation, addr)) = &resolver.master
+            && *cached_generation == generation
+        {
+            return Ok(addr.clone());
+        }
+        let addr = resolver.sentinels.master(&self.config.service)?;
+        resolver.master = Some((generation, addr.clone()));
+        Ok(addr)
+    }
+
+    /// The master address cached for the current generation, if any; no I/O.
+    pub(crate) fn cached_master(&self) -> Option<NodeAddr> {
+        let generation = self.generation.current();
+        match &self.resolver.lock().master {
+            Some((g, addr)) if *g == generation => Some(addr.clone()),
+            _ => None,
+        }
+    }
+
+    /// Forgets the cached master of `generation` so that the next connect asks the sentinels:
+    /// the node could not be reached, perhaps it died and a failover is on its way.
+    fn forget_master(&self, generation: u64) {
+        let mut resolver = self.resolver.lock();
+        if matches!(&resolver.master, Some((g, _)) if *g == generation) {
+            resolver.master = None;
+        }
+    }
+
+    /// Opens a connection to the current master and checks its role.
+    pub(crate) fn connect(&self) -> Result<Connection, Error> {
+        let result = self.connect_master();
+        let mut last = self.last_connect_error.lock();
+        match &result {
+            Ok(_) => *last = None,
+            Err(err) => {
+                log::warn!("could not open a connection for {:?}: {err}", self.config.service);
+                *last = Some(err.clone());
+            }
+        }
+        result
+    }
+
+    fn connect_master(&self) -> Result<Connection, Error> {
+        let mut mismatch = None;
+        for _ in 0..ROLE_MISMATCH_RETRIES {
+            // Read before the lookup: a connection is stamped with the generation its master
+            // was resolved in, never a later one.
+            let generation = self.generation.current();
+            let addr = self.master(generation)?;
+            let mut conn = match node::connect(&addr, &self.config.data) {
+                Ok(conn) => Connection::new(conn, addr.clone(), generation),
+                Err(err) => {
+                    self.forget_master(generation);
+                    return Err(data_node_error(&addr, err));
+                }
+            };
+            match conn.role() {
+                Ok(Role::Primary { .. }) => {
+                    log::debug!("connected to master {addr} (generation {generation})");
+                    return Ok(conn);
+                }
+                Ok(role) => {
+                    let err = Error::WrongRole {
+                        address: addr.to_string(),
+                        expected: "master",
+                        actual: node::role_name(&role).to_owned(),
+                    };
+                    log::info!("{err}; looking the master up again");
+                    self.invalidate_from(generation, "the named master is not a master");
+                    mismatch = Some(err);
+                }
+                Err(err) => {
+                    self.forget_master(generation);
+                    return Err(data_node_error(&addr, err));
+                }
+            }
+        }
+        Err(mismatch.expect("the loop ran at least once"))
+    }
+
+    /// Starts a new generation if `seen` is still current, so that every connection born
+    /// before it is dropped. Many witnesses of one failover bump once.
+    pub(crate) fn invalidate_from(&self, seen: u64, why: &str) {
+        if self.generation.bump_from(seen) {
+            log::info!(
+                "pool for {:?} invalidated: {why} (generation {} -> {})",
+                self.config.service,
+                seen,
+                seen + 1
+            );
+        }
+    }
+
+    /// Why connections cannot be made, if the last attempt failed.
+    pub(crate) fn last_connect_error(&self) -> Option<Error> {
+        self.last_connect_error.lock().clone()
+    }
+}
+
+fn data_node_error(addr: &NodeAddr, err: RedisError) -> Error {
+    if node::is_auth_error(&err) {
+        Error::Auth {
+            address: addr.to_string(),
+            source: err,
+        }
+    } else {
+        Error::Connect {
+            address: addr.to_string(),
+            source: err,
+        }
+    }
+}
+
+impl r2d2::ManageConnection for SentinelManager {
+    type Connection = Connection;
+    type Error = Error;
+
+    fn connect(&self) -> Result<Connection, Error> {
+        self.shared.connect()
+    }
+
+    /// Generation and state first (no round trip), then the configured validation.
+    fn is_valid(&self, conn: &mut Connection) -> Result<(), Error> {
+        let shared = &self.shared;
+        if conn.generation() != shared.generation.current() || !conn.is_reusable() {
+            return Err(Error::Redis(RedisError::from((
+                redis::ErrorKind::Client,
+                "connection is stale or in a bad state",
+            ))));
+        }
+        match shared.config.validation {
+            Validation::Off => Ok(()),
+            Validation::PingRole => match conn.ping_role() {
+                Ok(Role::Primary { .. }) => Ok(()),
+                Ok(role) => {
+                    shared.invalidate_from(conn.generation(), "a pooled master is no longer master");
+                    Err(Error::WrongRole {
+                        address: conn.addr().to_string(),
+                        expected: "master",
+                        actual: node::role_name(&role).to_owned(),
+                    })
+                }
+                Err(err) => Err(Error::Redis(err)),
+            },
+        }
+    }
+
+    /// No I/O: the generation, what the connection has seen, and whether its thread panics
+    /// (a panic may have interrupted it between a request and its reply).
+    fn has_broken(&self, conn: &mut Connection) -> bool {
+        if conn.saw_failover() {
+            self.shared
+                .invalidate_from(conn.generation(), "a command met a failover error");
+        }
+        conn.generation() != self.shared.generation.current()
+            || !conn.is_reusable()
+            || std::thread::panicking()
+    }
+}

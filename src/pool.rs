@@ -1,0 +1,222 @@
+//! [`SentinelPool`]: the handle users hold.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use redis::RedisResult;
+
+use crate::{
+    Builder, Connection, Error, NodeAddr, RetryPolicy,
+    config::Config,
+    manager::{SentinelManager, Shared},
+    retry,
+};
+
+/// A connection checked out of a [`SentinelPool`]; derefs to [`Connection`] and goes back to
+/// the pool when dropped.
+pub type PooledConnection = r2d2::PooledConnection<SentinelManager>;
+
+/// A pool of connections to the current master of a Sentinel-managed Redis service.
+///
+/// Cloning is cheap and gives another handle to the same pool.
+///
+/// ```no_run
+/// use r2d2_redis_sentinel::{SentinelPool, redis::Commands};
+///
+/// let pool = SentinelPool::builder(["redis://127.0.0.1:26379"], "mymaster").build()?;
+/// let mut conn = pool.get()?;
+/// let _: () = conn.set("greeting", "hello")?;
+/// let value: String = pool.with_retry(|c| c.get("greeting"))?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct SentinelPool {
+    pool: r2d2::Pool<SentinelManager>,
+    shared: Arc<Shared>,
+}
+
+impl SentinelPool {
+    /// Starts a builder for the service (master name) `service`, known to the sentinels at
+    /// `sentinels` (`"redis://host:port"` or `"host:port"`; one is enough, more is safer).
+    pub fn builder<I, S>(sentinels: I, service: impl Into<String>) -> Builder
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Builder::new(
+            sentinels
+                .into_iter()
+                .map(|s| s.as_ref().to_owned())
+                .collect(),
+            service.into(),
+        )
+    }
+
+    pub(crate) fn start(config: Config) -> Result<Self, Error> {
+        let shared = Arc::new(Shared::new(config));
+        // Fail fast with a typed error: this asks the sentinels, connects to the master with the
+        // data-node credentials and checks its role.
+        drop(shared.connect()?);
+        let config = &shared.config;
+        let pool = r2d2::Pool::builder()
+            .max_size(config.max_size)
+            .min_idle(config.min_idle)
+            .connection_timeout(config.connection_timeout)
+            .idle_timeout(config.idle_timeout)
+            .max_lifetime(config.max_lifetime)
+            // The generation check lives in `is_valid`: it must run on every checkout.
+            .test_on_check_out(true)
+            // Failures are logged where they happen, at the level they deserve; r2d2's default
+            // handler would log each stale connection dropped after a failover as an error.
+            .error_handler(Box::new(r2d2::NopErrorHandler))
+            .build_unchecked(SentinelManager {
+                shared: Arc::clone(&shared),
+            });
+        log::info!(
+            "pool for {:?} started; master {}",
+            config.service,
+            shared
+                .cached_master()
+                .map_or_else(|| "unknown".to_owned(), |m| m.to_string())
+        );
+        Ok(SentinelPool { pool, shared })
+    }
+
+    /// Checks out a connection to the current master, waiting at most the pool's
+    /// `connection_timeout`.
+    ///
+    /// A connection opened before the last failover (or [`invalidate`](Self::invalidate)) is
+    /// never returned, nor one whose node no longer answers `ROLE` as master (with the default
+    /// [`Validation`](crate::Validation)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PoolExhausted`] when every connection stayed in use;
+    /// [`Error::CheckoutTimeout`] when no new connection could be made, with the last cause.
+    pub fn get(&self) -> Result<PooledConnection, Error> {
+        self.get_timeout(self.shared.config.connection_timeout)
+    }
+
+    /// Like [`get`](Self::get), waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get).
+    pub fn get_timeout(&self, timeout: Duration) -> Result<PooledConnection, Error> {
+        let start = Instant::now();
+        self.pool.get_timeout(timeout).map_err(|_| {
+            let waited = start.elapsed();
+            match self.shared.last_connect_error() {
+                Some(cause) => Error::CheckoutTimeout {
+                    waited,
+                    cause: Box::new(cause),
+                },
+                None => Error::PoolExhausted {
+                    waited,
+                    max_size: self.shared.config.max_size,
+                },
+            }
+        })
+    }
+
+    /// Runs `op` on a pooled connection, retrying what surely did not run, so that a failover
+    /// is invisible to the caller.
+    ///
+    /// Retried, with backoff, within the [`RetryPolicy`]: no connection could be made, or the
+    /// server refused the command (`READONLY` from a demoted master, `MASTERDOWN`, `LOADING`,
+    /// `TRYAGAIN`, `NOREPLICAS`). A failover error also invalidates the pool.
+    ///
+    /// Not retried: a connection that broke or timed out *after* the command was sent, since
+    /// the command may have run (an `INCR` would count twice). That returns
+    /// [`Error::MaybeApplied`]; use [`with_retry_idempotent`](Self::with_retry_idempotent)
+    /// when running the operation twice is harmless. Other errors (`WRONGTYPE`, syntax...)
+    /// return at once as [`Error::Redis`].
+    ///
+    /// ```no_run
+    /// # use r2d2_redis_sentinel::{SentinelPool, redis::Commands};
+    /// # let pool = SentinelPool::builder(["127.0.0.1:26379"], "mymaster").build()?;
+    /// let visits: u64 = pool.with_retry(|c| c.incr("visits", 1))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::RetriesExhausted`] with the attempts and the last cause; [`Error::MaybeApplied`];
+    /// [`Error::Redis`] for a final error; a checkout's configuration error or
+    /// [`Error::PoolExhausted`].
+    pub fn with_retry<T>(&self, op: impl FnMut(&mut Connection) -> RedisResult<T>) -> Result<T, Error> {
+        retry::run(self, false, op)
+    }
+
+    /// Like [`with_retry`](Self::with_retry), for an operation that is safe to run more than
+    /// once (`GET`, `SET` of a fixed value, `DEL`...): a connection that broke after the
+    /// command was sent is retried too.
+    ///
+    /// ```no_run
+    /// # use r2d2_redis_sentinel::{SentinelPool, redis::Commands};
+    /// # let pool = SentinelPool::builder(["127.0.0.1:26379"], "mymaster").build()?;
+    /// let _: () = pool.with_retry_idempotent(|c| c.set("config:mode", "active"))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`with_retry`](Self::with_retry), without [`Error::MaybeApplied`].
+    pub fn with_retry_idempotent<T>(
+        &self,
+        op: impl FnMut(&mut Connection) -> RedisResult<T>,
+    ) -> Result<T, Error> {
+        retry::run(self, true, op)
+    }
+
+    /// Invalidates every pooled connection at once: idle ones are never handed out again,
+    /// checked-out ones are dropped when returned, and the next connection asks the sentinels
+    /// where the master is. Returns the new generation.
+    ///
+    /// The pool does this itself on evidence of a failover (`READONLY`, a node that is no
+    /// longer master); call it when you learn of one some other way.
+    pub fn invalidate(&self) -> u64 {
+        let generation = self.shared.generation.bump();
+        log::info!(
+            "pool for {:?} invalidated by the caller (generation {generation})",
+            self.shared.config.service
+        );
+        generation
+    }
+
+    pub(crate) fn invalidate_from(&self, seen: u64, err: &redis::RedisError) {
+        self.shared
+            .invalidate_from(seen, &format!("a command failed with {err}"));
+    }
+
+    /// The current generation: it starts at 0 and grows by one at each invalidation.
+    pub fn generation(&self) -> u64 {
+        self.shared.generation.current()
+    }
+
+    /// The master the pool connects to in the current generation, if it has looked it up
+    /// since the last invalidation. No I/O.
+    pub fn master(&self) -> Option<NodeAddr> {
+        self.shared.cached_master()
+    }
+
+    /// The service (master) name this pool serves.
+    pub fn service_name(&self) -> &str {
+        &self.shared.config.service
+    }
+
+    /// r2d2's view: connections open and idle. A snapshot, racy by nature.
+    pub fn state(&self) -> r2d2::State {
+        self.pool.state()
+    }
+
+    pub(crate) fn retry_policy(&self) -> RetryPolicy {
+        self.shared.config.retry
+    }
+
+    pub(crate) fn connection_timeout(&self) -> Duration {
+        self.shared.config.connection_timeout
+    }
+}

@@ -1,0 +1,289 @@
+//! Error classes and the retry loop behind [`SentinelPool::with_retry`].
+//!
+//! An error is one of three classes:
+//! - **not applied**: the command surely did not run (no connection could be made, or the
+//!   server refused it: `READONLY`, `MASTERDOWN`, `LOADING`, `TRYAGAIN`, `NOREPLICAS`,
+//!   `UNBLOCKED`). Safe to retry for any operation.
+//! - **maybe applied**: the connection broke or timed out after the command was sent. Retried
+//!   only when the caller declared the operation idempotent.
+//! - **final**: anything else (`WRONGTYPE`, a syntax error, a script error...). Returned at once.
+//!
+//! Classification uses redis-rs's error kinds and server error codes, never message text. In
+//! redis 1.x `READONLY` carries a cluster retry method (`RefreshSlotsAndRetry`) that a check on
+//! the retry method alone misses, and it is *the* symptom of writing to a demoted master.
+
+use std::{
+    collections::hash_map::RandomState,
+    hash::{BuildHasher, Hasher},
+    thread,
+    time::{Duration, Instant},
+};
+
+use redis::{ErrorKind, RedisError, RedisResult, ServerErrorKind};
+
+use crate::{Connection, Error, SentinelPool, config::invalid};
+
+/// How [`SentinelPool::with_retry`] retries: attempts, exponential backoff with jitter, and a
+/// total deadline. Set it with [`Builder::retry_policy`](crate::Builder::retry_policy).
+///
+/// Give it a deadline longer than your Sentinel's failover time (`down-after-milliseconds`
+/// plus the promotion, typically a few seconds more) and a failover is invisible to callers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub struct RetryPolicy {
+    max_attempts: u32,
+    base_backoff: Duration,
+    max_backoff: Duration,
+    deadline: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// 100 attempts, backoff from 10 ms doubling up to 500 ms, within 10 seconds.
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 100,
+            base_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(500),
+            deadline: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The most attempts, the first one included.
+    ///
+    /// Defaults to 100.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts;
+        self
+    }
+
+    /// The wait before the first retry; each later wait doubles, up to `max_backoff`. Each wait
+    /// is drawn at random between half and all of that value, so that many clients do not
+    /// retry in step.
+    ///
+    /// Defaults to 10 ms.
+    pub fn base_backoff(mut self, backoff: Duration) -> Self {
+        self.base_backoff = backoff;
+        self
+    }
+
+    /// The longest wait between two attempts.
+    ///
+    /// Defaults to 500 ms.
+    pub fn max_backoff(mut self, backoff: Duration) -> Self {
+        self.max_backoff = backoff;
+        self
+    }
+
+    /// The total time the attempts and waits may take; a checkout waits at most what is left.
+    ///
+    /// Defaults to 10 seconds.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        if self.max_attempts == 0 {
+            return invalid("retry_policy", "max_attempts must be at least 1");
+        }
+        if self.deadline.is_zero() {
+            return invalid("retry_policy", "the deadline must be longer than zero");
+        }
+        if self.base_backoff > self.max_backoff {
+            return invalid("retry_policy", "base_backoff is longer than max_backoff");
+        }
+        Ok(())
+    }
+
+    /// The wait after attempt `attempt` (1-based), before jitter.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
+        self.base_backoff
+            .saturating_mul(factor)
+            .min(self.max_backoff)
+    }
+}
+
+/// What an error says about the command that met it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Class {
+    /// Surely not applied; `failover` when it is evidence that the master moved.
+    NotApplied { failover: bool },
+    /// Sent, then the connection failed: it may have been applied.
+    MaybeApplied,
+    /// Retrying will not help.
+    Final,
+}
+
+impl Class {
+    pub(crate) fn is_safe_to_retry(self) -> bool {
+        matches!(self, Class::NotApplied { .. })
+    }
+
+    pub(crate) fn is_failover(self) -> bool {
+        self == Class::NotApplied { failover: true }
+    }
+}
+
+/// Classifies an error met while running a command on a pooled connection.
+pub(crate) fn classify(err: &RedisError) -> Class {
+    match err.kind() {
+        // The node was demoted, or is a replica that lost its master.
+        ErrorKind::Server(ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown) => {
+            Class::NotApplied { failover: true }
+        }
+        ErrorKind::Server(ServerErrorKind::BusyLoading | ServerErrorKind::TryAgain) => {
+            Class::NotApplied { failover: false }
+        }
+        ErrorKind::Extension => match err.code() {
+            // A blocked command was released because the node became a replica.
+            Some("UNBLOCKED") => Class::NotApplied { failover: true },
+            // `min-replicas-to-write` not met: the write was refused.
+            Some("NOREPLICAS") => Class::NotApplied { failover: false },
+            _ => Class::Final,
+        },
+        ErrorKind::Io if err.is_connection_refusal() => Class::NotApplied { failover: false },
+        ErrorKind::Io | ErrorKind::Parse => Class::MaybeApplied,
+        _ => Class::Final,
+    }
+}
+
+/// The loop behind `with_retry` and `with_retry_idempotent`.
+pub(crate) fn run<T>(
+    pool: &SentinelPool,
+    idempotent: bool,
+    mut op: impl FnMut(&mut Connection) -> RedisResult<T>,
+) -> Result<T, Error> {
+    let policy = pool.retry_policy();
+    let start = Instant::now();
+    let deadline = start + policy.deadline;
+    let mut jitter = Jitter::new();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let wait = remaining
+            .min(pool.connection_timeout())
+            .max(Duration::from_millis(1));
+        let last = match pool.get_timeout(wait) {
+            Ok(mut conn) => match op(&mut conn) {
+                Ok(value) => return Ok(value),
+                Err(err) => match classify(&err) {
+                    Class::Final => return Err(Error::Redis(err)),
+                    Class::MaybeApplied if !idempotent => {
+                        return Err(Error::MaybeApplied {
+                            attempts: attempt,
+                            source: err,
+                        });
+                    }
+                    class => {
+                        if class.is_failover() {
+                            pool.invalidate_from(conn.generation(), &err);
+                        }
+                        log::debug!("attempt {attempt} on {} failed: {err}", conn.addr());
+                        Error::Redis(err)
+                    }
+                },
+            },
+            Err(err) if err.is_config() || matches!(err, Error::PoolExhausted { .. }) => {
+                return Err(err);
+            }
+            Err(err) => {
+                log::debug!("attempt {attempt}: no connection: {err}");
+                err
+            }
+        };
+        let backoff = jitter.apply(policy.backoff(attempt));
+        let now = Instant::now();
+        if attempt >= policy.max_attempts || now + backoff >= deadline {
+            return Err(Error::RetriesExhausted {
+                attempts: attempt,
+                elapsed: now - start,
+                last: Box::new(last),
+            });
+        }
+        thread::sleep(backoff);
+    }
+}
+
+/// A small xorshift generator seeded from the standard library's random hasher keys: enough to
+/// spread retries, no dependency.
+struct Jitter(u64);
+
+impl Jitter {
+    fn new() -> Self {
+        let mut hasher = RandomState::new().build_hasher();
+        hasher.write_u64(0);
+        Jitter(hasher.finish() | 1)
+    }
+
+    /// A duration drawn uniformly between half of `d` and `d`.
+    fn apply(&mut self, d: Duration) -> Duration {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        let fraction = (self.0 >> 11) as f64 / (1u64 << 53) as f64;
+        d.mul_f64(0.5 + fraction / 2.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server error as the parser makes it from the bytes a server sends.
+    fn server(code: &str) -> RedisError {
+        let reply = format!("-{code} some detail\r\n");
+        let value = redis::parse_redis_value(reply.as_bytes()).unwrap();
+        value.extract_error().unwrap_err()
+    }
+
+    fn io(kind: std::io::ErrorKind) -> RedisError {
+        RedisError::from(std::io::Error::from(kind))
+    }
+
+    #[test]
+    fn readonly_is_a_failover_even_though_redis_rs_calls_it_a_cluster_error() {
+        let err = server("READONLY");
+        assert_eq!(err.kind(), ErrorKind::Server(ServerErrorKind::ReadOnly));
+        assert!(
+            matches!(err.retry_method(), redis::RetryMethod::RefreshSlotsAndRetry),
+            "a check on the retry method alone would miss this"
+        );
+        assert_eq!(classify(&err), Class::NotApplied { failover: true });
+        assert_eq!(classify(&server("MASTERDOWN")), Class::NotApplied { failover: true });
+        assert_eq!(classify(&server("LOADING")), Class::NotApplied { failover: false });
+        assert_eq!(classify(&server("TRYAGAIN")), Class::NotApplied { failover: false });
+    }
+
+    #[test]
+    fn extension_codes_are_classified_by_code() {
+        assert_eq!(classify(&server("UNBLOCKED")), Class::NotApplied { failover: true });
+        assert_eq!(classify(&server("NOREPLICAS")), Class::NotApplied { failover: false });
+        assert_eq!(classify(&server("WRONGTYPE")), Class::Final);
+    }
+
+    #[test]
+    fn io_errors_are_maybe_applied_except_refusals() {
+        use std::io::ErrorKind::*;
+        assert_eq!(classify(&io(ConnectionRefused)), Class::NotApplied { failover: false });
+        for kind in [UnexpectedEof, ConnectionReset, BrokenPipe, TimedOut, WouldBlock] {
+            assert_eq!(classify(&io(kind)), Class::MaybeApplied, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_jitter_stays_in_range() {
+        let policy = RetryPolicy::default();
+        assert_eq!(policy.backoff(1), Duration::from_millis(10));
+        assert_eq!(policy.backoff(3), Duration::from_millis(40));
+        assert_eq!(policy.backoff(40), Duration::from_millis(500));
+        let mut jitter = Jitter::new();
+        for _ in 0..1000 {
+            let d = jitter.apply(Duration::from_millis(100));
+            assert!(d >= Duration::from_millis(50) && d <= Duration::from_millis(100));
+        }
+    }
+}
