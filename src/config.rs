@@ -365,13 +365,17 @@ fn parse_sentinel(address: &str) -> Result<SentinelUrl, Error> {
         format!("redis://{trimmed}")
     };
     if !url.starts_with("redis://") {
-        return Err(rejected("only the redis:// scheme is supported for sentinels"));
+        return Err(rejected(
+            "only the redis:// scheme is supported for sentinels",
+        ));
     }
     let authority = &url["redis://".len()..];
     let host_port = authority.rsplit('@').next().unwrap_or(authority);
     let host_port = host_port.split(['/', '?']).next().unwrap_or(host_port);
     if !host_port.ends_with(']') && host_port.rsplit_once(':').is_none() {
-        return Err(rejected("the port is missing (sentinels usually listen on 26379)"));
+        return Err(rejected(
+            "the port is missing (sentinels usually listen on 26379)",
+        ));
     }
     let info = url
         .as_str()
@@ -400,9 +404,13 @@ mod tests {
 
     #[test]
     fn sentinel_addresses_parse_with_or_without_scheme() {
-        let config = builder(&["redis://127.0.0.1:26379", "10.1.2.3:26380", "redis://:pw@h:1"])
-            .validate()
-            .unwrap();
+        let config = builder(&[
+            "redis://127.0.0.1:26379",
+            "10.1.2.3:26380",
+            "redis://:pw@h:1",
+        ])
+        .validate()
+        .unwrap();
         assert_eq!(
             config.sentinels,
             vec![
@@ -416,7 +424,13 @@ mod tests {
 
     #[test]
     fn malformed_sentinel_addresses_are_rejected_with_the_address() {
-        for bad in ["", "http://h:1", "127.0.0.1", "redis://h:notaport", "redis+unix:///tmp/s"] {
+        for bad in [
+            "",
+            "http://h:1",
+            "127.0.0.1",
+            "redis://h:notaport",
+            "redis+unix:///tmp/s",
+        ] {
             match builder(&[bad]).validate() {
                 Err(Error::InvalidSentinelAddress { address, .. }) => assert_eq!(address, bad),
                 other => panic!("{bad:?} gave {other:?}"),
@@ -429,8 +443,14 @@ mod tests {
         let cases: Vec<(Builder, &str)> = vec![
             (builder(&["h:1"]).max_size(0), "max_size"),
             (builder(&["h:1"]).min_idle(Some(11)), "min_idle"),
-            (builder(&["h:1"]).read_timeout(Duration::ZERO), "read_timeout"),
-            (builder(&["h:1"]).sentinel_timeout(Duration::ZERO), "sentinel_timeout"),
+            (
+                builder(&["h:1"]).read_timeout(Duration::ZERO),
+                "read_timeout",
+            ),
+            (
+                builder(&["h:1"]).sentinel_timeout(Duration::ZERO),
+                "sentinel_timeout",
+            ),
             (
                 builder(&["h:1"]).retry_policy(RetryPolicy::default().max_attempts(0)),
                 "retry_policy",

@@ -163,14 +163,9 @@ impl ConnectionLike for Connection {
 }
 
 fn is_subscribe(name: &[u8]) -> bool {
-    [
-        &b"SUBSCRIBE"[..],
-        b"PSUBSCRIBE",
-        b"SSUBSCRIBE",
-        b"MONITOR",
-    ]
-    .iter()
-    .any(|s| name.eq_ignore_ascii_case(s))
+    [&b"SUBSCRIBE"[..], b"PSUBSCRIBE", b"SSUBSCRIBE", b"MONITOR"]
+        .iter()
+        .any(|s| name.eq_ignore_ascii_case(s))
 }
 
 /// The names of the commands in a packed request (RESP arrays of bulk strings, as redis-rs

@@ -281,9 +281,9 @@ impl error::Error for Error {
             | Error::Connect { source, .. }
             | Error::Redis(source)
             | Error::MaybeApplied { source, .. } => Some(source),
-            Error::SentinelsUnreachable { failures } => {
-                failures.last().map(|f| &f.source as &(dyn error::Error + 'static))
-            }
+            Error::SentinelsUnreachable { failures } => failures
+                .last()
+                .map(|f| &f.source as &(dyn error::Error + 'static)),
             Error::CheckoutTimeout { cause, .. } => Some(cause.as_ref()),
             Error::RetriesExhausted { last, .. } => Some(last.as_ref()),
             _ => None,

@@ -41,7 +41,10 @@ mod tests {
         let generation = Generation::default();
         assert_eq!(generation.current(), 0);
         assert!(generation.bump_from(0));
-        assert!(!generation.bump_from(0), "a second witness of generation 0 must not bump again");
+        assert!(
+            !generation.bump_from(0),
+            "a second witness of generation 0 must not bump again"
+        );
         assert_eq!(generation.current(), 1);
         assert_eq!(generation.bump(), 2);
     }

@@ -10,6 +10,9 @@ mod node;
 mod pool;
 mod retry;
 mod sentinel;
+#[cfg(feature = "testkit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
+pub mod testkit;
 
 pub use config::{Builder, Validation};
 pub use connection::Connection;

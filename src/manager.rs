@@ -100,7 +100,10 @@ impl Shared {
         match &result {
             Ok(_) => *last = None,
             Err(err) => {
-                log::warn!("could not open a connection for {:?}: {err}", self.config.service);
+                log::warn!(
+                    "could not open a connection for {:?}: {err}",
+                    self.config.service
+                );
                 *last = Some(err.clone());
             }
         }
@@ -200,7 +203,8 @@ impl r2d2::ManageConnection for SentinelManager {
             Validation::PingRole => match conn.ping_role() {
                 Ok(Role::Primary { .. }) => Ok(()),
                 Ok(role) => {
-                    shared.invalidate_from(conn.generation(), "a pooled master is no longer master");
+                    shared
+                        .invalidate_from(conn.generation(), "a pooled master is no longer master");
                     Err(Error::WrongRole {
                         address: conn.addr().to_string(),
                         expected: "master",

@@ -47,7 +47,10 @@ pub(crate) struct NodeSettings {
 
 /// Opens a connection to `addr`: TCP connect, `HELLO`/`AUTH` and `SELECT` all within
 /// `connect_timeout`, then read and write timeouts on every later call.
-pub(crate) fn connect(addr: &NodeAddr, settings: &NodeSettings) -> redis::RedisResult<redis::Connection> {
+pub(crate) fn connect(
+    addr: &NodeAddr,
+    settings: &NodeSettings,
+) -> redis::RedisResult<redis::Connection> {
     let info = ConnectionAddr::Tcp(addr.host.clone(), addr.port)
         .into_connection_info()?
         .set_redis_settings(settings.redis.clone());
@@ -89,7 +92,10 @@ mod tests {
     fn auth_errors_are_recognised_by_kind_and_code() {
         let wrongpass = redis::make_extension_error("WRONGPASS".into(), Some("invalid".into()));
         let noauth = redis::make_extension_error("NOAUTH".into(), None);
-        let failed = RedisError::from((ErrorKind::AuthenticationFailed, "Password authentication failed"));
+        let failed = RedisError::from((
+            ErrorKind::AuthenticationFailed,
+            "Password authentication failed",
+        ));
         let other = redis::make_extension_error("WRONGTYPE".into(), None);
         assert!(is_auth_error(&wrongpass));
         assert!(is_auth_error(&noauth));

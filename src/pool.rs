@@ -6,6 +6,7 @@ use std::{
 };
 
 use redis::RedisResult;
+use scheduled_thread_pool::{OnPoolDropBehavior, ScheduledThreadPool};
 
 use crate::{
     Builder, Connection, Error, NodeAddr, RetryPolicy,
@@ -71,6 +72,15 @@ impl SentinelPool {
             // Failures are logged where they happen, at the level they deserve; r2d2's default
             // handler would log each stale connection dropped after a failover as an error.
             .error_handler(Box::new(r2d2::NopErrorHandler))
+            // r2d2's default thread pool runs its pending jobs after the pool is dropped: the
+            // reaper (every 30 s) and connect retries would keep its threads alive that long.
+            .thread_pool(Arc::new(
+                ScheduledThreadPool::builder()
+                    .num_threads(3)
+                    .thread_name_pattern("r2d2-sentinel-{}")
+                    .on_drop_behavior(OnPoolDropBehavior::DiscardPendingScheduled)
+                    .build(),
+            ))
             .build_unchecked(SentinelManager {
                 shared: Arc::clone(&shared),
             });
@@ -108,15 +118,28 @@ impl SentinelPool {
         let start = Instant::now();
         self.pool.get_timeout(timeout).map_err(|_| {
             let waited = start.elapsed();
-            match self.shared.last_connect_error() {
-                Some(cause) => Error::CheckoutTimeout {
-                    waited,
-                    cause: Box::new(cause),
-                },
-                None => Error::PoolExhausted {
-                    waited,
-                    max_size: self.shared.config.max_size,
-                },
+            let max_size = self.shared.config.max_size;
+            let state = self.pool.state();
+            if state.connections >= max_size && state.idle_connections == 0 {
+                return Error::PoolExhausted { waited, max_size };
+            }
+            // Not every connection exists: the missing ones could not be opened in time.
+            let cause = self
+                .shared
+                .last_connect_error()
+                .unwrap_or_else(|| Error::Connect {
+                    address: self
+                        .master()
+                        .map_or_else(|| self.service_name().to_owned(), |m| m.to_string()),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "a new connection was still being opened",
+                    )
+                    .into(),
+                });
+            Error::CheckoutTimeout {
+                waited,
+                cause: Box::new(cause),
             }
         })
     }
@@ -146,7 +169,10 @@ impl SentinelPool {
     /// [`Error::RetriesExhausted`] with the attempts and the last cause; [`Error::MaybeApplied`];
     /// [`Error::Redis`] for a final error; a checkout's configuration error or
     /// [`Error::PoolExhausted`].
-    pub fn with_retry<T>(&self, op: impl FnMut(&mut Connection) -> RedisResult<T>) -> Result<T, Error> {
+    pub fn with_retry<T>(
+        &self,
+        op: impl FnMut(&mut Connection) -> RedisResult<T>,
+    ) -> Result<T, Error> {
         retry::run(self, false, op)
     }
 

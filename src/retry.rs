@@ -99,7 +99,9 @@ impl RetryPolicy {
 
     /// The wait after attempt `attempt` (1-based), before jitter.
     fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
+        let factor = 1u32
+            .checked_shl(attempt.saturating_sub(1))
+            .unwrap_or(u32::MAX);
         self.base_backoff
             .saturating_mul(factor)
             .min(self.max_backoff)
@@ -253,23 +255,47 @@ mod tests {
             "a check on the retry method alone would miss this"
         );
         assert_eq!(classify(&err), Class::NotApplied { failover: true });
-        assert_eq!(classify(&server("MASTERDOWN")), Class::NotApplied { failover: true });
-        assert_eq!(classify(&server("LOADING")), Class::NotApplied { failover: false });
-        assert_eq!(classify(&server("TRYAGAIN")), Class::NotApplied { failover: false });
+        assert_eq!(
+            classify(&server("MASTERDOWN")),
+            Class::NotApplied { failover: true }
+        );
+        assert_eq!(
+            classify(&server("LOADING")),
+            Class::NotApplied { failover: false }
+        );
+        assert_eq!(
+            classify(&server("TRYAGAIN")),
+            Class::NotApplied { failover: false }
+        );
     }
 
     #[test]
     fn extension_codes_are_classified_by_code() {
-        assert_eq!(classify(&server("UNBLOCKED")), Class::NotApplied { failover: true });
-        assert_eq!(classify(&server("NOREPLICAS")), Class::NotApplied { failover: false });
+        assert_eq!(
+            classify(&server("UNBLOCKED")),
+            Class::NotApplied { failover: true }
+        );
+        assert_eq!(
+            classify(&server("NOREPLICAS")),
+            Class::NotApplied { failover: false }
+        );
         assert_eq!(classify(&server("WRONGTYPE")), Class::Final);
     }
 
     #[test]
     fn io_errors_are_maybe_applied_except_refusals() {
         use std::io::ErrorKind::*;
-        assert_eq!(classify(&io(ConnectionRefused)), Class::NotApplied { failover: false });
-        for kind in [UnexpectedEof, ConnectionReset, BrokenPipe, TimedOut, WouldBlock] {
+        assert_eq!(
+            classify(&io(ConnectionRefused)),
+            Class::NotApplied { failover: false }
+        );
+        for kind in [
+            UnexpectedEof,
+            ConnectionReset,
+            BrokenPipe,
+            TimedOut,
+            WouldBlock,
+        ] {
             assert_eq!(classify(&io(kind)), Class::MaybeApplied, "{kind:?}");
         }
     }

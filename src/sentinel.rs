@@ -218,9 +218,13 @@ fn parse_master(reply: &HashMap<String, String>) -> Answer {
         .split(',')
         .any(|flag| matches!(flag, "s_down" | "o_down"));
     let is_master = flags.split(',').any(|flag| flag == "master");
-    let addr = reply.get("ip").zip(reply.get("port").and_then(|p| p.parse().ok()));
+    let addr = reply
+        .get("ip")
+        .zip(reply.get("port").and_then(|p| p.parse().ok()));
     match addr {
-        Some((ip, port)) if is_master && !is_down => Answer::Master(NodeAddr::new(ip.clone(), port)),
+        Some((ip, port)) if is_master && !is_down => {
+            Answer::Master(NodeAddr::new(ip.clone(), port))
+        }
         Some(_) => Answer::Down,
         None => Answer::Unknown,
     }
@@ -240,7 +244,9 @@ mod tests {
     #[test]
     fn a_healthy_master_is_accepted() {
         let r = reply(&[("ip", "10.0.0.1"), ("port", "6380"), ("flags", "master")]);
-        assert!(matches!(parse_master(&r), Answer::Master(a) if a == NodeAddr::new("10.0.0.1", 6380)));
+        assert!(
+            matches!(parse_master(&r), Answer::Master(a) if a == NodeAddr::new("10.0.0.1", 6380))
+        );
     }
 
     #[test]

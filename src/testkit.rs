@@ -1,0 +1,928 @@
+//! A real local Sentinel topology for tests, examples and benchmarks, yours included.
+//!
+//! [`Topology::start`] runs the OS's `redis-server` and `redis-sentinel` as child processes on
+//! free loopback ports: one master, two replicas and three sentinels by default, each with its
+//! own folder under the system temp dir. It returns once every sentinel sees the master, both
+//! replicas and the other sentinels, so a failover can start at once. Dropping the
+//! [`Topology`] kills every process it started (by its handle, never by name) and removes the
+//! folders; when the drop happens during a panic, the folders and their logs are kept and
+//! their path is printed.
+//!
+//! Enable it with the `testkit` feature, usually as a dev-dependency:
+//!
+//! ```toml
+//! [dev-dependencies]
+//! r2d2-redis-sentinel = { version = "0.1", features = ["testkit"] }
+//! ```
+//!
+//! ```no_run
+//! use r2d2_redis_sentinel::{redis::Commands, testkit::Topology};
+//!
+//! let topology = Topology::start()?;
+//! let pool = topology.pool_builder().build()?;
+//! let _: () = pool.get()?.set("k", "v")?;
+//! let new_master = topology.failover()?;
+//! assert_eq!(pool.with_retry(|c| { c.set::<_, _, ()>("k", "w")?; Ok(c.addr().clone()) })?, new_master);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The binaries are looked up in the folder named by the `REDIS_BIN_DIR` environment variable,
+//! else on `PATH`. On Debian or Ubuntu: `apt-get install redis-server redis-sentinel`.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    env, fmt, fs, io,
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use redis::{RedisConnectionInfo, Role};
+
+use crate::{Builder, NodeAddr, SentinelPool, node};
+
+/// How often readiness and state conditions are polled.
+const POLL: Duration = Duration::from_millis(20);
+/// How often a process whose port was taken in the meantime is started again on a new port.
+const START_ATTEMPTS: usize = 4;
+
+/// Why a topology could not be started or driven.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// `redis-server` or `redis-sentinel` was not found.
+    MissingBinary {
+        /// The binary's name.
+        name: &'static str,
+    },
+    /// A file or process operation failed.
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// A process exited before it answered.
+    Exited {
+        /// Which node.
+        node: String,
+        /// The end of its log.
+        log_tail: String,
+    },
+    /// A condition was not met in time; `state` is what each node reported last.
+    Timeout {
+        /// What was awaited.
+        what: String,
+        /// The topology's state when the time ran out.
+        state: String,
+    },
+    /// A command to a node failed.
+    Redis(redis::RedisError),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::MissingBinary { name } => write!(
+                f,
+                "`{name}` was not found on PATH: install Redis (Debian/Ubuntu: `apt-get install \
+                 redis-server redis-sentinel`; macOS: `brew install redis`) or set REDIS_BIN_DIR \
+                 to the folder that holds redis-server and redis-sentinel"
+            ),
+            Error::Io { context, source } => write!(f, "{context}: {source}"),
+            Error::Exited { node, log_tail } => {
+                write!(
+                    f,
+                    "{node} exited before it answered; its log ends with:\n{log_tail}"
+                )
+            }
+            Error::Timeout { what, state } => {
+                write!(f, "timed out waiting for {what}; topology state:\n{state}")
+            }
+            Error::Redis(err) => write!(f, "redis error: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            Error::Redis(err) => Some(err),
+            _ => None,
+        }
+    }
+}
+
+impl From<redis::RedisError> for Error {
+    fn from(err: redis::RedisError) -> Self {
+        Error::Redis(err)
+    }
+}
+
+fn io_error(context: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
+    let context = context.into();
+    move |source| Error::Io { context, source }
+}
+
+/// Options of a [`Topology`]; made by [`Topology::builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct TopologyBuilder {
+    service: String,
+    replicas: usize,
+    sentinels: usize,
+    down_after: Duration,
+    failover_timeout: Duration,
+    redis_defaults: bool,
+    password: Option<String>,
+    sentinel_password: Option<String>,
+    timeout: Duration,
+}
+
+impl Default for TopologyBuilder {
+    fn default() -> Self {
+        TopologyBuilder {
+            service: "mymaster".into(),
+            replicas: 2,
+            sentinels: 3,
+            down_after: Duration::from_millis(1000),
+            failover_timeout: Duration::from_secs(10),
+            redis_defaults: false,
+            password: None,
+            sentinel_password: None,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl TopologyBuilder {
+    /// The service (master) name the sentinels monitor.
+    ///
+    /// Defaults to `"mymaster"`.
+    pub fn service(mut self, name: impl Into<String>) -> Self {
+        self.service = name.into();
+        self
+    }
+
+    /// How many replicas.
+    ///
+    /// Defaults to 2.
+    pub fn replicas(mut self, replicas: usize) -> Self {
+        self.replicas = replicas;
+        self
+    }
+
+    /// How many sentinels; the quorum is a majority of them.
+    ///
+    /// Defaults to 3.
+    pub fn sentinels(mut self, sentinels: usize) -> Self {
+        self.sentinels = sentinels.max(1);
+        self
+    }
+
+    /// Sentinel's `down-after-milliseconds`: how long a master may be silent before it is
+    /// considered down, which bounds how long a crash takes to fail over.
+    ///
+    /// Defaults to 1 second (production default: 30 seconds).
+    pub fn down_after(mut self, down_after: Duration) -> Self {
+        self.down_after = down_after;
+        self
+    }
+
+    /// Sentinel's `failover-timeout`.
+    ///
+    /// Defaults to 10 seconds.
+    pub fn failover_timeout(mut self, timeout: Duration) -> Self {
+        self.failover_timeout = timeout;
+        self
+    }
+
+    /// Keeps Redis's own replication defaults. Otherwise `repl-diskless-sync-delay` is 0, which
+    /// makes failovers end seconds sooner (Redis 7 waits 5 seconds before each full sync, and
+    /// the failover leader publishes `+switch-master` only after the sync).
+    ///
+    /// Defaults to `false`.
+    pub fn redis_defaults(mut self, keep: bool) -> Self {
+        self.redis_defaults = keep;
+        self
+    }
+
+    /// A `requirepass` for the data nodes (and the sentinels' `auth-pass` for them).
+    ///
+    /// Defaults to none.
+    pub fn password(mut self, password: impl Into<String>) -> Self {
+        self.password = Some(password.into());
+        self
+    }
+
+    /// A `requirepass` for the sentinels themselves.
+    ///
+    /// Defaults to none.
+    pub fn sentinel_password(mut self, password: impl Into<String>) -> Self {
+        self.sentinel_password = Some(password.into());
+        self
+    }
+
+    /// How long starting, settling and failing over may take before they fail with the
+    /// topology's state.
+    ///
+    /// Defaults to 30 seconds.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Starts the processes and waits until the topology is settled.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MissingBinary`] with install instructions; [`Error::Exited`] or
+    /// [`Error::Timeout`] with the logs or state when a node does not come up.
+    pub fn start(self) -> Result<Topology, Error> {
+        let binaries = Binaries::find()?;
+        let root = unique_dir()?;
+        let mut topology = Topology {
+            options: self,
+            binaries,
+            root,
+            data: Vec::new(),
+            sentinels: Vec::new(),
+        };
+        let master_port = topology.start_data_node(None)?;
+        for _ in 0..topology.options.replicas {
+            topology.start_data_node(Some(master_port))?;
+        }
+        let monitored = NodeAddr::new("127.0.0.1", master_port);
+        for _ in 0..topology.options.sentinels {
+            topology.start_sentinel(&monitored)?;
+        }
+        topology.wait_settled()?;
+        Ok(topology)
+    }
+}
+
+/// A running local Sentinel topology; every process is killed when it is dropped.
+#[derive(Debug)]
+pub struct Topology {
+    options: TopologyBuilder,
+    binaries: Binaries,
+    root: PathBuf,
+    data: Vec<Process>,
+    sentinels: Vec<Process>,
+}
+
+impl Topology {
+    /// Starts the default topology: 1 master, 2 replicas, 3 sentinels, `down-after` 1 second.
+    ///
+    /// # Errors
+    ///
+    /// As [`TopologyBuilder::start`].
+    pub fn start() -> Result<Topology, Error> {
+        TopologyBuilder::default().start()
+    }
+
+    /// Starts a builder to change the defaults.
+    pub fn builder() -> TopologyBuilder {
+        TopologyBuilder::default()
+    }
+
+    /// The service (master) name.
+    pub fn service_name(&self) -> &str {
+        &self.options.service
+    }
+
+    /// The sentinels' URLs (`redis://127.0.0.1:port`), those killed included.
+    pub fn sentinel_urls(&self) -> Vec<String> {
+        self.sentinels
+            .iter()
+            .map(|s| format!("redis://127.0.0.1:{}", s.port))
+            .collect()
+    }
+
+    /// The sentinels' addresses, those killed included.
+    pub fn sentinel_addrs(&self) -> Vec<NodeAddr> {
+        self.sentinels.iter().map(|s| s.addr()).collect()
+    }
+
+    /// Every data node's address (master and replicas), those killed included.
+    pub fn data_addrs(&self) -> Vec<NodeAddr> {
+        self.data.iter().map(|s| s.addr()).collect()
+    }
+
+    /// A pool builder for this topology: its sentinels, service name and passwords.
+    pub fn pool_builder(&self) -> Builder {
+        let mut builder = SentinelPool::builder(self.sentinel_urls(), self.service_name());
+        if let Some(password) = &self.options.password {
+            builder = builder.password(password);
+        }
+        if let Some(password) = &self.options.sentinel_password {
+            builder = builder.sentinel_password(password);
+        }
+        builder
+    }
+
+    /// The master the live sentinels name, when they all name the same one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] when they disagree or none answers within a few seconds.
+    pub fn master(&self) -> Result<NodeAddr, Error> {
+        self.wait_until(
+            "the sentinels to agree on a master",
+            Duration::from_secs(5),
+            |t| t.agreed_master(),
+        )
+    }
+
+    /// Asks a sentinel to fail over (`SENTINEL FAILOVER`), waits until every live sentinel
+    /// names the promoted node and the node answers `ROLE` as master, and returns its address.
+    /// The demoted master keeps running; it becomes a replica of the new one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] with the topology's state when the failover does not complete.
+    pub fn failover(&self) -> Result<NodeAddr, Error> {
+        let old = self.master()?;
+        let timeout = self.options.timeout;
+        self.wait_until("a sentinel to accept SENTINEL FAILOVER", timeout, |t| {
+            let sentinel = t.sentinels.iter().find(|s| s.is_running())?;
+            let mut cmd = redis::cmd("SENTINEL");
+            cmd.arg("FAILOVER").arg(&t.options.service);
+            // NOGOODSLAVE or INPROG: a replica is not ready yet, or a failover still runs.
+            t.sentinel_query::<String>(sentinel, &cmd).ok()
+        })?;
+        self.wait_for_new_master(&old, timeout)
+    }
+
+    /// Kills the current master with SIGKILL and returns its address; the sentinels fail over
+    /// after `down_after`. Use [`wait_for_new_master`](Self::wait_for_new_master) to wait for
+    /// it, and [`restart`](Self::restart) to bring the node back (as a replica).
+    ///
+    /// # Errors
+    ///
+    /// When the master cannot be found, or the kill fails.
+    pub fn kill_master(&mut self) -> Result<NodeAddr, Error> {
+        let master = self.master()?;
+        let process = self
+            .data
+            .iter_mut()
+            .find(|p| p.port == master.port)
+            .expect("the sentinels name one of our data nodes");
+        process.kill()?;
+        Ok(master)
+    }
+
+    /// Waits until every live sentinel names a master other than `old`, and that node answers
+    /// `ROLE` as master; returns it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] with the topology's state.
+    pub fn wait_for_new_master(
+        &self,
+        old: &NodeAddr,
+        timeout: Duration,
+    ) -> Result<NodeAddr, Error> {
+        self.wait_until(&format!("a master other than {old}"), timeout, |t| {
+            let master = t.agreed_master()?;
+            let is_master = matches!(
+                t.data_query::<Role>(&master, &redis::cmd("ROLE")),
+                Ok(Role::Primary { .. })
+            );
+            (master != *old && is_master).then_some(master)
+        })
+    }
+
+    /// Waits until the topology is settled: every live sentinel names the same master, sees
+    /// every live replica linked to it and every other live sentinel, and the master lists
+    /// every live replica. A failover can start from such a state.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] with the topology's state.
+    pub fn wait_settled(&self) -> Result<(), Error> {
+        self.wait_until("the topology to settle", self.options.timeout, |t| {
+            t.is_settled()?.then_some(())
+        })
+    }
+
+    /// Restarts a data node that was killed, from its own config file; the sentinels turn a
+    /// returning old master into a replica.
+    ///
+    /// # Errors
+    ///
+    /// When the node is unknown, still running, or does not come up.
+    pub fn restart(&mut self, addr: &NodeAddr) -> Result<(), Error> {
+        let binaries = self.binaries.clone();
+        let timeout = self.options.timeout;
+        let (password, sentinel_password) = (
+            self.options.password.clone(),
+            self.options.sentinel_password.clone(),
+        );
+        let process = self.process(addr)?;
+        let password = if process.is_sentinel {
+            sentinel_password
+        } else {
+            password
+        };
+        process.spawn(&binaries)?;
+        process.wait_ready(password.as_deref(), timeout)
+    }
+
+    /// Kills sentinel `index` (in the order of [`sentinel_urls`](Self::sentinel_urls)) with
+    /// SIGKILL.
+    ///
+    /// # Errors
+    ///
+    /// When the kill fails.
+    ///
+    /// # Panics
+    ///
+    /// When there is no sentinel `index`.
+    pub fn kill_sentinel(&mut self, index: usize) -> Result<NodeAddr, Error> {
+        let sentinel = &mut self.sentinels[index];
+        sentinel.kill()?;
+        Ok(sentinel.addr())
+    }
+
+    /// Freezes a node with SIGSTOP: the kernel still accepts its connections, the process never
+    /// answers. This is what a hung node looks like from outside.
+    ///
+    /// # Errors
+    ///
+    /// When the node is not one of this topology's running nodes, or the signal fails.
+    pub fn pause(&mut self, addr: &NodeAddr) -> Result<(), Error> {
+        self.process(addr)?.signal("STOP")
+    }
+
+    /// Lets a node frozen by [`pause`](Self::pause) run again (SIGCONT).
+    ///
+    /// # Errors
+    ///
+    /// As [`pause`](Self::pause).
+    pub fn resume(&mut self, addr: &NodeAddr) -> Result<(), Error> {
+        self.process(addr)?.signal("CONT")
+    }
+
+    fn process(&mut self, addr: &NodeAddr) -> Result<&mut Process, Error> {
+        self.data
+            .iter_mut()
+            .chain(self.sentinels.iter_mut())
+            .find(|p| p.addr() == *addr)
+            .ok_or_else(|| Error::Io {
+                context: format!("find node {addr}"),
+                source: io::Error::new(io::ErrorKind::NotFound, "not a node of this topology"),
+            })
+    }
+
+    fn start_data_node(&mut self, master_port: Option<u16>) -> Result<u16, Error> {
+        let mut last = None;
+        for _ in 0..START_ATTEMPTS {
+            let port = free_port().map_err(io_error("pick a free port"))?;
+            let dir = self.root.join(format!("redis-{port}"));
+            fs::create_dir_all(&dir).map_err(io_error("create a node folder"))?;
+            let mut conf = format!(
+                "port {port}\nbind 127.0.0.1\nprotected-mode no\ndaemonize no\ndir {dir}\n\
+                 logfile {log}\nsave \"\"\nappendonly no\n",
+                dir = dir.display(),
+                log = dir.join("redis.log").display(),
+            );
+            if !self.options.redis_defaults {
+                conf.push_str("repl-diskless-sync-delay 0\n");
+            }
+            if let Some(password) = &self.options.password {
+                conf.push_str(&format!("requirepass {password}\nmasterauth {password}\n"));
+            }
+            if let Some(master_port) = master_port {
+                conf.push_str(&format!("replicaof 127.0.0.1 {master_port}\n"));
+            }
+            let mut process = Process::create(&dir, port, false, &conf)?;
+            process.spawn(&self.binaries)?;
+            match process.wait_ready(self.options.password.as_deref(), self.options.timeout) {
+                Ok(()) => {
+                    self.data.push(process);
+                    return Ok(port);
+                }
+                Err(err @ Error::Exited { .. }) => last = Some(err),
+                Err(err) => return Err(err),
+            }
+        }
+        Err(last.expect("at least one attempt"))
+    }
+
+    fn start_sentinel(&mut self, master: &NodeAddr) -> Result<(), Error> {
+        let options = &self.options;
+        let service = &options.service;
+        let mut last = None;
+        for _ in 0..START_ATTEMPTS {
+            let port = free_port().map_err(io_error("pick a free port"))?;
+            let dir = self.root.join(format!("sentinel-{port}"));
+            fs::create_dir_all(&dir).map_err(io_error("create a sentinel folder"))?;
+            let mut conf = format!(
+                "port {port}\nbind 127.0.0.1\nprotected-mode no\ndaemonize no\ndir {dir}\n\
+                 logfile {log}\n\
+                 sentinel monitor {service} {host} {mport} {quorum}\n\
+                 sentinel down-after-milliseconds {service} {down}\n\
+                 sentinel failover-timeout {service} {failover}\n\
+                 sentinel parallel-syncs {service} 1\n",
+                dir = dir.display(),
+                log = dir.join("sentinel.log").display(),
+                host = master.host,
+                mport = master.port,
+                quorum = options.sentinels / 2 + 1,
+                down = options.down_after.as_millis(),
+                failover = options.failover_timeout.as_millis(),
+            );
+            if let Some(password) = &options.password {
+                conf.push_str(&format!("sentinel auth-pass {service} {password}\n"));
+            }
+            if let Some(password) = &options.sentinel_password {
+                conf.push_str(&format!(
+                    "requirepass {password}\nsentinel sentinel-pass {password}\n"
+                ));
+            }
+            let mut process = Process::create(&dir, port, true, &conf)?;
+            process.spawn(&self.binaries)?;
+            match process.wait_ready(options.sentinel_password.as_deref(), options.timeout) {
+                Ok(()) => {
+                    self.sentinels.push(process);
+                    return Ok(());
+                }
+                Err(err @ Error::Exited { .. }) => last = Some(err),
+                Err(err) => return Err(err),
+            }
+        }
+        Err(last.expect("at least one attempt"))
+    }
+
+    /// Polls `check` until it returns a value or `timeout` passes; the error then carries the
+    /// topology's state.
+    fn wait_until<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl FnMut(&Self) -> Option<T>,
+    ) -> Result<T, Error> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(value) = check(self) {
+                return Ok(value);
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    what: what.to_owned(),
+                    state: self.describe(),
+                });
+            }
+            thread::sleep(POLL);
+        }
+    }
+
+    fn live_sentinels(&self) -> impl Iterator<Item = &Process> {
+        self.sentinels.iter().filter(|s| s.is_running())
+    }
+
+    /// The master every live sentinel names, if they agree.
+    fn agreed_master(&self) -> Option<NodeAddr> {
+        let mut named = None;
+        for sentinel in self.live_sentinels() {
+            let mut cmd = redis::cmd("SENTINEL");
+            cmd.arg("GET-MASTER-ADDR-BY-NAME")
+                .arg(&self.options.service);
+            let (host, port): (String, u16) = self.sentinel_query(sentinel, &cmd).ok()?;
+            let addr = NodeAddr::new(host, port);
+            if named.get_or_insert_with(|| addr.clone()) != &addr {
+                return None;
+            }
+        }
+        named
+    }
+
+    fn is_settled(&self) -> Option<bool> {
+        let master = self.agreed_master()?;
+        let live_replicas: BTreeSet<u16> = self
+            .data
+            .iter()
+            .filter(|p| p.is_running() && p.port != master.port)
+            .map(|p| p.port)
+            .collect();
+        let Ok(Role::Primary { replicas, .. }) =
+            self.data_query::<Role>(&master, &redis::cmd("ROLE"))
+        else {
+            return Some(false);
+        };
+        let linked: BTreeSet<u16> = replicas.iter().map(|r| r.port).collect();
+        if !live_replicas.is_subset(&linked) {
+            return Some(false);
+        }
+        let live_sentinels = self.live_sentinels().count();
+        for sentinel in self.live_sentinels() {
+            let mut cmd = redis::cmd("SENTINEL");
+            cmd.arg("MASTER").arg(&self.options.service);
+            let info: HashMap<String, String> = self.sentinel_query(sentinel, &cmd).ok()?;
+            let others: usize = info.get("num-other-sentinels")?.parse().ok()?;
+            if info.get("flags")? != "master" || others + 1 < live_sentinels {
+                return Some(false);
+            }
+            let mut cmd = redis::cmd("SENTINEL");
+            cmd.arg("REPLICAS").arg(&self.options.service);
+            let seen: Vec<HashMap<String, String>> = self.sentinel_query(sentinel, &cmd).ok()?;
+            let healthy: BTreeSet<u16> = seen
+                .iter()
+                .filter(|r| {
+                    r.get("flags").is_some_and(|f| f == "slave")
+                        && r.get("master-link-status").is_some_and(|s| s == "ok")
+                        && r.get("master-port")
+                            .is_some_and(|p| *p == master.port.to_string())
+                })
+                .filter_map(|r| r.get("port")?.parse().ok())
+                .collect();
+            if !live_replicas.is_subset(&healthy) {
+                return Some(false);
+            }
+        }
+        Some(true)
+    }
+
+    /// What each node reports, for timeout errors.
+    fn describe(&self) -> String {
+        let mut out = String::new();
+        for process in &self.data {
+            let role = if process.is_running() {
+                match self.data_query::<Role>(&process.addr(), &redis::cmd("ROLE")) {
+                    Ok(role) => format!("{role:?}"),
+                    Err(err) => format!("error: {err}"),
+                }
+            } else {
+                "killed".to_owned()
+            };
+            out.push_str(&format!("  redis {}: {role}\n", process.addr()));
+        }
+        for sentinel in &self.sentinels {
+            let view = if sentinel.is_running() {
+                let mut cmd = redis::cmd("SENTINEL");
+                cmd.arg("MASTER").arg(&self.options.service);
+                match self.sentinel_query::<HashMap<String, String>>(sentinel, &cmd) {
+                    Ok(info) => ["ip", "port", "flags", "num-slaves", "num-other-sentinels"]
+                        .iter()
+                        .map(|k| format!("{k}={}", info.get(*k).map_or("?", String::as_str)))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    Err(err) => format!("error: {err}"),
+                }
+            } else {
+                "killed".to_owned()
+            };
+            out.push_str(&format!("  sentinel {}: {view}\n", sentinel.addr()));
+        }
+        out.push_str(&format!("  logs: {}\n", self.root.display()));
+        out
+    }
+
+    fn sentinel_query<T: redis::FromRedisValue>(
+        &self,
+        sentinel: &Process,
+        cmd: &redis::Cmd,
+    ) -> redis::RedisResult<T> {
+        query(
+            &sentinel.addr(),
+            self.options.sentinel_password.as_deref(),
+            cmd,
+        )
+    }
+
+    fn data_query<T: redis::FromRedisValue>(
+        &self,
+        addr: &NodeAddr,
+        cmd: &redis::Cmd,
+    ) -> redis::RedisResult<T> {
+        query(addr, self.options.password.as_deref(), cmd)
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        for process in self.data.iter_mut().chain(self.sentinels.iter_mut()) {
+            // Best effort: a process that is already gone is fine.
+            let _ = process.kill();
+        }
+        if thread::panicking() {
+            eprintln!("testkit: logs kept in {}", self.root.display());
+        } else {
+            let _ = fs::remove_dir_all(&self.root);
+        }
+    }
+}
+
+/// One short-lived connection, one command, every wait bounded.
+fn query<T: redis::FromRedisValue>(
+    addr: &NodeAddr,
+    password: Option<&str>,
+    cmd: &redis::Cmd,
+) -> redis::RedisResult<T> {
+    let mut redis = RedisConnectionInfo::default();
+    if let Some(password) = password {
+        redis = redis.set_password(password);
+    }
+    let settings = node::NodeSettings {
+        redis,
+        connect_timeout: Duration::from_secs(1),
+        read_timeout: Duration::from_secs(2),
+        write_timeout: Duration::from_secs(2),
+    };
+    cmd.query(&mut node::connect(addr, &settings)?)
+}
+
+#[derive(Debug, Clone)]
+struct Binaries {
+    server: PathBuf,
+    /// `None`: start sentinels as `redis-server <conf> --sentinel`.
+    sentinel: Option<PathBuf>,
+}
+
+impl Binaries {
+    fn find() -> Result<Self, Error> {
+        let server = find_binary("redis-server").ok_or(Error::MissingBinary {
+            name: "redis-server",
+        })?;
+        Ok(Binaries {
+            server,
+            sentinel: find_binary("redis-sentinel"),
+        })
+    }
+}
+
+fn find_binary(name: &str) -> Option<PathBuf> {
+    let dirs: Vec<PathBuf> = match env::var_os("REDIS_BIN_DIR") {
+        Some(dir) => vec![PathBuf::from(dir)],
+        None => env::split_paths(&env::var_os("PATH").unwrap_or_default()).collect(),
+    };
+    dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+#[derive(Debug)]
+struct Process {
+    port: u16,
+    dir: PathBuf,
+    is_sentinel: bool,
+    child: Option<Child>,
+}
+
+impl Process {
+    fn create(dir: &Path, port: u16, is_sentinel: bool, conf: &str) -> Result<Self, Error> {
+        let process = Process {
+            port,
+            dir: dir.to_owned(),
+            is_sentinel,
+            child: None,
+        };
+        fs::write(process.conf(), conf).map_err(io_error("write a config file"))?;
+        Ok(process)
+    }
+
+    fn addr(&self) -> NodeAddr {
+        NodeAddr::new("127.0.0.1", self.port)
+    }
+
+    fn conf(&self) -> PathBuf {
+        self.dir.join(if self.is_sentinel {
+            "sentinel.conf"
+        } else {
+            "redis.conf"
+        })
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.join(if self.is_sentinel {
+            "sentinel.log"
+        } else {
+            "redis.log"
+        })
+    }
+
+    fn spawn(&mut self, binaries: &Binaries) -> Result<(), Error> {
+        let mut command = match (&binaries.sentinel, self.is_sentinel) {
+            (Some(sentinel), true) => Command::new(sentinel),
+            _ => Command::new(&binaries.server),
+        };
+        command.arg(self.conf());
+        if self.is_sentinel && binaries.sentinel.is_none() {
+            command.arg("--sentinel");
+        }
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(io_error(format!(
+                "start {}",
+                command.get_program().display()
+            )))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Sends a signal by name (`STOP`, `CONT`) to our own child, by its pid.
+    fn signal(&self, name: &str) -> Result<(), Error> {
+        let child = self.child.as_ref().ok_or_else(|| Error::Io {
+            context: format!("signal {}", self.addr()),
+            source: io::Error::new(io::ErrorKind::NotFound, "the node is not running"),
+        })?;
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(child.id().to_string())
+            .status()
+            .map_err(io_error("run kill"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(Error::Io {
+                context: format!("kill -{name} {}", child.id()),
+                source: io::Error::other(format!("kill exited with {status}")),
+            })
+        }
+    }
+
+    /// SIGKILL, then reap; only ever our own child, by its handle.
+    fn kill(&mut self) -> Result<(), Error> {
+        if let Some(mut child) = self.child.take() {
+            child.kill().map_err(io_error("kill a node"))?;
+            child.wait().map_err(io_error("reap a node"))?;
+        }
+        Ok(())
+    }
+
+    fn wait_ready(&mut self, password: Option<&str>, timeout: Duration) -> Result<(), Error> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(child) = &mut self.child
+                && child
+                    .try_wait()
+                    .map_err(io_error("check a node"))?
+                    .is_some()
+            {
+                self.child = None;
+                let log = fs::read_to_string(self.log()).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(10).collect();
+                return Err(Error::Exited {
+                    node: format!(
+                        "{} {}",
+                        if self.is_sentinel {
+                            "sentinel"
+                        } else {
+                            "redis"
+                        },
+                        self.addr()
+                    ),
+                    log_tail: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+                });
+            }
+            if query::<String>(&self.addr(), password, &redis::cmd("PING")).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    what: format!("{} to answer PING", self.addr()),
+                    state: format!("  logs: {}\n", self.dir.display()),
+                });
+            }
+            thread::sleep(POLL);
+        }
+    }
+}
+
+/// A loopback port nothing listens on now, and that this process has not handed out before
+/// (tests run in parallel in one process).
+fn free_port() -> io::Result<u16> {
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        if GIVEN.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
+            return Ok(port);
+        }
+    }
+}
+
+/// A new folder under the system temp dir, unique to this process and call.
+fn unique_dir() -> Result<PathBuf, Error> {
+    static COUNT: AtomicUsize = AtomicUsize::new(0);
+    let dir = env::temp_dir().join(format!(
+        "r2d2-redis-sentinel-{}-{}",
+        std::process::id(),
+        COUNT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).map_err(io_error(format!("create {}", dir.display())))?;
+    Ok(dir)
+}

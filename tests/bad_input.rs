@@ -1,0 +1,222 @@
+//! Bad input gets a typed error whose message says what to fix; nothing panics or hangs.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use r2d2_redis_sentinel::{Error, SentinelPool, redis::Commands, testkit::Topology};
+use support::{HungServer, closed_port, init_logging};
+
+fn build_err(builder: r2d2_redis_sentinel::Builder) -> Error {
+    match builder.build() {
+        Ok(_) => panic!("the pool was built"),
+        Err(err) => err,
+    }
+}
+
+#[test]
+fn an_empty_sentinel_list_is_rejected() {
+    let err = build_err(SentinelPool::builder(Vec::<String>::new(), "mymaster"));
+    assert!(matches!(err, Error::NoSentinels), "{err:?}");
+    assert!(err.is_config());
+    assert!(err.to_string().contains("at least one"), "{err}");
+}
+
+#[test]
+fn a_malformed_sentinel_url_is_rejected_with_the_url() {
+    let err = build_err(SentinelPool::builder(
+        ["redis://127.0.0.1:port"],
+        "mymaster",
+    ));
+    match &err {
+        Error::InvalidSentinelAddress { address, .. } => {
+            assert_eq!(address, "redis://127.0.0.1:port")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains("redis://host:port"), "{err}");
+}
+
+#[test]
+fn a_zero_max_size_is_rejected() {
+    let err = build_err(SentinelPool::builder(["127.0.0.1:26379"], "mymaster").max_size(0));
+    assert!(
+        matches!(
+            err,
+            Error::InvalidConfig {
+                option: "max_size",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("max_size"), "{err}");
+}
+
+#[test]
+fn an_unknown_service_name_is_reported_as_such() {
+    init_logging();
+    let topology = Topology::start().unwrap();
+    let err = build_err(SentinelPool::builder(
+        topology.sentinel_urls(),
+        "no-such-master",
+    ));
+    match &err {
+        Error::UnknownService { service, asked } => {
+            assert_eq!(service, "no-such-master");
+            assert_eq!(asked.len(), 3);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(err.is_config());
+    assert!(err.to_string().contains("sentinel monitor"), "{err}");
+}
+
+#[test]
+fn a_data_node_given_as_a_sentinel_is_reported_as_such() {
+    init_logging();
+    let topology = Topology::start().unwrap();
+    let data_node = topology.master().unwrap();
+    let err = build_err(SentinelPool::builder(
+        [format!("redis://{data_node}")],
+        "mymaster",
+    ));
+    match &err {
+        Error::NotASentinel { address } => assert_eq!(*address, data_node.to_string()),
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains("26379"), "{err}");
+}
+
+#[test]
+fn a_wrong_data_node_password_is_reported_then_the_right_one_works() {
+    init_logging();
+    let topology = Topology::builder().password("right").start().unwrap();
+    let builder = || SentinelPool::builder(topology.sentinel_urls(), "mymaster");
+
+    for wrong in [builder().password("wrong"), builder()] {
+        let err = build_err(wrong);
+        assert!(matches!(err, Error::Auth { .. }), "{err:?}");
+        assert!(err.is_config());
+        assert!(err.to_string().contains("`password`"), "{err}");
+    }
+    let pool = builder().password("right").build().unwrap();
+    let _: () = pool.get().unwrap().set("k", "v").unwrap();
+}
+
+#[test]
+fn a_wrong_sentinel_password_is_reported_then_the_right_one_works() {
+    init_logging();
+    let topology = Topology::builder()
+        .sentinel_password("s3cret")
+        .start()
+        .unwrap();
+    let builder = || SentinelPool::builder(topology.sentinel_urls(), "mymaster");
+
+    for wrong in [builder().sentinel_password("wrong"), builder()] {
+        let err = build_err(wrong);
+        assert!(matches!(err, Error::SentinelAuth { .. }), "{err:?}");
+        assert!(err.to_string().contains("`sentinel_password`"), "{err}");
+    }
+    builder().sentinel_password("s3cret").build().unwrap();
+}
+
+#[test]
+fn no_reachable_sentinel_lists_every_failure() {
+    let ports = [closed_port(), closed_port()];
+    let err = build_err(SentinelPool::builder(
+        ports.map(|p| format!("127.0.0.1:{p}")),
+        "mymaster",
+    ));
+    match &err {
+        Error::SentinelsUnreachable { failures } => {
+            assert_eq!(failures.len(), 2);
+            assert!(failures.iter().all(|f| f.source.is_connection_refusal()));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(err.is_retryable());
+    assert!(err.to_string().contains(&ports[1].to_string()), "{err}");
+}
+
+#[test]
+fn a_sentinel_that_never_answers_costs_its_timeout_and_no_more() {
+    init_logging();
+    let hung = HungServer::start();
+    let timeout = Duration::from_millis(300);
+
+    // Alone, it is an error after its timeout (connect succeeds, the handshake never ends).
+    let started = Instant::now();
+    let err = build_err(SentinelPool::builder([hung.url()], "mymaster").sentinel_timeout(timeout));
+    assert!(matches!(err, Error::SentinelsUnreachable { .. }), "{err:?}");
+    assert!(err.is_timeout(), "{err:?}");
+    assert!(
+        started.elapsed() < timeout * 10,
+        "took {:?}",
+        started.elapsed()
+    );
+
+    // First in the list, it is skipped and the real sentinels answer.
+    let topology = Topology::start().unwrap();
+    let mut sentinels = vec![hung.url()];
+    sentinels.extend(topology.sentinel_urls());
+    let started = Instant::now();
+    let pool = SentinelPool::builder(sentinels, "mymaster")
+        .sentinel_timeout(timeout)
+        .build()
+        .unwrap();
+    assert!(
+        started.elapsed() < timeout * 10,
+        "took {:?}",
+        started.elapsed()
+    );
+    let _: () = pool.get().unwrap().set("k", "v").unwrap();
+}
+
+#[test]
+fn a_master_that_never_answers_fails_the_checkout_within_its_timeouts() {
+    init_logging();
+    let mut topology = Topology::start().unwrap();
+    let master = topology.master().unwrap();
+    let pool = topology
+        .pool_builder()
+        .max_size(1)
+        .connection_timeout(Duration::from_secs(1))
+        .connect_timeout(Duration::from_millis(300))
+        .read_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    drop(pool.get().unwrap());
+
+    // SIGSTOP: the kernel still accepts connections, the process never answers.
+    topology.pause(&master).unwrap();
+    let started = Instant::now();
+    let err = pool.get().unwrap_err();
+    let waited = started.elapsed();
+    topology.resume(&master).unwrap();
+    assert!(matches!(err, Error::CheckoutTimeout { .. }), "{err:?}");
+    assert!(err.is_timeout(), "{err:?}");
+    assert!(waited < Duration::from_secs(3), "get waited {waited:?}");
+    let _: () = pool.get().unwrap().set("k", "v").unwrap();
+}
+
+#[test]
+fn an_exhausted_pool_says_so_and_recovers() {
+    init_logging();
+    let topology = Topology::start().unwrap();
+    let pool = topology
+        .pool_builder()
+        .max_size(1)
+        .connection_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let held = pool.get().unwrap();
+    let err = pool.get().unwrap_err();
+    assert!(
+        matches!(err, Error::PoolExhausted { max_size: 1, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("raise `max_size`"), "{err}");
+    drop(held);
+    let _: () = pool.get().unwrap().set("k", "v").unwrap();
+}

@@ -1,0 +1,121 @@
+//! Checkouts reach the master, never a stale or demoted node.
+
+mod support;
+
+use std::time::Duration;
+
+use r2d2_redis_sentinel::{Error, redis::Commands, testkit::Topology};
+use support::{client_id, direct, init_logging, is_master};
+
+#[test]
+fn set_and_get_through_the_pool_reach_the_master() {
+    init_logging();
+    let topology = Topology::start().unwrap();
+    let master = topology.master().unwrap();
+    let pool = topology.pool_builder().max_size(4).build().unwrap();
+
+    let mut conn = pool.get().unwrap();
+    let _: () = conn.set("greeting", "hello").unwrap();
+    let value: String = conn.get("greeting").unwrap();
+    assert_eq!(value, "hello");
+    assert_eq!(*conn.addr(), master);
+    assert!(is_master(&mut conn));
+    assert_eq!(pool.master(), Some(master.clone()));
+
+    // The write really is on the master, not only visible through the pool.
+    let on_master: String = direct(&master).get("greeting").unwrap();
+    assert_eq!(on_master, "hello");
+}
+
+#[test]
+fn idle_connections_born_before_an_invalidation_are_never_handed_out() {
+    init_logging();
+    let topology = Topology::start().unwrap();
+    let pool = topology
+        .pool_builder()
+        .max_size(4)
+        .min_idle(Some(4))
+        .build()
+        .unwrap();
+    support::eventually("4 idle connections", Duration::from_secs(10), || {
+        (pool.state().idle_connections == 4).then_some(())
+    });
+    let old_ids: Vec<i64> = {
+        let mut conns: Vec<_> = (0..4).map(|_| pool.get().unwrap()).collect();
+        conns.iter_mut().map(|c| client_id(c)).collect()
+    };
+    // One connection is checked out across the invalidation, and returned after it.
+    let mut held = pool.get().unwrap();
+    let held_id = client_id(&mut held);
+    assert_eq!(held.generation(), 0);
+
+    assert_eq!(pool.invalidate(), 1);
+    drop(held);
+
+    let mut conns: Vec<_> = (0..4).map(|_| pool.get().unwrap()).collect();
+    for conn in &mut conns {
+        assert_eq!(conn.generation(), 1);
+        let id = client_id(conn);
+        assert!(
+            !old_ids.contains(&id),
+            "connection {id} from generation 0 was handed out"
+        );
+        assert_ne!(
+            id, held_id,
+            "the connection held across the invalidation came back"
+        );
+    }
+}
+
+#[test]
+fn a_node_that_answers_role_as_replica_is_never_handed_out() {
+    init_logging();
+    let topology = Topology::start().unwrap();
+    let master = topology.master().unwrap();
+    let replica = topology
+        .data_addrs()
+        .into_iter()
+        .find(|a| *a != master)
+        .unwrap();
+    let pool = topology
+        .pool_builder()
+        .max_size(2)
+        .min_idle(Some(2))
+        .connection_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    support::eventually("2 idle connections", Duration::from_secs(10), || {
+        (pool.state().idle_connections == 2).then_some(())
+    });
+
+    // Demote the master behind the sentinels' back: the pooled connections, and the address
+    // the sentinels still give, now lead to a replica.
+    let mut admin = direct(&master);
+    let _: () = r2d2_redis_sentinel::redis::cmd("REPLICAOF")
+        .arg(&replica.host)
+        .arg(replica.port)
+        .query(&mut admin)
+        .unwrap();
+
+    match pool.get() {
+        Err(Error::CheckoutTimeout { cause, .. }) => assert!(
+            matches!(*cause, Error::WrongRole { ref actual, .. } if actual == "replica"),
+            "unexpected cause {cause:?}"
+        ),
+        Err(other) => panic!("expected a checkout timeout caused by the role, got {other:?}"),
+        Ok(mut conn) => panic!("a connection to a {:?} was handed out", conn.role()),
+    }
+    assert!(
+        pool.generation() >= 1,
+        "the demotion did not invalidate the pool"
+    );
+
+    // Promote it back: the pool recovers by itself.
+    let _: () = r2d2_redis_sentinel::redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query(&mut admin)
+        .unwrap();
+    let mut conn = pool.get().unwrap();
+    assert!(is_master(&mut conn));
+}

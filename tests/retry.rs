@@ -1,0 +1,222 @@
+//! `with_retry`: failovers are invisible to writers, and nothing that may have run is run again
+//! unless the caller said it is safe.
+
+mod support;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use r2d2_redis_sentinel::{
+    Error, NodeAddr, RetryPolicy, SentinelPool,
+    redis::{self, Commands},
+    testkit::Topology,
+};
+use support::{direct, eventually, init_logging};
+
+/// What a writer loop saw.
+struct Report {
+    /// Every acknowledged key, with the node that acknowledged it.
+    acked: Vec<(u64, NodeAddr)>,
+    errors: Vec<Error>,
+    longest_gap: Duration,
+}
+
+/// Writes unique keys `w:<n>` under `with_retry_idempotent` (a `SET` of a fixed value is safe
+/// to repeat) until `stop` is raised.
+fn writer(pool: SentinelPool, stop: Arc<AtomicBool>) -> thread::JoinHandle<Report> {
+    thread::spawn(move || {
+        let mut report = Report {
+            acked: Vec::new(),
+            errors: Vec::new(),
+            longest_gap: Duration::ZERO,
+        };
+        let mut last_ack = Instant::now();
+        let mut n = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            n += 1;
+            match pool.with_retry_idempotent(|c| {
+                let _: () = c.set(format!("w:{n}"), n)?;
+                Ok(c.addr().clone())
+            }) {
+                Ok(addr) => {
+                    report.longest_gap = report.longest_gap.max(last_ack.elapsed());
+                    last_ack = Instant::now();
+                    report.acked.push((n, addr));
+                }
+                Err(err) => report.errors.push(err),
+            }
+        }
+        report
+    })
+}
+
+/// Runs a writer across `disrupt`, until writes land on the new master; returns the report and
+/// how many acknowledged writes the final master lacks.
+fn write_across(
+    topology: &mut Topology,
+    disrupt: impl FnOnce(&mut Topology) -> NodeAddr,
+) -> (Report, NodeAddr, usize) {
+    let pool = topology
+        .pool_builder()
+        .max_size(4)
+        .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(30)))
+        .build()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let handle = writer(pool.clone(), Arc::clone(&stop));
+    eventually("the writer to start", Duration::from_secs(5), || {
+        pool.with_retry(|c| c.exists::<_, bool>("w:1"))
+            .unwrap()
+            .then_some(())
+    });
+    let new = disrupt(topology);
+    // Let the writer run until its writes reach the new master, then a little more.
+    eventually(
+        &format!("writes to reach {new}"),
+        Duration::from_secs(40),
+        || (pool.with_retry(|c| Ok(c.addr().clone())).unwrap() == new).then_some(()),
+    );
+    let first_on_new = dbsize(&new);
+    eventually("a few more writes", Duration::from_secs(10), || {
+        (dbsize(&new) > first_on_new + 100).then_some(())
+    });
+    stop.store(true, Ordering::Relaxed);
+    let report = handle.join().unwrap();
+
+    let mut on_new = direct(&new);
+    let missing = report
+        .acked
+        .iter()
+        .filter(|(n, _)| !on_new.exists::<_, bool>(format!("w:{n}")).unwrap())
+        .count();
+    (report, new, missing)
+}
+
+fn dbsize(addr: &NodeAddr) -> u64 {
+    redis::cmd("DBSIZE").query(&mut direct(addr)).unwrap()
+}
+
+fn print(label: &str, report: &Report, new: &NodeAddr, missing: usize) {
+    let on_new = report.acked.iter().filter(|(_, a)| a == new).count();
+    eprintln!(
+        "{label}: {} writes acknowledged ({} by the new master), {} errors, longest gap {:?}, \
+         {missing} acknowledged writes missing from the final master",
+        report.acked.len(),
+        on_new,
+        report.errors.len(),
+        report.longest_gap,
+    );
+}
+
+#[test]
+fn a_writer_sees_no_error_across_a_manual_failover() {
+    init_logging();
+    let mut topology = Topology::start().unwrap();
+    let (report, new, missing) = write_across(&mut topology, |t| t.failover().unwrap());
+    print("manual failover", &report, &new, missing);
+    assert!(
+        report.errors.is_empty(),
+        "errors surfaced: {:?}",
+        report.errors
+    );
+    assert!(report.acked.iter().any(|(_, a)| *a == new));
+}
+
+#[test]
+fn a_writer_sees_no_error_across_a_master_crash() {
+    init_logging();
+    let mut topology = Topology::start().unwrap();
+    let (report, new, missing) = write_across(&mut topology, |t| {
+        let old = t.kill_master().unwrap();
+        t.wait_for_new_master(&old, Duration::from_secs(30))
+            .unwrap()
+    });
+    print("master crash", &report, &new, missing);
+    assert!(
+        report.errors.is_empty(),
+        "errors surfaced: {:?}",
+        report.errors
+    );
+    assert!(report.acked.iter().any(|(_, a)| *a == new));
+}
+
+/// `INCR` then a `BLPOP` that outlives the read timeout, in one request: the `INCR` is applied,
+/// then the connection times out, so the attempt "may have been applied".
+fn incr_then_time_out(c: &mut r2d2_redis_sentinel::Connection) -> redis::RedisResult<()> {
+    redis::pipe()
+        .incr("counter", 1)
+        .blpop("never-filled", 2.0)
+        .query::<()>(c)
+}
+
+#[test]
+fn a_maybe_applied_operation_is_not_run_again_unless_declared_idempotent() {
+    init_logging();
+    let topology = Topology::start().unwrap();
+    let pool = topology
+        .pool_builder()
+        .read_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+
+    let mut calls = 0;
+    let err = pool
+        .with_retry(|c| {
+            calls += 1;
+            if calls == 1 {
+                incr_then_time_out(c)
+            } else {
+                c.incr("counter", 1)
+            }
+        })
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::MaybeApplied { attempts: 1, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("with_retry_idempotent"), "{err}");
+    assert_eq!(calls, 1, "the operation was run again");
+    let counter: i64 = pool.get().unwrap().get("counter").unwrap();
+    assert_eq!(counter, 1);
+
+    // Declared idempotent, the same failure is retried.
+    let mut calls = 0;
+    pool.with_retry_idempotent(|c| {
+        calls += 1;
+        if calls == 1 {
+            incr_then_time_out(c)
+        } else {
+            c.incr("counter", 1)
+        }
+    })
+    .unwrap();
+    assert_eq!(calls, 2);
+    let counter: i64 = pool.get().unwrap().get("counter").unwrap();
+    assert_eq!(counter, 3);
+}
+
+#[test]
+fn final_errors_are_returned_at_once() {
+    init_logging();
+    let topology = Topology::start().unwrap();
+    let pool = topology.pool_builder().build().unwrap();
+    let _: () = pool.get().unwrap().set("a-string", "x").unwrap();
+    let mut calls = 0;
+    let err = pool
+        .with_retry(|c| {
+            calls += 1;
+            c.lpush::<_, _, ()>("a-string", "y")
+        })
+        .unwrap_err();
+    assert_eq!(calls, 1);
+    match err {
+        Error::Redis(e) => assert_eq!(e.code(), Some("WRONGTYPE")),
+        other => panic!("expected the WRONGTYPE error, got {other:?}"),
+    }
+}
