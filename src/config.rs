@@ -50,6 +50,7 @@ pub struct Builder {
     pub(crate) sentinel_timeout: Duration,
     pub(crate) validation: Validation,
     pub(crate) retry: RetryPolicy,
+    pub(crate) watcher: bool,
 }
 
 impl Builder {
@@ -74,6 +75,7 @@ impl Builder {
             sentinel_timeout: Duration::from_millis(500),
             validation: Validation::PingRole,
             retry: RetryPolicy::default(),
+            watcher: true,
         }
     }
 
@@ -217,6 +219,18 @@ impl Builder {
         self
     }
 
+    /// Whether to run the watcher: background threads subscribed to every sentinel's
+    /// `+switch-master`, which move the pool to a new master within milliseconds of its
+    /// announcement. Without it the pool still recovers, later: from errors and `ROLE` checks,
+    /// which after a planned failover means only once the old master is demoted (seconds later,
+    /// writes it acknowledged meanwhile are lost).
+    ///
+    /// Defaults to `true`.
+    pub fn watcher(mut self, enabled: bool) -> Self {
+        self.watcher = enabled;
+        self
+    }
+
     /// Validates every option, asks the sentinels for the master of the service, opens one
     /// connection to it, and starts the pool. Idle connections are then opened in the
     /// background up to `min_idle`.
@@ -316,6 +330,7 @@ impl Builder {
             },
             validation: self.validation,
             retry: self.retry,
+            watcher: self.watcher,
         })
     }
 }
@@ -334,6 +349,7 @@ pub(crate) struct Config {
     pub(crate) sentinel: NodeSettings,
     pub(crate) validation: Validation,
     pub(crate) retry: RetryPolicy,
+    pub(crate) watcher: bool,
 }
 
 pub(crate) fn invalid<T>(option: &'static str, reason: impl Into<String>) -> Result<T, Error> {

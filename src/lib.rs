@@ -4,23 +4,30 @@
 mod config;
 mod connection;
 mod error;
+mod event;
 mod generation;
 mod manager;
+mod message;
 mod node;
 mod pool;
 mod retry;
 mod sentinel;
+mod stats;
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub mod testkit;
+mod watcher;
 
 pub use config::{Builder, Validation};
 pub use connection::Connection;
 pub use error::{Error, SentinelFailure};
+pub use event::{Event, FailoverSource};
 pub use manager::SentinelManager;
 pub use node::NodeAddr;
 pub use pool::{PooledConnection, SentinelPool};
 pub use retry::RetryPolicy;
+pub use stats::{Stats, WatcherState};
 
+pub use crossbeam_channel;
 pub use r2d2;
 pub use redis;

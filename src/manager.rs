@@ -1,14 +1,21 @@
 //! The r2d2 connection manager: opens connections to the current master and decides whether a
 //! pooled one may be handed out.
 
-use std::sync::Arc;
+use std::{
+    collections::BTreeSet,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::SystemTime,
+};
 
 use parking_lot::Mutex;
 use redis::{RedisError, Role};
 
 use crate::{
-    Connection, Error, NodeAddr, Validation, config::Config, generation::Generation, node,
-    sentinel::Sentinels,
+    Connection, Error, Event, FailoverSource, NodeAddr, Validation, config::Config,
+    event::EventSink, generation::Generation, node, sentinel::Sentinels,
 };
 
 /// How many times one `connect` looks the master up again after reaching a node that is not a
@@ -40,6 +47,13 @@ pub(crate) struct Shared {
     /// The last failure to open a connection; cleared by a success. Lets a checkout that
     /// times out say why. Taken on the connect path and by a checkout that timed out.
     last_connect_error: Mutex<Option<Error>>,
+    pub(crate) events: EventSink,
+    failovers: AtomicU64,
+    /// When the last failover was applied; written by the watcher, read by `stats`.
+    last_failover: Mutex<Option<SystemTime>>,
+    /// The sentinels the watcher is subscribed to now; written by the watcher, read by
+    /// `stats`.
+    pub(crate) subscribed: Mutex<BTreeSet<NodeAddr>>,
 }
 
 #[derive(Debug)]
@@ -59,20 +73,92 @@ impl Shared {
                 master: None,
             }),
             last_connect_error: Mutex::new(None),
+            events: EventSink::new(),
+            failovers: AtomicU64::new(0),
+            last_failover: Mutex::new(None),
+            subscribed: Mutex::new(BTreeSet::new()),
         }
     }
 
-    /// The master for generation `generation`: the cached answer, or one sentinel lookup.
-    pub(crate) fn master(&self, generation: u64) -> Result<NodeAddr, Error> {
+    /// The current generation and its master: the cached answer, or one sentinel lookup.
+    ///
+    /// The generation is read under the lock, before the lookup: a connection is stamped with
+    /// the generation its master was resolved in, never a later one. The watcher starts a
+    /// generation and records its master under the same lock, so a lookup that raced with it
+    /// cannot overwrite the new master with a stale answer.
+    pub(crate) fn master(&self) -> Result<(u64, NodeAddr), Error> {
         let mut resolver = self.resolver.lock();
+        let generation = self.generation.current();
         if let Some((cached_generation, addr)) = &resolver.master
             && *cached_generation == generation
         {
-            return Ok(addr.clone());
+            return Ok((generation, addr.clone()));
         }
         let addr = resolver.sentinels.master(&self.config.service)?;
         resolver.master = Some((generation, addr.clone()));
-        Ok(addr)
+        Ok((generation, addr))
+    }
+
+    /// Applies a failover the watcher learned of: starts a generation whose master is `new`
+    /// (no sentinel lookup needed). Returns false, doing nothing, when `new` is already the
+    /// current generation's master (many sentinels report the same failover).
+    pub(crate) fn switch_master(
+        &self,
+        new: &NodeAddr,
+        sentinel: &NodeAddr,
+        via: FailoverSource,
+    ) -> bool {
+        let (old, generation) = {
+            let mut resolver = self.resolver.lock();
+            let current = self.generation.current();
+            if matches!(&resolver.master, Some((g, addr)) if *g == current && addr == new) {
+                return false;
+            }
+            let old = resolver.master.take().map(|(_, addr)| addr);
+            let generation = self.generation.bump();
+            resolver.master = Some((generation, new.clone()));
+            (old, generation)
+        };
+        self.failovers.fetch_add(1, Ordering::Relaxed);
+        *self.last_failover.lock() = Some(SystemTime::now());
+        log::info!(
+            "failover of {:?}: master {} -> {new} (generation {generation}, from sentinel {sentinel}, {via:?})",
+            self.config.service,
+            old.as_ref()
+                .map_or_else(|| "unknown".to_owned(), |o| o.to_string()),
+        );
+        self.events.send(Event::Failover {
+            old,
+            new: new.clone(),
+            generation,
+            sentinel: sentinel.clone(),
+            via,
+            at: SystemTime::now(),
+        });
+        true
+    }
+
+    /// The sentinels lookups ask, in the order they ask them.
+    pub(crate) fn sentinels(&self) -> Vec<NodeAddr> {
+        self.resolver.lock().sentinels.addrs()
+    }
+
+    /// Adds a sentinel for lookups; false if it was known.
+    pub(crate) fn add_sentinel(&self, addr: NodeAddr) -> bool {
+        self.resolver.lock().sentinels.add(addr)
+    }
+
+    /// Forgets a sentinel.
+    pub(crate) fn remove_sentinel(&self, addr: &NodeAddr) {
+        self.resolver.lock().sentinels.remove(addr);
+    }
+
+    /// Failovers applied so far, and when the last one was.
+    pub(crate) fn failovers(&self) -> (u64, Option<SystemTime>) {
+        (
+            self.failovers.load(Ordering::Relaxed),
+            *self.last_failover.lock(),
+        )
     }
 
     /// The master address cached for the current generation, if any; no I/O.
@@ -113,10 +199,7 @@ impl Shared {
     fn connect_master(&self) -> Result<Connection, Error> {
         let mut mismatch = None;
         for _ in 0..ROLE_MISMATCH_RETRIES {
-            // Read before the lookup: a connection is stamped with the generation its master
-            // was resolved in, never a later one.
-            let generation = self.generation.current();
-            let addr = self.master(generation)?;
+            let (generation, addr) = self.master()?;
             let mut conn = match node::connect(&addr, &self.config.data) {
                 Ok(conn) => Connection::new(conn, addr.clone(), generation),
                 Err(err) => {
@@ -152,13 +235,26 @@ impl Shared {
     /// before it is dropped. Many witnesses of one failover bump once.
     pub(crate) fn invalidate_from(&self, seen: u64, why: &str) {
         if self.generation.bump_from(seen) {
-            log::info!(
-                "pool for {:?} invalidated: {why} (generation {} -> {})",
-                self.config.service,
-                seen,
-                seen + 1
-            );
+            self.invalidated(seen + 1, why);
         }
+    }
+
+    /// Starts a new generation unconditionally; returns it.
+    pub(crate) fn invalidate(&self, why: &str) -> u64 {
+        let generation = self.generation.bump();
+        self.invalidated(generation, why);
+        generation
+    }
+
+    fn invalidated(&self, generation: u64, why: &str) {
+        log::info!(
+            "pool for {:?} invalidated: {why} (generation {generation})",
+            self.config.service
+        );
+        self.events.send(Event::Invalidated {
+            generation,
+            reason: why.to_owned(),
+        });
     }
 
     /// Why connections cannot be made, if the last attempt failed.

@@ -8,7 +8,7 @@ use redis::{
 };
 
 /// The address of a Redis node (master, replica or sentinel), as the sentinels announce it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeAddr {
     /// Host name or IP address.
     pub host: String,

@@ -5,14 +5,17 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crossbeam_channel::Receiver;
+use parking_lot::Mutex;
 use redis::RedisResult;
 use scheduled_thread_pool::{OnPoolDropBehavior, ScheduledThreadPool};
 
 use crate::{
-    Builder, Connection, Error, NodeAddr, RetryPolicy,
+    Builder, Connection, Error, Event, NodeAddr, RetryPolicy, Stats, WatcherState,
     config::Config,
     manager::{SentinelManager, Shared},
     retry,
+    watcher::Watcher,
 };
 
 /// A connection checked out of a [`SentinelPool`]; derefs to [`Connection`] and goes back to
@@ -36,6 +39,16 @@ pub type PooledConnection = r2d2::PooledConnection<SentinelManager>;
 pub struct SentinelPool {
     pool: r2d2::Pool<SentinelManager>,
     shared: Arc<Shared>,
+    /// Shared by every clone; the last one dropped stops and joins the watcher's threads. The
+    /// lock exists for `stop_watcher`, which takes it out through `&self`.
+    watcher: Arc<Mutex<WatcherSlot>>,
+}
+
+#[derive(Debug)]
+enum WatcherSlot {
+    Off,
+    Running(Watcher),
+    Stopped,
 }
 
 impl SentinelPool {
@@ -91,7 +104,16 @@ impl SentinelPool {
                 .cached_master()
                 .map_or_else(|| "unknown".to_owned(), |m| m.to_string())
         );
-        Ok(SentinelPool { pool, shared })
+        let watcher = if config.watcher {
+            WatcherSlot::Running(Watcher::start(Arc::clone(&shared)))
+        } else {
+            WatcherSlot::Off
+        };
+        Ok(SentinelPool {
+            pool,
+            shared,
+            watcher: Arc::new(Mutex::new(watcher)),
+        })
     }
 
     /// Checks out a connection to the current master, waiting at most the pool's
@@ -204,12 +226,7 @@ impl SentinelPool {
     /// The pool does this itself on evidence of a failover (`READONLY`, a node that is no
     /// longer master); call it when you learn of one some other way.
     pub fn invalidate(&self) -> u64 {
-        let generation = self.shared.generation.bump();
-        log::info!(
-            "pool for {:?} invalidated by the caller (generation {generation})",
-            self.shared.config.service
-        );
-        generation
+        self.shared.invalidate("asked by the caller")
     }
 
     pub(crate) fn invalidate_from(&self, seen: u64, err: &redis::RedisError) {
@@ -226,6 +243,63 @@ impl SentinelPool {
     /// since the last invalidation. No I/O.
     pub fn master(&self) -> Option<NodeAddr> {
         self.shared.cached_master()
+    }
+
+    /// The pool's events: failovers, invalidations, the watcher's connections, changes to the
+    /// sentinel list.
+    ///
+    /// The channel is bounded (1024 events) and never blocks the pool: when nobody reads it,
+    /// the oldest events are dropped and counted in [`Stats::events_dropped`]. Every call returns
+    /// a handle on the same queue, so each event goes to one receiver.
+    ///
+    /// ```no_run
+    /// # use r2d2_redis_sentinel::{SentinelPool, Event};
+    /// # let pool = SentinelPool::builder(["127.0.0.1:26379"], "mymaster").build()?;
+    /// for event in pool.events().iter() {
+    ///     if let Event::Failover { old, new, .. } = event {
+    ///         println!("master moved from {old:?} to {new}");
+    ///     }
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn events(&self) -> Receiver<Event> {
+        self.shared.events.receiver()
+    }
+
+    /// A snapshot of the pool: generation, master, failovers seen, watcher state, sentinels,
+    /// r2d2's connection counts.
+    pub fn stats(&self) -> Stats {
+        let (failovers, last_failover) = self.shared.failovers();
+        let state = self.pool.state();
+        let watcher = match &*self.watcher.lock() {
+            WatcherSlot::Off => WatcherState::Off,
+            WatcherSlot::Stopped => WatcherState::Stopped,
+            WatcherSlot::Running(_) => WatcherState::Running {
+                subscribed: self.shared.subscribed.lock().iter().cloned().collect(),
+            },
+        };
+        Stats {
+            generation: self.shared.generation.current(),
+            master: self.shared.cached_master(),
+            failovers,
+            last_failover,
+            watcher,
+            sentinels: self.shared.sentinels(),
+            events_dropped: self.shared.events.dropped(),
+            connections: state.connections,
+            idle_connections: state.idle_connections,
+        }
+    }
+
+    /// Stops the watcher and waits for its threads (well under a second); the pool keeps
+    /// working and recovers from failovers through errors and `ROLE` checks. Dropping the last
+    /// handle to the pool does the same.
+    pub fn stop_watcher(&self) {
+        let mut slot = self.watcher.lock();
+        if let WatcherSlot::Running(watcher) = &mut *slot {
+            watcher.stop();
+            *slot = WatcherSlot::Stopped;
+        }
     }
 
     /// The service (master) name this pool serves.

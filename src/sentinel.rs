@@ -47,9 +47,13 @@ impl std::fmt::Debug for SentinelNode {
 }
 
 /// What one sentinel said about the service.
-enum Answer {
-    Master(NodeAddr),
+pub(crate) enum Answer {
+    /// A master it considers up, and the configuration epoch it belongs to: a larger epoch is a
+    /// later failover.
+    Master { addr: NodeAddr, epoch: u64 },
+    /// It flags the master `s_down` or `o_down`.
     Down,
+    /// It does not monitor the service.
     Unknown,
 }
 
@@ -77,7 +81,7 @@ impl Sentinels {
         let mut failures = Vec::new();
         for i in 0..self.nodes.len() {
             match self.ask_master(i, service) {
-                Ok(Answer::Master(addr)) => {
+                Ok(Answer::Master { addr, .. }) => {
                     if i > 0 {
                         log::debug!(
                             "sentinel {} answered for {service:?}; asking it first from now on",
@@ -120,16 +124,33 @@ impl Sentinels {
     }
 
     fn ask_master(&mut self, i: usize, service: &str) -> Result<Answer, Error> {
-        let mut cmd = redis::cmd("SENTINEL");
-        cmd.arg("MASTER").arg(service);
-        let reply: HashMap<String, String> = match self.query(i, &cmd) {
-            Ok(reply) => reply,
+        let reply = self.query(i, &master_cmd(service));
+        match reply {
+            Ok(reply) => Ok(parse_master(&reply)),
             // The node was verified to be a sentinel when connecting; the only error
             // `SENTINEL MASTER` then returns is "No such master with that name".
-            Err(Error::Redis(err)) if err.code() == Some("ERR") => return Ok(Answer::Unknown),
-            Err(err) => return Err(err),
-        };
-        Ok(parse_master(&reply))
+            Err(Error::Redis(err)) if err.code() == Some("ERR") => Ok(Answer::Unknown),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The sentinels' addresses, in the order they are asked.
+    pub(crate) fn addrs(&self) -> Vec<NodeAddr> {
+        self.nodes.iter().map(|n| n.addr.clone()).collect()
+    }
+
+    /// Adds a sentinel, asked last; false if it was known.
+    pub(crate) fn add(&mut self, addr: NodeAddr) -> bool {
+        if self.nodes.iter().any(|n| n.addr == addr) {
+            return false;
+        }
+        self.nodes.push(SentinelNode { addr, conn: None });
+        true
+    }
+
+    /// Forgets a sentinel.
+    pub(crate) fn remove(&mut self, addr: &NodeAddr) {
+        self.nodes.retain(|n| n.addr != *addr);
     }
 
     /// Runs `cmd` on sentinel `i`, connecting (and verifying it is a sentinel) first if needed.
@@ -211,8 +232,36 @@ fn is_broken(err: &RedisError) -> bool {
     )
 }
 
-/// Reads a `SENTINEL MASTER` reply: the address, and whether the sentinel thinks it is up.
-fn parse_master(reply: &HashMap<String, String>) -> Answer {
+/// `SENTINEL MASTER <service>`.
+pub(crate) fn master_cmd(service: &str) -> redis::Cmd {
+    let mut cmd = redis::cmd("SENTINEL");
+    cmd.arg("MASTER").arg(service);
+    cmd
+}
+
+/// `SENTINEL SENTINELS <service>`: the other sentinels this one knows.
+pub(crate) fn sentinels_cmd(service: &str) -> redis::Cmd {
+    let mut cmd = redis::cmd("SENTINEL");
+    cmd.arg("SENTINELS").arg(service);
+    cmd
+}
+
+/// Reads a `SENTINEL SENTINELS` reply into addresses.
+pub(crate) fn parse_sentinels(reply: &[HashMap<String, String>]) -> Vec<NodeAddr> {
+    reply
+        .iter()
+        .filter_map(|s| {
+            Some(NodeAddr::new(
+                s.get("ip")?.clone(),
+                s.get("port")?.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// Reads a `SENTINEL MASTER` reply: the address, its epoch, and whether the sentinel thinks it
+/// is up.
+pub(crate) fn parse_master(reply: &HashMap<String, String>) -> Answer {
     let flags = reply.get("flags").map(String::as_str).unwrap_or("");
     let is_down = flags
         .split(',')
@@ -221,10 +270,15 @@ fn parse_master(reply: &HashMap<String, String>) -> Answer {
     let addr = reply
         .get("ip")
         .zip(reply.get("port").and_then(|p| p.parse().ok()));
+    let epoch = reply
+        .get("config-epoch")
+        .and_then(|e| e.parse().ok())
+        .unwrap_or(0);
     match addr {
-        Some((ip, port)) if is_master && !is_down => {
-            Answer::Master(NodeAddr::new(ip.clone(), port))
-        }
+        Some((ip, port)) if is_master && !is_down => Answer::Master {
+            addr: NodeAddr::new(ip.clone(), port),
+            epoch,
+        },
         Some(_) => Answer::Down,
         None => Answer::Unknown,
     }
@@ -243,10 +297,16 @@ mod tests {
 
     #[test]
     fn a_healthy_master_is_accepted() {
-        let r = reply(&[("ip", "10.0.0.1"), ("port", "6380"), ("flags", "master")]);
-        assert!(
-            matches!(parse_master(&r), Answer::Master(a) if a == NodeAddr::new("10.0.0.1", 6380))
-        );
+        let r = reply(&[
+            ("ip", "10.0.0.1"),
+            ("port", "6380"),
+            ("flags", "master"),
+            ("config-epoch", "7"),
+        ]);
+        assert!(matches!(
+            parse_master(&r),
+            Answer::Master { addr, epoch: 7 } if addr == NodeAddr::new("10.0.0.1", 6380)
+        ));
     }
 
     #[test]
@@ -261,7 +321,23 @@ mod tests {
     fn a_disconnected_master_is_still_named() {
         // `disconnected` alone means this sentinel's link is down, not that the master is.
         let r = reply(&[("ip", "h"), ("port", "1"), ("flags", "master,disconnected")]);
-        assert!(matches!(parse_master(&r), Answer::Master(_)));
+        assert!(matches!(parse_master(&r), Answer::Master { .. }));
+    }
+
+    #[test]
+    fn sentinels_replies_give_addresses() {
+        let list = vec![
+            reply(&[
+                ("ip", "127.0.0.1"),
+                ("port", "26380"),
+                ("flags", "sentinel"),
+            ]),
+            reply(&[("ip", "127.0.0.1"), ("port", "x")]),
+        ];
+        assert_eq!(
+            parse_sentinels(&list),
+            vec![NodeAddr::new("127.0.0.1", 26380)]
+        );
     }
 
     #[test]

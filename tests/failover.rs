@@ -1,5 +1,5 @@
-//! After a failover, new checkouts reach the new master. The watcher is not involved here:
-//! the pool finds out from errors and `ROLE` checks alone.
+//! After a failover, new checkouts reach the new master, with the watcher off: the pool finds
+//! out from errors and `ROLE` checks alone. (tests/watcher.rs covers the watcher.)
 
 mod support;
 
@@ -27,7 +27,12 @@ fn checkouts_follow_a_manual_failover() {
     init_logging();
     let topology = Topology::start().unwrap();
     let old = topology.master().unwrap();
-    let pool = topology.pool_builder().max_size(4).build().unwrap();
+    let pool = topology
+        .pool_builder()
+        .max_size(4)
+        .watcher(false)
+        .build()
+        .unwrap();
     assert_eq!(*pool.get().unwrap().addr(), old);
 
     let new = topology.failover().unwrap();
@@ -50,7 +55,12 @@ fn checkouts_follow_a_manual_failover() {
 fn checkouts_follow_a_master_crash() {
     init_logging();
     let mut topology = Topology::start().unwrap();
-    let pool = topology.pool_builder().max_size(4).build().unwrap();
+    let pool = topology
+        .pool_builder()
+        .max_size(4)
+        .watcher(false)
+        .build()
+        .unwrap();
     let old = topology.kill_master().unwrap();
     let new = topology
         .wait_for_new_master(&old, Duration::from_secs(30))

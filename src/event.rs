@@ -1,0 +1,135 @@
+//! What the pool tells about itself: [`Event`]s on a channel that never blocks the pool.
+
+use std::{
+    sync::atomic::{AtomicU64, Ordering},
+    time::SystemTime,
+};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::NodeAddr;
+
+/// How many events wait for a consumer before the oldest is dropped.
+const CAPACITY: usize = 1024;
+
+/// Something the pool did or saw, from [`SentinelPool::events`](crate::SentinelPool::events).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// The master moved: every connection born before `generation` is dropped.
+    Failover {
+        /// The master before, if the pool knew it.
+        old: Option<NodeAddr>,
+        /// The new master.
+        new: NodeAddr,
+        /// The generation that starts with it.
+        generation: u64,
+        /// The sentinel that said so.
+        sentinel: NodeAddr,
+        /// How the pool learned of it.
+        via: FailoverSource,
+        /// When the pool applied it.
+        at: SystemTime,
+    },
+    /// Every pooled connection was invalidated for a reason other than a reported failover.
+    Invalidated {
+        /// The generation that starts now.
+        generation: u64,
+        /// Why: an error that shows the master moved, a demoted node, or the caller.
+        reason: String,
+    },
+    /// The watcher subscribed to a sentinel's events.
+    WatcherConnected {
+        /// The sentinel.
+        sentinel: NodeAddr,
+    },
+    /// The watcher lost its subscription to a sentinel; it reconnects with backoff.
+    WatcherDisconnected {
+        /// The sentinel.
+        sentinel: NodeAddr,
+        /// What went wrong.
+        error: String,
+    },
+    /// The set of known sentinels changed (one was discovered, or one stayed unreachable and was
+    /// dropped).
+    SentinelsChanged {
+        /// Sentinels added.
+        added: Vec<NodeAddr>,
+        /// Sentinels removed.
+        removed: Vec<NodeAddr>,
+    },
+}
+
+/// How the pool learned of a failover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailoverSource {
+    /// A `+switch-master` message.
+    SwitchMaster,
+    /// Asking a sentinel after (re)subscribing, or periodically: a failover the watcher did not
+    /// hear about, for example one that happened while it was disconnected.
+    Reconciliation,
+}
+
+/// The sending side: bounded, never blocks; when full, the oldest event is dropped and counted.
+#[derive(Debug)]
+pub(crate) struct EventSink {
+    tx: Sender<Event>,
+    rx: Receiver<Event>,
+    dropped: AtomicU64,
+}
+
+impl EventSink {
+    pub(crate) fn new() -> Self {
+        let (tx, rx) = crossbeam_channel::bounded(CAPACITY);
+        EventSink {
+            tx,
+            rx,
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn send(&self, event: Event) {
+        let mut event = event;
+        loop {
+            match self.tx.try_send(event) {
+                Ok(()) => return,
+                Err(TrySendError::Full(back)) => {
+                    // Make room by dropping the oldest: recent events matter more.
+                    if self.rx.try_recv().is_ok() {
+                        self.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    event = back;
+                }
+                Err(TrySendError::Disconnected(_)) => return,
+            }
+        }
+    }
+
+    pub(crate) fn receiver(&self) -> Receiver<Event> {
+        self.rx.clone()
+    }
+
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_channel_drops_the_oldest_and_counts_it() {
+        let sink = EventSink::new();
+        for generation in 0..CAPACITY as u64 + 10 {
+            sink.send(Event::Invalidated {
+                generation,
+                reason: String::new(),
+            });
+        }
+        assert_eq!(sink.dropped(), 10);
+        let first = sink.receiver().try_recv().unwrap();
+        assert!(matches!(first, Event::Invalidated { generation: 10, .. }));
+    }
+}
