@@ -1,0 +1,116 @@
+//! The watcher at work: every pool event printed as it happens, with timestamps.
+//!
+//! `cargo run --example with_watcher` starts a local topology, asks Sentinel to fail over,
+//! then kills the master, and prints what the pool saw. Against your own deployment, trigger
+//! failovers yourself while it runs:
+//! `SENTINELS=redis://10.0.0.1:26379 SERVICE=mymaster DURATION=120 cargo run --example with_watcher`
+
+use std::{
+    thread,
+    time::{Duration, Instant},
+};
+
+use r2d2_redis_sentinel::{Event, SentinelPool, testkit::Topology};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    env_logger::init();
+    let mut topology = None;
+    let (sentinels, service) = match std::env::var("SENTINELS") {
+        Ok(list) => (
+            list.split(',').map(str::to_owned).collect::<Vec<_>>(),
+            std::env::var("SERVICE").unwrap_or_else(|_| "mymaster".into()),
+        ),
+        Err(_) => {
+            println!(
+                "SENTINELS is not set: starting a local topology (1 master, 2 replicas, 3 sentinels)..."
+            );
+            let t = Topology::start()?;
+            let found = (t.sentinel_urls(), t.service_name().to_owned());
+            topology = Some(t);
+            found
+        }
+    };
+
+    let start = Instant::now();
+    let pool = SentinelPool::builder(&sentinels, &service).build()?;
+    let events = pool.events();
+    let printer = thread::spawn(move || {
+        // Ends when the pool, and with it the sending side, is dropped.
+        for event in events.iter() {
+            let at = format!("{:>8.3}s", start.elapsed().as_secs_f64());
+            match event {
+                Event::Failover {
+                    old,
+                    new,
+                    generation,
+                    sentinel,
+                    via,
+                    ..
+                } => println!(
+                    "{at}  FAILOVER  {} -> {new}  generation {generation}  (told by sentinel {sentinel}, {via:?})",
+                    old.map_or_else(|| "?".to_owned(), |o| o.to_string())
+                ),
+                Event::Invalidated { generation, reason } => {
+                    println!("{at}  invalidated  generation {generation}: {reason}")
+                }
+                Event::WatcherConnected { sentinel } => {
+                    println!("{at}  subscribed to sentinel {sentinel}")
+                }
+                Event::WatcherDisconnected { sentinel, error } => {
+                    println!("{at}  lost sentinel {sentinel}: {error}")
+                }
+                Event::SentinelsChanged { added, removed } => {
+                    println!("{at}  sentinels changed: +{added:?} -{removed:?}")
+                }
+                other => println!("{at}  {other:?}"),
+            }
+        }
+    });
+
+    match &mut topology {
+        Some(t) => {
+            thread::sleep(Duration::from_secs(1));
+            println!(
+                "{:>8.3}s  >>> SENTINEL FAILOVER",
+                start.elapsed().as_secs_f64()
+            );
+            let promoted = t.failover()?;
+            println!(
+                "{:>8.3}s  >>> sentinels agree on {promoted}",
+                start.elapsed().as_secs_f64()
+            );
+            println!(
+                "{:>8.3}s  >>> waiting for Sentinel to demote the old master before the next test (10-20 s)",
+                start.elapsed().as_secs_f64()
+            );
+            t.wait_settled()?;
+            let killed = t.kill_master()?;
+            println!(
+                "{:>8.3}s  >>> killed the master {killed} (SIGKILL)",
+                start.elapsed().as_secs_f64()
+            );
+            let promoted = t.wait_for_new_master(&killed, Duration::from_secs(30))?;
+            println!(
+                "{:>8.3}s  >>> sentinels agree on {promoted}",
+                start.elapsed().as_secs_f64()
+            );
+            thread::sleep(Duration::from_millis(500));
+        }
+        None => {
+            let secs = std::env::var("DURATION")
+                .ok()
+                .and_then(|d| d.parse().ok())
+                .unwrap_or(60);
+            println!("listening for {secs} s; trigger a failover now");
+            thread::sleep(Duration::from_secs(secs));
+        }
+    }
+    let stats = pool.stats();
+    println!(
+        "\nfailovers seen {}, generation {}, master {:?}, watcher {:?}",
+        stats.failovers, stats.generation, stats.master, stats.watcher
+    );
+    drop(pool);
+    printer.join().expect("printer thread");
+    Ok(())
+}
