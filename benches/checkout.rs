@@ -1,6 +1,8 @@
 //! Checkout + one `SET` + return, steady state, against a real local topology: this crate's
-//! pool side by side with a plain `r2d2::Pool<redis::Client>` pointed straight at the master
-//! and redis-rs's `r2d2::Pool<LockedSentinelClient>`, at 1 to 16 threads.
+//! pool (default `PING`+`ROLE` validation, and fast validation) side by side with a plain
+//! `r2d2::Pool<redis::Client>` pointed straight at the master (r2d2's `PING` on checkout, and
+//! none) and redis-rs's `r2d2::Pool<LockedSentinelClient>`, at 1 to 16 threads, on pools of 8
+//! and 16 connections.
 //!
 //! `cargo bench --bench checkout`; results in BENCHMARKS.md.
 
@@ -23,7 +25,7 @@ use r2d2_redis_sentinel::{
     testkit::Topology,
 };
 
-const POOL_SIZE: u32 = 8;
+const POOL_SIZES: [u32; 2] = [8, 16];
 const THREADS: [usize; 5] = [1, 2, 4, 8, 16];
 
 /// Something that checks out a connection and runs one `SET` on it.
@@ -37,12 +39,12 @@ fn set_on<C: ConnectionLike>(conn: &mut C) {
         .expect("SET");
 }
 
-fn contenders(topology: &Topology) -> Vec<(&'static str, Op)> {
+fn contenders(topology: &Topology, pool_size: u32) -> Vec<(&'static str, Op)> {
     let master = topology.master().expect("master");
     let ours = |validation| {
         let pool = topology
             .pool_builder()
-            .max_size(POOL_SIZE)
+            .max_size(pool_size)
             .validation(validation)
             .build()
             .expect("pool");
@@ -51,7 +53,7 @@ fn contenders(topology: &Topology) -> Vec<(&'static str, Op)> {
     let plain = |test_on_check_out| {
         let client = redis::Client::open(format!("redis://{master}")).expect("client");
         let pool = r2d2::Pool::builder()
-            .max_size(POOL_SIZE)
+            .max_size(pool_size)
             .test_on_check_out(test_on_check_out)
             .build(client)
             .expect("pool");
@@ -70,14 +72,19 @@ fn contenders(topology: &Topology) -> Vec<(&'static str, Op)> {
         .and_then(|b| b.build())
         .expect("sentinel client");
         let pool = r2d2::Pool::builder()
-            .max_size(POOL_SIZE)
+            .max_size(pool_size)
             .build(LockedSentinelClient::new(client))
             .expect("pool");
         Arc::new(move || set_on(&mut *pool.get().expect("checkout"))) as Op
     };
     vec![
         ("sentinel-pool/ping-role", ours(Validation::PingRole)),
-        ("sentinel-pool/off", ours(Validation::Off)),
+        (
+            "sentinel-pool/fast",
+            ours(Validation::Fast {
+                window: Duration::from_secs(1),
+            }),
+        ),
         ("plain-r2d2/ping", plain(true)),
         ("plain-r2d2/none", plain(false)),
         ("locked-sentinel-client/ping", locked),
@@ -109,20 +116,22 @@ fn run(op: &Op, threads: usize, iters: u64) -> Duration {
 
 fn checkout(c: &mut Criterion) {
     let topology = Topology::start().expect("topology");
-    let contenders = contenders(&topology);
-    let mut group = c.benchmark_group("checkout+set");
-    group.throughput(Throughput::Elements(1));
-    group.measurement_time(Duration::from_secs(3));
-    group.warm_up_time(Duration::from_secs(1));
-    group.sample_size(20);
-    for threads in THREADS {
-        for (name, op) in &contenders {
-            group.bench_function(BenchmarkId::new(*name, threads), |b| {
-                b.iter_custom(|iters| run(op, threads, iters))
-            });
+    for pool_size in POOL_SIZES {
+        let contenders = contenders(&topology, pool_size);
+        let mut group = c.benchmark_group(format!("checkout+set/pool-{pool_size}"));
+        group.throughput(Throughput::Elements(1));
+        group.measurement_time(Duration::from_secs(3));
+        group.warm_up_time(Duration::from_secs(1));
+        group.sample_size(20);
+        for threads in THREADS {
+            for (name, op) in &contenders {
+                group.bench_function(BenchmarkId::new(*name, threads), |b| {
+                    b.iter_custom(|iters| run(op, threads, iters))
+                });
+            }
         }
+        group.finish();
     }
-    group.finish();
 }
 
 criterion_group!(benches, checkout);

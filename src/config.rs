@@ -18,9 +18,21 @@ pub enum Validation {
     /// `PING` and `ROLE`, pipelined in one round trip: the node must answer and must still be a
     /// master. A node demoted behind the pool's back is never handed out. The default.
     PingRole,
+    /// No round trip for a connection whose node answered less than `window` ago, in the
+    /// current generation, while the watcher is subscribed to at least one sentinel (so a
+    /// failover would already have invalidated it); `PING` and `ROLE` otherwise. A busy pool
+    /// skips almost every round trip and keeps the guarantee that a demoted master is not
+    /// handed out, as long as the watcher hears the failover. A connection that died within
+    /// the window surfaces on first use (which [`with_retry`](crate::SentinelPool::with_retry)
+    /// absorbs).
+    Fast {
+        /// How recent the last good answer must be. A second is a sound choice.
+        window: Duration,
+    },
     /// No round trip: only the generation and the connection's own state are checked. Faster;
     /// a dead connection surfaces on first use instead (which
-    /// [`with_retry`](crate::SentinelPool::with_retry) absorbs).
+    /// [`with_retry`](crate::SentinelPool::with_retry) absorbs), and a master demoted behind
+    /// the watcher's back is not noticed until a write fails.
     Off,
 }
 

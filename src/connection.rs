@@ -1,6 +1,8 @@
 //! A pooled connection: a redis connection, the generation it was born in, and what it has
 //! seen that makes it unfit to hand to the next caller.
 
+use std::time::{Duration, Instant};
+
 use redis::{ConnectionLike, ErrorKind, RedisError, RedisResult, Role, ServerErrorKind, Value};
 
 use crate::{NodeAddr, retry};
@@ -20,6 +22,8 @@ pub struct Connection {
     in_transaction: bool,
     unusable: bool,
     saw_failover: bool,
+    /// When the node last answered a request without error.
+    last_ok: Instant,
 }
 
 impl std::fmt::Debug for Connection {
@@ -43,6 +47,7 @@ impl Connection {
             in_transaction: false,
             unusable: false,
             saw_failover: false,
+            last_ok: Instant::now(),
         }
     }
 
@@ -69,6 +74,11 @@ impl Connection {
     /// True while nothing has made the connection unfit for another caller.
     pub(crate) fn is_reusable(&self) -> bool {
         !self.unusable && !self.in_transaction && !self.saw_failover && self.inner.is_open()
+    }
+
+    /// True when the node answered a request without error less than `window` ago.
+    pub(crate) fn answered_within(&self, window: Duration) -> bool {
+        self.last_ok.elapsed() < window
     }
 
     /// True once a reply showed the node is no longer a writable master.
@@ -107,8 +117,9 @@ impl Connection {
     }
 
     fn after<T>(&mut self, result: RedisResult<T>) -> RedisResult<T> {
-        if let Err(err) = &result {
-            self.observe(err);
+        match &result {
+            Ok(_) => self.last_ok = Instant::now(),
+            Err(err) => self.observe(err),
         }
         result
     }

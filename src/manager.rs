@@ -5,7 +5,7 @@ use std::{
     collections::BTreeSet,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::SystemTime,
 };
@@ -54,6 +54,8 @@ pub(crate) struct Shared {
     /// The sentinels the watcher is subscribed to now; written by the watcher, read by
     /// `stats`.
     pub(crate) subscribed: Mutex<BTreeSet<NodeAddr>>,
+    /// How many of them: what fast validation reads on every checkout, without a lock.
+    pub(crate) live_subscriptions: AtomicUsize,
 }
 
 #[derive(Debug)]
@@ -77,6 +79,7 @@ impl Shared {
             failovers: AtomicU64::new(0),
             last_failover: Mutex::new(None),
             subscribed: Mutex::new(BTreeSet::new()),
+            live_subscriptions: AtomicUsize::new(0),
         }
     }
 
@@ -294,21 +297,28 @@ impl r2d2::ManageConnection for SentinelManager {
                 "connection is stale or in a bad state",
             ))));
         }
-        match shared.config.validation {
-            Validation::Off => Ok(()),
-            Validation::PingRole => match conn.ping_role() {
-                Ok(Role::Primary { .. }) => Ok(()),
-                Ok(role) => {
-                    shared
-                        .invalidate_from(conn.generation(), "a pooled master is no longer master");
-                    Err(Error::WrongRole {
-                        address: conn.addr().to_string(),
-                        expected: "master",
-                        actual: node::role_name(&role).to_owned(),
-                    })
-                }
-                Err(err) => Err(Error::Redis(err)),
-            },
+        let skip_round_trip = match shared.config.validation {
+            Validation::Off => true,
+            Validation::Fast { window } => {
+                conn.answered_within(window)
+                    && shared.live_subscriptions.load(Ordering::Acquire) > 0
+            }
+            Validation::PingRole => false,
+        };
+        if skip_round_trip {
+            return Ok(());
+        }
+        match conn.ping_role() {
+            Ok(Role::Primary { .. }) => Ok(()),
+            Ok(role) => {
+                shared.invalidate_from(conn.generation(), "a pooled master is no longer master");
+                Err(Error::WrongRole {
+                    address: conn.addr().to_string(),
+                    expected: "master",
+                    actual: node::role_name(&role).to_owned(),
+                })
+            }
+            Err(err) => Err(Error::Redis(err)),
         }
     }
 

@@ -36,7 +36,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::Arc,
+    sync::{Arc, atomic::Ordering},
     thread::{self, JoinHandle},
     time::{Duration, Instant},
 };
@@ -173,6 +173,7 @@ impl Coordinator {
             }
         }
         self.shared.subscribed.lock().clear();
+        self.shared.live_subscriptions.store(0, Ordering::Release);
         log::debug!("watcher for {:?} stopped", self.shared.config.service);
     }
 
@@ -208,7 +209,7 @@ impl Coordinator {
                     s.connected = true;
                     s.down_since = None;
                 }
-                self.shared.subscribed.lock().insert(addr.clone());
+                self.set_subscribed(&addr, true);
                 log::debug!("watcher subscribed to sentinel {addr}");
                 self.shared
                     .events
@@ -222,7 +223,7 @@ impl Coordinator {
                 if std::mem::replace(&mut s.connected, false) || s.seed {
                     log::debug!("watcher lost sentinel {addr}: {error}; reconnecting with backoff");
                 }
-                self.shared.subscribed.lock().remove(&addr);
+                self.set_subscribed(&addr, false);
                 self.shared.events.send(Event::WatcherDisconnected {
                     sentinel: addr,
                     error,
@@ -250,6 +251,18 @@ impl Coordinator {
             }
             Report::Message(..) => {}
         }
+    }
+
+    fn set_subscribed(&self, addr: &NodeAddr, subscribed: bool) {
+        let mut set = self.shared.subscribed.lock();
+        if subscribed {
+            set.insert(addr.clone());
+        } else {
+            set.remove(addr);
+        }
+        self.shared
+            .live_subscriptions
+            .store(set.len(), Ordering::Release);
     }
 
     /// A sentinel's answer to "where is the master": acted on only when it is newer than what

@@ -119,3 +119,68 @@ fn a_node_that_answers_role_as_replica_is_never_handed_out() {
     let mut conn = pool.get().unwrap();
     assert!(is_master(&mut conn));
 }
+
+/// The last command the server saw on connection `id`, asked from outside the pool.
+fn last_command(master: &r2d2_redis_sentinel::NodeAddr, id: i64) -> String {
+    let line: String = r2d2_redis_sentinel::redis::cmd("CLIENT")
+        .arg("LIST")
+        .arg("ID")
+        .arg(id)
+        .query(&mut direct(master))
+        .unwrap();
+    line.split_whitespace()
+        .find_map(|field| field.strip_prefix("cmd="))
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn fast_validation_skips_the_round_trip_only_while_it_is_safe() {
+    use r2d2_redis_sentinel::{Validation, WatcherState};
+    init_logging();
+    let topology = Topology::start().unwrap();
+    let master = topology.master().unwrap();
+    let pool = topology
+        .pool_builder()
+        .max_size(1)
+        .validation(Validation::Fast {
+            window: Duration::from_secs(30),
+        })
+        .build()
+        .unwrap();
+    support::eventually("the watcher to subscribe", Duration::from_secs(10), || {
+        matches!(pool.stats().watcher, WatcherState::Running { ref subscribed } if !subscribed.is_empty())
+            .then_some(())
+    });
+
+    let mut conn = pool.get().unwrap();
+    let id = client_id(&mut conn);
+    let _: () = conn.set("k", "v").unwrap();
+    drop(conn);
+    // Used moments ago, current generation, watcher listening: no round trip.
+    let conn = pool.get().unwrap();
+    assert_eq!(last_command(&master, id), "set");
+    drop(conn);
+
+    // Without a watcher to hear a failover, the full check runs.
+    pool.stop_watcher();
+    let mut conn = pool.get().unwrap();
+    assert_eq!(client_id(&mut conn), id);
+    drop(conn);
+    let _conn = pool.get().unwrap();
+    assert_eq!(last_command(&master, id), "role");
+}
+
+#[test]
+fn default_validation_checks_ping_and_role_on_every_checkout() {
+    init_logging();
+    let topology = Topology::start().unwrap();
+    let master = topology.master().unwrap();
+    let pool = topology.pool_builder().max_size(1).build().unwrap();
+    let mut conn = pool.get().unwrap();
+    let id = client_id(&mut conn);
+    let _: () = conn.set("k", "v").unwrap();
+    drop(conn);
+    let _conn = pool.get().unwrap();
+    assert_eq!(last_command(&master, id), "role");
+}

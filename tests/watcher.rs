@@ -290,3 +290,21 @@ fn stop_watcher_joins_its_threads_and_the_pool_keeps_working() {
     assert_eq!(pool.stats().watcher, WatcherState::Stopped);
     let _: () = pool.get().unwrap().set("k", "v").unwrap();
 }
+
+#[test]
+fn a_silent_subscription_is_noticed_by_its_health_check() {
+    init_logging();
+    let mut topology = Topology::start().unwrap();
+    let pool = topology.pool_builder().build().unwrap();
+    wait_subscribed(&pool, 3);
+    // SIGSTOP: the socket stays open and silent; only the PING health check can tell.
+    let frozen = topology.sentinel_addrs()[0].clone();
+    topology.pause(&frozen).unwrap();
+    wait_subscribed(&pool, 2);
+    match pool.stats().watcher {
+        WatcherState::Running { subscribed } => assert!(!subscribed.contains(&frozen)),
+        other => panic!("{other:?}"),
+    }
+    topology.resume(&frozen).unwrap();
+    wait_subscribed(&pool, 3);
+}
