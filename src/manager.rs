@@ -5,18 +5,22 @@ use std::{
     collections::BTreeSet,
     sync::{
         Arc,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
-    time::SystemTime,
+    time::{Duration, Instant, SystemTime},
 };
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use redis::{RedisError, Role};
 
 use crate::{
     Connection, Error, Event, FailoverSource, NodeAddr, Validation, config::Config,
     event::EventSink, generation::Generation, node, sentinel::Sentinels,
 };
+
+/// How often a connect that cannot reach the master tries again, unless a failover announcement
+/// wakes it sooner.
+const CONNECT_RETRY_INTERVAL: Duration = Duration::from_millis(100);
 
 /// How many times one `connect` looks the master up again after reaching a node that is not a
 /// master, before it gives up and lets the pool retry later.
@@ -56,6 +60,12 @@ pub(crate) struct Shared {
     pub(crate) subscribed: Mutex<BTreeSet<NodeAddr>>,
     /// How many of them: what fast validation reads on every checkout, without a lock.
     pub(crate) live_subscriptions: AtomicUsize,
+    /// Notified at every new generation and when the pool closes, so that a retry backoff or a
+    /// connect waiting for a failover ends the moment one is announced. The mutex only pairs
+    /// with the condvar; it guards nothing.
+    generation_changed: (Mutex<()>, Condvar),
+    /// Set when the last handle to the pool is dropped: waits end at once.
+    closed: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -80,6 +90,8 @@ impl Shared {
             last_failover: Mutex::new(None),
             subscribed: Mutex::new(BTreeSet::new()),
             live_subscriptions: AtomicUsize::new(0),
+            generation_changed: (Mutex::new(()), Condvar::new()),
+            closed: AtomicBool::new(false),
         }
     }
 
@@ -122,6 +134,7 @@ impl Shared {
             resolver.master = Some((generation, new.clone()));
             (old, generation)
         };
+        self.notify_generation();
         self.failovers.fetch_add(1, Ordering::Relaxed);
         *self.last_failover.lock() = Some(SystemTime::now());
         log::info!(
@@ -183,20 +196,66 @@ impl Shared {
     }
 
     /// Opens a connection to the current master and checks its role.
+    ///
+    /// While the master cannot be reached (it crashed, hangs, or is being replaced), this tries
+    /// again every [`CONNECT_RETRY_INTERVAL`], and at once when a new generation starts (the
+    /// watcher announced the failover), for up to `connection_timeout`. Failing at once would
+    /// put the connection into r2d2's retry backoff (up to half of `connection_timeout`), to be
+    /// retried long after the new master is known.
     pub(crate) fn connect(&self) -> Result<Connection, Error> {
-        let result = self.connect_master();
-        let mut last = self.last_connect_error.lock();
-        match &result {
-            Ok(_) => *last = None,
-            Err(err) => {
-                log::warn!(
-                    "could not open a connection for {:?}: {err}",
-                    self.config.service
-                );
-                *last = Some(err.clone());
+        let deadline = Instant::now() + self.config.connection_timeout;
+        loop {
+            let seen = self.generation.current();
+            let result = self.connect_master();
+            let transient = match &result {
+                Ok(_) => {
+                    *self.last_connect_error.lock() = None;
+                    return result;
+                }
+                Err(err) => {
+                    log::warn!(
+                        "could not open a connection for {:?}: {err}",
+                        self.config.service
+                    );
+                    *self.last_connect_error.lock() = Some(err.clone());
+                    matches!(
+                        err,
+                        Error::Connect { .. } | Error::MasterDown { .. } | Error::WrongRole { .. }
+                    )
+                }
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !transient || left.is_zero() || self.closed.load(Ordering::Acquire) {
+                return result;
+            }
+            self.wait_for_new_generation(seen, left.min(CONNECT_RETRY_INTERVAL));
+        }
+    }
+
+    /// Waits until the generation is no longer `seen`, at most `timeout`; true if it changed.
+    /// Returns false at once when the pool is closed.
+    pub(crate) fn wait_for_new_generation(&self, seen: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let (lock, changed) = &self.generation_changed;
+        let mut guard = lock.lock();
+        while self.generation.current() == seen && !self.closed.load(Ordering::Acquire) {
+            if changed.wait_until(&mut guard, deadline).timed_out() {
+                break;
             }
         }
-        result
+        self.generation.current() != seen
+    }
+
+    fn notify_generation(&self) {
+        // Taking the lock orders this after a waiter's check of the generation: no lost wakeup.
+        let _guard = self.generation_changed.0.lock();
+        self.generation_changed.1.notify_all();
+    }
+
+    /// Ends every wait: the pool is gone.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.notify_generation();
     }
 
     fn connect_master(&self) -> Result<Connection, Error> {
@@ -250,6 +309,7 @@ impl Shared {
     }
 
     fn invalidated(&self, generation: u64, why: &str) {
+        self.notify_generation();
         log::info!(
             "pool for {:?} invalidated: {why} (generation {generation})",
             self.config.service

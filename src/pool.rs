@@ -39,9 +39,25 @@ pub type PooledConnection = r2d2::PooledConnection<SentinelManager>;
 pub struct SentinelPool {
     pool: r2d2::Pool<SentinelManager>,
     shared: Arc<Shared>,
-    /// Shared by every clone; the last one dropped stops and joins the watcher's threads. The
-    /// lock exists for `stop_watcher`, which takes it out through `&self`.
-    watcher: Arc<Mutex<WatcherSlot>>,
+    guard: Arc<Guard>,
+}
+
+/// Shared by every clone of a pool; dropping the last one stops and joins the watcher's
+/// threads and ends every wait for a failover.
+#[derive(Debug)]
+struct Guard {
+    shared: Arc<Shared>,
+    /// The lock exists for `stop_watcher`, which takes the watcher out through `&self`.
+    watcher: Mutex<WatcherSlot>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let WatcherSlot::Running(watcher) = self.watcher.get_mut() {
+            watcher.stop();
+        }
+        self.shared.close();
+    }
 }
 
 #[derive(Debug)]
@@ -111,8 +127,11 @@ impl SentinelPool {
         };
         Ok(SentinelPool {
             pool,
+            guard: Arc::new(Guard {
+                shared: Arc::clone(&shared),
+                watcher: Mutex::new(watcher),
+            }),
             shared,
-            watcher: Arc::new(Mutex::new(watcher)),
         })
     }
 
@@ -271,7 +290,7 @@ impl SentinelPool {
     pub fn stats(&self) -> Stats {
         let (failovers, last_failover) = self.shared.failovers();
         let state = self.pool.state();
-        let watcher = match &*self.watcher.lock() {
+        let watcher = match &*self.guard.watcher.lock() {
             WatcherSlot::Off => WatcherState::Off,
             WatcherSlot::Stopped => WatcherState::Stopped,
             WatcherSlot::Running(_) => WatcherState::Running {
@@ -295,7 +314,7 @@ impl SentinelPool {
     /// working and recovers from failovers through errors and `ROLE` checks. Dropping the last
     /// handle to the pool does the same.
     pub fn stop_watcher(&self) {
-        let mut slot = self.watcher.lock();
+        let mut slot = self.guard.watcher.lock();
         if let WatcherSlot::Running(watcher) = &mut *slot {
             watcher.stop();
             *slot = WatcherSlot::Stopped;
@@ -310,6 +329,10 @@ impl SentinelPool {
     /// r2d2's view: connections open and idle. A snapshot, racy by nature.
     pub fn state(&self) -> r2d2::State {
         self.pool.state()
+    }
+
+    pub(crate) fn wait_for_new_generation(&self, seen: u64, timeout: Duration) -> bool {
+        self.shared.wait_for_new_generation(seen, timeout)
     }
 
     pub(crate) fn retry_policy(&self) -> RetryPolicy {

@@ -15,7 +15,6 @@
 use std::{
     collections::hash_map::RandomState,
     hash::{BuildHasher, Hasher},
-    thread,
     time::{Duration, Instant},
 };
 
@@ -165,6 +164,7 @@ pub(crate) fn run<T>(
     let mut attempt = 0;
     loop {
         attempt += 1;
+        let generation = pool.generation();
         let remaining = deadline.saturating_duration_since(Instant::now());
         let wait = remaining
             .min(pool.connection_timeout())
@@ -206,7 +206,8 @@ pub(crate) fn run<T>(
                 last: Box::new(last),
             });
         }
-        thread::sleep(backoff);
+        // A failover announced meanwhile ends the wait: the next attempt reaches the new master.
+        pool.wait_for_new_generation(generation, backoff);
     }
 }
 
