@@ -44,7 +44,10 @@ struct Figures {
     recovery: Vec<f64>,
     gap: Vec<f64>,
     errors: u64,
-    lost: usize,
+    /// Acknowledged writes missing from the new master, acknowledged by the old master.
+    lost_old: usize,
+    /// The same, acknowledged by the new master itself (should never happen).
+    lost_new: usize,
     writes: usize,
 }
 
@@ -62,7 +65,7 @@ fn main() {
         ("crash, watcher off", Kind::Crash, false),
     ];
     println!(
-        "| scenario | failovers | detection p50 / p90 / max | recovery p50 / p90 / max | longest write gap p50 / p90 / max | writes | errors | lost |"
+        "| scenario | failovers | detection p50 / p90 / max | recovery p50 / p90 / max | longest write gap p50 / p90 / max | writes | errors | lost (acked by old / new master) |"
     );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     for (name, kind, watcher) in scenarios {
@@ -76,12 +79,13 @@ fn main() {
             "—".to_owned()
         };
         println!(
-            "| {name} | {failovers} | {detection} | {} | {} | {} | {} | {} |",
+            "| {name} | {failovers} | {detection} | {} | {} | {} | {} | {} / {} |",
             spread(&f.recovery),
             spread(&f.gap),
             f.writes,
             f.errors,
-            f.lost
+            f.lost_old,
+            f.lost_new
         );
     }
 }
@@ -161,11 +165,24 @@ fn scenario(kind: Kind, watcher: bool, failovers: usize) -> Figures {
             let from = acked.partition_point(|a| a.key <= checked_up_to);
             let recent = &acked[from..];
             let gap = longest_gap(recent, triggered - Duration::from_secs(1), window_end);
-            (gap, recent.iter().map(|a| a.key).collect::<Vec<u64>>())
+            (
+                gap,
+                recent
+                    .iter()
+                    .map(|a| (a.key, a.by == new))
+                    .collect::<Vec<_>>(),
+            )
         };
         figures.gap.push(gap);
-        figures.lost += missing_on(&new, &keys);
-        checked_up_to = keys.last().copied().unwrap_or(checked_up_to);
+        let key_list: Vec<u64> = keys.iter().map(|(k, _)| *k).collect();
+        for (missing, (_, by_new)) in missing_on(&new, &key_list).into_iter().zip(&keys) {
+            match (missing, by_new) {
+                (true, true) => figures.lost_new += 1,
+                (true, false) => figures.lost_old += 1,
+                _ => {}
+            }
+        }
+        checked_up_to = key_list.last().copied().unwrap_or(checked_up_to);
         figures.errors += errors.load(Ordering::Relaxed) - errors_before;
 
         if kind == Kind::Crash {
@@ -260,21 +277,21 @@ fn longest_gap(acks: &[Ack], from: Instant, to: Instant) -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// How many of `keys` the node at `addr` lacks.
-fn missing_on(addr: &NodeAddr, keys: &[u64]) -> usize {
+/// For each of `keys`, whether the node at `addr` lacks it.
+fn missing_on(addr: &NodeAddr, keys: &[u64]) -> Vec<bool> {
     let mut conn = redis::Client::open(format!("redis://{addr}"))
         .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
         .expect("direct connection");
     keys.chunks(5000)
-        .map(|chunk| {
+        .flat_map(|chunk| {
             let mut pipe = redis::pipe();
             for key in chunk {
                 pipe.exists(key);
             }
             let present: Vec<bool> = pipe.query(&mut conn).expect("EXISTS");
-            present.iter().filter(|p| !**p).count()
+            present.into_iter().map(|p| !p).collect::<Vec<_>>()
         })
-        .sum()
+        .collect()
 }
 
 /// `p50 / p90 / max` in milliseconds.
