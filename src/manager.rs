@@ -114,25 +114,30 @@ impl Shared {
         Ok((generation, addr))
     }
 
-    /// Applies a failover the watcher learned of: starts a generation whose master is `new`
-    /// (no sentinel lookup needed). Returns false, doing nothing, when `new` is already the
-    /// current generation's master (many sentinels report the same failover).
+    /// Applies a failover the watcher learned of, from `old` to `new`, and announces it.
+    ///
+    /// Starts a generation whose master is `new` (no sentinel lookup needed), unless the pool
+    /// already found `new` by itself in the current generation: after a crash, failing
+    /// connects ask the sentinels and may see the promoted node before the watcher hears the
+    /// announcement. Whether this is a new failover at all is the watcher's call (every
+    /// sentinel announces the same one).
     pub(crate) fn switch_master(
         &self,
+        old: Option<NodeAddr>,
         new: &NodeAddr,
         sentinel: &NodeAddr,
         via: FailoverSource,
-    ) -> bool {
-        let (old, generation) = {
+    ) {
+        let generation = {
             let mut resolver = self.resolver.lock();
             let current = self.generation.current();
             if matches!(&resolver.master, Some((g, addr)) if *g == current && addr == new) {
-                return false;
+                current
+            } else {
+                let generation = self.generation.bump();
+                resolver.master = Some((generation, new.clone()));
+                generation
             }
-            let old = resolver.master.take().map(|(_, addr)| addr);
-            let generation = self.generation.bump();
-            resolver.master = Some((generation, new.clone()));
-            (old, generation)
         };
         self.notify_generation();
         self.failovers.fetch_add(1, Ordering::Relaxed);
@@ -151,7 +156,6 @@ impl Shared {
             via,
             at: SystemTime::now(),
         });
-        true
     }
 
     /// The sentinels lookups ask, in the order they ask them.

@@ -238,10 +238,15 @@ impl Coordinator {
             Report::Message(from, message) if message.service() == self.shared.config.service => {
                 match message {
                     SentinelMessage::SwitchMaster { new, .. } => {
-                        self.shared
-                            .switch_master(&new, &from, FailoverSource::SwitchMaster);
+                        // Every sentinel announces the same switch: act on the first.
                         if self.master.as_ref() != Some(&new) {
-                            self.master = Some(new);
+                            let old = self.master.replace(new.clone());
+                            self.shared.switch_master(
+                                old,
+                                &new,
+                                &from,
+                                FailoverSource::SwitchMaster,
+                            );
                             // The new configuration is newer than any epoch seen so far.
                             self.epoch = self.epoch.map(|e| e + 1);
                         }
@@ -276,9 +281,9 @@ impl Coordinator {
             log::debug!("sentinel {from} names {addr} with an old epoch {epoch}; ignored");
             return;
         }
+        let old = self.master.replace(addr.clone());
         self.shared
-            .switch_master(&addr, &from, FailoverSource::Reconciliation);
-        self.master = Some(addr);
+            .switch_master(old, &addr, &from, FailoverSource::Reconciliation);
         self.epoch = Some(epoch);
     }
 
