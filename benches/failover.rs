@@ -91,7 +91,12 @@ fn main() {
 }
 
 fn scenario(kind: Kind, watcher: bool, failovers: usize) -> Figures {
-    let mut topology = Topology::start().expect("topology");
+    // Sentinel refreshes its view of replicas every 10 s: settling after a crash, a restart and
+    // a +convert-to-slave can take longer than the kit's default 30 s.
+    let mut topology = Topology::builder()
+        .timeout(Duration::from_secs(120))
+        .start()
+        .expect("topology");
     let pool = topology
         .pool_builder()
         .max_size(4)

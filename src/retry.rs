@@ -27,6 +27,8 @@ use crate::{Connection, Error, SentinelPool, config::invalid};
 ///
 /// Give it a deadline longer than your Sentinel's failover time (`down-after-milliseconds`
 /// plus the promotion, typically a few seconds more) and a failover is invisible to callers.
+/// A backoff ends early when the pool moves to a new generation (the watcher announced a
+/// failover), so the first attempt after the announcement reaches the new master.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
 pub struct RetryPolicy {

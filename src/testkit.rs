@@ -696,14 +696,30 @@ impl Topology {
             let view = if sentinel.is_running() {
                 let mut cmd = redis::cmd("SENTINEL");
                 cmd.arg("MASTER").arg(&self.options.service);
-                match self.sentinel_query::<HashMap<String, String>>(sentinel, &cmd) {
+                let master = match self.sentinel_query::<HashMap<String, String>>(sentinel, &cmd) {
                     Ok(info) => ["ip", "port", "flags", "num-slaves", "num-other-sentinels"]
                         .iter()
                         .map(|k| format!("{k}={}", info.get(*k).map_or("?", String::as_str)))
                         .collect::<Vec<_>>()
                         .join(" "),
                     Err(err) => format!("error: {err}"),
-                }
+                };
+                let mut cmd = redis::cmd("SENTINEL");
+                cmd.arg("REPLICAS").arg(&self.options.service);
+                let replicas = self
+                    .sentinel_query::<Vec<HashMap<String, String>>>(sentinel, &cmd)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|r| {
+                        ["port", "flags", "master-port", "master-link-status"]
+                            .iter()
+                            .map(|k| r.get(*k).map_or("?", String::as_str))
+                            .collect::<Vec<_>>()
+                            .join("/")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                format!("{master}; replicas (port/flags/master-port/link): {replicas}")
             } else {
                 "killed".to_owned()
             };
