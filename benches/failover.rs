@@ -180,6 +180,7 @@ fn scenario(kind: Kind, watcher: bool, failovers: usize) -> Figures {
         };
         figures.gap.push(gap);
         let key_list: Vec<u64> = keys.iter().map(|(k, _)| *k).collect();
+        let (lost_old, lost_new) = (figures.lost_old, figures.lost_new);
         for (missing, (_, by_new)) in missing_on(&new, &key_list).into_iter().zip(&keys) {
             match (missing, by_new) {
                 (true, true) => figures.lost_new += 1,
@@ -187,6 +188,18 @@ fn scenario(kind: Kind, watcher: bool, failovers: usize) -> Figures {
                 _ => {}
             }
         }
+        // One line per failover on stderr: what the pool was told, and what was lost.
+        let told: Vec<String> = announced
+            .lock()
+            .iter()
+            .filter(|(at, _)| *at >= triggered)
+            .map(|(at, addr)| format!("{addr} at +{:.0} ms", (*at - triggered).as_secs_f64() * 1e3))
+            .collect();
+        eprintln!(
+            "{old} -> {new}: pool told of {told:?}; lost {} acked by the old master, {} by the new",
+            figures.lost_old - lost_old,
+            figures.lost_new - lost_new
+        );
         checked_up_to = key_list.last().copied().unwrap_or(checked_up_to);
         figures.errors += errors.load(Ordering::Relaxed) - errors_before;
 
