@@ -16,12 +16,11 @@ use std::{
 };
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+mod support;
+
 use r2d2_redis_sentinel::{
     Validation,
-    redis::{
-        self, ConnectionLike,
-        sentinel::{LockedSentinelClient, SentinelClientBuilder, SentinelServerType},
-    },
+    redis::{self, ConnectionLike},
     testkit::Topology,
 };
 
@@ -60,20 +59,9 @@ fn contenders(topology: &Topology, pool_size: u32) -> Vec<(&'static str, Op)> {
         Arc::new(move || set_on(&mut *pool.get().expect("checkout"))) as Op
     };
     let locked = {
-        let sentinels = topology
-            .sentinel_addrs()
-            .into_iter()
-            .map(|a| redis::ConnectionAddr::Tcp(a.host, a.port));
-        let client = SentinelClientBuilder::new(
-            sentinels,
-            topology.service_name(),
-            SentinelServerType::Master,
-        )
-        .and_then(|b| b.build())
-        .expect("sentinel client");
         let pool = r2d2::Pool::builder()
             .max_size(pool_size)
-            .build(LockedSentinelClient::new(client))
+            .build(support::locked_sentinel_client(topology))
             .expect("pool");
         Arc::new(move || set_on(&mut *pool.get().expect("checkout"))) as Op
     };

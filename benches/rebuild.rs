@@ -17,13 +17,9 @@
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use r2d2_redis_sentinel::{
-    redis::{
-        self,
-        sentinel::{LockedSentinelClient, SentinelClientBuilder, SentinelServerType},
-    },
-    testkit::Topology,
-};
+mod support;
+
+use r2d2_redis_sentinel::{redis, testkit::Topology};
 
 const SIZE: u32 = 32;
 
@@ -56,50 +52,33 @@ fn rebuild(c: &mut Criterion) {
 
     group.bench_function("plain-r2d2/build", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let client = redis::Client::open(format!("redis://{master}")).expect("client");
-                let start = Instant::now();
-                let pool = r2d2::Pool::builder()
-                    .max_size(SIZE)
-                    .min_idle(Some(SIZE))
-                    .build(client)
-                    .expect("pool");
-                total += start.elapsed();
-                assert_eq!(pool.state().idle_connections, SIZE);
-            }
-            total
+            time_builds(iters, || {
+                redis::Client::open(format!("redis://{master}")).expect("client")
+            })
         })
     });
-
     group.bench_function("locked-sentinel-client/build", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let sentinels = topology
-                    .sentinel_addrs()
-                    .into_iter()
-                    .map(|a| redis::ConnectionAddr::Tcp(a.host, a.port));
-                let client = SentinelClientBuilder::new(
-                    sentinels,
-                    topology.service_name(),
-                    SentinelServerType::Master,
-                )
-                .and_then(|b| b.build())
-                .expect("sentinel client");
-                let start = Instant::now();
-                let pool = r2d2::Pool::builder()
-                    .max_size(SIZE)
-                    .min_idle(Some(SIZE))
-                    .build(LockedSentinelClient::new(client))
-                    .expect("pool");
-                total += start.elapsed();
-                assert_eq!(pool.state().idle_connections, SIZE);
-            }
-            total
-        })
+        b.iter_custom(|iters| time_builds(iters, || support::locked_sentinel_client(&topology)))
     });
     group.finish();
+}
+
+/// Builds `iters` pools of `SIZE` connections with managers from `manager`; returns the time
+/// spent in `build`, which returns once `SIZE` connections exist.
+fn time_builds<M: r2d2::ManageConnection>(iters: u64, manager: impl Fn() -> M) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let manager = manager();
+        let start = Instant::now();
+        let pool = r2d2::Pool::builder()
+            .max_size(SIZE)
+            .min_idle(Some(SIZE))
+            .build(manager)
+            .expect("pool");
+        total += start.elapsed();
+        assert_eq!(pool.state().idle_connections, SIZE);
+    }
+    total
 }
 
 criterion_group!(benches, rebuild);

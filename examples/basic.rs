@@ -4,24 +4,18 @@
 //! from the `redis-server` and `redis-sentinel` on your PATH. To use your own deployment:
 //! `SENTINELS=redis://10.0.0.1:26379,redis://10.0.0.2:26379 SERVICE=mymaster cargo run --example basic`
 
-use r2d2_redis_sentinel::{SentinelPool, redis::Commands, testkit::Topology};
+mod support;
+
+use r2d2_redis_sentinel::{SentinelPool, redis::Commands};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::init();
-    // Keep the topology alive as long as the pool uses it; dropping it stops the processes.
-    let (_topology, sentinels, service) = match std::env::var("SENTINELS") {
-        Ok(list) => {
-            let service = std::env::var("SERVICE").unwrap_or_else(|_| "mymaster".into());
-            (None, list.split(',').map(str::to_owned).collect(), service)
-        }
-        Err(_) => {
-            println!("SENTINELS is not set: starting a local topology...");
-            let topology = Topology::start()?;
-            let (sentinels, service) =
-                (topology.sentinel_urls(), topology.service_name().to_owned());
-            (Some(topology), sentinels, service)
-        }
-    };
+    // Keep the topology (if one was started) alive as long as the pool uses it.
+    let support::Target {
+        topology: _topology,
+        sentinels,
+        service,
+    } = support::target()?;
 
     let pool = SentinelPool::builder(&sentinels, &service)
         .max_size(4)

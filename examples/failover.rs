@@ -20,9 +20,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use r2d2_redis_sentinel::{
-    NodeAddr, RetryPolicy, SentinelPool, redis::Commands, testkit::Topology,
-};
+mod support;
+
+use r2d2_redis_sentinel::{NodeAddr, RetryPolicy, SentinelPool, redis::Commands};
 
 /// One acknowledged write, or one error surfaced to the caller.
 enum Outcome {
@@ -32,22 +32,11 @@ enum Outcome {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::init();
-    let mut topology = None;
-    let (sentinels, service) = match std::env::var("SENTINELS") {
-        Ok(list) => (
-            list.split(',').map(str::to_owned).collect::<Vec<_>>(),
-            std::env::var("SERVICE").unwrap_or_else(|_| "mymaster".into()),
-        ),
-        Err(_) => {
-            println!(
-                "SENTINELS is not set: starting a local topology (1 master, 2 replicas, 3 sentinels)..."
-            );
-            let t = Topology::start()?;
-            let found = (t.sentinel_urls(), t.service_name().to_owned());
-            topology = Some(t);
-            found
-        }
-    };
+    let support::Target {
+        topology,
+        sentinels,
+        service,
+    } = support::target()?;
     let duration = std::env::var("DURATION")
         .ok()
         .and_then(|d| d.parse().ok())

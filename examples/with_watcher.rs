@@ -10,26 +10,17 @@ use std::{
     time::{Duration, Instant},
 };
 
-use r2d2_redis_sentinel::{Event, SentinelPool, testkit::Topology};
+mod support;
+
+use r2d2_redis_sentinel::{Event, SentinelPool};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::init();
-    let mut topology = None;
-    let (sentinels, service) = match std::env::var("SENTINELS") {
-        Ok(list) => (
-            list.split(',').map(str::to_owned).collect::<Vec<_>>(),
-            std::env::var("SERVICE").unwrap_or_else(|_| "mymaster".into()),
-        ),
-        Err(_) => {
-            println!(
-                "SENTINELS is not set: starting a local topology (1 master, 2 replicas, 3 sentinels)..."
-            );
-            let t = Topology::start()?;
-            let found = (t.sentinel_urls(), t.service_name().to_owned());
-            topology = Some(t);
-            found
-        }
-    };
+    let support::Target {
+        mut topology,
+        sentinels,
+        service,
+    } = support::target()?;
 
     let start = Instant::now();
     let pool = SentinelPool::builder(&sentinels, &service).build()?;

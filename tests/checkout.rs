@@ -37,9 +37,7 @@ fn idle_connections_born_before_an_invalidation_are_never_handed_out() {
         .min_idle(Some(4))
         .build()
         .unwrap();
-    support::eventually("4 idle connections", Duration::from_secs(10), || {
-        (pool.state().idle_connections == 4).then_some(())
-    });
+    support::wait_idle(&pool, 4);
     let old_ids: Vec<i64> = {
         let mut conns: Vec<_> = (0..4).map(|_| pool.get().unwrap()).collect();
         conns.iter_mut().map(|c| client_id(c)).collect()
@@ -84,9 +82,7 @@ fn a_node_that_answers_role_as_replica_is_never_handed_out() {
         .connection_timeout(Duration::from_secs(1))
         .build()
         .unwrap();
-    support::eventually("2 idle connections", Duration::from_secs(10), || {
-        (pool.state().idle_connections == 2).then_some(())
-    });
+    support::wait_idle(&pool, 2);
 
     // Demote the master behind the sentinels' back: the pooled connections, and the address
     // the sentinels still give, now lead to a replica.

@@ -110,9 +110,7 @@ fn connections_from_before_a_failover_are_never_handed_out_again() {
         .build()
         .unwrap();
     wait_subscribed(&pool, 3);
-    eventually("4 idle connections", Duration::from_secs(10), || {
-        (pool.state().idle_connections == 4).then_some(())
-    });
+    support::wait_idle(&pool, 4);
     let mut old_ids: Vec<i64> = {
         let mut conns: Vec<_> = (0..3).map(|_| pool.get().unwrap()).collect();
         conns.iter_mut().map(|c| client_id(c)).collect()

@@ -32,6 +32,15 @@ pub fn direct(addr: &NodeAddr) -> redis::Connection {
         .unwrap()
 }
 
+/// Waits until the pool holds `count` idle connections (it opens them in the background).
+pub fn wait_idle(pool: &r2d2_redis_sentinel::SentinelPool, count: u32) {
+    eventually(
+        &format!("{count} idle connections"),
+        Duration::from_secs(10),
+        || (pool.state().idle_connections == count).then_some(()),
+    );
+}
+
 /// Polls `check` every 20 ms until it returns `Some`, or panics with `what` after `timeout`.
 pub fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;

@@ -1,0 +1,34 @@
+//! What the examples share: where the sentinels are.
+
+use r2d2_redis_sentinel::testkit::{self, Topology};
+
+/// The deployment an example talks to.
+pub(crate) struct Target {
+    /// The local topology started for the example, if any; dropping it stops its processes.
+    pub(crate) topology: Option<Topology>,
+    /// The sentinels' URLs.
+    pub(crate) sentinels: Vec<String>,
+    /// The service (master) name.
+    pub(crate) service: String,
+}
+
+/// The sentinels named by `SENTINELS` (comma-separated URLs) and the service named by `SERVICE`
+/// (default `mymaster`); when `SENTINELS` is not set, a local topology started here.
+pub(crate) fn target() -> Result<Target, testkit::Error> {
+    if let Ok(list) = std::env::var("SENTINELS") {
+        return Ok(Target {
+            topology: None,
+            sentinels: list.split(',').map(str::to_owned).collect(),
+            service: std::env::var("SERVICE").unwrap_or_else(|_| "mymaster".into()),
+        });
+    }
+    println!(
+        "SENTINELS is not set: starting a local topology (1 master, 2 replicas, 3 sentinels)..."
+    );
+    let topology = Topology::start()?;
+    Ok(Target {
+        sentinels: topology.sentinel_urls(),
+        service: topology.service_name().to_owned(),
+        topology: Some(topology),
+    })
+}
