@@ -16,68 +16,11 @@ use std::{
 };
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+
 mod support;
 
-use r2d2_redis_sentinel::{
-    Validation,
-    redis::{self, ConnectionLike},
-    testkit::Topology,
-};
-
-const POOL_SIZES: [u32; 2] = [8, 16];
-const THREADS: [usize; 5] = [1, 2, 4, 8, 16];
-
-/// Something that checks out a connection and runs one `SET` on it.
-type Op = Arc<dyn Fn() + Send + Sync>;
-
-fn set_on<C: ConnectionLike>(conn: &mut C) {
-    redis::cmd("SET")
-        .arg("bench")
-        .arg("v")
-        .query::<()>(conn)
-        .expect("SET");
-}
-
-fn contenders(topology: &Topology, pool_size: u32) -> Vec<(&'static str, Op)> {
-    let master = topology.master().expect("master");
-    let ours = |validation| {
-        let pool = topology
-            .pool_builder()
-            .max_size(pool_size)
-            .validation(validation)
-            .build()
-            .expect("pool");
-        Arc::new(move || set_on(&mut *pool.get().expect("checkout"))) as Op
-    };
-    let plain = |test_on_check_out| {
-        let client = redis::Client::open(format!("redis://{master}")).expect("client");
-        let pool = r2d2::Pool::builder()
-            .max_size(pool_size)
-            .test_on_check_out(test_on_check_out)
-            .build(client)
-            .expect("pool");
-        Arc::new(move || set_on(&mut *pool.get().expect("checkout"))) as Op
-    };
-    let locked = {
-        let pool = r2d2::Pool::builder()
-            .max_size(pool_size)
-            .build(support::locked_sentinel_client(topology))
-            .expect("pool");
-        Arc::new(move || set_on(&mut *pool.get().expect("checkout"))) as Op
-    };
-    vec![
-        ("sentinel-pool/ping-role", ours(Validation::PingRole)),
-        (
-            "sentinel-pool/fast",
-            ours(Validation::Fast {
-                window: Duration::from_secs(1),
-            }),
-        ),
-        ("plain-r2d2/ping", plain(true)),
-        ("plain-r2d2/none", plain(false)),
-        ("locked-sentinel-client/ping", locked),
-    ]
-}
+use r2d2_redis_sentinel::testkit::Topology;
+use support::{Op, POOL_SIZES, THREADS, contenders};
 
 /// Runs `iters` operations split across `threads` threads; returns the wall time.
 fn run(op: &Op, threads: usize, iters: u64) -> Duration {

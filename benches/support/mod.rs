@@ -1,8 +1,13 @@
-//! What the benches share.
+//! What the benches share. Each bench uses a part of it.
+
+#![allow(dead_code)]
+
+use std::{sync::Arc, time::Duration};
 
 use r2d2_redis_sentinel::{
+    Validation,
     redis::{
-        ConnectionAddr,
+        self, ConnectionAddr, ConnectionLike,
         sentinel::{LockedSentinelClient, SentinelClientBuilder, SentinelServerType},
     },
     testkit::Topology,
@@ -23,4 +28,59 @@ pub(crate) fn locked_sentinel_client(topology: &Topology) -> LockedSentinelClien
     .and_then(|b| b.build())
     .expect("sentinel client");
     LockedSentinelClient::new(client)
+}
+
+pub(crate) const POOL_SIZES: [u32; 2] = [8, 16];
+pub(crate) const THREADS: [usize; 5] = [1, 2, 4, 8, 16];
+
+/// Something that checks out a connection and runs one `SET` on it.
+pub(crate) type Op = Arc<dyn Fn() + Send + Sync>;
+
+fn set_on<C: ConnectionLike>(conn: &mut C) {
+    redis::cmd("SET")
+        .arg("bench")
+        .arg("v")
+        .query::<()>(conn)
+        .expect("SET");
+}
+
+pub(crate) fn contenders(topology: &Topology, pool_size: u32) -> Vec<(&'static str, Op)> {
+    let master = topology.master().expect("master");
+    let ours = |validation| {
+        let pool = topology
+            .pool_builder()
+            .max_size(pool_size)
+            .validation(validation)
+            .build()
+            .expect("pool");
+        Arc::new(move || set_on(&mut *pool.get().expect("checkout"))) as Op
+    };
+    let plain = |test_on_check_out| {
+        let client = redis::Client::open(format!("redis://{master}")).expect("client");
+        let pool = r2d2::Pool::builder()
+            .max_size(pool_size)
+            .test_on_check_out(test_on_check_out)
+            .build(client)
+            .expect("pool");
+        Arc::new(move || set_on(&mut *pool.get().expect("checkout"))) as Op
+    };
+    let locked = {
+        let pool = r2d2::Pool::builder()
+            .max_size(pool_size)
+            .build(locked_sentinel_client(topology))
+            .expect("pool");
+        Arc::new(move || set_on(&mut *pool.get().expect("checkout"))) as Op
+    };
+    vec![
+        ("sentinel-pool/ping-role", ours(Validation::PingRole)),
+        (
+            "sentinel-pool/fast",
+            ours(Validation::Fast {
+                window: Duration::from_secs(1),
+            }),
+        ),
+        ("plain-r2d2/ping", plain(true)),
+        ("plain-r2d2/none", plain(false)),
+        ("locked-sentinel-client/ping", locked),
+    ]
 }

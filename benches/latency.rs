@@ -1,0 +1,65 @@
+//! Latency of one checkout + `SET` + return, per operation (p50 and p99), for the contenders of
+//! the checkout bench, at 1 to 16 threads on pools of 8 and 16: criterion's batches give
+//! throughput, this gives the distribution. Each cell runs one second after a short warm-up.
+//!
+//! `cargo bench --bench latency`; results in BENCHMARKS.md.
+
+use std::{
+    sync::{Arc, Barrier},
+    thread,
+    time::{Duration, Instant},
+};
+
+use r2d2_redis_sentinel::testkit::Topology;
+use support::{Op, POOL_SIZES, THREADS, contenders};
+
+mod support;
+
+fn main() {
+    let topology = Topology::start().expect("topology");
+    println!("| pool | contender | threads | ops/s | p50 | p99 |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for pool_size in POOL_SIZES {
+        let contenders = contenders(&topology, pool_size);
+        for threads in THREADS {
+            for (name, op) in &contenders {
+                measure(op, threads, Duration::from_millis(200));
+                let (ops, p50, p99) = measure(op, threads, Duration::from_secs(1));
+                println!(
+                    "| {pool_size} | {name} | {threads} | {:.1}k | {:.0} µs | {:.0} µs |",
+                    ops / 1e3,
+                    p50.as_secs_f64() * 1e6,
+                    p99.as_secs_f64() * 1e6
+                );
+            }
+        }
+    }
+}
+
+/// Runs `op` on `threads` threads for `duration`; returns ops/s and the p50 and p99 latency.
+fn measure(op: &Op, threads: usize, duration: Duration) -> (f64, Duration, Duration) {
+    let barrier = Arc::new(Barrier::new(threads));
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let (op, barrier) = (Arc::clone(op), Arc::clone(&barrier));
+            thread::spawn(move || {
+                let mut latencies = Vec::with_capacity(1 << 16);
+                barrier.wait();
+                let end = Instant::now() + duration;
+                while Instant::now() < end {
+                    let start = Instant::now();
+                    op();
+                    latencies.push(start.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut all: Vec<Duration> = handles
+        .into_iter()
+        .flat_map(|h| h.join().expect("bench thread"))
+        .collect();
+    all.sort();
+    let at = |q: f64| all[((all.len() as f64 * q).ceil() as usize).clamp(1, all.len()) - 1];
+    (all.len() as f64 / duration.as_secs_f64(), at(0.5), at(0.99))
+}
