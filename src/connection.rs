@@ -21,7 +21,8 @@ pub struct Connection {
     generation: u64,
     in_transaction: bool,
     unusable: bool,
-    saw_failover: bool,
+    /// The error that showed the node is no longer a writable master, if one did.
+    failover_error: Option<RedisError>,
     /// When the node last answered a request without error.
     last_ok: Instant,
 }
@@ -33,7 +34,7 @@ impl std::fmt::Debug for Connection {
             .field("generation", &self.generation)
             .field("in_transaction", &self.in_transaction)
             .field("unusable", &self.unusable)
-            .field("saw_failover", &self.saw_failover)
+            .field("failover_error", &self.failover_error)
             .finish_non_exhaustive()
     }
 }
@@ -46,7 +47,7 @@ impl Connection {
             generation,
             in_transaction: false,
             unusable: false,
-            saw_failover: false,
+            failover_error: None,
             last_ok: Instant::now(),
         }
     }
@@ -73,7 +74,10 @@ impl Connection {
 
     /// True while nothing has made the connection unfit for another caller.
     pub(crate) fn is_reusable(&self) -> bool {
-        !self.unusable && !self.in_transaction && !self.saw_failover && self.inner.is_open()
+        !self.unusable
+            && !self.in_transaction
+            && self.failover_error.is_none()
+            && self.inner.is_open()
     }
 
     /// True when the node answered a request without error less than `window` ago.
@@ -81,9 +85,9 @@ impl Connection {
         self.last_ok.elapsed() < window
     }
 
-    /// True once a reply showed the node is no longer a writable master.
-    pub(crate) fn saw_failover(&self) -> bool {
-        self.saw_failover
+    /// The error that showed the node is no longer a writable master (`READONLY`...), if any.
+    pub(crate) fn failover_error(&self) -> Option<&RedisError> {
+        self.failover_error.as_ref()
     }
 
     /// PING and ROLE in one round trip; returns the role.
@@ -124,9 +128,17 @@ impl Connection {
         result
     }
 
+    /// redis-rs hands server errors (`READONLY`, `EXECABORT`...) back as values, to be turned
+    /// into errors later by the caller's `query`; they are looked at here, as they pass.
+    fn observe_reply(&mut self, reply: &Value) {
+        if let Value::ServerError(err) = reply {
+            self.observe(&RedisError::from(err.clone()));
+        }
+    }
+
     fn observe(&mut self, err: &RedisError) {
         if retry::classify(err).is_failover() {
-            self.saw_failover = true;
+            self.failover_error = Some(err.clone());
         }
         // A server error is a complete reply: the connection is still in step. Anything else
         // (I/O error, timeout, unparsable reply) may leave a reply in flight.
@@ -146,6 +158,9 @@ impl ConnectionLike for Connection {
     fn req_packed_command(&mut self, cmd: &[u8]) -> RedisResult<Value> {
         self.before(cmd);
         let result = self.inner.req_packed_command(cmd);
+        if let Ok(reply) = &result {
+            self.observe_reply(reply);
+        }
         self.after(result)
     }
 
@@ -157,6 +172,11 @@ impl ConnectionLike for Connection {
     ) -> RedisResult<Vec<Value>> {
         self.before(cmd);
         let result = self.inner.req_packed_commands(cmd, offset, count);
+        if let Ok(replies) = &result {
+            for reply in replies {
+                self.observe_reply(reply);
+            }
+        }
         self.after(result)
     }
 

@@ -74,6 +74,16 @@ struct Resolver {
     master: Option<(u64, NodeAddr)>,
 }
 
+impl Resolver {
+    /// The master recorded for `generation`, if the record is of that generation.
+    fn cached(&self, generation: u64) -> Option<&NodeAddr> {
+        match &self.master {
+            Some((g, addr)) if *g == generation => Some(addr),
+            _ => None,
+        }
+    }
+}
+
 impl Shared {
     pub(crate) fn new(config: Config) -> Self {
         let sentinels = Sentinels::new(config.sentinels.clone(), config.sentinel.clone());
@@ -104,9 +114,7 @@ impl Shared {
     pub(crate) fn master(&self) -> Result<(u64, NodeAddr), Error> {
         let mut resolver = self.resolver.lock();
         let generation = self.generation.current();
-        if let Some((cached_generation, addr)) = &resolver.master
-            && *cached_generation == generation
-        {
+        if let Some(addr) = resolver.cached(generation) {
             return Ok((generation, addr.clone()));
         }
         let addr = resolver.sentinels.master(&self.config.service)?;
@@ -131,7 +139,7 @@ impl Shared {
         let generation = {
             let mut resolver = self.resolver.lock();
             let current = self.generation.current();
-            if matches!(&resolver.master, Some((g, addr)) if *g == current && addr == new) {
+            if resolver.cached(current) == Some(new) {
                 current
             } else {
                 let generation = self.generation.bump();
@@ -184,17 +192,14 @@ impl Shared {
     /// The master address cached for the current generation, if any; no I/O.
     pub(crate) fn cached_master(&self) -> Option<NodeAddr> {
         let generation = self.generation.current();
-        match &self.resolver.lock().master {
-            Some((g, addr)) if *g == generation => Some(addr.clone()),
-            _ => None,
-        }
+        self.resolver.lock().cached(generation).cloned()
     }
 
     /// Forgets the cached master of `generation` so that the next connect asks the sentinels:
     /// the node could not be reached, perhaps it died and a failover is on its way.
     fn forget_master(&self, generation: u64) {
         let mut resolver = self.resolver.lock();
-        if matches!(&resolver.master, Some((g, _)) if *g == generation) {
+        if resolver.cached(generation).is_some() {
             resolver.master = None;
         }
     }
@@ -266,19 +271,17 @@ impl Shared {
         let mut mismatch = None;
         for _ in 0..ROLE_MISMATCH_RETRIES {
             let (generation, addr) = self.master()?;
-            let mut conn = match node::connect(&addr, &self.config.data) {
-                Ok(conn) => Connection::new(conn, addr.clone(), generation),
-                Err(err) => {
-                    self.forget_master(generation);
-                    return Err(data_node_error(&addr, err));
-                }
-            };
-            match conn.role() {
-                Ok(Role::Primary { .. }) => {
+            let opened = node::connect(&addr, &self.config.data).and_then(|conn| {
+                let mut conn = Connection::new(conn, addr.clone(), generation);
+                let role = conn.role()?;
+                Ok((conn, role))
+            });
+            match opened {
+                Ok((conn, Role::Primary { .. })) => {
                     log::debug!("connected to master {addr} (generation {generation})");
                     return Ok(conn);
                 }
-                Ok(role) => {
+                Ok((_, role)) => {
                     let err = Error::WrongRole {
                         address: addr.to_string(),
                         expected: "master",
@@ -389,9 +392,14 @@ impl r2d2::ManageConnection for SentinelManager {
     /// No I/O: the generation, what the connection has seen, and whether its thread panics
     /// (a panic may have interrupted it between a request and its reply).
     fn has_broken(&self, conn: &mut Connection) -> bool {
-        if conn.saw_failover() {
-            self.shared
-                .invalidate_from(conn.generation(), "a command met a failover error");
+        if let Some(err) = conn.failover_error() {
+            self.shared.invalidate_from(
+                conn.generation(),
+                &format!(
+                    "the node answered {}: {err}",
+                    err.code().unwrap_or("a failover error")
+                ),
+            );
         }
         conn.generation() != self.shared.generation.current()
             || !conn.is_reusable()

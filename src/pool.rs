@@ -248,11 +248,6 @@ impl SentinelPool {
         self.shared.invalidate("asked by the caller")
     }
 
-    pub(crate) fn invalidate_from(&self, seen: u64, err: &redis::RedisError) {
-        self.shared
-            .invalidate_from(seen, &format!("a command failed with {err}"));
-    }
-
     /// The current generation: it starts at 0 and grows by one at each invalidation.
     pub fn generation(&self) -> u64 {
         self.shared.generation.current()

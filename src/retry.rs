@@ -182,10 +182,9 @@ pub(crate) fn run<T>(
                             source: err,
                         });
                     }
-                    class => {
-                        if class.is_failover() {
-                            pool.invalidate_from(conn.generation(), &err);
-                        }
+                    _ => {
+                        // Returning `conn` (at the end of this arm) invalidates the pool if the
+                        // error showed a failover, so the backoff below ends at once.
                         log::debug!("attempt {attempt} on {} failed: {err}", conn.addr());
                         Error::Redis(err)
                     }

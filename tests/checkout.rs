@@ -180,3 +180,49 @@ fn default_validation_checks_ping_and_role_on_every_checkout() {
     let _conn = pool.get().unwrap();
     assert_eq!(last_command(&master, id), "role");
 }
+
+#[test]
+fn a_readonly_reply_invalidates_the_pool_when_the_connection_returns() {
+    use r2d2_redis_sentinel::{Event, redis::RedisError};
+    init_logging();
+    let topology = Topology::start().unwrap();
+    let master = topology.master().unwrap();
+    let replica = topology
+        .data_addrs()
+        .into_iter()
+        .find(|a| *a != master)
+        .unwrap();
+    // One connection, no watcher: nothing but the returned connection can invalidate first.
+    let pool = topology
+        .pool_builder()
+        .max_size(1)
+        .watcher(false)
+        .build()
+        .unwrap();
+    let events = pool.events();
+    let mut conn = pool.get().unwrap();
+
+    let _: () = r2d2_redis_sentinel::redis::cmd("REPLICAOF")
+        .arg(&replica.host)
+        .arg(replica.port)
+        .query(&mut direct(&master))
+        .unwrap();
+    let err: RedisError = conn.set::<_, _, ()>("k", "v").unwrap_err();
+    assert_eq!(err.code(), Some("READONLY"));
+    assert_eq!(
+        pool.generation(),
+        0,
+        "nothing is invalidated while the caller holds it"
+    );
+    drop(conn);
+
+    assert!(pool.generation() >= 1);
+    let reason = events
+        .try_iter()
+        .find_map(|e| match e {
+            Event::Invalidated { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .expect("an Invalidated event");
+    assert!(reason.contains("READONLY"), "{reason}");
+}
