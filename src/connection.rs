@@ -1,11 +1,18 @@
 //! A pooled connection: a redis connection, the generation it was born in, and what it has
 //! seen that makes it unfit to hand to the next caller.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use redis::{ConnectionLike, ErrorKind, RedisError, RedisResult, Role, ServerErrorKind, Value};
 
-use crate::{NodeAddr, retry};
+use crate::{NodeAddr, generation::Generation, retry};
+
+/// The error code of a request a connection refused to send because the pool moved to a new
+/// generation after the connection was checked out. Nothing was sent: safe to retry.
+pub(crate) const STALE: &str = "STALE";
 
 /// A connection to a Redis data node, handed out by the pool inside an
 /// [`r2d2::PooledConnection`].
@@ -13,18 +20,36 @@ use crate::{NodeAddr, retry};
 /// It implements [`redis::ConnectionLike`], so every command of [`redis::Commands`] and every
 /// [`redis::Cmd`] or [`redis::Pipeline`] works on it. It watches what goes through it, so that
 /// a connection left in a bad state is never handed to the next caller: one returned inside
-/// `MULTI`, subscribed, after an I/O error or timeout (a reply may still be in flight), after a
-/// failover error (`READONLY`: the node is no longer master), or while its thread panics.
+/// `MULTI` or `WATCH`, subscribed, with its session changed (`SELECT`, `AUTH`, `HELLO`,
+/// `RESET`, `CLIENT SETNAME`...), after an I/O error or timeout (a reply may still be in
+/// flight), after a failover error (`READONLY`: the node is no longer master), or while its
+/// thread panics.
+///
+/// Once the pool moves to a new generation (a failover, or
+/// [`invalidate`](crate::SentinelPool::invalidate)), a connection of an older one refuses
+/// every request without sending it: the request fails with a `STALE` error, which
+/// [`with_retry`](crate::SentinelPool::with_retry) retries on a fresh connection. A worker
+/// that holds a connection across a failover never writes to the old master.
 pub struct Connection {
     inner: redis::Connection,
     addr: NodeAddr,
     generation: u64,
+    /// The pool's generation now; compared before every request.
+    current: Arc<Generation>,
     in_transaction: bool,
-    unusable: bool,
+    watching: bool,
+    /// A caller changed what the connection is (db, user, protocol, reply mode, name).
+    session_changed: bool,
+    subscribed: bool,
+    /// An error on the wire (I/O, timeout, unparsable reply): a reply may still be in flight.
+    out_of_step: bool,
     /// The error that showed the node is no longer a writable master, if one did.
     failover_error: Option<RedisError>,
     /// When the node last answered a request without error.
     last_ok: Instant,
+    /// Replies received that were not errors, over the connection's life: a command that got
+    /// one was applied.
+    replies_ok: u64,
 }
 
 impl std::fmt::Debug for Connection {
@@ -33,22 +58,35 @@ impl std::fmt::Debug for Connection {
             .field("addr", &self.addr)
             .field("generation", &self.generation)
             .field("in_transaction", &self.in_transaction)
-            .field("unusable", &self.unusable)
+            .field("watching", &self.watching)
+            .field("session_changed", &self.session_changed)
+            .field("subscribed", &self.subscribed)
+            .field("out_of_step", &self.out_of_step)
             .field("failover_error", &self.failover_error)
             .finish_non_exhaustive()
     }
 }
 
 impl Connection {
-    pub(crate) fn new(inner: redis::Connection, addr: NodeAddr, generation: u64) -> Self {
+    pub(crate) fn new(
+        inner: redis::Connection,
+        addr: NodeAddr,
+        generation: u64,
+        current: Arc<Generation>,
+    ) -> Self {
         Connection {
             inner,
             addr,
             generation,
+            current,
             in_transaction: false,
-            unusable: false,
+            watching: false,
+            session_changed: false,
+            subscribed: false,
+            out_of_step: false,
             failover_error: None,
             last_ok: Instant::now(),
+            replies_ok: 0,
         }
     }
 
@@ -74,10 +112,25 @@ impl Connection {
 
     /// True while nothing has made the connection unfit for another caller.
     pub(crate) fn is_reusable(&self) -> bool {
-        !self.unusable
+        !self.out_of_step
+            && !self.subscribed
             && !self.in_transaction
+            && !self.watching
+            && !self.session_changed
             && self.failover_error.is_none()
             && self.inner.is_open()
+    }
+
+    /// True once an error on the wire may have left a reply in flight: a request sent on it
+    /// may or may not have been applied.
+    pub(crate) fn is_out_of_step(&self) -> bool {
+        self.out_of_step
+    }
+
+    /// Replies received that were not errors: when this grows during an attempt, something
+    /// in the attempt was applied.
+    pub(crate) fn replies_ok(&self) -> u64 {
+        self.replies_ok
     }
 
     /// True when the node answered a request without error less than `window` ago.
@@ -94,7 +147,7 @@ impl Connection {
     pub(crate) fn ping_role(&mut self) -> RedisResult<Role> {
         let (pong, role): (String, Role) = redis::pipe().cmd("PING").cmd("ROLE").query(self)?;
         if pong != "PONG" {
-            self.unusable = true;
+            self.out_of_step = true;
             return Err(RedisError::from((
                 ErrorKind::UnexpectedReturnType,
                 "PING did not answer PONG",
@@ -104,18 +157,40 @@ impl Connection {
         Ok(role)
     }
 
+    /// Refuses to send anything once the pool has moved past this connection's generation.
+    fn refuse_if_stale(&self) -> RedisResult<()> {
+        let current = self.current.current();
+        if current == self.generation {
+            return Ok(());
+        }
+        Err(redis::make_extension_error(
+            STALE.to_owned(),
+            Some(format!(
+                "the pool moved to generation {current} (a failover or an invalidation) after \
+                 this connection to {} (generation {}) was checked out; the request was not \
+                 sent: check out a new connection, or use with_retry",
+                self.addr, self.generation
+            )),
+        ))
+    }
+
     fn before(&mut self, packed: &[u8]) {
-        for name in command_names(packed) {
-            if name.eq_ignore_ascii_case(b"MULTI") {
+        for (name, arg) in commands(packed) {
+            let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+            if is("MULTI") {
                 self.in_transaction = true;
-            } else if name.eq_ignore_ascii_case(b"EXEC")
-                || name.eq_ignore_ascii_case(b"DISCARD")
-                || name.eq_ignore_ascii_case(b"RESET")
-            {
+            } else if is("EXEC") || is("DISCARD") {
                 self.in_transaction = false;
+                self.watching = false;
+            } else if is("WATCH") {
+                self.watching = true;
+            } else if is("UNWATCH") {
+                self.watching = false;
             } else if is_subscribe(name) {
                 // Subscribed connections only take (un)subscribe commands: never reuse one.
-                self.unusable = true;
+                self.subscribed = true;
+            } else if changes_session(name, arg) {
+                self.session_changed = true;
             }
         }
     }
@@ -133,6 +208,8 @@ impl Connection {
     fn observe_reply(&mut self, reply: &Value) {
         if let Value::ServerError(err) = reply {
             self.observe(&RedisError::from(err.clone()));
+        } else {
+            self.replies_ok += 1;
         }
     }
 
@@ -146,16 +223,18 @@ impl Connection {
             err.kind(),
             ErrorKind::Server(_) | ErrorKind::Extension | ErrorKind::UnexpectedReturnType
         ) {
-            self.unusable = true;
+            self.out_of_step = true;
         }
         if err.kind() == ErrorKind::Server(ServerErrorKind::ExecAbort) {
             self.in_transaction = false;
+            self.watching = false;
         }
     }
 }
 
 impl ConnectionLike for Connection {
     fn req_packed_command(&mut self, cmd: &[u8]) -> RedisResult<Value> {
+        self.refuse_if_stale()?;
         self.before(cmd);
         let result = self.inner.req_packed_command(cmd);
         if let Ok(reply) = &result {
@@ -170,6 +249,7 @@ impl ConnectionLike for Connection {
         offset: usize,
         count: usize,
     ) -> RedisResult<Vec<Value>> {
+        self.refuse_if_stale()?;
         self.before(cmd);
         let result = self.inner.req_packed_commands(cmd, offset, count);
         if let Ok(replies) = &result {
@@ -199,23 +279,44 @@ fn is_subscribe(name: &[u8]) -> bool {
         .any(|s| name.eq_ignore_ascii_case(s))
 }
 
-/// The names of the commands in a packed request (RESP arrays of bulk strings, as redis-rs
-/// writes them). Stops quietly at anything it does not understand.
-fn command_names(mut packed: &[u8]) -> impl Iterator<Item = &[u8]> {
+/// Commands after which the connection is no longer what the pool made: another db, user,
+/// protocol or reply mode, a name or tracking the next caller did not ask for. `RESET` does
+/// all of these at once (db 0, user `default`, RESP2).
+fn changes_session(name: &[u8], arg: Option<&[u8]>) -> bool {
+    let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+    if is("SELECT") || is("AUTH") || is("HELLO") || is("RESET") {
+        return true;
+    }
+    if is("READONLY") || is("READWRITE") {
+        return true;
+    }
+    is("CLIENT")
+        && arg.is_some_and(|sub| {
+            ["REPLY", "SETNAME", "TRACKING", "NO-EVICT", "NO-TOUCH"]
+                .iter()
+                .any(|s| sub.eq_ignore_ascii_case(s.as_bytes()))
+        })
+}
+
+/// The name and first argument of each command in a packed request (RESP arrays of bulk
+/// strings, as redis-rs writes them). Stops quietly at anything it does not understand.
+fn commands(mut packed: &[u8]) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
     std::iter::from_fn(move || {
         let (args, rest) = read_header(packed, b'*')?;
         let mut rest = rest;
-        let mut name = None;
+        let (mut name, mut first) = (None, None);
         for i in 0..args {
             let (len, after) = read_header(rest, b'$')?;
             let body = after.get(..len)?;
-            if i == 0 {
-                name = Some(body);
+            match i {
+                0 => name = Some(body),
+                1 => first = Some(body),
+                _ => {}
             }
             rest = after.get(len + 2..)?;
         }
         packed = rest;
-        name
+        Some((name?, first))
     })
 }
 
@@ -232,8 +333,8 @@ mod tests {
     use super::*;
 
     fn names(packed: &[u8]) -> Vec<String> {
-        command_names(packed)
-            .map(|n| String::from_utf8_lossy(n).into_owned())
+        commands(packed)
+            .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
             .collect()
     }
 
@@ -246,6 +347,20 @@ mod tests {
             names(&pipe.get_packed_pipeline()),
             ["MULTI", "SET", "INCRBY", "EXEC"]
         );
+    }
+
+    #[test]
+    fn session_changes_are_recognised_with_their_subcommand() {
+        let first = |cmd: &redis::Cmd| {
+            let packed = cmd.get_packed_command();
+            let (name, arg) = commands(&packed).next().unwrap();
+            changes_session(name, arg)
+        };
+        assert!(first(redis::cmd("select").arg(1)));
+        assert!(first(redis::cmd("CLIENT").arg("reply").arg("off")));
+        assert!(first(redis::cmd("CLIENT").arg("SETNAME").arg("x")));
+        assert!(!first(redis::cmd("CLIENT").arg("ID")));
+        assert!(!first(redis::cmd("GET").arg("SELECT")));
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub struct SentinelManager {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) config: Config,
-    pub(crate) generation: Generation,
+    pub(crate) generation: Arc<Generation>,
     /// The sentinels and the master found for one generation. The lock exists because a
     /// sentinel lookup needs `&mut` (cached sentinel connections) while r2d2 gives `&self`. It
     /// is held for a cache hit (no I/O), or for one lookup on a cache miss, which every
@@ -89,7 +89,7 @@ impl Shared {
         let sentinels = Sentinels::new(config.sentinels.clone(), config.sentinel.clone());
         Shared {
             config,
-            generation: Generation::default(),
+            generation: Arc::new(Generation::default()),
             resolver: Mutex::new(Resolver {
                 sentinels,
                 master: None,
@@ -272,7 +272,8 @@ impl Shared {
         for _ in 0..ROLE_MISMATCH_RETRIES {
             let (generation, addr) = self.master()?;
             let opened = node::connect(&addr, &self.config.data).and_then(|conn| {
-                let mut conn = Connection::new(conn, addr.clone(), generation);
+                let mut conn =
+                    Connection::new(conn, addr.clone(), generation, Arc::clone(&self.generation));
                 let role = conn.role()?;
                 Ok((conn, role))
             });

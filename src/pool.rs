@@ -190,13 +190,21 @@ impl SentinelPool {
     ///
     /// Retried, with backoff, within the [`RetryPolicy`]: no connection could be made, or the
     /// server refused the command (`READONLY` from a demoted master, `MASTERDOWN`, `LOADING`,
-    /// `TRYAGAIN`, `NOREPLICAS`). A failover error also invalidates the pool.
+    /// `TRYAGAIN`, `NOREPLICAS`, a transaction aborted because its commands were refused so).
+    /// A failover error also invalidates the pool.
     ///
     /// Not retried: a connection that broke or timed out *after* the command was sent, since
-    /// the command may have run (an `INCR` would count twice). That returns
-    /// [`Error::MaybeApplied`]; use [`with_retry_idempotent`](Self::with_retry_idempotent)
-    /// when running the operation twice is harmless. Other errors (`WRONGTYPE`, syntax...)
-    /// return at once as [`Error::Redis`].
+    /// the command may have run (an `INCR` would count twice), nor an attempt in which an
+    /// earlier command (or an earlier command of the same pipeline) was applied before a later
+    /// one was refused. Those return [`Error::MaybeApplied`]; use
+    /// [`with_retry_idempotent`](Self::with_retry_idempotent) when running the operation twice
+    /// is harmless. Other errors (`WRONGTYPE`, syntax, a reply that does not convert to the
+    /// type asked for...) return at once as [`Error::Redis`].
+    ///
+    /// A closure that runs several commands keeps its connection for the whole attempt. If
+    /// the pool moves to a new master meanwhile, the connection refuses the next command
+    /// without sending it (a `STALE` error), so nothing reaches the old master; the attempt is
+    /// then retried if nothing in it was applied yet, or the closure is idempotent.
     ///
     /// ```no_run
     /// # use r2d2_redis_sentinel::{SentinelPool, redis::Commands};

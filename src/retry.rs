@@ -1,16 +1,23 @@
 //! Error classes and the retry loop behind [`SentinelPool::with_retry`].
 //!
 //! An error is one of three classes:
-//! - **not applied**: the command surely did not run (no connection could be made, or the
-//!   server refused it: `READONLY`, `MASTERDOWN`, `LOADING`, `TRYAGAIN`, `NOREPLICAS`,
-//!   `UNBLOCKED`). Safe to retry for any operation.
-//! - **maybe applied**: the connection broke or timed out after the command was sent. Retried
+//! - **not applied**: the command surely did not run (no connection could be made, the pool
+//!   refused to send on a connection of an older generation, or the server refused it:
+//!   `READONLY`, `MASTERDOWN`, `LOADING`, `TRYAGAIN`, `NOREPLICAS`, `UNBLOCKED`, or a
+//!   transaction aborted because its commands were refused so). Safe to retry for any
+//!   operation.
+//! - **maybe applied**: the connection broke or timed out after the command was sent, or an
+//!   earlier command of the same attempt was applied before a later one was refused. Retried
 //!   only when the caller declared the operation idempotent.
-//! - **final**: anything else (`WRONGTYPE`, a syntax error, a script error...). Returned at once.
+//! - **final**: anything else (`WRONGTYPE`, a syntax error, a script error, a reply that does
+//!   not convert to the type asked for...). Returned at once.
 //!
 //! Classification uses redis-rs's error kinds and server error codes, never message text. In
 //! redis 1.x `READONLY` carries a cluster retry method (`RefreshSlotsAndRetry`) that a check on
-//! the retry method alone misses, and it is *the* symptom of writing to a demoted master.
+//! the retry method alone misses, and it is *the* symptom of writing to a demoted master. A
+//! conversion error has the same kind (`Parse`) as a garbled reply; the connection, which saw
+//! every reply, tells them apart: only a connection that is out of step may have applied a
+//! command it reports no reply for.
 
 use std::{
     collections::hash_map::RandomState,
@@ -20,7 +27,7 @@ use std::{
 
 use redis::{ErrorKind, RedisError, RedisResult, ServerErrorKind};
 
-use crate::{Connection, Error, SentinelPool, config::invalid};
+use crate::{Connection, Error, SentinelPool, config::invalid, connection::STALE};
 
 /// How [`SentinelPool::with_retry`] retries: attempts, exponential backoff with jitter, and a
 /// total deadline. Set it with [`Builder::retry_policy`](crate::Builder::retry_policy).
@@ -130,8 +137,52 @@ impl Class {
     }
 }
 
-/// Classifies an error met while running a command on a pooled connection.
+/// Classifies an error met while running a command on a pooled connection, from the error
+/// alone.
 pub(crate) fn classify(err: &RedisError) -> Class {
+    match err.kind() {
+        // A transaction aborted at EXEC: what was refused while queued says why.
+        ErrorKind::Server(ServerErrorKind::ExecAbort) => classify_all(err),
+        // Server errors, of one command or of several in a pipeline: redis-rs's pipeline
+        // error reports no code of its own, so look at each.
+        ErrorKind::Server(_) | ErrorKind::Extension => classify_all(err),
+        _ => classify_one(err),
+    }
+}
+
+/// Classifies an error met by one attempt of `with_retry`, with what the connection saw
+/// during it: `replies_before` is [`Connection::replies_ok`] when the attempt started.
+pub(crate) fn classify_attempt(err: &RedisError, conn: &Connection, replies_before: u64) -> Class {
+    match classify(err) {
+        // The error kind says "maybe", but the connection is in step: the error never came off
+        // the wire (a reply that does not convert to the type asked for). Retrying repeats it.
+        Class::MaybeApplied if !conn.is_out_of_step() => Class::Final,
+        // Refused, but an earlier command of this attempt (or of this pipeline) was applied.
+        Class::NotApplied { .. } if conn.replies_ok() > replies_before => Class::MaybeApplied,
+        class => class,
+    }
+}
+
+/// The class of a transaction's or pipeline's errors: not applied only when every command
+/// was refused in a way that applies nothing; a failover if any refusal shows one.
+fn classify_all(err: &RedisError) -> Class {
+    let Some(errors) = err.clone().into_server_errors() else {
+        return classify_one(err);
+    };
+    if errors.is_empty() {
+        return Class::Final;
+    }
+    let mut failover = false;
+    for (_, error) in errors.iter() {
+        match classify_one(&RedisError::from(error.clone())) {
+            Class::NotApplied { failover: f } => failover |= f,
+            _ => return Class::Final,
+        }
+    }
+    Class::NotApplied { failover }
+}
+
+fn classify_one(err: &RedisError) -> Class {
     match err.kind() {
         // The node was demoted, or is a replica that lost its master.
         ErrorKind::Server(ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown) => {
@@ -145,6 +196,9 @@ pub(crate) fn classify(err: &RedisError) -> Class {
             Some("UNBLOCKED") => Class::NotApplied { failover: true },
             // `min-replicas-to-write` not met: the write was refused.
             Some("NOREPLICAS") => Class::NotApplied { failover: false },
+            // The pool refused to send on a connection of an older generation; the generation
+            // already moved, so this is no new evidence.
+            Some(STALE) => Class::NotApplied { failover: false },
             _ => Class::Final,
         },
         ErrorKind::Io if err.is_connection_refusal() => Class::NotApplied { failover: false },
@@ -172,24 +226,27 @@ pub(crate) fn run<T>(
             .min(pool.connection_timeout())
             .max(Duration::from_millis(1));
         let last = match pool.get_timeout(wait) {
-            Ok(mut conn) => match op(&mut conn) {
-                Ok(value) => return Ok(value),
-                Err(err) => match classify(&err) {
-                    Class::Final => return Err(Error::Redis(err)),
-                    Class::MaybeApplied if !idempotent => {
-                        return Err(Error::MaybeApplied {
-                            attempts: attempt,
-                            source: err,
-                        });
-                    }
-                    _ => {
-                        // Returning `conn` (at the end of this arm) invalidates the pool if the
-                        // error showed a failover, so the backoff below ends at once.
-                        log::debug!("attempt {attempt} on {} failed: {err}", conn.addr());
-                        Error::Redis(err)
-                    }
-                },
-            },
+            Ok(mut conn) => {
+                let replies_before = conn.replies_ok();
+                match op(&mut conn) {
+                    Ok(value) => return Ok(value),
+                    Err(err) => match classify_attempt(&err, &conn, replies_before) {
+                        Class::Final => return Err(Error::Redis(err)),
+                        Class::MaybeApplied if !idempotent => {
+                            return Err(Error::MaybeApplied {
+                                attempts: attempt,
+                                source: err,
+                            });
+                        }
+                        _ => {
+                            // Returning `conn` (at the end of this arm) invalidates the pool if the
+                            // error showed a failover, so the backoff below ends at once.
+                            log::debug!("attempt {attempt} on {} failed: {err}", conn.addr());
+                            Error::Redis(err)
+                        }
+                    },
+                }
+            }
             Err(err) if err.is_config() || matches!(err, Error::PoolExhausted { .. }) => {
                 return Err(err);
             }
@@ -282,6 +339,16 @@ mod tests {
             Class::NotApplied { failover: false }
         );
         assert_eq!(classify(&server("WRONGTYPE")), Class::Final);
+    }
+
+    #[test]
+    fn a_request_the_pool_refused_to_send_is_not_applied() {
+        assert_eq!(
+            classify(&server("STALE")),
+            Class::NotApplied { failover: false }
+        );
+        // EXECABORT with nothing inside says nothing about what was refused.
+        assert_eq!(classify(&server("EXECABORT")), Class::Final);
     }
 
     #[test]

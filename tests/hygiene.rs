@@ -124,3 +124,54 @@ fn a_connection_returned_during_a_panic_is_not_reused() {
         assert_ne!(client_id(&mut pool.get().unwrap()), id, "{validation:?}");
     }
 }
+
+#[test]
+fn a_connection_whose_session_state_was_changed_is_not_reused() {
+    init_logging();
+    let topology = Topology::start().unwrap();
+    let master = topology.master().unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "other", "on", ">other-pass", "+@all", "~*", "&*"])
+        .query(&mut support::direct(&master))
+        .unwrap();
+    for validation in [Validation::PingRole, Validation::Off] {
+        let pool = pool(&topology, validation);
+        // RESET ends MULTI, but also logs out to `default`, selects db 0 and reverts to RESP2.
+        assert_not_reused(&pool, |c| {
+            let _: String = redis::cmd("RESET").query(c).unwrap();
+        });
+        assert_not_reused(&pool, |c| {
+            redis::cmd("SELECT").arg(3).query::<()>(c).unwrap();
+        });
+        assert_not_reused(&pool, |c| {
+            redis::cmd("WATCH").arg("k").query::<()>(c).unwrap();
+        });
+        assert_not_reused(&pool, |c| {
+            redis::cmd("AUTH")
+                .arg("other")
+                .arg("other-pass")
+                .query::<()>(c)
+                .unwrap();
+        });
+        assert_not_reused(&pool, |c| {
+            redis::cmd("CLIENT")
+                .arg("SETNAME")
+                .arg("borrowed")
+                .query::<()>(c)
+                .unwrap();
+        });
+    }
+}
+
+#[test]
+fn a_finished_watch_leaves_the_connection_reusable() {
+    init_logging();
+    let topology = Topology::start().unwrap();
+    let pool = pool(&topology, Validation::Off);
+    let mut conn = pool.get().unwrap();
+    let id = client_id(&mut conn);
+    redis::cmd("WATCH").arg("k").query::<()>(&mut conn).unwrap();
+    redis::cmd("UNWATCH").query::<()>(&mut conn).unwrap();
+    drop(conn);
+    assert_eq!(client_id(&mut pool.get().unwrap()), id);
+}

@@ -220,3 +220,156 @@ fn final_errors_are_returned_at_once() {
         other => panic!("expected the WRONGTYPE error, got {other:?}"),
     }
 }
+
+/// Item: a conversion error (`FromRedisValue`) is the caller's, not the connection's: final at
+/// once, even for an idempotent operation, and the connection stays in use.
+#[test]
+fn a_conversion_error_is_final_and_returned_at_once() {
+    init_logging();
+    let topology = Topology::start().unwrap();
+    let pool = topology.pool_builder().max_size(1).build().unwrap();
+    let _: () = pool.get().unwrap().set("text", "not a number").unwrap();
+    let id = support::client_id(&mut pool.get().unwrap());
+    for idempotent in [false, true] {
+        let mut calls = 0;
+        let op = |c: &mut r2d2_redis_sentinel::Connection| {
+            calls += 1;
+            c.get::<_, i64>("text")
+        };
+        let err = if idempotent {
+            pool.with_retry_idempotent(op)
+        } else {
+            pool.with_retry(op)
+        }
+        .unwrap_err();
+        assert!(
+            matches!(&err, Error::Redis(e) if e.kind() == redis::ErrorKind::Parse),
+            "idempotent {idempotent}: {err:?}"
+        );
+        assert_eq!(
+            calls, 1,
+            "idempotent {idempotent}: the conversion was retried"
+        );
+        assert!(!err.is_retryable());
+    }
+    assert_eq!(
+        support::client_id(&mut pool.get().unwrap()),
+        id,
+        "a conversion error does not break the connection"
+    );
+}
+
+/// Demotes `master` to a replica of `replica` behind the sentinels' back.
+fn demote(master: &NodeAddr, replica: &NodeAddr) {
+    let _: () = redis::cmd("REPLICAOF")
+        .arg(&replica.host)
+        .arg(replica.port)
+        .query(&mut direct(master))
+        .unwrap();
+}
+
+fn promote(node: &NodeAddr) {
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query(&mut direct(node))
+        .unwrap();
+}
+
+/// Item: a transaction refused on a demoted master (`READONLY` while queued, then `EXECABORT`)
+/// applied nothing: it is failover evidence and retried.
+#[test]
+fn an_aborted_transaction_on_a_demoted_master_is_retried_and_invalidates() {
+    init_logging();
+    let topology = Topology::start().unwrap();
+    let master = topology.master().unwrap();
+    let replica = topology
+        .data_addrs()
+        .into_iter()
+        .find(|a| *a != master)
+        .unwrap();
+    let pool = topology
+        .pool_builder()
+        .max_size(1)
+        .watcher(false)
+        .build()
+        .unwrap();
+    let mut calls = 0;
+    let (n,): (i64,) = pool
+        .with_retry(|c| {
+            calls += 1;
+            if calls == 1 {
+                demote(&master, &replica);
+            }
+            let result = redis::pipe()
+                .atomic()
+                .set("tx:k", "v")
+                .ignore()
+                .incr("tx:n", 1)
+                .query(c);
+            if calls == 1 {
+                let err = result.as_ref().unwrap_err();
+                assert_eq!(err.code(), Some("EXECABORT"), "{err:?}");
+                promote(&master);
+            }
+            result
+        })
+        .unwrap();
+    assert_eq!(calls, 2);
+    assert_eq!(n, 1, "the aborted transaction applied nothing");
+    assert!(
+        pool.generation() >= 1,
+        "the abort did not invalidate the pool"
+    );
+}
+
+/// Item: an attempt in which a command was applied before a later one was refused is not "not
+/// applied": `with_retry` must not run it again (the `INCR` would count twice).
+#[test]
+fn an_attempt_refused_after_a_command_was_applied_is_maybe_applied() {
+    init_logging();
+    let topology = Topology::start().unwrap();
+    let master = topology.master().unwrap();
+    let pool = topology.pool_builder().max_size(1).build().unwrap();
+    let refuse_writes = |n: u32| {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("min-replicas-to-write")
+            .arg(n)
+            .query(&mut direct(&master))
+            .unwrap();
+    };
+
+    // Two commands in the closure: the first is applied, the second refused (NOREPLICAS).
+    let mut calls = 0;
+    let err = pool
+        .with_retry(|c| {
+            calls += 1;
+            let _: i64 = c.incr("partial:n", 1)?;
+            refuse_writes(5);
+            let refused = c.set::<_, _, ()>("partial:k", "v");
+            refuse_writes(0);
+            refused
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::MaybeApplied { .. }), "{err:?}");
+    assert_eq!(calls, 1);
+
+    // One non-atomic pipeline: the INCR is applied, the SET refused.
+    let err = pool
+        .with_retry(|c| {
+            calls += 1;
+            refuse_writes(5);
+            let result = redis::pipe()
+                .get("partial:n")
+                .set("partial:k", "v")
+                .query::<(Option<i64>, ())>(c);
+            refuse_writes(0);
+            result.map(|_| ())
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::MaybeApplied { .. }), "{err:?}");
+    assert_eq!(calls, 2);
+    let n: i64 = pool.get().unwrap().get("partial:n").unwrap();
+    assert_eq!(n, 1, "the applied INCR was run again");
+}
