@@ -6,6 +6,14 @@ use redis::{IntoConnectionInfo, ProtocolVersion, RedisConnectionInfo};
 
 use crate::{Error, NodeAddr, RetryPolicy, SentinelPool, node::NodeSettings};
 
+/// The largest pool: r2d2 allocates a slot per connection up front, and Redis's default
+/// `maxclients` is 10,000.
+pub(crate) const MAX_POOL_SIZE: u32 = 10_000;
+
+/// The longest duration any option takes. Longer values are surely mistakes, and would
+/// overflow the clock arithmetic of the waits they bound.
+pub(crate) const LONGEST: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
 /// How a pooled connection is checked before it is handed out.
 ///
 /// Whatever the mode, a connection from an older generation (one opened before the last
@@ -39,7 +47,8 @@ pub enum Validation {
 /// Builds a [`SentinelPool`]; made by [`SentinelPool::builder`].
 ///
 /// Every setter documents its default. Nothing is checked until [`build`](Builder::build),
-/// which validates every option and asks the sentinels for the master.
+/// which validates every option and asks the sentinels for the master. Every duration must be
+/// longer than zero and at most one year.
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct Builder {
@@ -91,7 +100,7 @@ impl Builder {
         }
     }
 
-    /// The most connections the pool keeps open, idle or in use.
+    /// The most connections the pool keeps open, idle or in use; at most 10,000.
     ///
     /// Defaults to 10.
     pub fn max_size(mut self, max_size: u32) -> Self {
@@ -271,8 +280,14 @@ impl Builder {
         if self.service.trim().is_empty() {
             return invalid("service_name", "the service (master) name is empty");
         }
-        if self.max_size == 0 {
-            return invalid("max_size", "must be at least 1");
+        if self.max_size == 0 || self.max_size > MAX_POOL_SIZE {
+            return invalid(
+                "max_size",
+                format!(
+                    "{} is out of range: give 1 to {MAX_POOL_SIZE} (Redis's default maxclients)",
+                    self.max_size
+                ),
+            );
         }
         if let Some(min_idle) = self.min_idle
             && min_idle > self.max_size
@@ -289,11 +304,23 @@ impl Builder {
             ("write_timeout", self.write_timeout),
             ("sentinel_timeout", self.sentinel_timeout),
         ] {
-            if value.is_zero() {
-                return invalid(option, "must be longer than zero");
+            check_duration(option, value)?;
+        }
+        for (option, value) in [
+            ("idle_timeout", self.idle_timeout),
+            ("max_lifetime", self.max_lifetime),
+        ] {
+            if let Some(value) = value {
+                check_duration(option, value)?;
             }
         }
         self.retry.validate()?;
+        if self.username.is_some() && self.password.is_none() {
+            return invalid(
+                "username",
+                "a username needs a password: set `password` to the ACL user's password",
+            );
+        }
 
         let mut data = RedisConnectionInfo::default()
             .set_db(self.db)
@@ -305,18 +332,25 @@ impl Builder {
             data = data.set_password(password);
         }
         let mut sentinel = RedisConnectionInfo::default();
-        if let Some(username) = self
+        let sentinel_username = self
             .sentinel_username
             .as_deref()
-            .or(sentinels.iter().find_map(|s| s.username.as_deref()))
-        {
-            sentinel = sentinel.set_username(username);
-        }
-        if let Some(password) = self
+            .or(sentinels.iter().find_map(|s| s.username.as_deref()));
+        let sentinel_password = self
             .sentinel_password
             .as_deref()
-            .or(sentinels.iter().find_map(|s| s.password.as_deref()))
-        {
+            .or(sentinels.iter().find_map(|s| s.password.as_deref()));
+        if sentinel_username.is_some() && sentinel_password.is_none() {
+            return invalid(
+                "sentinel_username",
+                "a username needs a password: set `sentinel_password` to the sentinel ACL \
+                 user's password",
+            );
+        }
+        if let Some(username) = sentinel_username {
+            sentinel = sentinel.set_username(username);
+        }
+        if let Some(password) = sentinel_password {
             sentinel = sentinel.set_password(password);
         }
 
@@ -362,6 +396,20 @@ pub(crate) struct Config {
     pub(crate) validation: Validation,
     pub(crate) retry: RetryPolicy,
     pub(crate) watcher: bool,
+}
+
+/// A duration option must be longer than zero and at most [`LONGEST`].
+pub(crate) fn check_duration(option: &'static str, value: Duration) -> Result<(), Error> {
+    if value.is_zero() {
+        invalid(option, "must be longer than zero")
+    } else if value > LONGEST {
+        invalid(
+            option,
+            format!("{value:?} is longer than the longest allowed, one year"),
+        )
+    } else {
+        Ok(())
+    }
 }
 
 pub(crate) fn invalid<T>(option: &'static str, reason: impl Into<String>) -> Result<T, Error> {

@@ -184,6 +184,23 @@ impl Error {
     }
 }
 
+/// How much of a string an error message quotes: a 10 KB service name makes an unreadable
+/// log line.
+const QUOTE_LIMIT: usize = 64;
+
+/// Shows `text` as a quoted string, shortened to [`QUOTE_LIMIT`] characters with its length
+/// when it is longer.
+struct Quoted<'a>(&'a str);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.char_indices().nth(QUOTE_LIMIT) {
+            None => write!(f, "{:?}", self.0),
+            Some((end, _)) => write!(f, "{:?}... ({} bytes)", &self.0[..end], self.0.len()),
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -192,8 +209,9 @@ impl fmt::Display for Error {
             ),
             Error::InvalidSentinelAddress { address, reason } => write!(
                 f,
-                "invalid sentinel address {address:?}: {reason}; \
-                 write it as \"redis://host:port\" or \"host:port\""
+                "invalid sentinel address {}: {reason}; \
+                 write it as \"redis://host:port\" or \"host:port\"",
+                Quoted(address)
             ),
             Error::InvalidConfig { option, reason } => write!(f, "invalid `{option}`: {reason}"),
             Error::SentinelsUnreachable { failures } => {
@@ -208,14 +226,16 @@ impl fmt::Display for Error {
             }
             Error::UnknownService { service, asked } => write!(
                 f,
-                "no sentinel monitors a master named {service:?} (asked {}): check the name \
+                "no sentinel monitors a master named {} (asked {}): check the name \
                  against `sentinel monitor` in sentinel.conf",
+                Quoted(service),
                 asked.join(", ")
             ),
             Error::MasterDown { service } => write!(
                 f,
-                "the sentinels report the master of {service:?} as down; a failover is probably \
-                 in progress, try again shortly"
+                "the sentinels report the master of {} as down; a failover is probably \
+                 in progress, try again shortly",
+                Quoted(service)
             ),
             Error::NotASentinel { address } => write!(
                 f,
@@ -294,5 +314,19 @@ impl error::Error for Error {
 impl From<RedisError> for Error {
     fn from(err: RedisError) -> Self {
         Error::Redis(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_quotes_are_shortened_on_a_character_boundary() {
+        assert_eq!(Quoted("mymaster").to_string(), "\"mymaster\"");
+        let long = "é".repeat(100);
+        let shown = Quoted(&long).to_string();
+        assert!(shown.ends_with("... (200 bytes)"), "{shown}");
+        assert_eq!(shown.matches('é').count(), QUOTE_LIMIT);
     }
 }

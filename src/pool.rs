@@ -12,7 +12,7 @@ use scheduled_thread_pool::{OnPoolDropBehavior, ScheduledThreadPool};
 
 use crate::{
     Builder, Connection, Error, Event, NodeAddr, RetryPolicy, Stats, WatcherState,
-    config::Config,
+    config::{Config, LONGEST},
     manager::{SentinelManager, Shared},
     retry,
     watcher::Watcher,
@@ -150,12 +150,14 @@ impl SentinelPool {
         self.get_timeout(self.shared.config.connection_timeout)
     }
 
-    /// Like [`get`](Self::get), waiting at most `timeout`.
+    /// Like [`get`](Self::get), waiting at most `timeout` (a timeout longer than a year waits a
+    /// year).
     ///
     /// # Errors
     ///
     /// As [`get`](Self::get).
     pub fn get_timeout(&self, timeout: Duration) -> Result<PooledConnection, Error> {
+        let timeout = timeout.min(LONGEST);
         let start = Instant::now();
         self.pool.get_timeout(timeout).map_err(|_| {
             let waited = start.elapsed();

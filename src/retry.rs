@@ -27,7 +27,11 @@ use std::{
 
 use redis::{ErrorKind, RedisError, RedisResult, ServerErrorKind};
 
-use crate::{Connection, Error, SentinelPool, config::invalid, connection::STALE};
+use crate::{
+    Connection, Error, SentinelPool,
+    config::{LONGEST, invalid},
+    connection::STALE,
+};
 
 /// How [`SentinelPool::with_retry`] retries: attempts, exponential backoff with jitter, and a
 /// total deadline. Set it with [`Builder::retry_policy`](crate::Builder::retry_policy).
@@ -96,8 +100,11 @@ impl RetryPolicy {
         if self.max_attempts == 0 {
             return invalid("retry_policy", "max_attempts must be at least 1");
         }
-        if self.deadline.is_zero() {
-            return invalid("retry_policy", "the deadline must be longer than zero");
+        if self.deadline.is_zero() || self.deadline > LONGEST || self.max_backoff > LONGEST {
+            return invalid(
+                "retry_policy",
+                "the deadline must be longer than zero, and it and the backoffs at most one year",
+            );
         }
         if self.base_backoff > self.max_backoff {
             return invalid("retry_policy", "base_backoff is longer than max_backoff");

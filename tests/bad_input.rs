@@ -220,3 +220,83 @@ fn an_exhausted_pool_says_so_and_recovers() {
     drop(held);
     let _: () = pool.get().unwrap().set("k", "v").unwrap();
 }
+
+/// No option value may panic or abort the process: absurd sizes and durations are typed
+/// errors that name the option.
+#[test]
+fn absurd_option_values_are_typed_errors_not_panics() {
+    let base = || SentinelPool::builder(["127.0.0.1:1"], "mymaster");
+    let cases: Vec<(r2d2_redis_sentinel::Builder, &str)> = vec![
+        // r2d2 allocates a slot per connection up front: this aborted the process.
+        (base().max_size(u32::MAX), "max_size"),
+        (
+            base().connection_timeout(Duration::MAX),
+            "connection_timeout",
+        ),
+        (base().read_timeout(Duration::MAX), "read_timeout"),
+        (base().sentinel_timeout(Duration::MAX), "sentinel_timeout"),
+        // r2d2 asserts these are not zero.
+        (base().idle_timeout(Some(Duration::ZERO)), "idle_timeout"),
+        (base().max_lifetime(Some(Duration::ZERO)), "max_lifetime"),
+        (
+            base()
+                .retry_policy(r2d2_redis_sentinel::RetryPolicy::default().deadline(Duration::MAX)),
+            "retry_policy",
+        ),
+    ];
+    for (builder, option) in cases {
+        match build_err(builder) {
+            Error::InvalidConfig { option: named, .. } => assert_eq!(named, option),
+            other => panic!("{option}: expected InvalidConfig, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_username_without_a_password_is_rejected() {
+    for (builder, option) in [
+        (
+            SentinelPool::builder(["127.0.0.1:1"], "mymaster").username("app"),
+            "username",
+        ),
+        (
+            SentinelPool::builder(["127.0.0.1:1"], "mymaster").sentinel_username("watcher"),
+            "sentinel_username",
+        ),
+    ] {
+        let err = build_err(builder);
+        assert!(
+            matches!(err, Error::InvalidConfig { option: named, .. } if named == option),
+            "{option}: {err:?}"
+        );
+        assert!(err.to_string().contains("password"), "{err}");
+    }
+}
+
+#[test]
+fn errors_quote_a_huge_service_name_shortened() {
+    init_logging();
+    let topology = Topology::start().unwrap();
+    let name = "x".repeat(10_000);
+    let err = build_err(SentinelPool::builder(
+        topology.sentinel_urls(),
+        name.as_str(),
+    ));
+    assert!(matches!(err, Error::UnknownService { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.len() < 1_000,
+        "{} bytes: {message:.200}",
+        message.len()
+    );
+    assert!(message.contains("10000 bytes"), "{message:.300}");
+}
+
+#[test]
+fn get_timeout_with_an_absurd_duration_does_not_panic() {
+    init_logging();
+    let topology = Topology::start().unwrap();
+    let pool = topology.pool_builder().max_size(1).build().unwrap();
+    let mut conn = pool.get_timeout(Duration::MAX).unwrap();
+    let _: () = conn.set("k", "v").unwrap();
+}
