@@ -8,7 +8,12 @@ use std::{
 
 use redis::{ConnectionLike, ErrorKind, RedisError, RedisResult, Role, ServerErrorKind, Value};
 
-use crate::{NodeAddr, generation::Generation, retry};
+use crate::{
+    NodeAddr,
+    generation::Generation,
+    node::{NodeRole, NodeSettings, RoleProbe},
+    retry,
+};
 
 /// The error code of a request a connection refused to send because the pool moved to a new
 /// generation after the connection was checked out. Nothing was sent: safe to retry.
@@ -36,6 +41,10 @@ pub struct Connection {
     generation: u64,
     /// The pool's generation now; compared before every request.
     current: Arc<Generation>,
+    /// The db selected when the connection was opened.
+    db: i64,
+    /// The read timeout every request gets.
+    read_timeout: Duration,
     in_transaction: bool,
     watching: bool,
     /// A caller changed what the connection is (db, user, protocol, reply mode, name).
@@ -73,12 +82,15 @@ impl Connection {
         addr: NodeAddr,
         generation: u64,
         current: Arc<Generation>,
+        settings: &NodeSettings,
     ) -> Self {
         Connection {
             inner,
             addr,
             generation,
             current,
+            db: settings.redis.db(),
+            read_timeout: settings.read_timeout,
             in_transaction: false,
             watching: false,
             session_changed: false,
@@ -143,18 +155,20 @@ impl Connection {
         self.failover_error.as_ref()
     }
 
-    /// PING and ROLE in one round trip; returns the role.
-    pub(crate) fn ping_role(&mut self) -> RedisResult<Role> {
-        let (pong, role): (String, Role) = redis::pipe().cmd("PING").cmd("ROLE").query(self)?;
-        if pong != "PONG" {
-            self.out_of_step = true;
-            return Err(RedisError::from((
-                ErrorKind::UnexpectedReturnType,
-                "PING did not answer PONG",
-                pong,
-            )));
+    /// Asks the node its role with `probe`, after a `PING` in the same round trip when
+    /// `ping`. Each reply is read within its share of the read timeout, so a node that never
+    /// answers costs the read timeout once, not once per reply.
+    pub(crate) fn probe_role(&mut self, probe: RoleProbe, ping: bool) -> RedisResult<NodeRole> {
+        let replies = if ping { 2 } else { 1 };
+        if ping {
+            self.inner
+                .set_read_timeout(Some(self.read_timeout / replies))?;
         }
-        Ok(role)
+        let role = probe.ask(self, ping);
+        if ping {
+            self.inner.set_read_timeout(Some(self.read_timeout))?;
+        }
+        role
     }
 
     /// Refuses to send anything once the pool has moved past this connection's generation.
@@ -261,7 +275,7 @@ impl ConnectionLike for Connection {
     }
 
     fn get_db(&self) -> i64 {
-        self.inner.get_db()
+        self.db
     }
 
     fn check_connection(&mut self) -> bool {
@@ -284,7 +298,9 @@ fn is_subscribe(name: &[u8]) -> bool {
 /// all of these at once (db 0, user `default`, RESP2).
 fn changes_session(name: &[u8], arg: Option<&[u8]>) -> bool {
     let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
-    if is("SELECT") || is("AUTH") || is("HELLO") || is("RESET") {
+    // `HELLO` with no argument only reports (the pool asks roles with it); with a protocol
+    // version it may switch protocol, user and name.
+    if is("SELECT") || is("AUTH") || is("RESET") || (is("HELLO") && arg.is_some()) {
         return true;
     }
     if is("READONLY") || is("READWRITE") {
@@ -357,6 +373,8 @@ mod tests {
             changes_session(name, arg)
         };
         assert!(first(redis::cmd("select").arg(1)));
+        assert!(first(redis::cmd("HELLO").arg(3)));
+        assert!(!first(&redis::cmd("HELLO")));
         assert!(first(redis::cmd("CLIENT").arg("reply").arg("off")));
         assert!(first(redis::cmd("CLIENT").arg("SETNAME").arg("x")));
         assert!(!first(redis::cmd("CLIENT").arg("ID")));

@@ -68,6 +68,17 @@ pub enum Error {
         /// The error the node returned.
         source: RedisError,
     },
+    /// The ACL user may not run a command the pool needs on this node. The pool asks a data
+    /// node's role with `ROLE`, and with `HELLO` when the user may not run `ROLE` (users made
+    /// with `-@dangerous`); sentinels need `SENTINEL` and `ROLE`.
+    NoPermission {
+        /// The node that refused.
+        address: String,
+        /// The command that was refused.
+        command: &'static str,
+        /// The error the node returned.
+        source: RedisError,
+    },
     /// A connection to the data node the sentinels named could not be made in time.
     Connect {
         /// The node that could not be reached.
@@ -180,6 +191,7 @@ impl Error {
                 | Error::NotASentinel { .. }
                 | Error::SentinelAuth { .. }
                 | Error::Auth { .. }
+                | Error::NoPermission { .. }
         )
     }
 }
@@ -253,6 +265,16 @@ impl fmt::Display for Error {
                 "redis node {address} rejected the credentials ({source}): set `password` (and \
                  `username` for an ACL user) to the data nodes' `requirepass`/ACL"
             ),
+            Error::NoPermission {
+                address,
+                command,
+                source,
+            } => write!(
+                f,
+                "the ACL user on {address} may not run {command} ({source}): grant it with \
+                 `ACL SETUSER <user> +{}`",
+                command.to_ascii_lowercase()
+            ),
             Error::Connect { address, source } => {
                 write!(f, "could not connect to redis node {address}: {source}")
             }
@@ -298,6 +320,7 @@ impl error::Error for Error {
         match self {
             Error::SentinelAuth { source, .. }
             | Error::Auth { source, .. }
+            | Error::NoPermission { source, .. }
             | Error::Connect { source, .. }
             | Error::Redis(source)
             | Error::MaybeApplied { source, .. } => Some(source),

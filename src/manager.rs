@@ -11,11 +11,15 @@ use std::{
 };
 
 use parking_lot::{Condvar, Mutex};
-use redis::{RedisError, Role};
+use redis::RedisError;
 
 use crate::{
-    Connection, Error, Event, FailoverSource, NodeAddr, Validation, config::Config,
-    event::EventSink, generation::Generation, node, sentinel::Sentinels,
+    Connection, Error, Event, FailoverSource, NodeAddr, Validation,
+    config::Config,
+    event::EventSink,
+    generation::Generation,
+    node::{self, NodeRole, RoleProbe},
+    sentinel::Sentinels,
 };
 
 /// How often a connect that cannot reach the master tries again, unless a failover announcement
@@ -66,6 +70,9 @@ pub(crate) struct Shared {
     generation_changed: (Mutex<()>, Condvar),
     /// Set when the last handle to the pool is dropped: waits end at once.
     closed: AtomicBool,
+    /// Set once a data node refused `ROLE` to our ACL user (`NOPERM`): roles are asked with
+    /// `HELLO` from then on.
+    role_via_hello: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -102,6 +109,29 @@ impl Shared {
             live_subscriptions: AtomicUsize::new(0),
             generation_changed: (Mutex::new(()), Condvar::new()),
             closed: AtomicBool::new(false),
+            role_via_hello: AtomicBool::new(false),
+        }
+    }
+
+    /// Asks a data node its role (after a `PING` in the same round trip when `ping`): with
+    /// `ROLE`, or with `HELLO` once our user turned out not to be allowed `ROLE`.
+    pub(crate) fn role_of(&self, conn: &mut Connection, ping: bool) -> Result<NodeRole, Error> {
+        let probe = if self.role_via_hello.load(Ordering::Relaxed) {
+            RoleProbe::Hello
+        } else {
+            RoleProbe::Role
+        };
+        match conn.probe_role(probe, ping) {
+            Err(err) if probe == RoleProbe::Role && node::is_no_permission(&err) => {
+                log::info!(
+                    "the ACL user may not run ROLE on {} ({err}); asking roles with HELLO",
+                    conn.addr()
+                );
+                self.role_via_hello.store(true, Ordering::Relaxed);
+                conn.probe_role(RoleProbe::Hello, ping)
+                    .map_err(|err| data_node_error(conn.addr(), err, RoleProbe::Hello.command()))
+            }
+            result => result.map_err(|err| data_node_error(conn.addr(), err, probe.command())),
         }
     }
 
@@ -271,14 +301,22 @@ impl Shared {
         let mut mismatch = None;
         for _ in 0..ROLE_MISMATCH_RETRIES {
             let (generation, addr) = self.master()?;
-            let opened = node::connect(&addr, &self.config.data).and_then(|conn| {
-                let mut conn =
-                    Connection::new(conn, addr.clone(), generation, Arc::clone(&self.generation));
-                let role = conn.role()?;
-                Ok((conn, role))
-            });
+            let opened = node::connect(&addr, &self.config.data)
+                // After the handshake, the connect sends only SELECT.
+                .map_err(|err| data_node_error(&addr, err, "SELECT"))
+                .and_then(|conn| {
+                    let mut conn = Connection::new(
+                        conn,
+                        addr.clone(),
+                        generation,
+                        Arc::clone(&self.generation),
+                        &self.config.data,
+                    );
+                    let role = self.role_of(&mut conn, false)?;
+                    Ok((conn, role))
+                });
             match opened {
-                Ok((conn, Role::Primary { .. })) => {
+                Ok((conn, NodeRole::Master)) => {
                     log::debug!("connected to master {addr} (generation {generation})");
                     return Ok(conn);
                 }
@@ -286,7 +324,7 @@ impl Shared {
                     let err = Error::WrongRole {
                         address: addr.to_string(),
                         expected: "master",
-                        actual: node::role_name(&role).to_owned(),
+                        actual: role.name().to_owned(),
                     };
                     log::info!("{err}; looking the master up again");
                     self.invalidate_from(generation, "the named master is not a master");
@@ -294,7 +332,7 @@ impl Shared {
                 }
                 Err(err) => {
                     self.forget_master(generation);
-                    return Err(data_node_error(&addr, err));
+                    return Err(err);
                 }
             }
         }
@@ -334,10 +372,17 @@ impl Shared {
     }
 }
 
-fn data_node_error(addr: &NodeAddr, err: RedisError) -> Error {
+/// The error for a failure on a data node: credentials, permissions, or reaching it.
+fn data_node_error(addr: &NodeAddr, err: RedisError, command: &'static str) -> Error {
     if node::is_auth_error(&err) {
         Error::Auth {
             address: addr.to_string(),
+            source: err,
+        }
+    } else if node::is_no_permission(&err) {
+        Error::NoPermission {
+            address: addr.to_string(),
+            command,
             source: err,
         }
     } else {
@@ -376,17 +421,16 @@ impl r2d2::ManageConnection for SentinelManager {
         if skip_round_trip {
             return Ok(());
         }
-        match conn.ping_role() {
-            Ok(Role::Primary { .. }) => Ok(()),
-            Ok(role) => {
+        match shared.role_of(conn, true)? {
+            NodeRole::Master => Ok(()),
+            role => {
                 shared.invalidate_from(conn.generation(), "a pooled master is no longer master");
                 Err(Error::WrongRole {
                     address: conn.addr().to_string(),
                     expected: "master",
-                    actual: node::role_name(&role).to_owned(),
+                    actual: role.name().to_owned(),
                 })
             }
-            Err(err) => Err(Error::Redis(err)),
         }
     }
 

@@ -1,10 +1,21 @@
-//! Redis nodes: their addresses, and opening a connection to one with every wait bounded.
+//! Redis nodes: their addresses, opening a connection to one with every wait bounded, and
+//! asking a node its role.
+//!
+//! A timeout bounds the whole operation it names. redis-rs reads each reply of a pipelined
+//! request with the full read timeout, so a node that accepts connections and never answers
+//! costs one timeout per reply. Hence: connections skip redis-rs's `CLIENT SETINFO` setup
+//! pipeline, `SELECT` runs after the handshake within what is left of the connect timeout, and
+//! a pipelined check reads each reply within its share of the read timeout.
 
-use std::{fmt, time::Duration};
+use std::{
+    collections::HashMap,
+    fmt,
+    time::{Duration, Instant},
+};
 
 use redis::{
-    ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisConnectionInfo, RedisError, Role,
-    ServerErrorKind,
+    ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisConnectionInfo, RedisError, RedisResult,
+    Role, ServerErrorKind, Value,
 };
 
 /// The address of a Redis node (master, replica or sentinel), as the sentinels announce it.
@@ -46,35 +57,162 @@ pub(crate) struct NodeSettings {
 }
 
 /// Opens a connection to `addr`: TCP connect, `HELLO`/`AUTH` and `SELECT` all within
-/// `connect_timeout`, then read and write timeouts on every later call.
-pub(crate) fn connect(
-    addr: &NodeAddr,
-    settings: &NodeSettings,
-) -> redis::RedisResult<redis::Connection> {
+/// `connect_timeout` together, then read and write timeouts on every later call.
+pub(crate) fn connect(addr: &NodeAddr, settings: &NodeSettings) -> RedisResult<redis::Connection> {
+    let deadline = Instant::now() + settings.connect_timeout;
+    let db = settings.redis.db();
+    let redis = settings.redis.clone().set_db(0).set_skip_set_lib_name();
     let info = ConnectionAddr::Tcp(addr.host.clone(), addr.port)
         .into_connection_info()?
-        .set_redis_settings(settings.redis.clone());
+        .set_redis_settings(redis);
     let client = redis::Client::open(info)?;
-    let conn = client.get_connection_with_timeout(settings.connect_timeout)?;
+    let mut conn = client.get_connection_with_timeout(settings.connect_timeout)?;
+    if db != 0 {
+        bound(&conn, deadline)?;
+        redis::cmd("SELECT").arg(db).query::<()>(&mut conn)?;
+    }
     conn.set_read_timeout(Some(settings.read_timeout))?;
     conn.set_write_timeout(Some(settings.write_timeout))?;
     Ok(conn)
 }
 
-/// True when the error says the credentials were missing or wrong.
-pub(crate) fn is_auth_error(err: &RedisError) -> bool {
-    err.kind() == ErrorKind::AuthenticationFailed
-        || matches!(err.code(), Some("NOAUTH" | "WRONGPASS"))
-        || err.kind() == ErrorKind::Server(ServerErrorKind::NoPerm)
+/// Sets the read and write timeouts of `conn` to what is left until `deadline`; a timeout
+/// error when nothing is left.
+pub(crate) fn bound(conn: &redis::Connection, deadline: Instant) -> RedisResult<()> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(timed_out());
+    }
+    conn.set_read_timeout(Some(left))?;
+    conn.set_write_timeout(Some(left))
 }
 
-/// The name Redis itself uses for a role, for messages and events.
-pub(crate) fn role_name(role: &Role) -> &'static str {
-    match role {
-        Role::Primary { .. } => "master",
-        Role::Replica { .. } => "replica",
-        Role::Sentinel { .. } => "sentinel",
-        _ => "unknown role",
+/// The error of a wait that reached its deadline before it started.
+pub(crate) fn timed_out() -> RedisError {
+    RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "the operation's timeout was used up",
+    ))
+}
+
+/// True when the error says the credentials were missing or wrong, also when it is the
+/// error of one command of a pipeline (redis-rs's pipeline error has no code of its own).
+pub(crate) fn is_auth_error(err: &RedisError) -> bool {
+    let is_auth_code = |code: &str| matches!(code, "NOAUTH" | "WRONGPASS");
+    err.kind() == ErrorKind::AuthenticationFailed
+        || err.code().is_some_and(is_auth_code)
+        || err
+            .clone()
+            .into_server_errors()
+            .is_some_and(|errors| errors.iter().any(|(_, e)| is_auth_code(e.code())))
+}
+
+/// True when the ACL user may not run the command (`NOPERM`).
+pub(crate) fn is_no_permission(err: &RedisError) -> bool {
+    err.kind() == ErrorKind::Server(ServerErrorKind::NoPerm)
+}
+
+/// A node's role, as `ROLE` or `HELLO` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NodeRole {
+    Master,
+    Replica,
+    Sentinel,
+    Other,
+}
+
+impl NodeRole {
+    /// The name Redis itself uses, for messages and events.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            NodeRole::Master => "master",
+            NodeRole::Replica => "replica",
+            NodeRole::Sentinel => "sentinel",
+            NodeRole::Other => "unknown role",
+        }
+    }
+
+    pub(crate) fn from_role(role: &Role) -> Self {
+        match role {
+            Role::Primary { .. } => NodeRole::Master,
+            Role::Replica { .. } => NodeRole::Replica,
+            Role::Sentinel { .. } => NodeRole::Sentinel,
+            _ => NodeRole::Other,
+        }
+    }
+
+    /// Reads the `role` field of a `HELLO` reply (a map in RESP3, a flat list in RESP2).
+    fn from_hello(reply: Value) -> RedisResult<Self> {
+        let fields: HashMap<String, Value> = redis::from_redis_value(reply)?;
+        let role: String = match fields.get("role") {
+            Some(value) => redis::from_redis_value_ref(value)?,
+            None => {
+                return Err(RedisError::from((
+                    ErrorKind::UnexpectedReturnType,
+                    "HELLO reply without a role",
+                )));
+            }
+        };
+        Ok(match role.as_str() {
+            "master" => NodeRole::Master,
+            "replica" | "slave" => NodeRole::Replica,
+            _ => NodeRole::Other,
+        })
+    }
+}
+
+/// How a data node is asked its role. `ROLE` is in the `@admin` and `@dangerous` ACL
+/// categories, which least-privilege users (`+@all -@dangerous`) lack; `HELLO` (with no
+/// argument: it changes nothing) is a connection command every user may run, and its reply
+/// carries the role too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RoleProbe {
+    Role,
+    Hello,
+}
+
+impl RoleProbe {
+    pub(crate) fn command(self) -> &'static str {
+        match self {
+            RoleProbe::Role => "ROLE",
+            RoleProbe::Hello => "HELLO",
+        }
+    }
+
+    /// Sends `PING` (when `ping`) and the probe in one round trip on `conn`, and reads the
+    /// role. Each reply is read within its share of `read_timeout`, so a node that never
+    /// answers costs `read_timeout` in all; the steady read timeout is restored afterwards.
+    pub(crate) fn ask(
+        self,
+        conn: &mut impl redis::ConnectionLike,
+        ping: bool,
+    ) -> RedisResult<NodeRole> {
+        let mut pipe = redis::pipe();
+        if ping {
+            pipe.cmd("PING");
+        }
+        pipe.cmd(self.command());
+        let mut replies: Vec<Value> = pipe.query(conn)?;
+        let reply = replies.pop().ok_or_else(|| {
+            RedisError::from((
+                ErrorKind::UnexpectedReturnType,
+                "no reply to the role probe",
+            ))
+        })?;
+        if ping {
+            let pong: String = redis::from_redis_value(replies.pop().unwrap_or(Value::Nil))?;
+            if pong != "PONG" {
+                return Err(RedisError::from((
+                    ErrorKind::UnexpectedReturnType,
+                    "PING did not answer PONG",
+                    pong,
+                )));
+            }
+        }
+        match self {
+            RoleProbe::Role => Ok(NodeRole::from_role(&redis::from_redis_value(reply)?)),
+            RoleProbe::Hello => NodeRole::from_hello(reply),
+        }
     }
 }
 
@@ -101,5 +239,21 @@ mod tests {
         assert!(is_auth_error(&noauth));
         assert!(is_auth_error(&failed));
         assert!(!is_auth_error(&other));
+    }
+
+    #[test]
+    fn the_role_is_read_from_a_hello_reply_in_either_protocol() {
+        let text = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let resp2 = Value::Array(vec![
+            text("server"),
+            text("redis"),
+            text("role"),
+            text("replica"),
+        ]);
+        assert_eq!(NodeRole::from_hello(resp2).unwrap(), NodeRole::Replica);
+        let resp3 = Value::Map(vec![(text("role"), text("master"))]);
+        assert_eq!(NodeRole::from_hello(resp3).unwrap(), NodeRole::Master);
+        assert!(NodeRole::from_hello(Value::Array(vec![text("proto"), Value::Int(2)])).is_err());
+        assert!(NodeRole::from_hello(Value::Int(1)).is_err());
     }
 }

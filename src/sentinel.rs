@@ -15,7 +15,7 @@
 //! - The sentinel that answered moves to the front, so a dead or hung sentinel costs its timeout
 //!   once, not on every lookup (redis-py does the same).
 
-use std::collections::HashMap;
+use std::{collections::HashMap, time::Instant};
 
 use redis::{Connection, RedisError, Role};
 
@@ -93,7 +93,11 @@ impl Sentinels {
                 }
                 Ok(Answer::Down) => down = true,
                 Ok(Answer::Unknown) => unknown.push(self.nodes[i].addr.to_string()),
-                Err(err @ (Error::NotASentinel { .. } | Error::SentinelAuth { .. })) => {
+                Err(
+                    err @ (Error::NotASentinel { .. }
+                    | Error::SentinelAuth { .. }
+                    | Error::NoPermission { .. }),
+                ) => {
                     log::warn!("{err}");
                     config_error.get_or_insert(err);
                 }
@@ -153,73 +157,89 @@ impl Sentinels {
         self.nodes.retain(|n| n.addr != *addr);
     }
 
-    /// Runs `cmd` on sentinel `i`, connecting (and verifying it is a sentinel) first if needed.
-    /// A cached connection that fails with an I/O error is replaced and the command sent once
-    /// more: the sentinel may have restarted since. Sentinel commands read state and are safe
-    /// to repeat.
+    /// Runs `cmd` on sentinel `i`, connecting (and verifying it is a sentinel) first if needed,
+    /// all within one `sentinel_timeout`. A cached connection that fails with an I/O error is
+    /// replaced and the command sent once more, within what is left: the sentinel may have
+    /// restarted since. Sentinel commands read state and are safe to repeat.
     fn query<T: redis::FromRedisValue>(&mut self, i: usize, cmd: &redis::Cmd) -> Result<T, Error> {
+        let deadline = Instant::now() + self.settings.read_timeout;
         let was_cached = self.nodes[i].conn.is_some();
-        let result = self.connection(i).and_then(|conn| Ok(cmd.query(conn)?));
+        let result = self.send(i, cmd, deadline);
         match result {
             Err(Error::Redis(err)) if was_cached && is_broken(&err) => {
                 self.nodes[i].conn = None;
-                let conn = self.connection(i)?;
-                let value = cmd.query(conn);
-                value.map_err(|err| self.failed(i, err))
+                self.send(i, cmd, deadline)
+                    .map_err(|err| self.failed_query(i, err))
             }
-            Err(Error::Redis(err)) => Err(self.failed(i, err)),
-            other => other,
+            other => other.map_err(|err| self.failed_query(i, err)),
         }
     }
 
-    /// Drops the connection after an error that leaves it unusable, and turns an auth error
-    /// into [`Error::SentinelAuth`].
-    fn failed(&mut self, i: usize, err: RedisError) -> Error {
+    fn send<T: redis::FromRedisValue>(
+        &mut self,
+        i: usize,
+        cmd: &redis::Cmd,
+        deadline: Instant,
+    ) -> Result<T, Error> {
+        let conn = self.connection(i, deadline)?;
+        node::bound(conn, deadline)?;
+        Ok(cmd.query(conn)?)
+    }
+
+    /// Drops the connection after an error that leaves it unusable, and turns an auth or
+    /// permission error into its own variant.
+    fn failed_query(&mut self, i: usize, err: Error) -> Error {
+        let Error::Redis(err) = err else {
+            return err;
+        };
         if is_broken(&err) {
             self.nodes[i].conn = None;
         }
-        if node::is_auth_error(&err) {
-            Error::SentinelAuth {
-                address: self.nodes[i].addr.to_string(),
-                source: err,
-            }
-        } else {
-            Error::Redis(err)
-        }
+        sentinel_error(&self.nodes[i].addr, err, "SENTINEL")
     }
 
-    fn connection(&mut self, i: usize) -> Result<&mut Connection, Error> {
+    fn connection(&mut self, i: usize, deadline: Instant) -> Result<&mut Connection, Error> {
         if self.nodes[i].conn.is_none() {
-            let sentinel = &self.nodes[i];
-            let mut conn = node::connect(&sentinel.addr, &self.settings).map_err(|err| {
-                if node::is_auth_error(&err) {
-                    Error::SentinelAuth {
-                        address: sentinel.addr.to_string(),
-                        source: err,
-                    }
-                } else {
-                    Error::Redis(err)
-                }
-            })?;
+            let addr = self.nodes[i].addr.clone();
+            let mut settings = self.settings.clone();
+            settings.connect_timeout = deadline.saturating_duration_since(Instant::now());
+            if settings.connect_timeout.is_zero() {
+                return Err(Error::Redis(node::timed_out()));
+            }
+            let mut conn = node::connect(&addr, &settings)
+                .map_err(|err| sentinel_error(&addr, err, "ROLE"))?;
+            node::bound(&conn, deadline)?;
             match redis::cmd("ROLE").query::<Role>(&mut conn) {
                 Ok(Role::Sentinel { .. }) => {}
                 Ok(_) => {
                     return Err(Error::NotASentinel {
-                        address: sentinel.addr.to_string(),
+                        address: addr.to_string(),
                     });
                 }
-                Err(err) if node::is_auth_error(&err) => {
-                    return Err(Error::SentinelAuth {
-                        address: sentinel.addr.to_string(),
-                        source: err,
-                    });
-                }
-                Err(err) => return Err(Error::Redis(err)),
+                Err(err) => return Err(sentinel_error(&addr, err, "ROLE")),
             }
-            log::debug!("connected to sentinel {}", sentinel.addr);
+            log::debug!("connected to sentinel {addr}");
             self.nodes[i].conn = Some(conn);
         }
         Ok(self.nodes[i].conn.as_mut().expect("connected above"))
+    }
+}
+
+/// The error for a failure on a sentinel: credentials, permissions, or anything else.
+fn sentinel_error(addr: &NodeAddr, err: RedisError, command: &'static str) -> Error {
+    if node::is_auth_error(&err) {
+        Error::SentinelAuth {
+            address: addr.to_string(),
+            source: err,
+        }
+    } else if node::is_no_permission(&err) {
+        Error::NoPermission {
+            address: addr.to_string(),
+            command,
+            source: err,
+        }
+    } else {
+        Error::Redis(err)
     }
 }
 
