@@ -72,6 +72,8 @@ pub struct Builder {
     pub(crate) validation: Validation,
     pub(crate) retry: RetryPolicy,
     pub(crate) watcher: bool,
+    pub(crate) discover_sentinels: bool,
+    pub(crate) max_sentinels: usize,
 }
 
 impl Builder {
@@ -97,6 +99,8 @@ impl Builder {
             validation: Validation::PingRole,
             retry: RetryPolicy::default(),
             watcher: true,
+            discover_sentinels: true,
+            max_sentinels: 16,
         }
     }
 
@@ -252,6 +256,27 @@ impl Builder {
         self
     }
 
+    /// Whether the watcher learns sentinels other than those given (from `+sentinel` and
+    /// `SENTINEL SENTINELS`), listens to them and uses them for lookups. Turn it off when the
+    /// sentinels announce addresses this client cannot reach, or to use exactly the list
+    /// given.
+    ///
+    /// Defaults to `true`.
+    pub fn discover_sentinels(mut self, enabled: bool) -> Self {
+        self.discover_sentinels = enabled;
+        self
+    }
+
+    /// The most sentinels the pool knows, those given included; learned ones beyond it are
+    /// ignored. Each known sentinel costs a thread and two connections. At least the number of
+    /// sentinels given.
+    ///
+    /// Defaults to 16.
+    pub fn max_sentinels(mut self, max: usize) -> Self {
+        self.max_sentinels = max;
+        self
+    }
+
     /// Validates every option, asks the sentinels for the master of the service, opens one
     /// connection to it, and starts the pool. Idle connections are then opened in the
     /// background up to `min_idle`.
@@ -277,6 +302,17 @@ impl Builder {
             .iter()
             .map(|address| parse_sentinel(address))
             .collect::<Result<Vec<_>, _>>()?;
+        if self.max_sentinels < sentinels.len() || self.max_sentinels > MAX_POOL_SIZE as usize {
+            return invalid(
+                "max_sentinels",
+                format!(
+                    "{} is out of range: give at least the {} sentinels listed, at most \
+                     {MAX_POOL_SIZE}",
+                    self.max_sentinels,
+                    sentinels.len()
+                ),
+            );
+        }
         if self.service.trim().is_empty() {
             return invalid("service_name", "the service (master) name is empty");
         }
@@ -377,6 +413,8 @@ impl Builder {
             validation: self.validation,
             retry: self.retry,
             watcher: self.watcher,
+            discover_sentinels: self.discover_sentinels,
+            max_sentinels: self.max_sentinels,
         })
     }
 }
@@ -396,6 +434,8 @@ pub(crate) struct Config {
     pub(crate) validation: Validation,
     pub(crate) retry: RetryPolicy,
     pub(crate) watcher: bool,
+    pub(crate) discover_sentinels: bool,
+    pub(crate) max_sentinels: usize,
 }
 
 /// A duration option must be longer than zero and at most [`LONGEST`].

@@ -156,16 +156,25 @@ impl Connection {
     }
 
     /// Asks the node its role with `probe`, after a `PING` in the same round trip when
-    /// `ping`. Each reply is read within its share of the read timeout, so a node that never
-    /// answers costs the read timeout once, not once per reply.
-    pub(crate) fn probe_role(&mut self, probe: RoleProbe, ping: bool) -> RedisResult<NodeRole> {
+    /// `ping`, within `budget` (at most the read timeout). Each reply is read within its share
+    /// of the budget, so a node that never answers costs the budget once, not once per reply.
+    pub(crate) fn probe_role(
+        &mut self,
+        probe: RoleProbe,
+        ping: bool,
+        budget: Duration,
+    ) -> RedisResult<NodeRole> {
         let replies = if ping { 2 } else { 1 };
-        if ping {
-            self.inner
-                .set_read_timeout(Some(self.read_timeout / replies))?;
+        let per_reply = budget.min(self.read_timeout) / replies;
+        if per_reply.is_zero() {
+            return Err(crate::node::timed_out());
+        }
+        let bounded = per_reply != self.read_timeout;
+        if bounded {
+            self.inner.set_read_timeout(Some(per_reply))?;
         }
         let role = probe.ask(self, ping);
-        if ping {
+        if bounded {
             self.inner.set_read_timeout(Some(self.read_timeout))?;
         }
         role

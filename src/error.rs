@@ -96,6 +96,13 @@ pub enum Error {
         /// The role the node reported.
         actual: String,
     },
+    /// The system refused to start one of the pool's threads (out of threads or memory).
+    ThreadSpawn {
+        /// The thread's name.
+        name: String,
+        /// What the system said.
+        reason: String,
+    },
     /// `get` waited `waited` and every connection stayed in use: the pool is too small for the
     /// load, or connections are held too long.
     PoolExhausted {
@@ -291,6 +298,11 @@ impl fmt::Display for Error {
                 f,
                 "pool exhausted: all {max_size} connections stayed in use for {waited:?}; raise \
                  `max_size` or return connections sooner"
+            ),
+            Error::ThreadSpawn { name, reason } => write!(
+                f,
+                "could not start the thread {name}: {reason}; the process is out of threads \
+                 or memory (check `ulimit -u` and the container's limits)"
             ),
             Error::CheckoutTimeout { waited, cause } => write!(
                 f,

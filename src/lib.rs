@@ -1,8 +1,10 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod backoff;
 mod config;
 mod connection;
+mod core;
 mod error;
 mod event;
 mod generation;

@@ -6,12 +6,13 @@
 //! ```text
 //! +switch-master <master name> <old ip> <old port> <new ip> <new port>
 //! +sentinel sentinel <run id> <ip> <port> @ <master name> <master ip> <master port>
+//! +reset-master master <master name> <ip> <port>
 //! ```
 
 use crate::NodeAddr;
 
 /// The channels the watcher subscribes to.
-pub(crate) const CHANNELS: [&str; 2] = ["+switch-master", "+sentinel"];
+pub(crate) const CHANNELS: [&str; 3] = ["+switch-master", "+sentinel", "+reset-master"];
 
 /// A Sentinel message the pool acts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +26,9 @@ pub(crate) enum SentinelMessage {
     },
     /// A sentinel monitoring `service` was discovered.
     NewSentinel { service: String, addr: NodeAddr },
+    /// `SENTINEL RESET` wiped the publishing sentinel's view of `service` (its replicas and
+    /// the other sentinels, relearned from then on).
+    ResetMaster { service: String },
 }
 
 impl SentinelMessage {
@@ -40,6 +44,12 @@ impl SentinelMessage {
                         new: NodeAddr::new(new_ip, new_port.parse().ok()?),
                     })
                 }
+                _ => None,
+            },
+            "+reset-master" => match words[..] {
+                ["master", service, _ip, _port] => Some(SentinelMessage::ResetMaster {
+                    service: service.to_owned(),
+                }),
                 _ => None,
             },
             "+sentinel" => match words[..] {
@@ -59,7 +69,8 @@ impl SentinelMessage {
     pub(crate) fn service(&self) -> &str {
         match self {
             SentinelMessage::SwitchMaster { service, .. }
-            | SentinelMessage::NewSentinel { service, .. } => service,
+            | SentinelMessage::NewSentinel { service, .. }
+            | SentinelMessage::ResetMaster { service } => service,
         }
     }
 }
@@ -92,6 +103,17 @@ mod tests {
                 addr: NodeAddr::new("127.0.0.1", 26381),
             })
         );
+    }
+
+    #[test]
+    fn reset_master_is_parsed() {
+        assert_eq!(
+            SentinelMessage::parse("+reset-master", "master mymaster 127.0.0.1 6379"),
+            Some(SentinelMessage::ResetMaster {
+                service: "mymaster".into()
+            })
+        );
+        assert_eq!(SentinelMessage::parse("+reset-master", "mymaster"), None);
     }
 
     #[test]

@@ -13,7 +13,8 @@ use scheduled_thread_pool::{OnPoolDropBehavior, ScheduledThreadPool};
 use crate::{
     Builder, Connection, Error, Event, NodeAddr, RetryPolicy, Stats, WatcherState,
     config::{Config, LONGEST},
-    manager::{SentinelManager, Shared},
+    core::Core,
+    manager::SentinelManager,
     retry,
     watcher::Watcher,
 };
@@ -38,7 +39,7 @@ pub type PooledConnection = r2d2::PooledConnection<SentinelManager>;
 #[derive(Debug, Clone)]
 pub struct SentinelPool {
     pool: r2d2::Pool<SentinelManager>,
-    shared: Arc<Shared>,
+    core: Arc<Core>,
     guard: Arc<Guard>,
 }
 
@@ -46,7 +47,7 @@ pub struct SentinelPool {
 /// threads and ends every wait for a failover.
 #[derive(Debug)]
 struct Guard {
-    shared: Arc<Shared>,
+    core: Arc<Core>,
     /// The lock exists for `stop_watcher`, which takes the watcher out through `&self`.
     watcher: Mutex<WatcherSlot>,
 }
@@ -56,7 +57,7 @@ impl Drop for Guard {
         if let WatcherSlot::Running(watcher) = self.watcher.get_mut() {
             watcher.stop();
         }
-        self.shared.close();
+        self.core.generation.close();
     }
 }
 
@@ -85,11 +86,14 @@ impl SentinelPool {
     }
 
     pub(crate) fn start(config: Config) -> Result<Self, Error> {
-        let shared = Arc::new(Shared::new(config));
+        let core = Arc::new(Core::new(config));
+        let manager = SentinelManager {
+            core: Arc::clone(&core),
+        };
         // Fail fast with a typed error: this asks the sentinels, connects to the master with the
         // data-node credentials and checks its role.
-        drop(shared.connect()?);
-        let config = &shared.config;
+        drop(manager.connect()?);
+        let config = &core.config;
         let pool = r2d2::Pool::builder()
             .max_size(config.max_size)
             .min_idle(config.min_idle)
@@ -110,28 +114,25 @@ impl SentinelPool {
                     .on_drop_behavior(OnPoolDropBehavior::DiscardPendingScheduled)
                     .build(),
             ))
-            .build_unchecked(SentinelManager {
-                shared: Arc::clone(&shared),
-            });
+            .build_unchecked(manager);
         log::info!(
             "pool for {:?} started; master {}",
             config.service,
-            shared
-                .cached_master()
+            core.cached_master()
                 .map_or_else(|| "unknown".to_owned(), |m| m.to_string())
         );
         let watcher = if config.watcher {
-            WatcherSlot::Running(Watcher::start(Arc::clone(&shared)))
+            WatcherSlot::Running(Watcher::start(Arc::clone(&core))?)
         } else {
             WatcherSlot::Off
         };
         Ok(SentinelPool {
             pool,
             guard: Arc::new(Guard {
-                shared: Arc::clone(&shared),
+                core: Arc::clone(&core),
                 watcher: Mutex::new(watcher),
             }),
-            shared,
+            core,
         })
     }
 
@@ -147,7 +148,7 @@ impl SentinelPool {
     /// [`Error::PoolExhausted`] when every connection stayed in use;
     /// [`Error::CheckoutTimeout`] when no new connection could be made, with the last cause.
     pub fn get(&self) -> Result<PooledConnection, Error> {
-        self.get_timeout(self.shared.config.connection_timeout)
+        self.get_timeout(self.core.config.connection_timeout)
     }
 
     /// Like [`get`](Self::get), waiting at most `timeout` (a timeout longer than a year waits a
@@ -161,14 +162,14 @@ impl SentinelPool {
         let start = Instant::now();
         self.pool.get_timeout(timeout).map_err(|_| {
             let waited = start.elapsed();
-            let max_size = self.shared.config.max_size;
+            let max_size = self.core.config.max_size;
             let state = self.pool.state();
             if state.connections >= max_size && state.idle_connections == 0 {
                 return Error::PoolExhausted { waited, max_size };
             }
             // Not every connection exists: the missing ones could not be opened in time.
             let cause = self
-                .shared
+                .core
                 .last_connect_error()
                 .unwrap_or_else(|| Error::Connect {
                     address: self
@@ -255,18 +256,18 @@ impl SentinelPool {
     /// The pool does this itself on evidence of a failover (`READONLY`, a node that is no
     /// longer master); call it when you learn of one some other way.
     pub fn invalidate(&self) -> u64 {
-        self.shared.invalidate("asked by the caller")
+        self.core.invalidate("asked by the caller")
     }
 
     /// The current generation: it starts at 0 and grows by one at each invalidation.
     pub fn generation(&self) -> u64 {
-        self.shared.generation.current()
+        self.core.generation.current()
     }
 
     /// The master the pool connects to in the current generation, if it has looked it up
     /// since the last invalidation. No I/O.
     pub fn master(&self) -> Option<NodeAddr> {
-        self.shared.cached_master()
+        self.core.cached_master()
     }
 
     /// The pool's events: failovers, invalidations, the watcher's connections, changes to the
@@ -287,29 +288,29 @@ impl SentinelPool {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn events(&self) -> Receiver<Event> {
-        self.shared.events.receiver()
+        self.core.events.receiver()
     }
 
     /// A snapshot of the pool: generation, master, failovers seen, watcher state, sentinels,
     /// r2d2's connection counts.
     pub fn stats(&self) -> Stats {
-        let (failovers, last_failover) = self.shared.failovers();
+        let (failovers, last_failover) = self.core.failovers();
         let state = self.pool.state();
         let watcher = match &*self.guard.watcher.lock() {
             WatcherSlot::Off => WatcherState::Off,
             WatcherSlot::Stopped => WatcherState::Stopped,
             WatcherSlot::Running(_) => WatcherState::Running {
-                subscribed: self.shared.subscribed.lock().iter().cloned().collect(),
+                subscribed: self.core.subscribed.lock().iter().cloned().collect(),
             },
         };
         Stats {
-            generation: self.shared.generation.current(),
-            master: self.shared.cached_master(),
+            generation: self.core.generation.current(),
+            master: self.core.cached_master(),
             failovers,
             last_failover,
             watcher,
-            sentinels: self.shared.sentinels(),
-            events_dropped: self.shared.events.dropped(),
+            sentinels: self.core.sentinels(),
+            events_dropped: self.core.events.dropped(),
             connections: state.connections,
             idle_connections: state.idle_connections,
         }
@@ -328,7 +329,7 @@ impl SentinelPool {
 
     /// The service (master) name this pool serves.
     pub fn service_name(&self) -> &str {
-        &self.shared.config.service
+        &self.core.config.service
     }
 
     /// r2d2's view: connections open and idle. A snapshot, racy by nature.
@@ -336,15 +337,15 @@ impl SentinelPool {
         self.pool.state()
     }
 
-    pub(crate) fn wait_for_new_generation(&self, seen: u64, timeout: Duration) -> bool {
-        self.shared.wait_for_new_generation(seen, timeout)
+    pub(crate) fn core(&self) -> &Core {
+        &self.core
     }
 
     pub(crate) fn retry_policy(&self) -> RetryPolicy {
-        self.shared.config.retry
+        self.core.config.retry
     }
 
     pub(crate) fn connection_timeout(&self) -> Duration {
-        self.shared.config.connection_timeout
+        self.core.config.connection_timeout
     }
 }

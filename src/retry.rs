@@ -19,16 +19,13 @@
 //! every reply, tells them apart: only a connection that is out of step may have applied a
 //! command it reports no reply for.
 
-use std::{
-    collections::hash_map::RandomState,
-    hash::{BuildHasher, Hasher},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use redis::{ErrorKind, RedisError, RedisResult, ServerErrorKind};
 
 use crate::{
     Connection, Error, SentinelPool,
+    backoff::Backoff,
     config::{LONGEST, invalid},
     connection::STALE,
 };
@@ -110,16 +107,6 @@ impl RetryPolicy {
             return invalid("retry_policy", "base_backoff is longer than max_backoff");
         }
         Ok(())
-    }
-
-    /// The wait after attempt `attempt` (1-based), before jitter.
-    fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 1u32
-            .checked_shl(attempt.saturating_sub(1))
-            .unwrap_or(u32::MAX);
-        self.base_backoff
-            .saturating_mul(factor)
-            .min(self.max_backoff)
     }
 }
 
@@ -223,7 +210,7 @@ pub(crate) fn run<T>(
     let policy = pool.retry_policy();
     let start = Instant::now();
     let deadline = start + policy.deadline;
-    let mut jitter = Jitter::new();
+    let mut backoff = Backoff::new(policy.base_backoff, policy.max_backoff);
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -262,7 +249,7 @@ pub(crate) fn run<T>(
                 err
             }
         };
-        let backoff = jitter.apply(policy.backoff(attempt));
+        let backoff = backoff.next_wait();
         let now = Instant::now();
         if attempt >= policy.max_attempts || now + backoff >= deadline {
             return Err(Error::RetriesExhausted {
@@ -272,28 +259,7 @@ pub(crate) fn run<T>(
             });
         }
         // A failover announced meanwhile ends the wait: the next attempt reaches the new master.
-        pool.wait_for_new_generation(generation, backoff);
-    }
-}
-
-/// A small xorshift generator seeded from the standard library's random hasher keys: enough to
-/// spread retries, no dependency.
-struct Jitter(u64);
-
-impl Jitter {
-    fn new() -> Self {
-        let mut hasher = RandomState::new().build_hasher();
-        hasher.write_u64(0);
-        Jitter(hasher.finish() | 1)
-    }
-
-    /// A duration drawn uniformly between half of `d` and `d`.
-    fn apply(&mut self, d: Duration) -> Duration {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        let fraction = (self.0 >> 11) as f64 / (1u64 << 53) as f64;
-        d.mul_f64(0.5 + fraction / 2.0)
+        pool.core().generation.wait_for_change(generation, backoff);
     }
 }
 
@@ -373,19 +339,6 @@ mod tests {
             WouldBlock,
         ] {
             assert_eq!(classify(&io(kind)), Class::MaybeApplied, "{kind:?}");
-        }
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap_and_jitter_stays_in_range() {
-        let policy = RetryPolicy::default();
-        assert_eq!(policy.backoff(1), Duration::from_millis(10));
-        assert_eq!(policy.backoff(3), Duration::from_millis(40));
-        assert_eq!(policy.backoff(40), Duration::from_millis(500));
-        let mut jitter = Jitter::new();
-        for _ in 0..1000 {
-            let d = jitter.apply(Duration::from_millis(100));
-            assert!(d >= Duration::from_millis(50) && d <= Duration::from_millis(100));
         }
     }
 }

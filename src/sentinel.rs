@@ -4,18 +4,31 @@
 //! cannot meet a bounded wait: its sync path connects to sentinels with no connect timeout and
 //! reads with no read timeout, and its cached sentinel connections are private, so nothing
 //! outside it can bound them. A black-holed sentinel costs the kernel's SYN timeout (minutes),
-//! and a SIGSTOPped one (the kernel still accepts and acknowledges) hangs the caller, and with
-//! it the lock around the client, forever. Here every sentinel connection has a connect, read
-//! and write timeout ([`sentinel_timeout`](crate::Builder::sentinel_timeout)).
+//! and a SIGSTOPped one (the kernel still accepts and acknowledges) hangs the caller forever.
+//! Here asking one sentinel (connecting, verifying it, the query) takes at most
+//! [`sentinel_timeout`](crate::Builder::sentinel_timeout), and a whole lookup at most what is
+//! left of the caller's deadline.
 //!
 //! Other differences, each from a lesson of the other clients:
 //! - `SENTINEL MASTER <name>` asks for one master instead of listing them all, and its flags are
-//!   checked: a master flagged `s_down` or `o_down` is not accepted.
+//!   checked: a master flagged `s_down` or `o_down` is not accepted, nor the answer of a
+//!   failover leader in mid-failover (it names the old master until the failover ends).
 //! - A sentinel is verified with `ROLE` once per connection, not once per lookup.
-//! - The sentinel that answered moves to the front, so a dead or hung sentinel costs its timeout
-//!   once, not on every lookup (redis-py does the same).
+//! - The sentinel that answered moves to the front (redis-py does the same). A sentinel that
+//!   failed is asked last for a while: during a master crash every sentinel reports the
+//!   master down, so each lookup walks the whole list, and a hung sentinel would otherwise cost
+//!   its timeout on every one of them.
+//! - A garbled reply or an error from a sentinel is that sentinel's fault: the next one is
+//!   asked. Only an answer that the service is unknown counts as such.
+//!
+//! Lookups run one at a time, outside the lock that guards the pool's `(generation, master)`
+//! record (see the core module): the watcher, `stats()` and checkouts never wait for sentinel
+//! I/O.
 
-use std::{collections::HashMap, time::Instant};
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
 
 use redis::{Connection, RedisError, Role};
 
@@ -24,6 +37,9 @@ use crate::{
     error::SentinelFailure,
     node::{self, NodeSettings},
 };
+
+/// How long a sentinel that failed is asked only after the others.
+const QUARANTINE: Duration = Duration::from_secs(5);
 
 /// The known sentinels and a cached connection to each.
 #[derive(Debug)]
@@ -35,6 +51,8 @@ pub(crate) struct Sentinels {
 struct SentinelNode {
     addr: NodeAddr,
     conn: Option<Connection>,
+    /// When it last failed to answer, if that was recent enough to matter.
+    failed_at: Option<Instant>,
 }
 
 impl std::fmt::Debug for SentinelNode {
@@ -42,57 +60,120 @@ impl std::fmt::Debug for SentinelNode {
         f.debug_struct("SentinelNode")
             .field("addr", &self.addr)
             .field("connected", &self.conn.is_some())
+            .field("failed_at", &self.failed_at)
             .finish()
     }
 }
 
+impl SentinelNode {
+    fn new(addr: NodeAddr) -> Self {
+        SentinelNode {
+            addr,
+            conn: None,
+            failed_at: None,
+        }
+    }
+
+    fn quarantined(&self) -> bool {
+        self.failed_at.is_some_and(|t| t.elapsed() < QUARANTINE)
+    }
+}
+
 /// What one sentinel said about the service.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Answer {
     /// A master it considers up, and the configuration epoch it belongs to: a larger epoch is a
     /// later failover.
     Master { addr: NodeAddr, epoch: u64 },
-    /// It flags the master `s_down` or `o_down`.
+    /// It flags the master `s_down` or `o_down`, or it is running a failover of it (its
+    /// answer names the old master until the failover ends).
     Down,
     /// It does not monitor the service.
     Unknown,
+    /// The reply lacks the fields of a `SENTINEL MASTER` reply: a fault of that sentinel.
+    Garbled,
 }
 
 impl Sentinels {
     pub(crate) fn new(addrs: Vec<NodeAddr>, settings: NodeSettings) -> Self {
         Sentinels {
-            nodes: addrs
-                .into_iter()
-                .map(|addr| SentinelNode { addr, conn: None })
-                .collect(),
+            nodes: addrs.into_iter().map(SentinelNode::new).collect(),
             settings,
         }
     }
 
-    /// Asks the sentinels in turn for the master of `service`; the first one that names a master
-    /// it does not flag as down wins and moves to the front.
+    /// Aligns the list with `addrs` (sentinels learned or forgotten by the watcher), keeping
+    /// the connections and the order of those that stay.
+    pub(crate) fn sync(&mut self, addrs: &[NodeAddr]) {
+        self.nodes.retain(|n| addrs.contains(&n.addr));
+        for addr in addrs {
+            if !self.nodes.iter().any(|n| n.addr == *addr) {
+                self.nodes.push(SentinelNode::new(addr.clone()));
+            }
+        }
+    }
+
+    /// Asks the sentinels in turn for the master of `service`, until `deadline`; the first one
+    /// that names a master it does not flag as down wins and moves to the front. Sentinels
+    /// that failed recently are asked only when no other one answered. An answer naming
+    /// `avoid` (a node that just answered `ROLE` as replica) loses to any other sentinel's
+    /// answer, and is returned only when no sentinel names another node.
     ///
-    /// When none does, the error is the most actionable one met: a configuration error
-    /// (not a sentinel, wrong sentinel credentials) first, then an unknown service, then a
-    /// master reported down, then the list of unreachable sentinels.
-    pub(crate) fn master(&mut self, service: &str) -> Result<NodeAddr, Error> {
+    /// When none answers, the error is the most actionable one met: a configuration error
+    /// (not a sentinel, wrong sentinel credentials or permissions) first, then a master
+    /// reported down, then an unknown service, then the list of failures.
+    pub(crate) fn master(
+        &mut self,
+        service: &str,
+        avoid: Option<&NodeAddr>,
+        deadline: Instant,
+    ) -> Result<NodeAddr, Error> {
         let mut config_error = None;
         let mut unknown = Vec::new();
         let mut down = false;
+        let mut avoided = None;
         let mut failures = Vec::new();
-        for i in 0..self.nodes.len() {
-            match self.ask_master(i, service) {
+        let order: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| !self.nodes[i].quarantined())
+            .chain((0..self.nodes.len()).filter(|&i| self.nodes[i].quarantined()))
+            .collect();
+        let mut answered = false;
+        for i in order {
+            if self.nodes[i].quarantined() && answered {
+                break;
+            }
+            if Instant::now() >= deadline {
+                failures.push(SentinelFailure {
+                    address: self.nodes[i].addr.to_string(),
+                    source: node::timed_out(),
+                });
+                break;
+            }
+            let answer = self.ask_master(i, service, deadline);
+            answered |= answer.is_ok();
+            match answer {
+                Ok(Answer::Master { addr, .. }) if Some(&addr) == avoid => {
+                    avoided.get_or_insert((i, addr));
+                }
                 Ok(Answer::Master { addr, .. }) => {
-                    if i > 0 {
-                        log::debug!(
-                            "sentinel {} answered for {service:?}; asking it first from now on",
-                            self.nodes[i].addr
-                        );
-                        self.nodes[..=i].rotate_right(1);
-                    }
+                    self.prefer(i, service);
                     return Ok(addr);
                 }
                 Ok(Answer::Down) => down = true,
                 Ok(Answer::Unknown) => unknown.push(self.nodes[i].addr.to_string()),
+                Ok(Answer::Garbled) => {
+                    log::warn!(
+                        "sentinel {} sent a garbled SENTINEL MASTER reply; asking the next one",
+                        self.nodes[i].addr
+                    );
+                    failures.push(SentinelFailure {
+                        address: self.nodes[i].addr.to_string(),
+                        source: RedisError::from((
+                            redis::ErrorKind::UnexpectedReturnType,
+                            "SENTINEL MASTER reply without a valid ip, port or flags",
+                        )),
+                    });
+                }
                 Err(
                     err @ (Error::NotASentinel { .. }
                     | Error::SentinelAuth { .. }
@@ -103,6 +184,7 @@ impl Sentinels {
                 }
                 Err(Error::Redis(source)) => {
                     log::debug!("sentinel {} failed: {source}", self.nodes[i].addr);
+                    self.nodes[i].failed_at = Some(Instant::now());
                     failures.push(SentinelFailure {
                         address: self.nodes[i].addr.to_string(),
                         source,
@@ -110,6 +192,10 @@ impl Sentinels {
                 }
                 Err(other) => return Err(other),
             }
+        }
+        if let Some((i, addr)) = avoided {
+            self.prefer(i, service);
+            return Ok(addr);
         }
         if let Some(err) = config_error {
             Err(err)
@@ -127,13 +213,33 @@ impl Sentinels {
         }
     }
 
-    fn ask_master(&mut self, i: usize, service: &str) -> Result<Answer, Error> {
-        let reply = self.query(i, &master_cmd(service));
-        match reply {
+    /// Moves sentinel `i`, which answered, to the front.
+    fn prefer(&mut self, i: usize, service: &str) {
+        self.nodes[i].failed_at = None;
+        if i > 0 {
+            log::debug!(
+                "sentinel {} answered for {service:?}; asking it first from now on",
+                self.nodes[i].addr
+            );
+            self.nodes[..=i].rotate_right(1);
+        }
+    }
+
+    fn ask_master(&mut self, i: usize, service: &str, deadline: Instant) -> Result<Answer, Error> {
+        match self.query::<HashMap<String, String>>(i, &master_cmd(service), deadline) {
             Ok(reply) => Ok(parse_master(&reply)),
-            // The node was verified to be a sentinel when connecting; the only error
-            // `SENTINEL MASTER` then returns is "No such master with that name".
-            Err(Error::Redis(err)) if err.code() == Some("ERR") => Ok(Answer::Unknown),
+            // `SENTINEL MASTER` answers an unknown name with a plain ERR, which tells it from no
+            // other fault: `GET-MASTER-ADDR-BY-NAME` answers nil for an unknown name.
+            Err(Error::Redis(err)) if err.code() == Some("ERR") => {
+                let mut cmd = redis::cmd("SENTINEL");
+                cmd.arg("GET-MASTER-ADDR-BY-NAME").arg(service);
+                match self.query::<Option<(String, u16)>>(i, &cmd, deadline) {
+                    Ok(None) => Ok(Answer::Unknown),
+                    Ok(Some(_)) => Err(Error::Redis(err)),
+                    Err(other) => Err(other),
+                }
+            }
+            Err(Error::Redis(err)) if err.kind() == redis::ErrorKind::Parse => Ok(Answer::Garbled),
             Err(err) => Err(err),
         }
     }
@@ -143,26 +249,17 @@ impl Sentinels {
         self.nodes.iter().map(|n| n.addr.clone()).collect()
     }
 
-    /// Adds a sentinel, asked last; false if it was known.
-    pub(crate) fn add(&mut self, addr: NodeAddr) -> bool {
-        if self.nodes.iter().any(|n| n.addr == addr) {
-            return false;
-        }
-        self.nodes.push(SentinelNode { addr, conn: None });
-        true
-    }
-
-    /// Forgets a sentinel.
-    pub(crate) fn remove(&mut self, addr: &NodeAddr) {
-        self.nodes.retain(|n| n.addr != *addr);
-    }
-
     /// Runs `cmd` on sentinel `i`, connecting (and verifying it is a sentinel) first if needed,
     /// all within one `sentinel_timeout`. A cached connection that fails with an I/O error is
     /// replaced and the command sent once more, within what is left: the sentinel may have
     /// restarted since. Sentinel commands read state and are safe to repeat.
-    fn query<T: redis::FromRedisValue>(&mut self, i: usize, cmd: &redis::Cmd) -> Result<T, Error> {
-        let deadline = Instant::now() + self.settings.read_timeout;
+    fn query<T: redis::FromRedisValue>(
+        &mut self,
+        i: usize,
+        cmd: &redis::Cmd,
+        lookup_deadline: Instant,
+    ) -> Result<T, Error> {
+        let deadline = lookup_deadline.min(Instant::now() + self.settings.read_timeout);
         let was_cached = self.nodes[i].conn.is_some();
         let result = self.send(i, cmd, deadline);
         match result {
@@ -282,25 +379,25 @@ pub(crate) fn parse_sentinels(reply: &[HashMap<String, String>]) -> Vec<NodeAddr
 /// Reads a `SENTINEL MASTER` reply: the address, its epoch, and whether the sentinel thinks it
 /// is up.
 pub(crate) fn parse_master(reply: &HashMap<String, String>) -> Answer {
-    let flags = reply.get("flags").map(String::as_str).unwrap_or("");
-    let is_down = flags
-        .split(',')
-        .any(|flag| matches!(flag, "s_down" | "o_down"));
-    let is_master = flags.split(',').any(|flag| flag == "master");
-    let addr = reply
-        .get("ip")
-        .zip(reply.get("port").and_then(|p| p.parse().ok()));
-    let epoch = reply
-        .get("config-epoch")
-        .and_then(|e| e.parse().ok())
-        .unwrap_or(0);
-    match addr {
-        Some((ip, port)) if is_master && !is_down => Answer::Master {
-            addr: NodeAddr::new(ip.clone(), port),
-            epoch,
-        },
-        Some(_) => Answer::Down,
-        None => Answer::Unknown,
+    let (Some(flags), Some(ip), Some(port), Some(epoch)) = (
+        reply.get("flags"),
+        reply.get("ip"),
+        reply.get("port").and_then(|p| p.parse().ok()),
+        reply.get("config-epoch").and_then(|e| e.parse().ok()),
+    ) else {
+        return Answer::Garbled;
+    };
+    let has = |name: &str| flags.split(',').any(|flag| flag == name);
+    if !has("master") || ip.is_empty() {
+        return Answer::Garbled;
+    }
+    // A failover leader names the old master, with the new epoch, until its failover ends.
+    if has("s_down") || has("o_down") || has("failover_in_progress") {
+        return Answer::Down;
+    }
+    Answer::Master {
+        addr: NodeAddr::new(ip.clone(), port),
+        epoch,
     }
 }
 
@@ -330,17 +427,32 @@ mod tests {
     }
 
     #[test]
-    fn a_master_flagged_down_is_not_accepted() {
-        for flags in ["master,s_down", "master,s_down,o_down", "master,o_down"] {
-            let r = reply(&[("ip", "10.0.0.1"), ("port", "6380"), ("flags", flags)]);
-            assert!(matches!(parse_master(&r), Answer::Down), "{flags}");
+    fn a_master_flagged_down_or_in_failover_is_not_accepted() {
+        for flags in [
+            "master,s_down",
+            "master,s_down,o_down",
+            "master,o_down",
+            "master,failover_in_progress",
+        ] {
+            let r = reply(&[
+                ("ip", "10.0.0.1"),
+                ("port", "6380"),
+                ("flags", flags),
+                ("config-epoch", "2"),
+            ]);
+            assert_eq!(parse_master(&r), Answer::Down, "{flags}");
         }
     }
 
     #[test]
     fn a_disconnected_master_is_still_named() {
         // `disconnected` alone means this sentinel's link is down, not that the master is.
-        let r = reply(&[("ip", "h"), ("port", "1"), ("flags", "master,disconnected")]);
+        let r = reply(&[
+            ("ip", "h"),
+            ("port", "1"),
+            ("flags", "master,disconnected"),
+            ("config-epoch", "0"),
+        ]);
         assert!(matches!(parse_master(&r), Answer::Master { .. }));
     }
 
@@ -361,8 +473,28 @@ mod tests {
     }
 
     #[test]
-    fn a_garbled_reply_is_not_an_address() {
-        let r = reply(&[("ip", "h"), ("port", "not-a-port"), ("flags", "master")]);
-        assert!(matches!(parse_master(&r), Answer::Unknown));
+    fn a_garbled_reply_is_the_sentinels_fault_not_an_unknown_service() {
+        let full = [
+            ("ip", "h"),
+            ("port", "1"),
+            ("flags", "master"),
+            ("config-epoch", "3"),
+        ];
+        for (field, value) in [
+            ("port", "not-a-port"),
+            ("port", "70000"),
+            ("config-epoch", "-1"),
+            ("flags", "slave"),
+            ("ip", ""),
+        ] {
+            let mut r = reply(&full);
+            r.insert(field.into(), value.into());
+            assert_eq!(parse_master(&r), Answer::Garbled, "{field}={value}");
+        }
+        for missing in ["ip", "port", "flags", "config-epoch"] {
+            let mut r = reply(&full);
+            r.remove(missing);
+            assert_eq!(parse_master(&r), Answer::Garbled, "without {missing}");
+        }
     }
 }

@@ -1,0 +1,357 @@
+//! What the pool's parts share: the generation, the master recorded for it, the sentinel
+//! lookups, counters, events and the watcher's live state. The one place that starts a
+//! generation.
+//!
+//! # One generation, one master
+//!
+//! The record holds at most one master per generation, and never changes it within that
+//! generation: every connection of a generation goes to the same node. A lookup that names
+//! another node starts a new generation (a real change: the master moved); one that names the
+//! same node starts none, however often it is repeated. So a node that keeps answering `ROLE`
+//! as replica while the sentinels still name it costs one invalidation, not one per connect,
+//! and the watcher can tell "the pool already moved there" from "another master".
+//!
+//! # Locks
+//!
+//! The record's lock is held for reads and writes of the record only, never across I/O: the
+//! watcher's [`switch_master`](Core::switch_master), `stats()` and connects that find the
+//! answer cached never wait for a sentinel. Sentinel lookups run one at a time under their own
+//! lock (single flight): a connect that needs a lookup while one is in flight waits for it and
+//! uses its answer, so rebuilding 32 connections after a failover asks the sentinels once.
+
+use std::{
+    collections::BTreeSet,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+    },
+    time::{Instant, SystemTime},
+};
+
+use parking_lot::Mutex;
+
+use crate::{
+    Error, Event, FailoverSource, NodeAddr, config::Config, event::EventSink,
+    generation::Generation, node::RoleProbe, sentinel::Sentinels,
+};
+
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub(crate) config: Config,
+    pub(crate) generation: Arc<Generation>,
+    /// The master of one generation. Held for no I/O.
+    record: Mutex<Record>,
+    /// Sentinel lookups, one at a time; the holder does the I/O. Taken only by connects that
+    /// find no usable master in the record; nothing else waits for it.
+    lookup: Mutex<Sentinels>,
+    /// The sentinels lookups ask, in the order the last lookup left them, as the watcher
+    /// learns and forgets them. Held for no I/O.
+    sentinels: Mutex<Vec<NodeAddr>>,
+    /// The last failure to open a connection; cleared by a success. Lets a checkout that
+    /// times out say why.
+    last_connect_error: Mutex<Option<Error>>,
+    pub(crate) events: EventSink,
+    failovers: AtomicU64,
+    /// When the last failover was applied; written by the watcher, read by `stats`.
+    last_failover: Mutex<Option<SystemTime>>,
+    /// The sentinels the watcher is subscribed to now; written by the watcher, read by
+    /// `stats`.
+    pub(crate) subscribed: Mutex<BTreeSet<NodeAddr>>,
+    /// How many of them: what fast validation reads on every checkout, without a lock.
+    pub(crate) live_subscriptions: AtomicUsize,
+    /// Set once a data node refused `ROLE` to our ACL user (`NOPERM`): roles are asked with
+    /// `HELLO` from then on.
+    role_via_hello: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct Record {
+    generation: u64,
+    master: Option<NodeAddr>,
+    /// Why the next connect should ask the sentinels again although a master is recorded.
+    suspect: Option<Suspicion>,
+}
+
+/// What a connect found wrong with the recorded master.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Suspicion {
+    /// It could not be reached: perhaps it died and a failover is on its way.
+    Unreachable,
+    /// It answered that it is not master: the sentinel that named it is stale, ask another.
+    NotMaster,
+}
+
+impl Record {
+    /// The master recorded for `generation`, if there is one.
+    fn master_of(&self, generation: u64) -> Option<&NodeAddr> {
+        self.master
+            .as_ref()
+            .filter(|_| self.generation == generation)
+    }
+
+    /// The master of `generation` when a connect may use it without asking the sentinels.
+    fn usable(&self, generation: u64) -> Option<&NodeAddr> {
+        self.master_of(generation)
+            .filter(|_| self.suspect.is_none())
+    }
+}
+
+impl Core {
+    pub(crate) fn new(config: Config) -> Self {
+        let lookup = Sentinels::new(config.sentinels.clone(), config.sentinel.clone());
+        Core {
+            sentinels: Mutex::new(config.sentinels.clone()),
+            config,
+            generation: Arc::new(Generation::default()),
+            record: Mutex::new(Record::default()),
+            lookup: Mutex::new(lookup),
+            last_connect_error: Mutex::new(None),
+            events: EventSink::new(),
+            failovers: AtomicU64::new(0),
+            last_failover: Mutex::new(None),
+            subscribed: Mutex::new(BTreeSet::new()),
+            live_subscriptions: AtomicUsize::new(0),
+            role_via_hello: AtomicBool::new(false),
+        }
+    }
+
+    /// The current generation and its master: the recorded answer, or one sentinel lookup
+    /// (shared with every connect that needs one meanwhile), ending by `deadline`.
+    ///
+    /// The generation is read before the lookup: a connection is stamped with the generation
+    /// its master was resolved in, never a later one.
+    pub(crate) fn master(&self, deadline: Instant) -> Result<(u64, NodeAddr), Error> {
+        if let Some(found) = self.recorded() {
+            return Ok(found);
+        }
+        let mut lookup = self.lookup.lock();
+        // A lookup that was in flight while this one waited may have answered.
+        if let Some(found) = self.recorded() {
+            return Ok(found);
+        }
+        let (generation, avoid) = {
+            let record = self.record.lock();
+            let generation = self.generation.current();
+            let avoid = record
+                .master_of(generation)
+                .filter(|_| record.suspect == Some(Suspicion::NotMaster))
+                .cloned();
+            (generation, avoid)
+        };
+        lookup.sync(&self.sentinels.lock());
+        let answer = lookup.master(&self.config.service, avoid.as_ref(), deadline);
+        self.keep_order(&lookup.addrs());
+        // Settled before the lookup lock is released, so that the connects waiting for it
+        // find the answer recorded.
+        Ok(self.settle(generation, answer?))
+    }
+
+    fn recorded(&self) -> Option<(u64, NodeAddr)> {
+        let record = self.record.lock();
+        let generation = self.generation.current();
+        record.usable(generation).map(|m| (generation, m.clone()))
+    }
+
+    /// Records what a lookup that started in `generation` found, and returns the generation
+    /// and master a connect should use.
+    fn settle(&self, generation: u64, found: NodeAddr) -> (u64, NodeAddr) {
+        let mut record = self.record.lock();
+        let current = self.generation.current();
+        if current != generation {
+            // A generation started during the lookup (the watcher, an invalidation). Its
+            // master, if recorded, is newer than this answer.
+            if let Some(master) = record.usable(current) {
+                return (current, master.clone());
+            }
+        }
+        match record.master_of(current) {
+            Some(master) if *master == found => {
+                record.suspect = None;
+                (current, found)
+            }
+            Some(master) => {
+                // The master moved: a generation holds one master, so start a new one.
+                let old = master.clone();
+                let new = self.generation.bump();
+                *record = Record {
+                    generation: new,
+                    master: Some(found.clone()),
+                    suspect: None,
+                };
+                drop(record);
+                self.invalidated(
+                    new,
+                    &format!("the sentinels name {found} as master, not {old}"),
+                );
+                (new, found)
+            }
+            None => {
+                *record = Record {
+                    generation: current,
+                    master: Some(found.clone()),
+                    suspect: None,
+                };
+                (current, found)
+            }
+        }
+    }
+
+    /// Notes that the master recorded for `generation` failed a connect; the next connect
+    /// asks the sentinels again. Starts no generation.
+    pub(crate) fn suspect(&self, generation: u64, master: &NodeAddr, why: Suspicion) {
+        let mut record = self.record.lock();
+        if record.master_of(generation) == Some(master) {
+            record.suspect = Some(why);
+        }
+    }
+
+    /// Applies a failover the watcher learned of, from `old` to `new`, and announces it.
+    ///
+    /// Starts a generation whose master is `new` (no sentinel lookup needed), unless the
+    /// current generation's master already is `new`: after a crash, failing connects ask the
+    /// sentinels and may find the promoted node before the watcher hears the announcement, and
+    /// a generation never holds connections to two masters, so none can be to `old`. Whether
+    /// this is a new failover at all is the watcher's call.
+    pub(crate) fn switch_master(
+        &self,
+        old: Option<NodeAddr>,
+        new: &NodeAddr,
+        sentinel: &NodeAddr,
+        via: FailoverSource,
+    ) {
+        let generation = {
+            let mut record = self.record.lock();
+            let current = self.generation.current();
+            if record.master_of(current) == Some(new) {
+                record.suspect = None;
+                current
+            } else {
+                let generation = self.generation.bump();
+                *record = Record {
+                    generation,
+                    master: Some(new.clone()),
+                    suspect: None,
+                };
+                generation
+            }
+        };
+        self.failovers.fetch_add(1, Ordering::Relaxed);
+        *self.last_failover.lock() = Some(SystemTime::now());
+        log::info!(
+            "failover of {:?}: master {} -> {new} (generation {generation}, from sentinel {sentinel}, {via:?})",
+            self.config.service,
+            old.as_ref()
+                .map_or_else(|| "unknown".to_owned(), |o| o.to_string()),
+        );
+        self.events.send(Event::Failover {
+            old,
+            new: new.clone(),
+            generation,
+            sentinel: sentinel.clone(),
+            via,
+            at: SystemTime::now(),
+        });
+    }
+
+    /// The master recorded for the current generation, if any; no I/O.
+    pub(crate) fn cached_master(&self) -> Option<NodeAddr> {
+        let record = self.record.lock();
+        record.master_of(self.generation.current()).cloned()
+    }
+
+    /// Starts a new generation if `seen` is still current, so that every connection born
+    /// before it is dropped. Many witnesses of one failover bump once.
+    pub(crate) fn invalidate_from(&self, seen: u64, why: &str) {
+        if self.generation.bump_from(seen) {
+            self.invalidated(seen + 1, why);
+        }
+    }
+
+    /// Starts a new generation unconditionally; returns it.
+    pub(crate) fn invalidate(&self, why: &str) -> u64 {
+        let generation = self.generation.bump();
+        self.invalidated(generation, why);
+        generation
+    }
+
+    fn invalidated(&self, generation: u64, why: &str) {
+        log::info!(
+            "pool for {:?} invalidated: {why} (generation {generation})",
+            self.config.service
+        );
+        self.events.send(Event::Invalidated {
+            generation,
+            reason: why.to_owned(),
+        });
+    }
+
+    /// The sentinels lookups ask, in the order they ask them.
+    pub(crate) fn sentinels(&self) -> Vec<NodeAddr> {
+        self.sentinels.lock().clone()
+    }
+
+    /// Adds a sentinel for lookups (asked last); false if it was known.
+    pub(crate) fn add_sentinel(&self, addr: NodeAddr) -> bool {
+        let mut sentinels = self.sentinels.lock();
+        if sentinels.contains(&addr) {
+            return false;
+        }
+        sentinels.push(addr);
+        true
+    }
+
+    /// Forgets a sentinel.
+    pub(crate) fn remove_sentinel(&self, addr: &NodeAddr) {
+        self.sentinels.lock().retain(|s| s != addr);
+    }
+
+    /// Takes the order a lookup left the sentinels in, keeping those learned or forgotten
+    /// meanwhile.
+    fn keep_order(&self, ordered: &[NodeAddr]) {
+        let mut sentinels = self.sentinels.lock();
+        let mut merged: Vec<NodeAddr> = ordered
+            .iter()
+            .filter(|s| sentinels.contains(s))
+            .cloned()
+            .collect();
+        merged.extend(sentinels.iter().filter(|s| !ordered.contains(s)).cloned());
+        *sentinels = merged;
+    }
+
+    /// Failovers applied so far, and when the last one was.
+    pub(crate) fn failovers(&self) -> (u64, Option<SystemTime>) {
+        (
+            self.failovers.load(Ordering::Relaxed),
+            *self.last_failover.lock(),
+        )
+    }
+
+    /// Records the outcome of a connect; returns whether the previous one failed too (a
+    /// repeated failure is logged more quietly).
+    pub(crate) fn connect_result(&self, result: Option<&Error>) -> bool {
+        let mut last = self.last_connect_error.lock();
+        let failed_before = last.is_some();
+        *last = result.cloned();
+        failed_before
+    }
+
+    /// Why connections cannot be made, if the last attempt failed.
+    pub(crate) fn last_connect_error(&self) -> Option<Error> {
+        self.last_connect_error.lock().clone()
+    }
+
+    /// How data nodes are asked their role: `ROLE`, or `HELLO` once our user turned out not
+    /// to be allowed `ROLE`.
+    pub(crate) fn role_probe(&self) -> RoleProbe {
+        if self.role_via_hello.load(Ordering::Relaxed) {
+            RoleProbe::Hello
+        } else {
+            RoleProbe::Role
+        }
+    }
+
+    /// Asks roles with `HELLO` from now on.
+    pub(crate) fn use_hello_for_roles(&self) {
+        self.role_via_hello.store(true, Ordering::Relaxed);
+    }
+}

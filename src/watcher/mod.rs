@@ -1,0 +1,420 @@
+//! The watcher: background threads that learn of every failover within milliseconds of its
+//! publication and invalidate the pool.
+//!
+//! # Shape: one subscriber thread per sentinel, one coordinator
+//!
+//! Each known sentinel gets a *subscriber* thread that holds a subscription to its
+//! `+switch-master`, `+sentinel` and `+reset-master` channels and blocks reading it, so a
+//! message is seen the moment it arrives. Listening on every sentinel matters: the failover
+//! leader publishes `+switch-master` only when its failover ends, seconds after the other
+//! sentinels do, and a single listener is blind while its sentinel is down or partitioned
+//! away. One thread multiplexing all subscriptions with read timeouts would add up to a
+//! timeout of latency per other sentinel; blocking sockets leave no cheaper way to wait on
+//! several at once.
+//!
+//! The subscribers report to a *coordinator* thread over a channel. The coordinator does no
+//! I/O and takes no lock that sentinel I/O holds (see the core module), so applying a
+//! failover costs microseconds whatever the sentinels do. It decides with a pure state
+//! machine ([`view::MasterView`]) whether a sentinel's word is a new failover, one already
+//! applied, or a stale one, by configuration epoch; it learns and forgets sentinels, and
+//! publishes events.
+//!
+//! # Not missing a failover
+//!
+//! After each (re)subscription, and every few seconds, a subscriber asks its sentinel for the
+//! master (`SENTINEL MASTER`) and the other sentinels (`SENTINEL SENTINELS`). It subscribes
+//! first and asks second, so a failover is either in the answer or in a later message. Each
+//! subscription is health-checked with `PING` when it has been silent for a second; a
+//! half-open socket is silent forever otherwise.
+//!
+//! # Bounded discovery
+//!
+//! Sentinels learned from `+sentinel` and `SENTINEL SENTINELS` get a subscriber and join the
+//! lookups, up to [`max_sentinels`](crate::Builder::max_sentinels) in all; discovery can be
+//! turned off ([`discover_sentinels`](crate::Builder::discover_sentinels)). A learned sentinel
+//! unreachable for a minute is forgotten, and not learned again for ten (a dead address that
+//! sentinels keep listing until a `SENTINEL RESET` would otherwise come back forever). A
+//! `+reset-master` for the service forgets every learned sentinel that is unreachable now.
+//! Reconnects back off with jitter, so a fleet of clients does not reconnect in lockstep.
+//!
+//! # Stopping
+//!
+//! Every thread waits on a `crossbeam-channel` receiver whose sender the pool holds; dropping
+//! the pool (or [`SentinelPool::stop_watcher`](crate::SentinelPool::stop_watcher)) drops the
+//! sender and joins the threads. Reads wake every 200 ms and sentinel I/O is bounded by
+//! 500 ms, so that takes well under a second. However the coordinator ends, the count of live
+//! subscriptions that fast validation trusts is reset.
+
+mod subscriber;
+mod view;
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, atomic::Ordering},
+    thread::{self, JoinHandle},
+    time::{Duration, Instant},
+};
+
+use crossbeam_channel::{Receiver, Sender, select};
+
+use crate::{Error, Event, FailoverSource, NodeAddr, core::Core, message::SentinelMessage};
+use subscriber::Subscriber;
+use view::{MasterView, Verdict};
+
+/// The longest any watcher I/O may take, so that stopping stays under a second.
+const IO_LIMIT: Duration = Duration::from_millis(500);
+/// A learned (not configured) sentinel unreachable this long is forgotten.
+const PRUNE_AFTER: Duration = Duration::from_secs(60);
+/// A forgotten sentinel is not learned again for this long.
+const FORGOTTEN_FOR: Duration = Duration::from_secs(10 * 60);
+/// How often the coordinator looks for sentinels to forget, or subscriber threads to start
+/// again after the system refused one.
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+
+/// The running watcher; stops and joins its threads when dropped.
+#[derive(Debug)]
+pub(crate) struct Watcher {
+    stop: Option<Sender<()>>,
+    coordinator: Option<JoinHandle<()>>,
+}
+
+impl Watcher {
+    /// Starts the coordinator, which starts a subscriber per known sentinel.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ThreadSpawn`] when the system refuses a thread.
+    pub(crate) fn start(core: Arc<Core>) -> Result<Watcher, Error> {
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
+        let name = "r2d2-sentinel-watcher";
+        let coordinator = thread::Builder::new()
+            .name(name.into())
+            .spawn(move || Coordinator::new(core, stop_rx).run())
+            .map_err(|err| Error::ThreadSpawn {
+                name: name.to_owned(),
+                reason: err.to_string(),
+            })?;
+        Ok(Watcher {
+            stop: Some(stop_tx),
+            coordinator: Some(coordinator),
+        })
+    }
+
+    /// Signals every thread to stop and waits for them.
+    pub(crate) fn stop(&mut self) {
+        drop(self.stop.take());
+        if let Some(coordinator) = self.coordinator.take()
+            && coordinator.join().is_err()
+        {
+            log::warn!("the watcher thread panicked");
+        }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// What a subscriber tells the coordinator.
+#[derive(Debug)]
+enum Report {
+    Connected(NodeAddr),
+    Disconnected(NodeAddr, String),
+    Master {
+        from: NodeAddr,
+        addr: NodeAddr,
+        epoch: u64,
+    },
+    Sentinels(Vec<NodeAddr>),
+    /// A message, with the configuration epoch of a `+switch-master` when its sentinel said.
+    Message {
+        from: NodeAddr,
+        message: SentinelMessage,
+        epoch: Option<u64>,
+    },
+}
+
+/// The coordinator's handle on one subscriber.
+struct Slot {
+    /// Dropping it stops the subscriber.
+    stop: Option<Sender<()>>,
+    /// `None` while the system refuses the thread; started again at the next housekeeping.
+    thread: Option<JoinHandle<()>>,
+    /// Configured by the user: never forgotten.
+    seed: bool,
+    connected: bool,
+    /// A `WatcherDisconnected` event was sent since the last connection: one per outage,
+    /// not one per failed attempt.
+    reported_down: bool,
+    down_since: Option<Instant>,
+}
+
+impl Slot {
+    fn stop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            log::warn!("a watcher subscriber thread panicked");
+        }
+    }
+}
+
+/// Resets what fast validation and `stats` read about the watcher, on every way out of the
+/// coordinator, a panic included: a dead watcher is never trusted.
+struct LiveState<'a>(&'a Core);
+
+impl Drop for LiveState<'_> {
+    fn drop(&mut self) {
+        self.0.subscribed.lock().clear();
+        self.0.live_subscriptions.store(0, Ordering::Release);
+    }
+}
+
+struct Coordinator {
+    core: Arc<Core>,
+    stop: Receiver<()>,
+    reports_tx: Sender<Report>,
+    reports: Receiver<Report>,
+    subscribers: HashMap<NodeAddr, Slot>,
+    /// Sentinels forgotten, and when: not learned again for [`FORGOTTEN_FOR`].
+    forgotten: HashMap<NodeAddr, Instant>,
+    view: MasterView,
+    /// The bound on known sentinels was reached and logged.
+    full_logged: bool,
+}
+
+impl Coordinator {
+    fn new(core: Arc<Core>, stop: Receiver<()>) -> Self {
+        let (reports_tx, reports) = crossbeam_channel::unbounded();
+        let view = MasterView::new(core.cached_master());
+        Coordinator {
+            core,
+            stop,
+            reports_tx,
+            reports,
+            subscribers: HashMap::new(),
+            forgotten: HashMap::new(),
+            view,
+            full_logged: false,
+        }
+    }
+
+    fn run(mut self) {
+        let core = Arc::clone(&self.core);
+        let _live = LiveState(&core);
+        for addr in self.core.sentinels() {
+            self.add(addr, true);
+        }
+        loop {
+            select! {
+                recv(self.stop) -> _ => break,
+                recv(self.reports) -> report => match report {
+                    Ok(report) => self.handle(report),
+                    Err(_) => break,
+                },
+                default(HOUSEKEEPING) => self.housekeeping(),
+            }
+        }
+        for (_, mut slot) in self.subscribers.drain() {
+            slot.stop();
+        }
+        log::debug!("watcher for {:?} stopped", self.core.config.service);
+    }
+
+    fn add(&mut self, addr: NodeAddr, seed: bool) {
+        let mut slot = Slot {
+            stop: None,
+            thread: None,
+            seed,
+            connected: false,
+            reported_down: false,
+            down_since: Some(Instant::now()),
+        };
+        self.start_thread(&addr, &mut slot);
+        self.subscribers.insert(addr, slot);
+    }
+
+    fn start_thread(&self, addr: &NodeAddr, slot: &mut Slot) {
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
+        let subscriber = Subscriber {
+            addr: addr.clone(),
+            service: self.core.config.service.clone(),
+            settings: subscriber::clamp(&self.core.config.sentinel),
+            reports: self.reports_tx.clone(),
+            stop: stop_rx,
+        };
+        match thread::Builder::new()
+            .name(format!("r2d2-sentinel-sub-{}", addr.port))
+            .spawn(move || subscriber.run())
+        {
+            Ok(thread) => {
+                slot.stop = Some(stop_tx);
+                slot.thread = Some(thread);
+            }
+            Err(err) => log::warn!(
+                "could not start a watcher thread for sentinel {addr}: {err}; trying again \
+                 in {HOUSEKEEPING:?}"
+            ),
+        }
+    }
+
+    fn handle(&mut self, report: Report) {
+        match report {
+            Report::Connected(addr) => {
+                if let Some(slot) = self.subscribers.get_mut(&addr) {
+                    slot.connected = true;
+                    slot.reported_down = false;
+                    slot.down_since = None;
+                }
+                self.set_subscribed(&addr, true);
+                log::debug!("watcher subscribed to sentinel {addr}");
+                self.core
+                    .events
+                    .send(Event::WatcherConnected { sentinel: addr });
+            }
+            Report::Disconnected(addr, error) => {
+                let Some(slot) = self.subscribers.get_mut(&addr) else {
+                    return;
+                };
+                slot.down_since.get_or_insert_with(Instant::now);
+                slot.connected = false;
+                let first = !std::mem::replace(&mut slot.reported_down, true);
+                self.set_subscribed(&addr, false);
+                if first {
+                    log::debug!("watcher lost sentinel {addr}: {error}; reconnecting with backoff");
+                    self.core.events.send(Event::WatcherDisconnected {
+                        sentinel: addr,
+                        error,
+                    });
+                }
+            }
+            Report::Master { from, addr, epoch } => {
+                self.apply(&from, &addr, Some(epoch), FailoverSource::Reconciliation);
+            }
+            Report::Sentinels(list) => {
+                for addr in list {
+                    self.learn(addr);
+                }
+            }
+            Report::Message {
+                from,
+                message,
+                epoch,
+            } if message.service() == self.core.config.service => match message {
+                SentinelMessage::SwitchMaster { new, .. } => {
+                    self.apply(&from, &new, epoch, FailoverSource::SwitchMaster);
+                }
+                SentinelMessage::NewSentinel { addr, .. } => self.learn(addr),
+                SentinelMessage::ResetMaster { .. } => self.forget_unreachable(),
+            },
+            Report::Message { .. } => {}
+        }
+    }
+
+    /// A sentinel names `addr` as master in configuration `epoch`.
+    fn apply(&mut self, from: &NodeAddr, addr: &NodeAddr, epoch: Option<u64>, via: FailoverSource) {
+        match self.view.observe(addr, epoch) {
+            Verdict::Known => {}
+            Verdict::Switch { old } => self.core.switch_master(old, addr, from, via),
+            Verdict::Stale { known_epoch } => log::debug!(
+                "sentinel {from} names {addr} in epoch {epoch:?}, not newer than {known_epoch}; \
+                 ignored"
+            ),
+        }
+    }
+
+    fn set_subscribed(&self, addr: &NodeAddr, subscribed: bool) {
+        let mut set = self.core.subscribed.lock();
+        if subscribed {
+            set.insert(addr.clone());
+        } else {
+            set.remove(addr);
+        }
+        self.core
+            .live_subscriptions
+            .store(set.len(), Ordering::Release);
+    }
+
+    fn learn(&mut self, addr: NodeAddr) {
+        if self.subscribers.contains_key(&addr) || !self.core.config.discover_sentinels {
+            return;
+        }
+        if self
+            .forgotten
+            .get(&addr)
+            .is_some_and(|t| t.elapsed() < FORGOTTEN_FOR)
+        {
+            return;
+        }
+        if self.subscribers.len() >= self.core.config.max_sentinels {
+            if !std::mem::replace(&mut self.full_logged, true) {
+                log::warn!(
+                    "not following sentinel {addr}: the pool knows max_sentinels ({}) already",
+                    self.core.config.max_sentinels
+                );
+            }
+            return;
+        }
+        log::debug!("watcher learned of sentinel {addr}");
+        self.forgotten.remove(&addr);
+        self.core.add_sentinel(addr.clone());
+        self.add(addr.clone(), false);
+        self.core.events.send(Event::SentinelsChanged {
+            added: vec![addr],
+            removed: Vec::new(),
+        });
+    }
+
+    fn housekeeping(&mut self) {
+        let stale: HashSet<NodeAddr> = self
+            .subscribers
+            .iter()
+            .filter(|(_, s)| !s.seed && s.down_since.is_some_and(|t| t.elapsed() > PRUNE_AFTER))
+            .map(|(addr, _)| addr.clone())
+            .collect();
+        self.forget(stale, "unreachable for a minute");
+        let restart: Vec<NodeAddr> = self
+            .subscribers
+            .iter()
+            .filter(|(_, s)| s.thread.is_none())
+            .map(|(addr, _)| addr.clone())
+            .collect();
+        for addr in restart {
+            let mut slot = self.subscribers.remove(&addr).expect("listed above");
+            self.start_thread(&addr, &mut slot);
+            self.subscribers.insert(addr, slot);
+        }
+        self.forgotten.retain(|_, t| t.elapsed() < FORGOTTEN_FOR);
+    }
+
+    /// After a `SENTINEL RESET`: forgets the learned sentinels that are unreachable now; the
+    /// live ones are listed again by the sentinels.
+    fn forget_unreachable(&mut self) {
+        let down: HashSet<NodeAddr> = self
+            .subscribers
+            .iter()
+            .filter(|(_, s)| !s.seed && !s.connected)
+            .map(|(addr, _)| addr.clone())
+            .collect();
+        self.forget(down, "unreachable when a sentinel was reset");
+    }
+
+    fn forget(&mut self, addrs: HashSet<NodeAddr>, why: &str) {
+        for addr in addrs {
+            if let Some(mut slot) = self.subscribers.remove(&addr) {
+                slot.stop();
+            }
+            self.set_subscribed(&addr, false);
+            log::debug!("watcher forgot sentinel {addr}: {why}");
+            self.forgotten.insert(addr.clone(), Instant::now());
+            self.core.remove_sentinel(&addr);
+            self.core.events.send(Event::SentinelsChanged {
+                added: Vec::new(),
+                removed: vec![addr],
+            });
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! What the watcher believes about the master, and whether a sentinel's word changes it: a
+//! pure state machine, so that every order in which messages can arrive is unit-tested.
+//!
+//! Sentinels are not ordered with each other: a lagging sentinel may announce an older switch
+//! after a newer one, or answer a refresh with a master two failovers old. The configuration
+//! epoch orders them: each failover has a larger one. `+switch-master` carries none, so the
+//! subscriber asks the announcing sentinel `SENTINEL MASTER` right after the message; an epoch
+//! is never invented. A failover leader answers `SENTINEL MASTER` with the *old* address and
+//! the *new* epoch until its failover ends; such answers carry the `failover_in_progress` flag
+//! and never reach this machine (see `sentinel::parse_master`), so they cannot record the new
+//! epoch against the old master and make the real answer look stale.
+
+use crate::NodeAddr;
+
+/// The master as the watcher knows it, and the newest configuration epoch seen naming it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct MasterView {
+    master: Option<NodeAddr>,
+    epoch: Option<u64>,
+}
+
+/// What to do with a sentinel's word.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// It names the master already known: nothing to do (every sentinel announces the same
+    /// switch; the first one moved the pool).
+    Known,
+    /// It names another master in a newer configuration (or one whose epoch could not be
+    /// learned): move the pool there. `old` is the master before.
+    Switch { old: Option<NodeAddr> },
+    /// It names another master in a configuration no newer than the known one: a lagging
+    /// sentinel. Ignore it.
+    Stale { known_epoch: u64 },
+}
+
+impl MasterView {
+    /// Starts from the master the pool found at start, epoch unknown.
+    pub(crate) fn new(master: Option<NodeAddr>) -> Self {
+        MasterView {
+            master,
+            epoch: None,
+        }
+    }
+
+    /// A sentinel names `addr` as master in configuration `epoch` (`None`: it could not be
+    /// asked). Updates the view and says what to do.
+    pub(crate) fn observe(&mut self, addr: &NodeAddr, epoch: Option<u64>) -> Verdict {
+        if self.master.as_ref() == Some(addr) {
+            if let Some(epoch) = epoch {
+                self.epoch = Some(self.epoch.map_or(epoch, |known| known.max(epoch)));
+            }
+            return Verdict::Known;
+        }
+        if let (Some(epoch), Some(known)) = (epoch, self.epoch)
+            && epoch <= known
+        {
+            return Verdict::Stale { known_epoch: known };
+        }
+        let old = self.master.replace(addr.clone());
+        if epoch.is_some() {
+            self.epoch = epoch;
+        }
+        Verdict::Switch { old }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(port: u16) -> NodeAddr {
+        NodeAddr::new("10.0.0.1", port)
+    }
+
+    #[test]
+    fn every_sentinel_announcing_the_same_switch_moves_the_pool_once() {
+        let mut view = MasterView::new(Some(node(1)));
+        assert_eq!(view.observe(&node(1), Some(4)), Verdict::Known);
+        assert_eq!(
+            view.observe(&node(2), Some(5)),
+            Verdict::Switch { old: Some(node(1)) }
+        );
+        assert_eq!(view.observe(&node(2), Some(5)), Verdict::Known);
+        assert_eq!(view.observe(&node(2), Some(5)), Verdict::Known);
+    }
+
+    #[test]
+    fn a_lagging_sentinels_older_switch_does_not_move_the_pool_back() {
+        let mut view = MasterView::new(Some(node(1)));
+        // 1 -> 2 (epoch 5), then 2 -> 3 (epoch 6), then a lagging sentinel's 1 -> 2.
+        assert!(matches!(
+            view.observe(&node(2), Some(5)),
+            Verdict::Switch { .. }
+        ));
+        assert!(matches!(
+            view.observe(&node(3), Some(6)),
+            Verdict::Switch { .. }
+        ));
+        assert_eq!(
+            view.observe(&node(2), Some(5)),
+            Verdict::Stale { known_epoch: 6 }
+        );
+        // A refresh still naming the first master, two failovers old.
+        assert_eq!(
+            view.observe(&node(1), Some(4)),
+            Verdict::Stale { known_epoch: 6 }
+        );
+        assert_eq!(view.observe(&node(3), Some(6)), Verdict::Known);
+    }
+
+    #[test]
+    fn messages_arriving_out_of_order_end_on_the_newest_master() {
+        let mut view = MasterView::new(Some(node(1)));
+        // The newest switch (epoch 7) arrives before the one it followed (epoch 6).
+        assert!(matches!(
+            view.observe(&node(3), Some(7)),
+            Verdict::Switch { .. }
+        ));
+        assert!(matches!(
+            view.observe(&node(2), Some(6)),
+            Verdict::Stale { .. }
+        ));
+        assert_eq!(view.observe(&node(3), None), Verdict::Known);
+    }
+
+    #[test]
+    fn a_newer_answer_is_applied_after_the_same_epoch_was_seen_for_the_current_master() {
+        // A refresh records epoch 4 for node 1; the failover to node 2 has epoch 5.
+        let mut view = MasterView::new(Some(node(1)));
+        assert_eq!(view.observe(&node(1), Some(4)), Verdict::Known);
+        assert!(matches!(
+            view.observe(&node(2), Some(5)),
+            Verdict::Switch { .. }
+        ));
+    }
+
+    #[test]
+    fn an_announcement_whose_epoch_is_unknown_is_applied_without_inventing_one() {
+        let mut view = MasterView::new(Some(node(1)));
+        assert_eq!(view.observe(&node(1), Some(4)), Verdict::Known);
+        assert!(matches!(
+            view.observe(&node(2), None),
+            Verdict::Switch { .. }
+        ));
+        // The epoch stays 4: the real epoch of the switch (5) is still accepted as newer
+        // for another node, and a stale epoch-4 answer naming node 1 is refused.
+        assert_eq!(
+            view.observe(&node(1), Some(4)),
+            Verdict::Stale { known_epoch: 4 }
+        );
+        assert_eq!(view.observe(&node(2), Some(5)), Verdict::Known);
+        assert_eq!(
+            view.observe(&node(1), Some(5)),
+            Verdict::Stale { known_epoch: 5 }
+        );
+    }
+
+    #[test]
+    fn a_pool_that_started_without_a_master_takes_the_first_answer() {
+        let mut view = MasterView::new(None);
+        assert_eq!(
+            view.observe(&node(1), Some(3)),
+            Verdict::Switch { old: None }
+        );
+        assert_eq!(view.observe(&node(1), Some(3)), Verdict::Known);
+    }
+}
