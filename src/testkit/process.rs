@@ -1,0 +1,239 @@
+//! The processes a topology runs: finding the binaries, starting, signalling and killing our
+//! own children (by their handle, never by name), ports and folders.
+
+use std::{
+    collections::BTreeSet,
+    env, fs, io,
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use redis::RedisConnectionInfo;
+
+use super::{Error, error::io_error};
+use crate::{NodeAddr, node};
+
+/// How often readiness is polled.
+const POLL: Duration = Duration::from_millis(20);
+
+/// One short-lived connection, one command, every wait bounded.
+pub(super) fn query<T: redis::FromRedisValue>(
+    addr: &NodeAddr,
+    password: Option<&str>,
+    cmd: &redis::Cmd,
+) -> redis::RedisResult<T> {
+    let mut redis = RedisConnectionInfo::default();
+    if let Some(password) = password {
+        redis = redis.set_password(password);
+    }
+    let settings = node::NodeSettings {
+        redis,
+        connect_timeout: Duration::from_secs(1),
+        read_timeout: Duration::from_secs(2),
+        write_timeout: Duration::from_secs(2),
+    };
+    cmd.query(&mut node::connect(addr, &settings)?)
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Binaries {
+    server: PathBuf,
+    /// `None`: start sentinels as `redis-server <conf> --sentinel`.
+    sentinel: Option<PathBuf>,
+}
+
+impl Binaries {
+    pub(super) fn find() -> Result<Self, Error> {
+        let server = find_binary("redis-server").ok_or(Error::MissingBinary {
+            name: "redis-server",
+        })?;
+        Ok(Binaries {
+            server,
+            sentinel: find_binary("redis-sentinel"),
+        })
+    }
+}
+
+fn find_binary(name: &str) -> Option<PathBuf> {
+    let dirs: Vec<PathBuf> = match env::var_os("REDIS_BIN_DIR") {
+        Some(dir) => vec![PathBuf::from(dir)],
+        None => env::split_paths(&env::var_os("PATH").unwrap_or_default()).collect(),
+    };
+    dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+#[derive(Debug)]
+pub(super) struct Process {
+    pub(super) port: u16,
+    dir: PathBuf,
+    pub(super) is_sentinel: bool,
+    child: Option<Child>,
+}
+
+impl Process {
+    pub(super) fn create(
+        dir: &Path,
+        port: u16,
+        is_sentinel: bool,
+        conf: &str,
+    ) -> Result<Self, Error> {
+        let process = Process {
+            port,
+            dir: dir.to_owned(),
+            is_sentinel,
+            child: None,
+        };
+        fs::write(process.conf(), conf).map_err(io_error("write a config file"))?;
+        Ok(process)
+    }
+
+    pub(super) fn addr(&self) -> NodeAddr {
+        NodeAddr::new("127.0.0.1", self.port)
+    }
+
+    pub(super) fn conf(&self) -> PathBuf {
+        self.dir.join(if self.is_sentinel {
+            "sentinel.conf"
+        } else {
+            "redis.conf"
+        })
+    }
+
+    pub(super) fn log(&self) -> PathBuf {
+        self.dir.join(if self.is_sentinel {
+            "sentinel.log"
+        } else {
+            "redis.log"
+        })
+    }
+
+    pub(super) fn spawn(&mut self, binaries: &Binaries) -> Result<(), Error> {
+        let mut command = match (&binaries.sentinel, self.is_sentinel) {
+            (Some(sentinel), true) => Command::new(sentinel),
+            _ => Command::new(&binaries.server),
+        };
+        command.arg(self.conf());
+        if self.is_sentinel && binaries.sentinel.is_none() {
+            command.arg("--sentinel");
+        }
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(io_error(format!(
+                "start {}",
+                command.get_program().display()
+            )))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    pub(super) fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Sends a signal by name (`STOP`, `CONT`) to our own child, by its pid.
+    pub(super) fn signal(&self, name: &str) -> Result<(), Error> {
+        let child = self.child.as_ref().ok_or_else(|| Error::Io {
+            context: format!("signal {}", self.addr()),
+            source: io::Error::new(io::ErrorKind::NotFound, "the node is not running"),
+        })?;
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(child.id().to_string())
+            .status()
+            .map_err(io_error("run kill"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(Error::Io {
+                context: format!("kill -{name} {}", child.id()),
+                source: io::Error::other(format!("kill exited with {status}")),
+            })
+        }
+    }
+
+    /// SIGKILL, then reap; only ever our own child, by its handle.
+    pub(super) fn kill(&mut self) -> Result<(), Error> {
+        if let Some(mut child) = self.child.take() {
+            child.kill().map_err(io_error("kill a node"))?;
+            child.wait().map_err(io_error("reap a node"))?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn wait_ready(
+        &mut self,
+        password: Option<&str>,
+        timeout: Duration,
+    ) -> Result<(), Error> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(child) = &mut self.child
+                && child
+                    .try_wait()
+                    .map_err(io_error("check a node"))?
+                    .is_some()
+            {
+                self.child = None;
+                let log = fs::read_to_string(self.log()).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(10).collect();
+                return Err(Error::Exited {
+                    node: format!(
+                        "{} {}",
+                        if self.is_sentinel {
+                            "sentinel"
+                        } else {
+                            "redis"
+                        },
+                        self.addr()
+                    ),
+                    log_tail: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+                });
+            }
+            if query::<String>(&self.addr(), password, &redis::cmd("PING")).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    what: format!("{} to answer PING", self.addr()),
+                    state: format!("  logs: {}\n", self.dir.display()),
+                });
+            }
+            thread::sleep(POLL);
+        }
+    }
+}
+
+/// A loopback port nothing listens on now, and that this process has not handed out before
+/// (tests run in parallel in one process).
+pub(super) fn free_port() -> io::Result<u16> {
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        if GIVEN.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
+            return Ok(port);
+        }
+    }
+}
+
+/// A new folder under the system temp dir, unique to this process and call.
+pub(super) fn unique_dir() -> Result<PathBuf, Error> {
+    static COUNT: AtomicUsize = AtomicUsize::new(0);
+    let dir = env::temp_dir().join(format!(
+        "r2d2-redis-sentinel-{}-{}",
+        std::process::id(),
+        COUNT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).map_err(io_error(format!("create {}", dir.display())))?;
+    Ok(dir)
+}

@@ -1,0 +1,141 @@
+//! Sentinels that answer with garbage, lies or errors: each is that sentinel's fault. Alone it
+//! gives a typed error that is not a configuration error (the service name is not blamed);
+//! first in a list of real sentinels, the next one is asked and the pool works. Nothing
+//! panics.
+
+mod support;
+
+use std::time::Duration;
+
+use r2d2_redis_sentinel::{
+    Error, SentinelPool,
+    redis::Commands,
+    testkit::{Reply, ScriptedServer, Topology},
+};
+use support::init_logging;
+
+/// A "sentinel" that answers `ROLE` with `role` and `SENTINEL MASTER` with `master`;
+/// `GET-MASTER-ADDR-BY-NAME` names an address (the service is known).
+fn liar(role: Reply, master: Reply) -> ScriptedServer {
+    ScriptedServer::start(move |cmd: &[String]| match cmd[0].as_str() {
+        "ROLE" => role.clone(),
+        "SENTINEL" if cmd.get(1).is_some_and(|s| s.eq_ignore_ascii_case("master")) => {
+            master.clone()
+        }
+        "SENTINEL" => Reply::raw("*2\r\n$9\r\n127.0.0.1\r\n$4\r\n6379\r\n"),
+        _ => Reply::raw("+OK\r\n"),
+    })
+    .unwrap()
+}
+
+fn cases() -> Vec<(&'static str, Reply, Reply)> {
+    let healthy = [
+        ("ip", "127.0.0.1"),
+        ("port", "6379"),
+        ("flags", "master"),
+        ("config-epoch", "1"),
+    ];
+    let without = |field: &str| {
+        let pairs: Vec<(&str, &str)> = healthy
+            .iter()
+            .copied()
+            .filter(|(k, _)| *k != field)
+            .collect();
+        Reply::fields(&pairs)
+    };
+    let huge = {
+        let mut out = String::from("*100000\r\n");
+        for i in 0..100_000 {
+            out.push_str(&format!(":{i}\r\n"));
+        }
+        Reply::raw(out)
+    };
+    vec![
+        ("no port", Reply::sentinel_role(), without("port")),
+        ("no ip", Reply::sentinel_role(), without("ip")),
+        ("no epoch", Reply::sentinel_role(), without("config-epoch")),
+        (
+            "a port that is no number",
+            Reply::sentinel_role(),
+            Reply::fields(&[
+                ("ip", "127.0.0.1"),
+                ("port", "six"),
+                ("flags", "master"),
+                ("config-epoch", "1"),
+            ]),
+        ),
+        ("an array of 100,000 integers", Reply::sentinel_role(), huge),
+        (
+            "an ERR that is not about the name",
+            Reply::sentinel_role(),
+            Reply::raw("-ERR something went wrong\r\n"),
+        ),
+        (
+            "an error where an array belongs",
+            Reply::sentinel_role(),
+            Reply::raw("-BUSY busy running a script\r\n"),
+        ),
+        (
+            "a ROLE reply of the wrong shape",
+            Reply::raw("*1\r\n:5\r\n"),
+            Reply::fields(&healthy),
+        ),
+        ("a close mid-request", Reply::sentinel_role(), Reply::Close),
+    ]
+}
+
+#[test]
+fn a_lying_sentinel_alone_is_a_sentinel_fault_not_a_configuration_error() {
+    init_logging();
+    for (what, role, master) in cases() {
+        let server = liar(role, master);
+        let err = SentinelPool::builder([server.url()], "mymaster")
+            .sentinel_timeout(Duration::from_millis(500))
+            .connection_timeout(Duration::from_millis(200))
+            .build()
+            .map(|_| ())
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::SentinelsUnreachable { .. }),
+            "{what}: {err:?}"
+        );
+        assert!(!err.is_config(), "{what}: {err}");
+    }
+}
+
+#[test]
+fn a_lying_sentinel_first_in_the_list_is_skipped_for_the_next() {
+    init_logging();
+    let topology = Topology::start().unwrap();
+    for (what, role, master) in cases() {
+        let server = liar(role, master);
+        let mut sentinels = vec![server.url()];
+        sentinels.extend(topology.sentinel_urls());
+        let pool = SentinelPool::builder(sentinels, "mymaster")
+            .sentinel_timeout(Duration::from_millis(500))
+            .watcher(false)
+            .build()
+            .unwrap_or_else(|err| panic!("{what}: {err}"));
+        let _: () = pool.get().unwrap().set("k", what).unwrap();
+        assert_eq!(pool.master(), Some(topology.master().unwrap()), "{what}");
+    }
+}
+
+#[test]
+fn a_sentinel_that_does_not_know_the_name_still_says_so() {
+    init_logging();
+    let server = ScriptedServer::start(|cmd: &[String]| match cmd[0].as_str() {
+        "ROLE" => Reply::sentinel_role(),
+        "SENTINEL" if cmd[1].eq_ignore_ascii_case("master") => {
+            Reply::raw("-ERR No such master with that name\r\n")
+        }
+        "SENTINEL" => Reply::raw("$-1\r\n"),
+        _ => Reply::raw("+OK\r\n"),
+    })
+    .unwrap();
+    let err = SentinelPool::builder([server.url()], "nosuch")
+        .build()
+        .map(|_| ())
+        .unwrap_err();
+    assert!(matches!(err, Error::UnknownService { .. }), "{err:?}");
+}
