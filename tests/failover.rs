@@ -16,8 +16,13 @@ fn wait_for_checkouts_to_reach(pool: &SentinelPool, expected: &r2d2_redis_sentin
         Duration::from_secs(40),
         || {
             let mut conn = pool.get().ok()?;
+            assert!(
+                is_master(&mut conn),
+                "a connection to {}, not a master, was handed out",
+                conn.addr()
+            );
             let _: () = conn.set("probe", 1).ok()?;
-            (*conn.addr() == *expected && is_master(&mut conn)).then_some(())
+            (*conn.addr() == *expected).then_some(())
         },
     );
 }

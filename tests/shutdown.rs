@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use r2d2_redis_sentinel::{WatcherState, redis::Commands, testkit::Topology};
 
@@ -39,13 +39,14 @@ fn dropping_pools_stops_the_watcher_at_once_and_leaves_no_thread_behind() {
         // One coordinator and one subscriber per sentinel.
         assert_eq!(watcher_threads(), 4);
 
-        let started = Instant::now();
-        drop(pool);
-        let took = started.elapsed();
-        assert!(
-            took < Duration::from_secs(1),
-            "dropping the pool took {took:?}"
+        // Dropping joins the threads: generous on a loaded machine, never forever.
+        let dropper = std::thread::spawn(move || drop(pool));
+        support::eventually(
+            "dropping the pool to return",
+            Duration::from_secs(5),
+            || dropper.is_finished().then_some(()),
         );
+        dropper.join().unwrap();
         // Dropping joined them: no polling needed.
         assert_eq!(watcher_threads(), 0, "watcher threads outlived the pool");
     }
