@@ -2,6 +2,7 @@
 
 use std::{
     sync::Arc,
+    thread,
     time::{Duration, Instant},
 };
 
@@ -44,12 +45,13 @@ pub struct SentinelPool {
 }
 
 /// Shared by every clone of a pool; dropping the last one stops and joins the watcher's
-/// threads and ends every wait for a failover.
+/// threads and the evicting thread, and ends every wait for a failover.
 #[derive(Debug)]
 struct Guard {
     core: Arc<Core>,
     /// The lock exists for `stop_watcher`, which takes the watcher out through `&self`.
     watcher: Mutex<WatcherSlot>,
+    evict: Option<thread::JoinHandle<()>>,
 }
 
 impl Drop for Guard {
@@ -58,7 +60,42 @@ impl Drop for Guard {
             watcher.stop();
         }
         self.core.generation.close();
+        if let Some(evict) = self.evict.take()
+            && evict.join().is_err()
+        {
+            log::warn!("the evicting thread panicked");
+        }
     }
+}
+
+/// Closes the idle connections of a generation when it ends. r2d2 hands out the most
+/// recently returned connection first and offers no way to drop idle ones, so without this
+/// the sockets to an old master stay open until a checkout happens to reach them. Draining
+/// the idle list with `try_get` validates each connection (a stale one fails on its
+/// generation, no round trip, and r2d2 closes it and opens a replacement up to `min_idle`);
+/// the valid ones go back at once. Runs only when a generation ends, never on the hot path.
+fn start_evicting(
+    pool: r2d2::Pool<SentinelManager>,
+    core: Arc<Core>,
+) -> Result<thread::JoinHandle<()>, Error> {
+    let name = "r2d2-sentinel-evict";
+    thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let mut seen = core.generation.current();
+            while core.generation.wait_for_change(seen, Duration::MAX) {
+                seen = core.generation.current();
+                let mut valid = Vec::new();
+                while let Some(conn) = pool.try_get() {
+                    valid.push(conn);
+                }
+                drop(valid);
+            }
+        })
+        .map_err(|err| Error::ThreadSpawn {
+            name: name.to_owned(),
+            reason: err.to_string(),
+        })
 }
 
 #[derive(Debug)]
@@ -126,11 +163,13 @@ impl SentinelPool {
         } else {
             WatcherSlot::Off
         };
+        let evict = start_evicting(pool.clone(), Arc::clone(&core))?;
         Ok(SentinelPool {
             pool,
             guard: Arc::new(Guard {
                 core: Arc::clone(&core),
                 watcher: Mutex::new(watcher),
+                evict: Some(evict),
             }),
             core,
         })

@@ -226,3 +226,41 @@ fn a_readonly_reply_invalidates_the_pool_when_the_connection_returns() {
         .expect("an Invalidated event");
     assert!(reason.contains("READONLY"), "{reason}");
 }
+
+/// Item 16: when the generation moves, idle connections of the old one are closed at once,
+/// not when r2d2 happens to reach them (it hands out the newest first), and the pool refills
+/// its idle connections in the new generation.
+#[test]
+fn idle_connections_of_an_old_generation_are_closed_when_it_ends() {
+    init_logging();
+    let topology = Topology::start().unwrap();
+    let master = topology.master().unwrap();
+    let pool = topology
+        .pool_builder()
+        .max_size(4)
+        .min_idle(Some(4))
+        .build()
+        .unwrap();
+    support::wait_idle(&pool, 4);
+    let old_ids: Vec<i64> = {
+        let mut conns: Vec<_> = (0..4).map(|_| pool.get().unwrap()).collect();
+        conns.iter_mut().map(|c| client_id(c)).collect()
+    };
+    pool.invalidate();
+    let open_ids = || -> Vec<i64> {
+        let list: String = r2d2_redis_sentinel::redis::cmd("CLIENT")
+            .arg("LIST")
+            .query(&mut direct(&master))
+            .unwrap();
+        list.lines()
+            .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("id=")))
+            .filter_map(|id| id.parse().ok())
+            .collect()
+    };
+    support::eventually(
+        "the old generation's idle connections to close",
+        Duration::from_secs(3),
+        || (!open_ids().iter().any(|id| old_ids.contains(id))).then_some(()),
+    );
+    support::wait_idle(&pool, 4);
+}
