@@ -23,8 +23,11 @@ pub(crate) const LONGEST: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Validation {
-    /// `PING` and `ROLE`, pipelined in one round trip: the node must answer and must still be a
-    /// master. A node demoted behind the pool's back is never handed out. The default.
+    /// `PING` and `ROLE`, pipelined in one round trip, within one
+    /// [`read_timeout`](crate::Builder::read_timeout): the node must answer and must still be
+    /// a master. A node demoted behind the pool's back is never handed out. For an ACL user
+    /// that may not run `ROLE`, `HELLO` (which reports the role too) takes its place. The
+    /// default.
     PingRole,
     /// No round trip for a connection whose node answered less than `window` ago, in the
     /// current generation, while the watcher is subscribed to at least one sentinel (so a
@@ -219,8 +222,9 @@ impl Builder {
         self
     }
 
-    /// The connect, read and write timeout for sentinels. A sentinel that accepts connections
-    /// and never answers costs this much, once; the pool then asks the next one first.
+    /// How long asking one sentinel may take, connecting to it included. A sentinel that
+    /// accepts connections and never answers costs this much in each lookup that reaches it;
+    /// after it failed, it is asked only when no other sentinel answers, for a few seconds.
     ///
     /// Defaults to 500 milliseconds.
     pub fn sentinel_timeout(mut self, timeout: Duration) -> Self {

@@ -51,16 +51,8 @@ fn a_user_without_dangerous_commands_uses_the_pool_and_a_demoted_node_is_still_r
     drop(conn);
 
     // Demoted behind the sentinels' back: the role check (HELLO) still refuses it.
-    let replica = topology
-        .data_addrs()
-        .into_iter()
-        .find(|a| *a != master)
-        .unwrap();
-    let _: () = redis::cmd("REPLICAOF")
-        .arg(&replica.host)
-        .arg(replica.port)
-        .query(&mut direct(&master))
-        .unwrap();
+    let replica = support::replica(&topology, &master);
+    support::demote(&master, &replica);
     // Whatever Sentinel does meanwhile, no connection to a non-master is handed out.
     match pool.get() {
         Err(Error::CheckoutTimeout { cause, .. }) => assert!(
@@ -79,11 +71,7 @@ fn a_user_without_dangerous_commands_uses_the_pool_and_a_demoted_node_is_still_r
             );
         }
     }
-    let _: () = redis::cmd("REPLICAOF")
-        .arg("NO")
-        .arg("ONE")
-        .query(&mut direct(&master))
-        .unwrap();
+    support::promote(&master);
     let value: String = pool.get().unwrap().get("k").unwrap();
     assert_eq!(value, "v");
 }

@@ -70,11 +70,7 @@ fn a_node_that_answers_role_as_replica_is_never_handed_out() {
     init_logging();
     let topology = Topology::start().unwrap();
     let master = topology.master().unwrap();
-    let replica = topology
-        .data_addrs()
-        .into_iter()
-        .find(|a| *a != master)
-        .unwrap();
+    let replica = support::replica(&topology, &master);
     let pool = topology
         .pool_builder()
         .max_size(2)
@@ -86,12 +82,7 @@ fn a_node_that_answers_role_as_replica_is_never_handed_out() {
 
     // Demote the master behind the sentinels' back: the pooled connections, and the address
     // the sentinels still give, now lead to a replica.
-    let mut admin = direct(&master);
-    let _: () = r2d2_redis_sentinel::redis::cmd("REPLICAOF")
-        .arg(&replica.host)
-        .arg(replica.port)
-        .query(&mut admin)
-        .unwrap();
+    support::demote(&master, &replica);
 
     match pool.get() {
         Err(Error::CheckoutTimeout { cause, .. }) => assert!(
@@ -107,11 +98,7 @@ fn a_node_that_answers_role_as_replica_is_never_handed_out() {
     );
 
     // Promote it back: the pool recovers by itself.
-    let _: () = r2d2_redis_sentinel::redis::cmd("REPLICAOF")
-        .arg("NO")
-        .arg("ONE")
-        .query(&mut admin)
-        .unwrap();
+    support::promote(&master);
     let mut conn = pool.get().unwrap();
     assert!(is_master(&mut conn));
 }
@@ -187,11 +174,7 @@ fn a_readonly_reply_invalidates_the_pool_when_the_connection_returns() {
     init_logging();
     let topology = Topology::start().unwrap();
     let master = topology.master().unwrap();
-    let replica = topology
-        .data_addrs()
-        .into_iter()
-        .find(|a| *a != master)
-        .unwrap();
+    let replica = support::replica(&topology, &master);
     // One connection, no watcher: nothing but the returned connection can invalidate first.
     let pool = topology
         .pool_builder()
@@ -202,11 +185,7 @@ fn a_readonly_reply_invalidates_the_pool_when_the_connection_returns() {
     let events = pool.events();
     let mut conn = pool.get().unwrap();
 
-    let _: () = r2d2_redis_sentinel::redis::cmd("REPLICAOF")
-        .arg(&replica.host)
-        .arg(replica.port)
-        .query(&mut direct(&master))
-        .unwrap();
+    support::demote(&master, &replica);
     let err: RedisError = conn.set::<_, _, ()>("k", "v").unwrap_err();
     assert_eq!(err.code(), Some("READONLY"));
     assert_eq!(

@@ -12,12 +12,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use r2d2_redis_sentinel::{
-    Error, Event, RetryPolicy,
-    redis::{self, Commands},
-    testkit::Topology,
-};
-use support::{direct, eventually, init_logging};
+use r2d2_redis_sentinel::{Error, Event, RetryPolicy, redis::Commands, testkit::Topology};
+use support::{eventually, init_logging};
 
 /// Item 3: the sentinels keep naming a node that answers ROLE replica (demoted behind their
 /// back). Connects must not bump the generation per attempt and flood the events channel.
@@ -26,11 +22,7 @@ fn a_named_master_that_answers_replica_costs_one_invalidation_not_one_per_connec
     init_logging();
     let topology = Topology::start().unwrap();
     let master = topology.master().unwrap();
-    let replica = topology
-        .data_addrs()
-        .into_iter()
-        .find(|a| *a != master)
-        .unwrap();
+    let replica = support::replica(&topology, &master);
     let pool = topology
         .pool_builder()
         .max_size(4)
@@ -40,11 +32,7 @@ fn a_named_master_that_answers_replica_costs_one_invalidation_not_one_per_connec
         .unwrap();
     let events = pool.events();
     let start = pool.generation();
-    let _: () = redis::cmd("REPLICAOF")
-        .arg(&replica.host)
-        .arg(replica.port)
-        .query(&mut direct(&master))
-        .unwrap();
+    support::demote(&master, &replica);
 
     let until = Instant::now() + Duration::from_secs(2);
     let workers: Vec<_> = (0..4)
@@ -62,11 +50,7 @@ fn a_named_master_that_answers_replica_costs_one_invalidation_not_one_per_connec
         })
         .collect();
     let refused: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
-    let _: () = redis::cmd("REPLICAOF")
-        .arg("NO")
-        .arg("ONE")
-        .query(&mut direct(&master))
-        .unwrap();
+    support::promote(&master);
 
     assert!(refused > 0, "no checkout was refused");
     let bumps = pool.generation() - start;

@@ -280,23 +280,6 @@ fn a_conversion_error_is_final_and_returned_at_once() {
     );
 }
 
-/// Demotes `master` to a replica of `replica` behind the sentinels' back.
-fn demote(master: &NodeAddr, replica: &NodeAddr) {
-    let _: () = redis::cmd("REPLICAOF")
-        .arg(&replica.host)
-        .arg(replica.port)
-        .query(&mut direct(master))
-        .unwrap();
-}
-
-fn promote(node: &NodeAddr) {
-    let _: () = redis::cmd("REPLICAOF")
-        .arg("NO")
-        .arg("ONE")
-        .query(&mut direct(node))
-        .unwrap();
-}
-
 /// Item: a transaction refused on a demoted master (`READONLY` while queued, then `EXECABORT`)
 /// applied nothing: it is failover evidence and retried.
 #[test]
@@ -304,11 +287,7 @@ fn an_aborted_transaction_on_a_demoted_master_is_retried_and_invalidates() {
     init_logging();
     let topology = Topology::start().unwrap();
     let master = topology.master().unwrap();
-    let replica = topology
-        .data_addrs()
-        .into_iter()
-        .find(|a| *a != master)
-        .unwrap();
+    let replica = support::replica(&topology, &master);
     let pool = topology
         .pool_builder()
         .max_size(1)
@@ -320,7 +299,7 @@ fn an_aborted_transaction_on_a_demoted_master_is_retried_and_invalidates() {
         .with_retry(|c| {
             calls += 1;
             if calls == 1 {
-                demote(&master, &replica);
+                support::demote(&master, &replica);
             }
             let result = redis::pipe()
                 .atomic()
@@ -331,7 +310,7 @@ fn an_aborted_transaction_on_a_demoted_master_is_retried_and_invalidates() {
             if calls == 1 {
                 let err = result.as_ref().unwrap_err();
                 assert_eq!(err.code(), Some("EXECABORT"), "{err:?}");
-                promote(&master);
+                support::promote(&master);
             }
             result
         })

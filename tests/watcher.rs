@@ -383,11 +383,7 @@ fn a_data_node_in_the_sentinel_list_is_not_reconnected_to_in_a_loop() {
     init_logging();
     let topology = Topology::start().unwrap();
     let master = topology.master().unwrap();
-    let replica = topology
-        .data_addrs()
-        .into_iter()
-        .find(|a| *a != master)
-        .unwrap();
+    let replica = support::replica(&topology, &master);
     let mut sentinels = vec![format!("redis://{replica}")];
     sentinels.extend(topology.sentinel_urls());
     let pool = SentinelPool::builder(sentinels, topology.service_name())

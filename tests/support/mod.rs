@@ -113,3 +113,30 @@ pub fn closed_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// A data node of `topology` other than `master`.
+pub fn replica(topology: &r2d2_redis_sentinel::testkit::Topology, master: &NodeAddr) -> NodeAddr {
+    topology
+        .data_addrs()
+        .into_iter()
+        .find(|a| a != master)
+        .expect("the topology has a replica")
+}
+
+/// Demotes `node` to a replica of `of`, behind the sentinels' back.
+pub fn demote(node: &NodeAddr, of: &NodeAddr) {
+    let _: () = redis::cmd("REPLICAOF")
+        .arg(&of.host)
+        .arg(of.port)
+        .query(&mut direct(node))
+        .unwrap();
+}
+
+/// Promotes `node` back to master, behind the sentinels' back.
+pub fn promote(node: &NodeAddr) {
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query(&mut direct(node))
+        .unwrap();
+}
