@@ -56,9 +56,9 @@ pub(crate) struct Core {
     last_failover: Mutex<Option<SystemTime>>,
     /// The sentinels the watcher is subscribed to now; written by the watcher, read by
     /// `stats`.
-    pub(crate) subscribed: Mutex<BTreeSet<NodeAddr>>,
+    subscribed: Mutex<BTreeSet<NodeAddr>>,
     /// How many of them: what fast validation reads on every checkout, without a lock.
-    pub(crate) live_subscriptions: AtomicUsize,
+    live_subscriptions: AtomicUsize,
     /// Set once a data node refused `ROLE` to our ACL user (`NOPERM`): roles are asked with
     /// `HELLO` from then on.
     role_via_hello: AtomicBool,
@@ -338,6 +338,34 @@ impl Core {
     /// Why connections cannot be made, if the last attempt failed.
     pub(crate) fn last_connect_error(&self) -> Option<Error> {
         self.last_connect_error.lock().clone()
+    }
+
+    /// Records whether the watcher is subscribed to `sentinel` now.
+    pub(crate) fn set_subscribed(&self, sentinel: &NodeAddr, subscribed: bool) {
+        let mut set = self.subscribed.lock();
+        if subscribed {
+            set.insert(sentinel.clone());
+        } else {
+            set.remove(sentinel);
+        }
+        self.live_subscriptions.store(set.len(), Ordering::Release);
+    }
+
+    /// The watcher is gone: it listens to no sentinel.
+    pub(crate) fn clear_subscriptions(&self) {
+        self.subscribed.lock().clear();
+        self.live_subscriptions.store(0, Ordering::Release);
+    }
+
+    /// The sentinels the watcher is subscribed to now.
+    pub(crate) fn subscribed(&self) -> Vec<NodeAddr> {
+        self.subscribed.lock().iter().cloned().collect()
+    }
+
+    /// True while the watcher listens to at least one sentinel: a failover would invalidate
+    /// the pool within milliseconds. One atomic load.
+    pub(crate) fn watcher_listens(&self) -> bool {
+        self.live_subscriptions.load(Ordering::Acquire) > 0
     }
 
     /// How data nodes are asked their role: `ROLE`, or `HELLO` once our user turned out not

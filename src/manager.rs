@@ -2,7 +2,7 @@
 //! pooled one may be handed out.
 
 use std::{
-    sync::{Arc, atomic::Ordering},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -187,9 +187,7 @@ impl r2d2::ManageConnection for SentinelManager {
         }
         let skip_round_trip = match core.config.validation {
             Validation::Off => true,
-            Validation::Fast { window } => {
-                conn.answered_within(window) && core.live_subscriptions.load(Ordering::Acquire) > 0
-            }
+            Validation::Fast { window } => conn.answered_within(window) && core.watcher_listens(),
             Validation::PingRole => false,
         };
         if skip_round_trip {

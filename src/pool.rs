@@ -339,7 +339,7 @@ impl SentinelPool {
             WatcherSlot::Off => WatcherState::Off,
             WatcherSlot::Stopped => WatcherState::Stopped,
             WatcherSlot::Running(_) => WatcherState::Running {
-                subscribed: self.core.subscribed.lock().iter().cloned().collect(),
+                subscribed: self.core.subscribed(),
             },
         };
         Stats {

@@ -50,7 +50,7 @@ mod view;
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::{Arc, atomic::Ordering},
+    sync::Arc,
     thread::{self, JoinHandle},
     time::{Duration, Instant},
 };
@@ -168,8 +168,7 @@ struct LiveState<'a>(&'a Core);
 
 impl Drop for LiveState<'_> {
     fn drop(&mut self) {
-        self.0.subscribed.lock().clear();
-        self.0.live_subscriptions.store(0, Ordering::Release);
+        self.0.clear_subscriptions();
     }
 }
 
@@ -269,7 +268,7 @@ impl Coordinator {
                     slot.reported_down = false;
                     slot.down_since = None;
                 }
-                self.set_subscribed(&addr, true);
+                self.core.set_subscribed(&addr, true);
                 log::debug!("watcher subscribed to sentinel {addr}");
                 self.core
                     .events
@@ -282,7 +281,7 @@ impl Coordinator {
                 slot.down_since.get_or_insert_with(Instant::now);
                 slot.connected = false;
                 let first = !std::mem::replace(&mut slot.reported_down, true);
-                self.set_subscribed(&addr, false);
+                self.core.set_subscribed(&addr, false);
                 if first {
                     log::debug!("watcher lost sentinel {addr}: {error}; reconnecting with backoff");
                     self.core.events.send(Event::WatcherDisconnected {
@@ -324,18 +323,6 @@ impl Coordinator {
                  ignored"
             ),
         }
-    }
-
-    fn set_subscribed(&self, addr: &NodeAddr, subscribed: bool) {
-        let mut set = self.core.subscribed.lock();
-        if subscribed {
-            set.insert(addr.clone());
-        } else {
-            set.remove(addr);
-        }
-        self.core
-            .live_subscriptions
-            .store(set.len(), Ordering::Release);
     }
 
     fn learn(&mut self, addr: NodeAddr) {
@@ -407,7 +394,7 @@ impl Coordinator {
             if let Some(mut slot) = self.subscribers.remove(&addr) {
                 slot.stop();
             }
-            self.set_subscribed(&addr, false);
+            self.core.set_subscribed(&addr, false);
             log::debug!("watcher forgot sentinel {addr}: {why}");
             self.forgotten.insert(addr.clone(), Instant::now());
             self.core.remove_sentinel(&addr);
