@@ -8,7 +8,11 @@ mod support;
 
 use r2d2_redis_sentinel::{SentinelPool, redis::Commands};
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> std::process::ExitCode {
+    support::finish(run())
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::init();
     // Keep the topology (if one was started) alive as long as the pool uses it.
     let support::Target {

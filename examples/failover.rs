@@ -30,7 +30,11 @@ enum Outcome {
     Error(String),
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> std::process::ExitCode {
+    support::finish(run())
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::init();
     let support::Target {
         topology,

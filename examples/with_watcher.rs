@@ -14,7 +14,11 @@ mod support;
 
 use r2d2_redis_sentinel::{Event, SentinelPool};
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> std::process::ExitCode {
+    support::finish(run())
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::init();
     let support::Target {
         mut topology,

@@ -32,3 +32,24 @@ pub(crate) fn target() -> Result<Target, testkit::Error> {
         topology: Some(topology),
     })
 }
+
+/// Ends an example: on error, prints its message (which says what to fix) and its causes,
+/// not the `Debug` form a `main` returning `Result` would print, and exits with failure.
+pub(crate) fn finish(result: Result<(), Box<dyn std::error::Error>>) -> std::process::ExitCode {
+    let Err(err) = result else {
+        return std::process::ExitCode::SUCCESS;
+    };
+    eprintln!("error: {err}");
+    let mut shown = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        // Wrappers often repeat their cause's text: show each message once.
+        let text = cause.to_string();
+        if !shown.contains(&text) {
+            eprintln!("  caused by: {text}");
+            shown.push_str(&text);
+        }
+        source = cause.source();
+    }
+    std::process::ExitCode::FAILURE
+}
