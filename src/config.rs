@@ -51,8 +51,9 @@ pub enum Validation {
 ///
 /// Every setter documents its default. Nothing is checked until [`build`](Builder::build),
 /// which validates every option and asks the sentinels for the master. Every duration must be
-/// longer than zero and at most one year.
-#[derive(Debug, Clone)]
+/// longer than zero and at most one year. Its `Debug` output shows no password, not even one
+/// inside a sentinel URL.
+#[derive(Clone)]
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct Builder {
     pub(crate) sentinels: Vec<String>,
@@ -77,6 +78,37 @@ pub struct Builder {
     pub(crate) watcher: bool,
     pub(crate) discover_sentinels: bool,
     pub(crate) max_sentinels: usize,
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |password: &Option<String>| password.as_ref().map(|_| REDACTED);
+        let sentinels: Vec<String> = self.sentinels.iter().map(|s| redact_url(s)).collect();
+        f.debug_struct("Builder")
+            .field("sentinels", &sentinels)
+            .field("service", &self.service)
+            .field("max_size", &self.max_size)
+            .field("min_idle", &self.min_idle)
+            .field("connection_timeout", &self.connection_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_lifetime", &self.max_lifetime)
+            .field("username", &self.username)
+            .field("password", &hidden(&self.password))
+            .field("sentinel_username", &self.sentinel_username)
+            .field("sentinel_password", &hidden(&self.sentinel_password))
+            .field("db", &self.db)
+            .field("protocol", &self.protocol)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("read_timeout", &self.read_timeout)
+            .field("write_timeout", &self.write_timeout)
+            .field("sentinel_timeout", &self.sentinel_timeout)
+            .field("validation", &self.validation)
+            .field("retry", &self.retry)
+            .field("watcher", &self.watcher)
+            .field("discover_sentinels", &self.discover_sentinels)
+            .field("max_sentinels", &self.max_sentinels)
+            .finish()
+    }
 }
 
 impl Builder {
@@ -469,10 +501,30 @@ struct SentinelUrl {
     password: Option<String>,
 }
 
+/// What stands for a password wherever the crate shows one.
+pub(crate) const REDACTED: &str = "<redacted>";
+
+/// `address` with the password of its user info, if any, replaced by [`REDACTED`]:
+/// `redis://user:secret@host:1` shows as `redis://user:<redacted>@host:1`. User info without a
+/// colon is hidden whole, as it may be a password alone.
+pub(crate) fn redact_url(address: &str) -> String {
+    let start = address.find("://").map_or(0, |i| i + 3);
+    let rest = &address[start..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return address.to_owned();
+    };
+    let user = match rest[..at].split_once(':') {
+        Some((user, _)) => format!("{user}:{REDACTED}"),
+        None => REDACTED.to_owned(),
+    };
+    format!("{}{user}{}", &address[..start], &rest[at..])
+}
+
 /// Parses `redis://[user:pass@]host:port` or a bare `host:port`.
 fn parse_sentinel(address: &str) -> Result<SentinelUrl, Error> {
     let rejected = |reason: &str| Error::InvalidSentinelAddress {
-        address: address.to_owned(),
+        address: redact_url(address),
         reason: reason.to_owned(),
     };
     let trimmed = address.trim();
@@ -583,6 +635,21 @@ mod tests {
             }
         }
         assert!(matches!(builder(&[]).validate(), Err(Error::NoSentinels)));
+    }
+
+    #[test]
+    fn passwords_in_urls_are_redacted() {
+        for (url, shown) in [
+            ("redis://user:pw@h:1", "redis://user:<redacted>@h:1"),
+            ("redis://:pw@h:1/0", "redis://:<redacted>@h:1/0"),
+            ("redis://pw@h:1", "redis://<redacted>@h:1"),
+            ("user:p@ss@h:1", "user:<redacted>@h:1"),
+            ("redis://h:1", "redis://h:1"),
+            ("h:1", "h:1"),
+            ("redis://h:1/?x=a@b", "redis://h:1/?x=a@b"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub enum Error {
     /// A sentinel address could not be parsed, or names a Unix socket (sentinels are reached over
     /// TCP).
     InvalidSentinelAddress {
-        /// The address as given.
+        /// The address as given, with a password in it replaced by `<redacted>`.
         address: String,
         /// Why it was rejected.
         reason: String,

@@ -22,8 +22,9 @@ const POLL: Duration = Duration::from_millis(20);
 /// How often a process whose port was taken in the meantime is started again on a new port.
 const START_ATTEMPTS: usize = 4;
 
-/// Options of a [`Topology`]; made by [`Topology::builder`].
-#[derive(Debug, Clone)]
+/// Options of a [`Topology`]; made by [`Topology::builder`]. Its `Debug` output shows no
+/// password.
+#[derive(Clone)]
 #[must_use]
 pub struct TopologyBuilder {
     service: String,
@@ -35,6 +36,23 @@ pub struct TopologyBuilder {
     password: Option<String>,
     sentinel_password: Option<String>,
     timeout: Duration,
+}
+
+impl std::fmt::Debug for TopologyBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |password: &Option<String>| password.as_ref().map(|_| crate::config::REDACTED);
+        f.debug_struct("TopologyBuilder")
+            .field("service", &self.service)
+            .field("replicas", &self.replicas)
+            .field("sentinels", &self.sentinels)
+            .field("down_after", &self.down_after)
+            .field("failover_timeout", &self.failover_timeout)
+            .field("redis_defaults", &self.redis_defaults)
+            .field("password", &hidden(&self.password))
+            .field("sentinel_password", &hidden(&self.sentinel_password))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl Default for TopologyBuilder {
