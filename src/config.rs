@@ -326,7 +326,34 @@ impl Builder {
     /// [`Error::Connect`] when the master cannot be used; [`Error::MasterDown`] or
     /// [`Error::WrongRole`] during a failover.
     pub fn build(self) -> Result<SentinelPool, Error> {
-        SentinelPool::start(self.validate()?)
+        SentinelPool::start(self.validate()?, false)
+    }
+
+    /// Validates every option and starts the pool without asking anything: for a service that
+    /// starts while its sentinels are still coming up (Kubernetes start order). Connections
+    /// are made once the sentinels answer; until then [`get`](SentinelPool::get) returns the
+    /// same typed errors [`build`](Builder::build) would (in a
+    /// [`CheckoutTimeout`](Error::CheckoutTimeout)). Like r2d2's `build_unchecked`.
+    ///
+    /// # Errors
+    ///
+    /// A configuration error; [`Error::ThreadSpawn`].
+    pub fn build_unchecked(self) -> Result<SentinelPool, Error> {
+        SentinelPool::start(self.validate()?, true)
+    }
+
+    /// Validates every option and makes the connection manager alone, with its watcher
+    /// running, for a plain `r2d2::Pool` built the r2d2 way (your connection customizer, event
+    /// handler, thread pool); see [`SentinelManager`](crate::SentinelManager) for what holds
+    /// there and what needs [`SentinelPool::from_r2d2`]. No I/O until the pool connects.
+    ///
+    /// # Errors
+    ///
+    /// A configuration error; [`Error::ThreadSpawn`].
+    pub fn build_manager(self) -> Result<crate::SentinelManager, Error> {
+        let manager = crate::SentinelManager::new(self.validate()?);
+        manager.start_watcher()?;
+        Ok(manager)
     }
 
     fn validate(self) -> Result<Config, Error> {

@@ -49,6 +49,9 @@ pub struct Connection {
     watching: bool,
     /// A caller changed what the connection is (db, user, protocol, reply mode, name).
     session_changed: bool,
+    /// Handed out at least once. What an r2d2 connection customizer does to a new connection
+    /// before that (`CLIENT SETNAME`, say) is the connection's baseline, not a change.
+    handed_out: bool,
     subscribed: bool,
     /// An error on the wire (I/O, timeout, unparsable reply): a reply may still be in flight.
     out_of_step: bool,
@@ -94,6 +97,7 @@ impl Connection {
             in_transaction: false,
             watching: false,
             session_changed: false,
+            handed_out: false,
             subscribed: false,
             out_of_step: false,
             failover_error: None,
@@ -122,6 +126,38 @@ impl Connection {
         redis::cmd("ROLE").query(self)
     }
 
+    /// Runs `op` with the read timeout set to `timeout` instead of the pool's
+    /// [`read_timeout`](crate::Builder::read_timeout), then sets it back: for one blocking
+    /// call (`BLPOP`, `XREAD BLOCK`, `WAIT`...) that waits longer than ordinary commands
+    /// should. Give it more than the command's own timeout.
+    ///
+    /// ```no_run
+    /// # use r2d2_redis_sentinel::{SentinelPool, redis::Commands};
+    /// # let pool = SentinelPool::builder(["127.0.0.1:26379"], "mymaster").build()?;
+    /// let mut conn = pool.get()?;
+    /// let job: Option<(String, String)> =
+    ///     conn.with_read_timeout(std::time::Duration::from_secs(35), |c| c.blpop("jobs", 30.0))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `op`'s error; an error setting the timeout (a zero `timeout` is refused).
+    pub fn with_read_timeout<T>(
+        &mut self,
+        timeout: Duration,
+        op: impl FnOnce(&mut Self) -> RedisResult<T>,
+    ) -> RedisResult<T> {
+        self.inner.set_read_timeout(Some(timeout))?;
+        let result = op(self);
+        if let Err(err) = self.inner.set_read_timeout(Some(self.read_timeout)) {
+            // The pool's timeout could not be restored: never hand the connection out again.
+            self.out_of_step = true;
+            return result.and(Err(err));
+        }
+        result
+    }
+
     /// True while nothing has made the connection unfit for another caller.
     pub(crate) fn is_reusable(&self) -> bool {
         !self.out_of_step
@@ -131,6 +167,11 @@ impl Connection {
             && !self.session_changed
             && self.failover_error.is_none()
             && self.inner.is_open()
+    }
+
+    /// Notes that the pool hands the connection out: from now on, session changes count.
+    pub(crate) fn mark_handed_out(&mut self) {
+        self.handed_out = true;
     }
 
     /// True once an error on the wire may have left a reply in flight: a request sent on it
@@ -212,7 +253,7 @@ impl Connection {
             } else if is_subscribe(name) {
                 // Subscribed connections only take (un)subscribe commands: never reuse one.
                 self.subscribed = true;
-            } else if changes_session(name, arg) {
+            } else if self.handed_out && changes_session(name, arg) {
                 self.session_changed = true;
             }
         }

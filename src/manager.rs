@@ -6,13 +6,16 @@ use std::{
     time::{Duration, Instant},
 };
 
+use parking_lot::Mutex;
 use redis::RedisError;
 
 use crate::{
-    Connection, Error, Validation,
+    Connection, Error, Validation, WatcherState,
     backoff::Backoff,
+    config::Config,
     core::{Core, Suspicion},
     node::{self, NodeRole, RoleProbe},
+    watcher::Watcher,
 };
 
 /// How often a connect that cannot reach the master tries again (with jitter), unless a
@@ -21,16 +24,118 @@ const CONNECT_RETRY_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The [`r2d2::ManageConnection`] behind a [`SentinelPool`](crate::SentinelPool): every new
 /// connection goes to the master the sentinels name now, and is checked with `ROLE` before it
-/// is pooled.
+/// is pooled. It owns the watcher, which stops when the manager is dropped.
 ///
-/// You rarely touch it directly; it appears in the type
-/// [`PooledConnection`](crate::PooledConnection).
-#[derive(Debug)]
+/// Make one with [`Builder::build_manager`](crate::Builder::build_manager) to build a plain
+/// `r2d2::Pool` the r2d2 way, with your own connection customizer, event handler or thread
+/// pool, or to hand the pool to code generic over `r2d2::Pool<M>`. Cloning is cheap and gives
+/// another handle on the same manager: keep one to read its events or stop its watcher; the
+/// watcher stops when the last handle (the pool's included) is dropped.
+///
+/// ```no_run
+/// use r2d2_redis_sentinel::{SentinelPool, r2d2, redis::Commands};
+///
+/// let manager = SentinelPool::builder(["redis://127.0.0.1:26379"], "mymaster").build_manager()?;
+/// let events = manager.events();
+/// let pool = r2d2::Pool::builder().max_size(16).build(manager)?;
+/// let _: () = pool.get()?.set("k", "v")?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// In a plain pool every guarantee of the manager holds: a connection of an older generation
+/// is never handed out (keep r2d2's `test_on_check_out`, on by default: the check runs there)
+/// and refuses to send, a demoted master is refused at checkout, the watcher follows
+/// failovers, every wait is bounded. What needs [`SentinelPool`](crate::SentinelPool):
+/// `with_retry`, `stats`, closing idle connections the moment a generation ends (r2d2
+/// otherwise discards them when a checkout reaches them, or at `idle_timeout`), and the r2d2
+/// settings this crate picks (a thread pool whose pending jobs die with the pool; no error
+/// log for each stale connection dropped after a failover).
+#[derive(Debug, Clone)]
 pub struct SentinelManager {
     pub(crate) core: Arc<Core>,
+    watcher: Arc<WatcherOwner>,
+}
+
+/// The watcher, shared by every handle on a manager; stopped when the last one is dropped.
+#[derive(Debug)]
+struct WatcherOwner {
+    core: Arc<Core>,
+    /// The lock exists for `stop_watcher`, which takes the watcher out through `&self`.
+    slot: Mutex<WatcherSlot>,
+}
+
+#[derive(Debug)]
+enum WatcherSlot {
+    Off,
+    Running(Watcher),
+    Stopped,
+}
+
+impl Drop for WatcherOwner {
+    fn drop(&mut self) {
+        if let WatcherSlot::Running(watcher) = self.slot.get_mut() {
+            watcher.stop();
+        }
+        self.core.generation.close();
+    }
 }
 
 impl SentinelManager {
+    /// A manager for `config`; no I/O, no thread yet.
+    pub(crate) fn new(config: Config) -> Self {
+        let core = Arc::new(Core::new(config));
+        SentinelManager {
+            watcher: Arc::new(WatcherOwner {
+                core: Arc::clone(&core),
+                slot: Mutex::new(WatcherSlot::Off),
+            }),
+            core,
+        }
+    }
+
+    /// Starts the watcher, if the configuration wants one.
+    pub(crate) fn start_watcher(&self) -> Result<(), Error> {
+        if self.core.config.watcher {
+            *self.watcher.slot.lock() =
+                WatcherSlot::Running(Watcher::start(Arc::clone(&self.core))?);
+        }
+        Ok(())
+    }
+
+    /// Stops the watcher and waits for its threads (well under a second); the pool keeps
+    /// working and recovers from failovers through errors and `ROLE` checks. Dropping the
+    /// last handle on the manager does the same.
+    pub fn stop_watcher(&self) {
+        let mut slot = self.watcher.slot.lock();
+        if let WatcherSlot::Running(watcher) = &mut *slot {
+            watcher.stop();
+            *slot = WatcherSlot::Stopped;
+        }
+    }
+
+    /// What the watcher is doing now.
+    pub fn watcher_state(&self) -> WatcherState {
+        match &*self.watcher.slot.lock() {
+            WatcherSlot::Off => WatcherState::Off,
+            WatcherSlot::Stopped => WatcherState::Stopped,
+            WatcherSlot::Running(_) => WatcherState::Running {
+                subscribed: self.core.subscribed(),
+            },
+        }
+    }
+
+    /// The manager's events; see [`SentinelPool::events`](crate::SentinelPool::events).
+    pub fn events(&self) -> crossbeam_channel::Receiver<crate::Event> {
+        self.core.events.receiver()
+    }
+
+    /// Ends every wait at once and stops the watcher: the pool that owns this manager is
+    /// being dropped.
+    pub(crate) fn shut_down(&self) {
+        self.stop_watcher();
+        self.core.generation.close();
+    }
+
     /// Opens a connection to the current master and checks its role.
     ///
     /// While the master cannot be reached (it crashed, hangs, is being replaced, or the
@@ -185,6 +290,7 @@ impl r2d2::ManageConnection for SentinelManager {
                 "connection is stale or in a bad state",
             ))));
         }
+        conn.mark_handed_out();
         let skip_round_trip = match core.config.validation {
             Validation::Off => true,
             Validation::Fast { window } => conn.answered_within(window) && core.watcher_listens(),

@@ -1,23 +1,25 @@
 //! [`SentinelPool`]: the handle users hold.
 
 use std::{
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     thread,
     time::{Duration, Instant},
 };
 
 use crossbeam_channel::Receiver;
-use parking_lot::Mutex;
 use redis::RedisResult;
 use scheduled_thread_pool::{OnPoolDropBehavior, ScheduledThreadPool};
 
 use crate::{
-    Builder, Connection, Error, Event, NodeAddr, RetryPolicy, Stats, WatcherState,
+    Builder, Connection, Error, Event, NodeAddr, RetryPolicy, Stats,
     config::{Config, LONGEST},
     core::Core,
+    generation::Generation,
     manager::SentinelManager,
     retry,
-    watcher::Watcher,
 };
 
 /// A connection checked out of a [`SentinelPool`]; derefs to [`Connection`] and goes back to
@@ -44,29 +46,30 @@ pub struct SentinelPool {
     guard: Arc<Guard>,
 }
 
-/// Shared by every clone of a pool; dropping the last one stops and joins the watcher's
-/// threads and the evicting thread, and ends every wait for a failover.
+/// Shared by every clone of a pool. Dropping the last one stops and joins the evicting
+/// thread and the watcher, and ends every wait for a failover at once, without waiting for
+/// r2d2's last jobs to release the manager.
 #[derive(Debug)]
 struct Guard {
-    core: Arc<Core>,
-    /// The lock exists for `stop_watcher`, which takes the watcher out through `&self`.
-    watcher: Mutex<WatcherSlot>,
+    manager: SentinelManager,
+    stop_evicting: Arc<AtomicBool>,
     evict: Option<thread::JoinHandle<()>>,
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        if let WatcherSlot::Running(watcher) = self.watcher.get_mut() {
-            watcher.stop();
-        }
-        self.core.generation.close();
+        self.stop_evicting.store(true, Ordering::Release);
         if let Some(evict) = self.evict.take()
             && evict.join().is_err()
         {
             log::warn!("the evicting thread panicked");
         }
+        self.manager.shut_down();
     }
 }
+
+/// How often the evicting thread looks for a stop when no generation ends.
+const EVICT_TICK: Duration = Duration::from_millis(100);
 
 /// Closes the idle connections of a generation when it ends. r2d2 hands out the most
 /// recently returned connection first and offers no way to drop idle ones, so without this
@@ -76,15 +79,19 @@ impl Drop for Guard {
 /// the valid ones go back at once. Runs only when a generation ends, never on the hot path.
 fn start_evicting(
     pool: r2d2::Pool<SentinelManager>,
-    core: Arc<Core>,
+    generation: Arc<Generation>,
+    stop: Arc<AtomicBool>,
 ) -> Result<thread::JoinHandle<()>, Error> {
     let name = "r2d2-sentinel-evict";
     thread::Builder::new()
         .name(name.into())
         .spawn(move || {
-            let mut seen = core.generation.current();
-            while core.generation.wait_for_change(seen, Duration::MAX) {
-                seen = core.generation.current();
+            let mut seen = generation.current();
+            while !stop.load(Ordering::Acquire) && !generation.is_closed() {
+                if !generation.wait_for_change(seen, EVICT_TICK) {
+                    continue;
+                }
+                seen = generation.current();
                 let mut valid = Vec::new();
                 while let Some(conn) = pool.try_get() {
                     valid.push(conn);
@@ -96,13 +103,6 @@ fn start_evicting(
             name: name.to_owned(),
             reason: err.to_string(),
         })
-}
-
-#[derive(Debug)]
-enum WatcherSlot {
-    Off,
-    Running(Watcher),
-    Stopped,
 }
 
 impl SentinelPool {
@@ -122,14 +122,18 @@ impl SentinelPool {
         )
     }
 
-    pub(crate) fn start(config: Config) -> Result<Self, Error> {
-        let core = Arc::new(Core::new(config));
-        let manager = SentinelManager {
-            core: Arc::clone(&core),
-        };
-        // Fail fast with a typed error: this asks the sentinels, connects to the master with the
-        // data-node credentials and checks its role.
-        drop(manager.connect()?);
+    /// Starts a pool: unless `lazy`, one connection to the master first (fail fast, with a
+    /// typed error), then the watcher and the r2d2 pool.
+    pub(crate) fn start(config: Config, lazy: bool) -> Result<Self, Error> {
+        let manager = SentinelManager::new(config);
+        if !lazy {
+            // Asks the sentinels, connects to the master with the data-node credentials and
+            // checks its role.
+            drop(manager.connect()?);
+        }
+        manager.start_watcher()?;
+        let handle = manager.clone();
+        let core = Arc::clone(&manager.core);
         let config = &core.config;
         let pool = r2d2::Pool::builder()
             .max_size(config.max_size)
@@ -156,19 +160,19 @@ impl SentinelPool {
             "pool for {:?} started; master {}",
             config.service,
             core.cached_master()
-                .map_or_else(|| "unknown".to_owned(), |m| m.to_string())
+                .map_or_else(|| "not known yet".to_owned(), |m| m.to_string())
         );
-        let watcher = if config.watcher {
-            WatcherSlot::Running(Watcher::start(Arc::clone(&core))?)
-        } else {
-            WatcherSlot::Off
-        };
-        let evict = start_evicting(pool.clone(), Arc::clone(&core))?;
+        let stop_evicting = Arc::new(AtomicBool::new(false));
+        let evict = start_evicting(
+            pool.clone(),
+            Arc::clone(&core.generation),
+            Arc::clone(&stop_evicting),
+        )?;
         Ok(SentinelPool {
             pool,
             guard: Arc::new(Guard {
-                core: Arc::clone(&core),
-                watcher: Mutex::new(watcher),
+                manager: handle,
+                stop_evicting,
                 evict: Some(evict),
             }),
             core,
@@ -335,13 +339,7 @@ impl SentinelPool {
     pub fn stats(&self) -> Stats {
         let (failovers, last_failover) = self.core.failovers();
         let state = self.pool.state();
-        let watcher = match &*self.guard.watcher.lock() {
-            WatcherSlot::Off => WatcherState::Off,
-            WatcherSlot::Stopped => WatcherState::Stopped,
-            WatcherSlot::Running(_) => WatcherState::Running {
-                subscribed: self.core.subscribed(),
-            },
-        };
+        let watcher = self.guard.manager.watcher_state();
         Stats {
             generation: self.core.generation.current(),
             master: self.core.cached_master(),
@@ -359,11 +357,7 @@ impl SentinelPool {
     /// working and recovers from failovers through errors and `ROLE` checks. Dropping the last
     /// handle to the pool does the same.
     pub fn stop_watcher(&self) {
-        let mut slot = self.guard.watcher.lock();
-        if let WatcherSlot::Running(watcher) = &mut *slot {
-            watcher.stop();
-            *slot = WatcherSlot::Stopped;
-        }
+        self.guard.manager.stop_watcher();
     }
 
     /// The service (master) name this pool serves.

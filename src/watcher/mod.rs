@@ -317,6 +317,11 @@ impl Coordinator {
     fn apply(&mut self, from: &NodeAddr, addr: &NodeAddr, epoch: Option<u64>, via: FailoverSource) {
         match self.view.observe(addr, epoch) {
             Verdict::Known => {}
+            // The watcher started before the pool knew its master (a lazy start, a manager
+            // of a plain r2d2 pool): the first answer is no failover.
+            Verdict::Switch { old: None } if self.core.cached_master().is_none() => {
+                log::debug!("watcher: sentinel {from} names {addr} as master");
+            }
             Verdict::Switch { old } => self.core.switch_master(old, addr, from, via),
             Verdict::Stale { known_epoch } => log::debug!(
                 "sentinel {from} names {addr} in epoch {epoch:?}, not newer than {known_epoch}; \
