@@ -7,8 +7,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use redis::RedisConnectionInfo;
-
 use super::Error;
 use crate::{NodeAddr, node};
 
@@ -42,16 +40,7 @@ impl Listener {
         let (tx, messages) = crossbeam_channel::unbounded();
         let (ready_tx, ready) = crossbeam_channel::unbounded();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let mut redis = RedisConnectionInfo::default();
-        if let Some(password) = &password {
-            redis = redis.set_password(password);
-        }
-        let settings = node::NodeSettings {
-            redis,
-            connect_timeout: Duration::from_secs(1),
-            read_timeout: Duration::from_secs(1),
-            write_timeout: Duration::from_secs(1),
-        };
+        let settings = super::process::settings(password.as_deref(), Duration::from_secs(1));
         let threads = sentinels
             .into_iter()
             .map(|sentinel| {

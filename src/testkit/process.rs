@@ -23,22 +23,28 @@ use crate::{NodeAddr, node};
 /// How often readiness is polled.
 const POLL: Duration = Duration::from_millis(20);
 
+/// How the test kit reaches its own nodes: the `default` user with `password`, a 1 s connect
+/// timeout and `io_timeout` for each read and write.
+pub(super) fn settings(password: Option<&str>, io_timeout: Duration) -> node::NodeSettings {
+    let mut redis = RedisConnectionInfo::default();
+    if let Some(password) = password {
+        redis = redis.set_password(password);
+    }
+    node::NodeSettings {
+        redis,
+        connect_timeout: Duration::from_secs(1),
+        read_timeout: io_timeout,
+        write_timeout: io_timeout,
+    }
+}
+
 /// One short-lived connection, one command, every wait bounded.
 pub(super) fn query<T: redis::FromRedisValue>(
     addr: &NodeAddr,
     password: Option<&str>,
     cmd: &redis::Cmd,
 ) -> redis::RedisResult<T> {
-    let mut redis = RedisConnectionInfo::default();
-    if let Some(password) = password {
-        redis = redis.set_password(password);
-    }
-    let settings = node::NodeSettings {
-        redis,
-        connect_timeout: Duration::from_secs(1),
-        read_timeout: Duration::from_secs(2),
-        write_timeout: Duration::from_secs(2),
-    };
+    let settings = settings(password, Duration::from_secs(2));
     cmd.query(&mut node::connect(addr, &settings)?)
 }
 
