@@ -1,0 +1,198 @@
+//! Short fault runs under load (issue 10): a hung master, an exhausted pool across a failover,
+//! an old master that comes back believing it is master. Each is bounded in time and stops by
+//! itself.
+
+mod support;
+
+use std::{
+    sync::{Arc, Barrier},
+    thread,
+    time::{Duration, Instant},
+};
+
+use r2d2_redis_sentinel::{
+    Error, RetryPolicy,
+    redis::{self, Commands},
+    testkit::Topology,
+};
+use support::{direct, eventually, init_logging};
+
+/// The master stops answering (SIGSTOP) while 16 callers are blocked in commands: each
+/// returns within its timeouts, with a typed error; the pool serves again once it answers.
+#[test]
+fn callers_blocked_on_a_hung_master_return_within_their_timeouts() {
+    init_logging();
+    let mut topology = Topology::start().unwrap();
+    let master = topology.master().unwrap();
+    let read_timeout = Duration::from_millis(500);
+    let pool = topology
+        .pool_builder()
+        .max_size(16)
+        .watcher(false)
+        .read_timeout(read_timeout)
+        .connection_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let start = Arc::new(Barrier::new(17));
+    let callers: Vec<_> = (0..16)
+        .map(|i| {
+            let (pool, start) = (pool.clone(), Arc::clone(&start));
+            thread::spawn(move || {
+                let mut conn = pool.get().unwrap();
+                start.wait();
+                // Blocks server-side for 300 ms, then the node is frozen mid-wait.
+                let started = Instant::now();
+                let result = conn.blpop::<_, Option<(String, String)>>(format!("q{i}"), 0.3);
+                (result, started.elapsed())
+            })
+        })
+        .collect();
+    start.wait();
+    topology.pause(&master).unwrap();
+    let results: Vec<_> = callers.into_iter().map(|c| c.join().unwrap()).collect();
+    let during = pool.get_timeout(Duration::from_millis(700));
+    topology.resume(&master).unwrap();
+
+    for (result, waited) in &results {
+        // Either the reply came before the freeze, or the read timed out: never longer.
+        assert!(
+            *waited < read_timeout + Duration::from_millis(700),
+            "a caller waited {waited:?}"
+        );
+        if let Err(err) = result {
+            assert!(err.is_timeout(), "{err:?}");
+        }
+    }
+    assert!(
+        results.iter().any(|(r, _)| r.is_err()),
+        "no caller saw the freeze"
+    );
+    assert!(matches!(during, Err(ref e) if e.is_timeout()), "{during:?}");
+    eventually("the pool to serve again", Duration::from_secs(10), || {
+        pool.get().ok()?.set::<_, _, ()>("after", 1).ok()
+    });
+}
+
+/// 64 threads on a pool of 4, each holding a connection for 50 ms, while the master fails
+/// over: only typed timeout errors, no deadlock, and the pool serves afterwards.
+#[test]
+fn an_exhausted_pool_across_a_failover_gives_typed_errors_and_recovers() {
+    init_logging();
+    let topology = Topology::start().unwrap();
+    let pool = topology
+        .pool_builder()
+        .max_size(4)
+        .connection_timeout(Duration::from_millis(300))
+        .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(30)))
+        .build()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(6);
+    let workers: Vec<_> = (0..64)
+        .map(|i| {
+            let pool = pool.clone();
+            thread::spawn(move || {
+                let (mut done, mut errors) = (0u32, Vec::new());
+                while Instant::now() < until {
+                    match pool.get() {
+                        Ok(mut conn) => {
+                            let _ = conn.set::<_, _, ()>(format!("x{i}"), done);
+                            thread::sleep(Duration::from_millis(50));
+                            done += 1;
+                        }
+                        Err(err) => errors.push(err),
+                    }
+                }
+                (done, errors)
+            })
+        })
+        .collect();
+    let new = topology.failover().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut served = 0;
+    for worker in workers {
+        while !worker.is_finished() {
+            assert!(Instant::now() < deadline, "a worker is stuck: deadlock?");
+            thread::sleep(Duration::from_millis(20));
+        }
+        let (done, errors) = worker.join().unwrap();
+        served += done;
+        for err in errors {
+            assert!(
+                matches!(
+                    err,
+                    Error::PoolExhausted { .. } | Error::CheckoutTimeout { .. }
+                ) && err.is_timeout(),
+                "{err:?}"
+            );
+        }
+    }
+    assert!(served > 0);
+    let addr = pool
+        .with_retry(|c| {
+            let _: () = c.set("after", 1)?;
+            Ok(c.addr().clone())
+        })
+        .unwrap();
+    assert_eq!(addr, new);
+}
+
+/// After a crash failover the old master is restarted from its own config: it comes back
+/// believing it is master, until Sentinel converts it. No write through the pool may reach it
+/// meanwhile (it starts empty: the test topology keeps no data on disk).
+#[test]
+fn an_old_master_that_comes_back_as_master_gets_no_write() {
+    init_logging();
+    let mut topology = Topology::start().unwrap();
+    let pool = topology
+        .pool_builder()
+        .max_size(4)
+        .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(30)))
+        .build()
+        .unwrap();
+    let old = topology.kill_master().unwrap();
+    let new = topology
+        .wait_for_new_master(&old, Duration::from_secs(30))
+        .unwrap();
+    let writer = {
+        let pool = pool.clone();
+        thread::spawn(move || {
+            let until = Instant::now() + Duration::from_secs(8);
+            let mut n = 0u64;
+            while Instant::now() < until {
+                n += 1;
+                pool.with_retry_idempotent(|c| c.set::<_, _, ()>(format!("late:{n}"), n))
+                    .unwrap();
+            }
+            n
+        })
+    };
+    topology.restart(&old).unwrap();
+    // Watch it until Sentinel converts it: while it says master, it must hold no key.
+    let mut seen_as_master = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut conn = direct(&old);
+        let role: redis::Role = redis::cmd("ROLE").query(&mut conn).unwrap();
+        if !matches!(role, redis::Role::Primary { .. }) {
+            break;
+        }
+        seen_as_master += 1;
+        let keys: u64 = redis::cmd("DBSIZE").query(&mut conn).unwrap();
+        assert_eq!(
+            keys, 0,
+            "a write reached the old master while it believed it was master"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "Sentinel never converted the old master"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    let written = writer.join().unwrap();
+    assert!(
+        seen_as_master > 0,
+        "the old master was never seen as master"
+    );
+    assert!(written > 0);
+    assert_eq!(pool.master(), Some(new));
+}
