@@ -379,6 +379,25 @@ impl Builder {
         if self.service.trim().is_empty() {
             return invalid("service_name", "the service (master) name is empty");
         }
+        // `sentinel monitor <name> ...` takes the name as one word: no sentinel can monitor a
+        // name with white space or control characters.
+        if self
+            .service
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return invalid(
+                "service_name",
+                "the service (master) name has white space or control characters; use the \
+                 name from `sentinel monitor` in sentinel.conf",
+            );
+        }
+        if self.db < 0 {
+            return invalid(
+                "db",
+                format!("{} is negative: databases count from 0", self.db),
+            );
+        }
         if self.max_size == 0 || self.max_size > MAX_POOL_SIZE {
             return invalid(
                 "max_size",
@@ -571,7 +590,12 @@ fn parse_sentinel(address: &str) -> Result<SentinelUrl, Error> {
     let authority = &url["redis://".len()..];
     let host_port = authority.rsplit('@').next().unwrap_or(authority);
     let host_port = host_port.split(['/', '?']).next().unwrap_or(host_port);
-    if !host_port.ends_with(']') && host_port.rsplit_once(':').is_none() {
+    // `[v6]:port` or `host:port`: an IPv6 literal's own colons are no port.
+    let has_port = match host_port.rsplit_once(']') {
+        Some((_, after)) => after.starts_with(':'),
+        None => host_port.contains(':'),
+    };
+    if !has_port {
         return Err(rejected(
             "the port is missing (sentinels usually listen on 26379)",
         ));
@@ -581,6 +605,7 @@ fn parse_sentinel(address: &str) -> Result<SentinelUrl, Error> {
         .into_connection_info()
         .map_err(|e| rejected(&e.to_string()))?;
     match info.addr() {
+        redis::ConnectionAddr::Tcp(_, 0) => Err(rejected("port 0 is no port to connect to")),
         redis::ConnectionAddr::Tcp(host, port) => Ok(SentinelUrl {
             addr: NodeAddr::new(host.clone(), *port),
             username: info.redis_settings().username().map(str::to_owned),

@@ -107,7 +107,9 @@ fn start_evicting(
 
 impl SentinelPool {
     /// Starts a builder for the service (master name) `service`, known to the sentinels at
-    /// `sentinels` (`"redis://host:port"` or `"host:port"`; one is enough, more is safer).
+    /// `sentinels` (`"redis://host:port"`, `"host:port"`, `"[::1]:26379"`, with
+    /// `user:password@` if the sentinels need it; surrounding white space is ignored; one
+    /// sentinel is enough, more is safer).
     pub fn builder<I, S>(sentinels: I, service: impl Into<String>) -> Builder
     where
         I: IntoIterator<Item = S>,
