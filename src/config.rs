@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use redis::{IntoConnectionInfo, ProtocolVersion, RedisConnectionInfo};
 
-use crate::{Error, NodeAddr, RetryPolicy, SentinelPool, node::NodeSettings};
+use crate::{
+    Error, NodeAddr, RetryPolicy, SentinelPool,
+    node::{AddressMap, MapFn, NodeSettings},
+};
 
 /// The largest pool: r2d2 allocates a slot per connection up front, and Redis's default
 /// `maxclients` is 10,000.
@@ -78,6 +81,8 @@ pub struct Builder {
     pub(crate) watcher: bool,
     pub(crate) discover_sentinels: bool,
     pub(crate) max_sentinels: usize,
+    pub(crate) address_pairs: Vec<(String, String)>,
+    pub(crate) address_function: Option<std::sync::Arc<MapFn>>,
 }
 
 impl std::fmt::Debug for Builder {
@@ -107,6 +112,11 @@ impl std::fmt::Debug for Builder {
             .field("watcher", &self.watcher)
             .field("discover_sentinels", &self.discover_sentinels)
             .field("max_sentinels", &self.max_sentinels)
+            .field("address_map", &self.address_pairs)
+            .field(
+                "map_addresses",
+                &self.address_function.as_ref().map(|_| "<function>"),
+            )
             .finish()
     }
 }
@@ -136,6 +146,8 @@ impl Builder {
             watcher: true,
             discover_sentinels: true,
             max_sentinels: 16,
+            address_pairs: Vec::new(),
+            address_function: None,
         }
     }
 
@@ -313,6 +325,45 @@ impl Builder {
         self
     }
 
+    /// Addresses to use instead of those the sentinels announce, as `"host:port"` pairs
+    /// (announced, reachable): for nodes behind Docker or NAT that announce addresses this
+    /// client cannot reach. Applied to everything learned from sentinels: masters, sentinels
+    /// discovered, the watcher's messages. Not to the sentinel addresses you give.
+    ///
+    /// ```no_run
+    /// # use r2d2_redis_sentinel::SentinelPool;
+    /// let pool = SentinelPool::builder(["redis://127.0.0.1:26379"], "mymaster")
+    ///     .address_map([("172.17.0.2:6379", "127.0.0.1:6379"), ("172.17.0.3:6379", "127.0.0.1:6380")])
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// Defaults to none.
+    pub fn address_map<I, A, B>(mut self, pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (A, B)>,
+        A: AsRef<str>,
+        B: AsRef<str>,
+    {
+        self.address_pairs = pairs
+            .into_iter()
+            .map(|(a, b)| (a.as_ref().to_owned(), b.as_ref().to_owned()))
+            .collect();
+        self
+    }
+
+    /// The general form of [`address_map`](Builder::address_map): a function from an announced
+    /// address to the one to use, `None` to keep it. Exact pairs are looked up first.
+    ///
+    /// Defaults to none.
+    pub fn map_addresses(
+        mut self,
+        map: impl Fn(&NodeAddr) -> Option<NodeAddr> + Send + Sync + 'static,
+    ) -> Self {
+        self.address_function = Some(std::sync::Arc::new(map));
+        self
+    }
+
     /// Validates every option, asks the sentinels for the master of the service, opens one
     /// connection to it, and starts the pool. Idle connections are then opened in the
     /// background up to `min_idle`.
@@ -472,7 +523,24 @@ impl Builder {
             sentinel = sentinel.set_password(password);
         }
 
+        let mut address_map = AddressMap {
+            exact: Default::default(),
+            function: self.address_function.clone(),
+        };
+        for (announced, reachable) in &self.address_pairs {
+            let parse = |text: &str| {
+                parse_host_port(text).ok_or_else(|| Error::InvalidConfig {
+                    option: "address_map",
+                    reason: format!("{text:?} is not host:port (a port from 1 to 65535)"),
+                })
+            };
+            address_map
+                .exact
+                .insert(parse(announced)?, parse(reachable)?);
+        }
+
         Ok(Config {
+            address_map,
             sentinels: sentinels.into_iter().map(|s| s.addr).collect(),
             service: self.service,
             max_size: self.max_size,
@@ -518,6 +586,18 @@ pub(crate) struct Config {
     pub(crate) watcher: bool,
     pub(crate) discover_sentinels: bool,
     pub(crate) max_sentinels: usize,
+    pub(crate) address_map: AddressMap,
+}
+
+/// `host:port` or `[v6]:port`, port not 0.
+fn parse_host_port(text: &str) -> Option<NodeAddr> {
+    let (host, port) = text.trim().rsplit_once(':')?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
+    (!host.is_empty() && !host.contains(char::is_whitespace)).then(|| NodeAddr::new(host, port))
 }
 
 /// A duration option must be longer than zero and at most [`LONGEST`].

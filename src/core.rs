@@ -98,7 +98,11 @@ impl Record {
 
 impl Core {
     pub(crate) fn new(config: Config) -> Self {
-        let lookup = Sentinels::new(config.sentinels.clone(), config.sentinel.clone());
+        let lookup = Sentinels::new(
+            config.sentinels.clone(),
+            config.sentinel.clone(),
+            config.address_map.clone(),
+        );
         Core {
             sentinels: Mutex::new(config.sentinels.clone()),
             config,

@@ -9,7 +9,7 @@
 //! +reset-master master <master name> <ip> <port>
 //! ```
 
-use crate::NodeAddr;
+use crate::{NodeAddr, node::AddressMap};
 
 /// The channels the watcher subscribes to.
 pub(crate) const CHANNELS: [&str; 3] = ["+switch-master", "+sentinel", "+reset-master"];
@@ -62,6 +62,22 @@ impl SentinelMessage {
                 _ => None,
             },
             _ => None,
+        }
+    }
+
+    /// The message with its addresses as this client must use them.
+    pub(crate) fn mapped(self, map: &AddressMap) -> Self {
+        match self {
+            SentinelMessage::SwitchMaster { service, old, new } => SentinelMessage::SwitchMaster {
+                service,
+                old: map.apply(old),
+                new: map.apply(new),
+            },
+            SentinelMessage::NewSentinel { service, addr } => SentinelMessage::NewSentinel {
+                service,
+                addr: map.apply(addr),
+            },
+            reset @ SentinelMessage::ResetMaster { .. } => reset,
         }
     }
 

@@ -47,6 +47,39 @@ impl fmt::Display for NodeAddr {
     }
 }
 
+/// Rewrites the addresses sentinels announce into addresses this client can reach (Docker,
+/// NAT): exact pairs first, then the function, else the address as announced.
+#[derive(Clone, Default)]
+pub(crate) struct AddressMap {
+    pub(crate) exact: std::collections::HashMap<NodeAddr, NodeAddr>,
+    pub(crate) function: Option<std::sync::Arc<MapFn>>,
+}
+
+/// The general form of an address map: `None` keeps the address as announced.
+pub(crate) type MapFn = dyn Fn(&NodeAddr) -> Option<NodeAddr> + Send + Sync;
+
+impl AddressMap {
+    /// The address to connect to for `announced`.
+    pub(crate) fn apply(&self, announced: NodeAddr) -> NodeAddr {
+        if let Some(mapped) = self.exact.get(&announced) {
+            return mapped.clone();
+        }
+        match &self.function {
+            Some(function) => function(&announced).unwrap_or(announced),
+            None => announced,
+        }
+    }
+}
+
+impl fmt::Debug for AddressMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AddressMap")
+            .field("exact", &self.exact)
+            .field("function", &self.function.as_ref().map(|_| "<function>"))
+            .finish()
+    }
+}
+
 /// How to reach one kind of node (data nodes or sentinels): credentials, protocol and timeouts.
 #[derive(Debug, Clone)]
 pub(crate) struct NodeSettings {

@@ -35,7 +35,7 @@ use redis::{Connection, RedisError, Role};
 use crate::{
     Error, NodeAddr,
     error::SentinelFailure,
-    node::{self, NodeSettings},
+    node::{self, AddressMap, NodeSettings},
 };
 
 /// How long a sentinel that failed is asked only after the others.
@@ -46,6 +46,8 @@ const QUARANTINE: Duration = Duration::from_secs(5);
 pub(crate) struct Sentinels {
     nodes: Vec<SentinelNode>,
     settings: NodeSettings,
+    /// Applied to the masters sentinels name.
+    map: AddressMap,
 }
 
 struct SentinelNode {
@@ -95,10 +97,11 @@ pub(crate) enum Answer {
 }
 
 impl Sentinels {
-    pub(crate) fn new(addrs: Vec<NodeAddr>, settings: NodeSettings) -> Self {
+    pub(crate) fn new(addrs: Vec<NodeAddr>, settings: NodeSettings, map: AddressMap) -> Self {
         Sentinels {
             nodes: addrs.into_iter().map(SentinelNode::new).collect(),
             settings,
+            map,
         }
     }
 
@@ -227,7 +230,13 @@ impl Sentinels {
 
     fn ask_master(&mut self, i: usize, service: &str, deadline: Instant) -> Result<Answer, Error> {
         match self.query::<HashMap<String, String>>(i, &master_cmd(service), deadline) {
-            Ok(reply) => Ok(parse_master(&reply)),
+            Ok(reply) => Ok(match parse_master(&reply) {
+                Answer::Master { addr, epoch } => Answer::Master {
+                    addr: self.map.apply(addr),
+                    epoch,
+                },
+                other => other,
+            }),
             // `SENTINEL MASTER` answers an unknown name with a plain ERR, which tells it from no
             // other fault: `GET-MASTER-ADDR-BY-NAME` answers nil for an unknown name.
             Err(Error::Redis(err)) if err.code() == Some("ERR") => {

@@ -242,6 +242,7 @@ impl Coordinator {
             addr: addr.clone(),
             service: self.core.config.service.clone(),
             settings: subscriber::clamp(&self.core.config.sentinel),
+            map: self.core.config.address_map.clone(),
             reports: self.reports_tx.clone(),
             stop: stop_rx,
         };

@@ -14,7 +14,7 @@ use crate::{
     NodeAddr,
     backoff::Backoff,
     message::{self, SentinelMessage},
-    node::{self, NodeSettings},
+    node::{self, AddressMap, NodeSettings},
     sentinel::{self, Answer},
 };
 
@@ -48,6 +48,8 @@ pub(super) struct Subscriber {
     pub(super) addr: NodeAddr,
     pub(super) service: String,
     pub(super) settings: NodeSettings,
+    /// Applied to every address the sentinel announces.
+    pub(super) map: AddressMap,
     pub(super) reports: Sender<Report>,
     pub(super) stop: Receiver<()>,
 }
@@ -129,10 +131,12 @@ impl Subscriber {
                     let payload: String = msg.get_payload()?;
                     if let Some(message) = SentinelMessage::parse(msg.get_channel_name(), &payload)
                     {
+                        // The epoch check compares addresses as announced; the pool gets
+                        // them mapped.
                         let epoch = self.epoch_of(&message, query);
                         self.report(Report::Message {
                             from: self.addr.clone(),
-                            message,
+                            message: message.mapped(&self.map),
                             epoch,
                         });
                     }
@@ -176,13 +180,17 @@ impl Subscriber {
         if let Answer::Master { addr, epoch } = sentinel::parse_master(&reply) {
             self.report(Report::Master {
                 from: self.addr.clone(),
-                addr,
+                addr: self.map.apply(addr),
                 epoch,
             });
         }
         let list: Vec<HashMap<String, String>> =
             sentinel::sentinels_cmd(&self.service).query(query)?;
-        self.report(Report::Sentinels(sentinel::parse_sentinels(&list)));
+        let sentinels = sentinel::parse_sentinels(&list)
+            .into_iter()
+            .map(|addr| self.map.apply(addr))
+            .collect();
+        self.report(Report::Sentinels(sentinels));
         Ok(())
     }
 }
