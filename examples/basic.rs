@@ -3,10 +3,11 @@
 //! `cargo run --example basic` starts a local topology (1 master, 2 replicas, 3 sentinels)
 //! from the `redis-server` and `redis-sentinel` on your PATH. To use your own deployment:
 //! `SENTINELS=redis://10.0.0.1:26379,redis://10.0.0.2:26379 SERVICE=mymaster cargo run --example basic`
+//! or with one connection string: `REDIS_SENTINEL_URL=redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster`
 
 mod support;
 
-use r2d2_redis_sentinel::{SentinelPool, redis::Commands};
+use r2d2_redis_sentinel::redis::Commands;
 
 fn main() -> std::process::ExitCode {
     support::finish(run())
@@ -17,15 +18,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     // Keep the topology (if one was started) alive as long as the pool uses it.
     let support::Target {
         topology: _topology,
-        sentinels,
-        service,
+        builder,
     } = support::target()?;
 
-    let pool = SentinelPool::builder(&sentinels, &service)
-        .max_size(4)
-        .build()?;
+    let pool = builder.max_size(4).build()?;
     println!(
-        "pool built; master of {service:?} is {}",
+        "pool built; master of {:?} is {}",
+        pool.service_name(),
         pool.master().expect("looked up by build")
     );
 

@@ -8,6 +8,7 @@
 //! Against your own deployment, trigger the failover yourself
 //! (`redis-cli -p 26379 SENTINEL FAILOVER mymaster`) while it runs:
 //! `SENTINELS=redis://10.0.0.1:26379 SERVICE=mymaster DURATION=60 cargo run --example failover`
+//! or with one connection string: `REDIS_SENTINEL_URL=redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster`
 
 use std::{
     io::{IsTerminal, Write},
@@ -36,22 +37,21 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::init();
-    let support::Target {
-        topology,
-        sentinels,
-        service,
-    } = support::target()?;
+    let support::Target { topology, builder } = support::target()?;
     let duration = std::env::var("DURATION")
         .ok()
         .and_then(|d| d.parse().ok())
         .map(Duration::from_secs);
 
-    let pool = SentinelPool::builder(&sentinels, &service)
+    let pool = builder
         .max_size(4)
         .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(60)))
         .build()?;
     let first_master = pool.master().expect("looked up by build");
-    println!("writing to {service:?}, master {first_master}");
+    println!(
+        "writing to {:?}, master {first_master}",
+        pool.service_name()
+    );
 
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel();

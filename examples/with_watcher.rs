@@ -4,6 +4,7 @@
 //! then kills the master, and prints what the pool saw. Against your own deployment, trigger
 //! failovers yourself while it runs:
 //! `SENTINELS=redis://10.0.0.1:26379 SERVICE=mymaster DURATION=120 cargo run --example with_watcher`
+//! or with one connection string: `REDIS_SENTINEL_URL=redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster`
 
 use std::{
     thread,
@@ -12,7 +13,7 @@ use std::{
 
 mod support;
 
-use r2d2_redis_sentinel::{Event, SentinelPool};
+use r2d2_redis_sentinel::Event;
 
 fn main() -> std::process::ExitCode {
     support::finish(run())
@@ -22,12 +23,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::init();
     let support::Target {
         mut topology,
-        sentinels,
-        service,
+        builder,
     } = support::target()?;
 
     let start = Instant::now();
-    let pool = SentinelPool::builder(&sentinels, &service).build()?;
+    let pool = builder.build()?;
     let events = pool.events();
     let printer = thread::spawn(move || {
         // Ends when the pool, and with it the sending side, is dropped.

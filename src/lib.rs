@@ -18,6 +18,7 @@ mod stats;
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub mod testkit;
+mod url;
 mod watcher;
 
 pub use config::{Builder, Validation};

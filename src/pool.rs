@@ -124,6 +124,31 @@ impl SentinelPool {
         )
     }
 
+    /// Starts a builder from one connection string, for programs configured from one
+    /// environment variable; builder options still override what it says:
+    ///
+    /// ```text
+    /// redis+sentinel://[user:password@]host:port[,host:port...]/service[/db][?sentinel_username=...&sentinel_password=...]
+    /// ```
+    ///
+    /// The user and password are the data nodes'; the sentinels' are query parameters.
+    /// Reserved characters are percent-encoded (`%40` for `@`).
+    ///
+    /// ```no_run
+    /// # use r2d2_redis_sentinel::SentinelPool;
+    /// let url = std::env::var("REDIS_URL")?; // redis+sentinel://:pw@10.0.0.1:26379,10.0.0.2:26379/mymaster/0
+    /// let pool = SentinelPool::from_url(&url)?.max_size(32).build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] (option `url` or `db`) when the string is not of that form.
+    /// Sentinel addresses are checked by `build`.
+    pub fn from_url(url: &str) -> Result<Builder, Error> {
+        crate::url::parse(url)
+    }
+
     /// Starts a pool: unless `lazy`, one connection to the master first (fail fast, with a
     /// typed error), then the watcher and the r2d2 pool.
     pub(crate) fn start(config: Config, lazy: bool) -> Result<Self, Error> {

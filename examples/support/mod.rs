@@ -1,34 +1,40 @@
-//! What the examples share: where the sentinels are.
+//! What the examples share: where the sentinels are, and how an example ends.
 
-use r2d2_redis_sentinel::testkit::{self, Topology};
+use r2d2_redis_sentinel::{Builder, SentinelPool, testkit::Topology};
 
 /// The deployment an example talks to.
 pub(crate) struct Target {
     /// The local topology started for the example, if any; dropping it stops its processes.
     pub(crate) topology: Option<Topology>,
-    /// The sentinels' URLs.
-    pub(crate) sentinels: Vec<String>,
-    /// The service (master) name.
-    pub(crate) service: String,
+    /// A pool builder for it.
+    pub(crate) builder: Builder,
 }
 
-/// The sentinels named by `SENTINELS` (comma-separated URLs) and the service named by `SERVICE`
-/// (default `mymaster`); when `SENTINELS` is not set, a local topology started here.
-pub(crate) fn target() -> Result<Target, testkit::Error> {
-    if let Ok(list) = std::env::var("SENTINELS") {
+/// Where the sentinels are, first found of: the connection string in `REDIS_SENTINEL_URL`
+/// (`redis+sentinel://host:26379,host2:26379/mymaster`); the sentinels named by `SENTINELS`
+/// (comma-separated URLs) with the service named by `SERVICE` (default `mymaster`); a local
+/// topology started here.
+pub(crate) fn target() -> Result<Target, Box<dyn std::error::Error>> {
+    if let Ok(url) = std::env::var("REDIS_SENTINEL_URL") {
         return Ok(Target {
             topology: None,
-            sentinels: list.split(',').map(str::to_owned).collect(),
-            service: std::env::var("SERVICE").unwrap_or_else(|_| "mymaster".into()),
+            builder: SentinelPool::from_url(&url)?,
+        });
+    }
+    if let Ok(list) = std::env::var("SENTINELS") {
+        let service = std::env::var("SERVICE").unwrap_or_else(|_| "mymaster".into());
+        return Ok(Target {
+            topology: None,
+            builder: SentinelPool::builder(list.split(','), service),
         });
     }
     println!(
-        "SENTINELS is not set: starting a local topology (1 master, 2 replicas, 3 sentinels)..."
+        "neither REDIS_SENTINEL_URL nor SENTINELS is set: starting a local topology (1 master, \
+         2 replicas, 3 sentinels)..."
     );
     let topology = Topology::start()?;
     Ok(Target {
-        sentinels: topology.sentinel_urls(),
-        service: topology.service_name().to_owned(),
+        builder: topology.pool_builder(),
         topology: Some(topology),
     })
 }

@@ -1,0 +1,144 @@
+//! One string of configuration, for programs configured from one environment variable:
+//!
+//! ```text
+//! redis+sentinel://[user:password@]host:port[,host:port...]/service[/db][?sentinel_username=...&sentinel_password=...]
+//! ```
+//!
+//! The user and password are the data nodes'; the sentinels' come as query parameters, since
+//! they are separate. Reserved characters in any part are percent-encoded (`%40` for `@`).
+//! The result is a [`Builder`], whose options still override what the string said.
+
+use crate::{Builder, Error, SentinelPool};
+
+const SCHEME: &str = "redis+sentinel://";
+
+/// Parses a `redis+sentinel://` URL into a builder. Sentinel addresses are checked by
+/// `build`, as the builder's are.
+pub(crate) fn parse(url: &str) -> Result<Builder, Error> {
+    let url = url.trim();
+    let Some(rest) = url.strip_prefix(SCHEME) else {
+        return Err(if url.starts_with("rediss+sentinel://") {
+            invalid("url", "TLS (rediss+sentinel://) is not supported yet")
+        } else {
+            invalid("url", "it must start with redis+sentinel://")
+        });
+    };
+    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => (Some(userinfo), hosts),
+        None => (None, authority),
+    };
+    let sentinels: Vec<&str> = hosts.split(',').filter(|h| !h.is_empty()).collect();
+    if sentinels.is_empty() {
+        return Err(invalid("url", "it names no sentinel before the service"));
+    }
+    let mut segments = path.split('/');
+    let service = decode(segments.next().unwrap_or(""))?;
+    if service.is_empty() {
+        return Err(invalid(
+            "url",
+            "the service (master) name is missing: write it after the sentinels, as /mymaster",
+        ));
+    }
+    let db = match segments.next() {
+        None => None,
+        Some(db) => Some(
+            db.parse::<i64>()
+                .ok()
+                .filter(|db| *db >= 0)
+                .ok_or_else(|| invalid("db", "the db after the service must be a number from 0"))?,
+        ),
+    };
+    if segments.next().is_some() {
+        return Err(invalid(
+            "url",
+            "nothing may follow /service/db but ?parameters",
+        ));
+    }
+
+    let mut builder = SentinelPool::builder(sentinels, service);
+    if let Some(db) = db {
+        builder = builder.db(db);
+    }
+    if let Some(userinfo) = userinfo {
+        let (user, password) = match userinfo.split_once(':') {
+            Some((user, password)) => (user, Some(password)),
+            None => (userinfo, None),
+        };
+        if !user.is_empty() {
+            builder = builder.username(decode(user)?);
+        }
+        if let Some(password) = password {
+            builder = builder.password(decode(password)?);
+        }
+    }
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        builder = match key {
+            "sentinel_username" => builder.sentinel_username(decode(value)?),
+            "sentinel_password" => builder.sentinel_password(decode(value)?),
+            "role" if value == "master" => builder,
+            "role" => {
+                return Err(invalid(
+                    "url",
+                    "only role=master is supported yet (no replica reads)",
+                ));
+            }
+            _ => {
+                return Err(invalid(
+                    "url",
+                    format!(
+                        "unknown parameter {:?}: use sentinel_username, sentinel_password or role",
+                        key.chars().take(32).collect::<String>()
+                    ),
+                ));
+            }
+        };
+    }
+    Ok(builder)
+}
+
+/// Decodes `%XX` escapes; the result must be UTF-8. Errors never quote the text (it may be a
+/// password).
+fn decode(text: &str) -> Result<String, Error> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let byte = bytes
+                .get(i + 1..i + 3)
+                .and_then(|hex| std::str::from_utf8(hex).ok())
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                .ok_or_else(|| invalid("url", "a % is not followed by two hex digits"))?;
+            out.push(byte);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| invalid("url", "a part is not UTF-8 once decoded"))
+}
+
+fn invalid(option: &'static str, reason: impl Into<String>) -> Error {
+    Error::InvalidConfig {
+        option,
+        reason: reason.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_escapes_decode_and_bad_ones_are_refused() {
+        assert_eq!(decode("a%20b%40c%25").unwrap(), "a b@c%");
+        assert_eq!(decode("n%C3%B6").unwrap(), "nö");
+        for bad in ["%", "%2", "%zz", "%ff"] {
+            assert!(decode(bad).is_err(), "{bad}");
+        }
+    }
+}
