@@ -621,7 +621,7 @@ pub(crate) fn invalid<T>(option: &'static str, reason: impl Into<String>) -> Res
     })
 }
 
-struct SentinelUrl {
+pub(crate) struct SentinelUrl {
     addr: NodeAddr,
     username: Option<String>,
     password: Option<String>,
@@ -648,7 +648,7 @@ pub(crate) fn redact_url(address: &str) -> String {
 }
 
 /// Parses `redis://[user:pass@]host:port` or a bare `host:port`.
-fn parse_sentinel(address: &str) -> Result<SentinelUrl, Error> {
+pub(crate) fn parse_sentinel(address: &str) -> Result<SentinelUrl, Error> {
     let rejected = |reason: &str| Error::InvalidSentinelAddress {
         address: redact_url(address),
         reason: reason.to_owned(),

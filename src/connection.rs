@@ -366,7 +366,7 @@ fn changes_session(name: &[u8], arg: Option<&[u8]>) -> bool {
 
 /// The name and first argument of each command in a packed request (RESP arrays of bulk
 /// strings, as redis-rs writes them). Stops quietly at anything it does not understand.
-fn commands(mut packed: &[u8]) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
+pub(crate) fn commands(mut packed: &[u8]) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
     std::iter::from_fn(move || {
         let (args, rest) = read_header(packed, b'*')?;
         let mut rest = rest;

@@ -7,6 +7,9 @@ mod connection;
 mod core;
 mod error;
 mod event;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 mod generation;
 mod manager;
 mod message;

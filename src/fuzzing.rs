@@ -1,0 +1,35 @@
+//! Entry points for `cargo fuzz` (see `fuzz/`): everything the crate parses itself. Built
+//! only under `cargo fuzz`, which sets `--cfg fuzzing`; no other build contains it. Each
+//! function must return for any input, without a panic.
+
+use std::collections::HashMap;
+
+/// A Sentinel pub/sub message, and the address rewriting applied to it.
+pub fn sentinel_message(channel: &str, payload: &str) {
+    if let Some(message) = crate::message::SentinelMessage::parse(channel, payload) {
+        let _ = message.service().len();
+        let _ = message.mapped(&crate::node::AddressMap::default());
+    }
+}
+
+/// A `SENTINEL MASTER` reply, as field pairs.
+pub fn master_reply(fields: &[(String, String)]) {
+    let reply: HashMap<String, String> = fields.iter().cloned().collect();
+    let _ = crate::sentinel::parse_master(&reply);
+}
+
+/// A connection string, a sentinel address, and their redaction.
+pub fn strings(text: &str) {
+    if let Ok(builder) = crate::url::parse(text) {
+        let _ = format!("{builder:?}");
+    }
+    let _ = crate::config::parse_sentinel(text);
+    let _ = crate::config::redact_url(text);
+}
+
+/// The RESP scan of a packed request that tracks what a connection's caller did.
+pub fn packed_request(bytes: &[u8]) {
+    for (name, arg) in crate::connection::commands(bytes) {
+        let _ = (name.len(), arg.map(<[u8]>::len));
+    }
+}
