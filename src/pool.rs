@@ -1,10 +1,7 @@
 //! [`SentinelPool`]: the handle users hold.
 
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::Arc,
     thread,
     time::{Duration, Instant},
 };
@@ -42,55 +39,47 @@ pub type PooledConnection = r2d2::PooledConnection<SentinelManager>;
 #[derive(Debug, Clone)]
 pub struct SentinelPool {
     pool: r2d2::Pool<SentinelManager>,
-    core: Arc<Core>,
     guard: Arc<Guard>,
 }
 
-/// Shared by every clone of a pool. Dropping the last one stops and joins the evicting
-/// thread and the watcher, and ends every wait for a failover at once, without waiting for
-/// r2d2's last jobs to release the manager.
+/// Shared by every clone of a pool. Dropping the last one stops the watcher, ends every wait
+/// for a failover at once (without waiting for r2d2's last jobs to release the manager), and
+/// joins the evicting thread, which that ends.
 #[derive(Debug)]
 struct Guard {
     manager: SentinelManager,
-    stop_evicting: Arc<AtomicBool>,
     evict: Option<thread::JoinHandle<()>>,
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        self.stop_evicting.store(true, Ordering::Release);
+        self.manager.shut_down();
         if let Some(evict) = self.evict.take()
             && evict.join().is_err()
         {
             log::warn!("the evicting thread panicked");
         }
-        self.manager.shut_down();
     }
 }
-
-/// How often the evicting thread looks for a stop when no generation ends.
-const EVICT_TICK: Duration = Duration::from_millis(100);
 
 /// Closes the idle connections of a generation when it ends. r2d2 hands out the most
 /// recently returned connection first and offers no way to drop idle ones, so without this
 /// the sockets to an old master stay open until a checkout happens to reach them. Draining
 /// the idle list with `try_get` validates each connection (a stale one fails on its
 /// generation, no round trip, and r2d2 closes it and opens a replacement up to `min_idle`);
-/// the valid ones go back at once. Runs only when a generation ends, never on the hot path.
+/// the valid ones go back at once. Runs only when a generation ends, never on the hot path;
+/// ends when the generation is closed.
 fn start_evicting(
     pool: r2d2::Pool<SentinelManager>,
     generation: Arc<Generation>,
-    stop: Arc<AtomicBool>,
 ) -> Result<thread::JoinHandle<()>, Error> {
     let name = "r2d2-sentinel-evict";
     thread::Builder::new()
         .name(name.into())
         .spawn(move || {
             let mut seen = generation.current();
-            while !stop.load(Ordering::Acquire) && !generation.is_closed() {
-                if !generation.wait_for_change(seen, EVICT_TICK) {
-                    continue;
-                }
+            // A wait without deadline returns false only once the generation is closed.
+            while generation.wait_for_change(seen, Duration::MAX) {
                 seen = generation.current();
                 let mut valid = Vec::new();
                 while let Some(conn) = pool.try_get() {
@@ -189,20 +178,13 @@ impl SentinelPool {
             core.cached_master()
                 .map_or_else(|| "not known yet".to_owned(), |m| m.to_string())
         );
-        let stop_evicting = Arc::new(AtomicBool::new(false));
-        let evict = start_evicting(
-            pool.clone(),
-            Arc::clone(&core.generation),
-            Arc::clone(&stop_evicting),
-        )?;
+        let evict = start_evicting(pool.clone(), Arc::clone(&core.generation))?;
         Ok(SentinelPool {
             pool,
             guard: Arc::new(Guard {
                 manager: handle,
-                stop_evicting,
                 evict: Some(evict),
             }),
-            core,
         })
     }
 
@@ -218,7 +200,7 @@ impl SentinelPool {
     /// [`Error::PoolExhausted`] when every connection stayed in use;
     /// [`Error::CheckoutTimeout`] when no new connection could be made, with the last cause.
     pub fn get(&self) -> Result<PooledConnection, Error> {
-        self.get_timeout(self.core.config.connection_timeout)
+        self.get_timeout(self.core().config.connection_timeout)
     }
 
     /// Like [`get`](Self::get), waiting at most `timeout` (a timeout longer than a year waits a
@@ -232,14 +214,14 @@ impl SentinelPool {
         let start = Instant::now();
         self.pool.get_timeout(timeout).map_err(|_| {
             let waited = start.elapsed();
-            let max_size = self.core.config.max_size;
+            let max_size = self.core().config.max_size;
             let state = self.pool.state();
             if state.connections >= max_size && state.idle_connections == 0 {
                 return Error::PoolExhausted { waited, max_size };
             }
             // Not every connection exists: the missing ones could not be opened in time.
             let cause = self
-                .core
+                .core()
                 .last_connect_error()
                 .unwrap_or_else(|| Error::Connect {
                     address: self
@@ -326,18 +308,18 @@ impl SentinelPool {
     /// The pool does this itself on evidence of a failover (`READONLY`, a node that is no
     /// longer master); call it when you learn of one some other way.
     pub fn invalidate(&self) -> u64 {
-        self.core.invalidate("asked by the caller")
+        self.core().invalidate("asked by the caller")
     }
 
     /// The current generation: it starts at 0 and grows by one at each invalidation.
     pub fn generation(&self) -> u64 {
-        self.core.generation.current()
+        self.core().generation.current()
     }
 
     /// The master the pool connects to in the current generation, if it has looked it up
     /// since the last invalidation. No I/O.
     pub fn master(&self) -> Option<NodeAddr> {
-        self.core.cached_master()
+        self.core().cached_master()
     }
 
     /// The pool's events: failovers, invalidations, the watcher's connections, changes to the
@@ -358,23 +340,23 @@ impl SentinelPool {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn events(&self) -> Receiver<Event> {
-        self.core.events.receiver()
+        self.core().events.receiver()
     }
 
     /// A snapshot of the pool: generation, master, failovers seen, watcher state, sentinels,
     /// r2d2's connection counts.
     pub fn stats(&self) -> Stats {
-        let (failovers, last_failover) = self.core.failovers();
+        let (failovers, last_failover) = self.core().failovers();
         let state = self.pool.state();
         let watcher = self.guard.manager.watcher_state();
         Stats {
-            generation: self.core.generation.current(),
-            master: self.core.cached_master(),
+            generation: self.core().generation.current(),
+            master: self.core().cached_master(),
             failovers,
             last_failover,
             watcher,
-            sentinels: self.core.sentinels(),
-            events_dropped: self.core.events.dropped(),
+            sentinels: self.core().sentinels(),
+            events_dropped: self.core().events.dropped(),
             connections: state.connections,
             idle_connections: state.idle_connections,
         }
@@ -389,7 +371,7 @@ impl SentinelPool {
 
     /// The service (master) name this pool serves.
     pub fn service_name(&self) -> &str {
-        &self.core.config.service
+        &self.core().config.service
     }
 
     /// r2d2's view: connections open and idle. A snapshot, racy by nature.
@@ -398,14 +380,14 @@ impl SentinelPool {
     }
 
     pub(crate) fn core(&self) -> &Core {
-        &self.core
+        &self.guard.manager.core
     }
 
     pub(crate) fn retry_policy(&self) -> RetryPolicy {
-        self.core.config.retry
+        self.core().config.retry
     }
 
     pub(crate) fn connection_timeout(&self) -> Duration {
-        self.core.config.connection_timeout
+        self.core().config.connection_timeout
     }
 }
