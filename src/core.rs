@@ -294,14 +294,12 @@ impl Core {
         self.sentinels.lock().clone()
     }
 
-    /// Adds a sentinel for lookups (asked last); false if it was known.
-    pub(crate) fn add_sentinel(&self, addr: NodeAddr) -> bool {
+    /// Adds a sentinel for lookups (asked last), unless it is known.
+    pub(crate) fn add_sentinel(&self, addr: NodeAddr) {
         let mut sentinels = self.sentinels.lock();
-        if sentinels.contains(&addr) {
-            return false;
+        if !sentinels.contains(&addr) {
+            sentinels.push(addr);
         }
-        sentinels.push(addr);
-        true
     }
 
     /// Forgets a sentinel.
