@@ -81,6 +81,11 @@ pub struct Builder {
     pub(crate) watcher: bool,
     pub(crate) discover_sentinels: bool,
     pub(crate) max_sentinels: usize,
+    pub(crate) fence: bool,
+    pub(crate) fence_timeout: Duration,
+    pub(crate) replicas: Option<crate::ReplicaOptions>,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::TlsOptions>,
     pub(crate) address_pairs: Vec<(String, String)>,
     pub(crate) address_function: Option<std::sync::Arc<MapFn>>,
 }
@@ -89,8 +94,8 @@ impl std::fmt::Debug for Builder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let hidden = |password: &Option<String>| password.as_ref().map(|_| REDACTED);
         let sentinels: Vec<String> = self.sentinels.iter().map(|s| redact_url(s)).collect();
-        f.debug_struct("Builder")
-            .field("sentinels", &sentinels)
+        let mut f = f.debug_struct("Builder");
+        f.field("sentinels", &sentinels)
             .field("service", &self.service)
             .field("max_size", &self.max_size)
             .field("min_idle", &self.min_idle)
@@ -112,7 +117,12 @@ impl std::fmt::Debug for Builder {
             .field("watcher", &self.watcher)
             .field("discover_sentinels", &self.discover_sentinels)
             .field("max_sentinels", &self.max_sentinels)
-            .field("address_map", &self.address_pairs)
+            .field("fence", &self.fence)
+            .field("fence_timeout", &self.fence_timeout)
+            .field("replicas", &self.replicas);
+        #[cfg(feature = "tls")]
+        f.field("tls", &self.tls);
+        f.field("address_map", &self.address_pairs)
             .field(
                 "map_addresses",
                 &self.address_function.as_ref().map(|_| "<function>"),
@@ -146,6 +156,11 @@ impl Builder {
             watcher: true,
             discover_sentinels: true,
             max_sentinels: 16,
+            fence: true,
+            fence_timeout: Duration::from_secs(3),
+            replicas: None,
+            #[cfg(feature = "tls")]
+            tls: None,
             address_pairs: Vec::new(),
             address_function: None,
         }
@@ -325,6 +340,70 @@ impl Builder {
         self
     }
 
+    /// Whether the watcher fences the old master while a failover promotes a replica.
+    ///
+    /// Sentinel announces a failover (`+switch-master`) only after it promoted a replica:
+    /// about 0.1 to 1 s later, seconds for the leader. During `SENTINEL FAILOVER` the old master
+    /// accepts writes all that time, and every write it acknowledges after the promotion is
+    /// lost when it is demoted: thousands. With the fence, the watcher follows the failover
+    /// leader's steps: when the leader selects the replica to promote (about 0.1 s before it
+    /// sends `REPLICAOF NO ONE`), the pool stops handing out connections to the old master,
+    /// drops the idle ones, makes checked-out ones refuse their next request (not sent, so
+    /// [`with_retry`](crate::SentinelPool::with_retry) retries it) and holds new checkouts.
+    /// It asks the selected replica its role every few milliseconds and resumes on it the
+    /// moment it answers master, without waiting for `+switch-master`. On
+    /// `-failover-abort-*` the fence is lifted back to the old master; after
+    /// [`fence_timeout`](Self::fence_timeout) the pool asks the sentinels again.
+    ///
+    /// The trade-off: writes pause for about 0.1 to 0.2 s per failover (the time from the
+    /// selection to the promotion), instead of a second of acknowledged writes being lost.
+    /// After a master crash the fence also resumes writes on the promoted replica before any
+    /// sentinel announces it. It needs the watcher, and a replica address this client can
+    /// reach (see [`address_map`](Self::address_map)).
+    ///
+    /// What it cannot protect: writes other clients send to the old master, and writes the
+    /// old master acknowledged but had not yet replicated when the replica was promoted
+    /// (asynchronous replication; `WAIT` narrows that window).
+    ///
+    /// Defaults to `true`.
+    pub fn fence(mut self, enabled: bool) -> Self {
+        self.fence = enabled;
+        self
+    }
+
+    /// The longest a fence holds checkouts: after it, the pool asks the sentinels for the
+    /// master again, as without the fence. A checkout never waits longer than its own
+    /// [`connection_timeout`](Self::connection_timeout) either.
+    ///
+    /// Defaults to 3 seconds (a promotion takes a few milliseconds once it is sent).
+    pub fn fence_timeout(mut self, timeout: Duration) -> Self {
+        self.fence_timeout = timeout;
+        self
+    }
+
+    /// Speaks TLS to the sentinels and the data nodes (the `tls` feature; a connection
+    /// string's `rediss+sentinel://`).
+    ///
+    /// Defaults to none: plain TCP.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls(mut self, options: crate::TlsOptions) -> Self {
+        self.tls = Some(options);
+        self
+    }
+
+    /// Builds a pool of reads from the replicas instead of the master: what
+    /// [`SentinelPool::replica_pool`](crate::SentinelPool::replica_pool) gives, for a program
+    /// that only reads (a connection string's `?role=replica`). The master's watcher runs
+    /// behind it. `build` still checks the master first; `build_manager` gives a manager
+    /// whose connections go to replicas.
+    ///
+    /// Defaults to none: the pool serves the master.
+    pub fn replicas(mut self, options: crate::ReplicaOptions) -> Self {
+        self.replicas = Some(options);
+        self
+    }
+
     /// Addresses to use instead of those the sentinels announce, as `"host:port"` pairs
     /// (announced, reachable): for nodes behind Docker or NAT that announce addresses this
     /// client cannot reach. Applied to everything learned from sentinels: masters, sentinels
@@ -377,7 +456,12 @@ impl Builder {
     /// [`Error::Connect`] when the master cannot be used; [`Error::MasterDown`] or
     /// [`Error::WrongRole`] during a failover.
     pub fn build(self) -> Result<SentinelPool, Error> {
-        SentinelPool::start(self.validate()?, false)
+        let replicas = self.replicas;
+        let pool = SentinelPool::start(self.validate()?, false)?;
+        match replicas {
+            Some(options) => pool.replica_pool(options),
+            None => Ok(pool),
+        }
     }
 
     /// Validates every option and starts the pool without asking anything: for a service that
@@ -390,26 +474,39 @@ impl Builder {
     ///
     /// A configuration error; [`Error::ThreadSpawn`].
     pub fn build_unchecked(self) -> Result<SentinelPool, Error> {
-        SentinelPool::start(self.validate()?, true)
+        let replicas = self.replicas;
+        let pool = SentinelPool::start(self.validate()?, true)?;
+        match replicas {
+            Some(options) => pool.replica_pool(options),
+            None => Ok(pool),
+        }
     }
 
     /// Validates every option and makes the connection manager alone, with its watcher
     /// running, for a plain `r2d2::Pool` built the r2d2 way (your connection customizer, event
     /// handler, thread pool); see [`SentinelManager`](crate::SentinelManager) for what holds
-    /// there and what needs [`SentinelPool::from_r2d2`]. No I/O until the pool connects.
+    /// there and what needs [`SentinelPool`](crate::SentinelPool). No I/O until the pool connects.
     ///
     /// # Errors
     ///
     /// A configuration error; [`Error::ThreadSpawn`].
     pub fn build_manager(self) -> Result<crate::SentinelManager, Error> {
+        let replicas = self.replicas;
         let manager = crate::SentinelManager::new(self.validate()?);
         manager.start_watcher()?;
-        Ok(manager)
+        Ok(match replicas {
+            Some(options) => manager.for_replicas(options),
+            None => manager,
+        })
     }
 
     fn validate(self) -> Result<Config, Error> {
         if self.sentinels.is_empty() {
             return Err(Error::NoSentinels);
+        }
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() {
+            crate::TlsOptions::install_crypto_provider();
         }
         let sentinels = self
             .sentinels
@@ -472,6 +569,7 @@ impl Builder {
             ("read_timeout", self.read_timeout),
             ("write_timeout", self.write_timeout),
             ("sentinel_timeout", self.sentinel_timeout),
+            ("fence_timeout", self.fence_timeout),
         ] {
             check_duration(option, value)?;
         }
@@ -550,12 +648,16 @@ impl Builder {
             max_lifetime: self.max_lifetime,
             data: NodeSettings {
                 redis: data,
+                #[cfg(feature = "tls")]
+                tls: self.tls.clone(),
                 connect_timeout: self.connect_timeout,
                 read_timeout: self.read_timeout,
                 write_timeout: self.write_timeout,
             },
             sentinel: NodeSettings {
                 redis: sentinel,
+                #[cfg(feature = "tls")]
+                tls: self.tls.clone(),
                 connect_timeout: self.sentinel_timeout,
                 read_timeout: self.sentinel_timeout,
                 write_timeout: self.sentinel_timeout,
@@ -565,6 +667,7 @@ impl Builder {
             watcher: self.watcher,
             discover_sentinels: self.discover_sentinels,
             max_sentinels: self.max_sentinels,
+            fence: self.fence.then_some(self.fence_timeout),
         })
     }
 }
@@ -586,6 +689,8 @@ pub(crate) struct Config {
     pub(crate) watcher: bool,
     pub(crate) discover_sentinels: bool,
     pub(crate) max_sentinels: usize,
+    /// How long a fence holds checkouts; `None`: no fence.
+    pub(crate) fence: Option<Duration>,
     pub(crate) address_map: AddressMap,
 }
 

@@ -39,6 +39,14 @@ pub struct Connection {
     inner: redis::Connection,
     addr: NodeAddr,
     generation: u64,
+    /// What the node was when connected, and must stay: master, or replica for a replica
+    /// pool.
+    serves: NodeRole,
+    /// For a replica connection, the version of the replica set it was picked from.
+    replica_set: u64,
+    /// For a replica connection made to another replica than the one selected, because that
+    /// one failed: when it was made.
+    detour_since: Option<Instant>,
     /// The pool's generation now; compared before every request.
     current: Arc<Generation>,
     /// The db selected when the connection was opened.
@@ -84,6 +92,7 @@ impl Connection {
         inner: redis::Connection,
         addr: NodeAddr,
         generation: u64,
+        serves: NodeRole,
         current: Arc<Generation>,
         settings: &NodeSettings,
     ) -> Self {
@@ -91,6 +100,9 @@ impl Connection {
             inner,
             addr,
             generation,
+            serves,
+            replica_set: 0,
+            detour_since: None,
             current,
             db: settings.redis.db(),
             read_timeout: settings.read_timeout,
@@ -191,6 +203,29 @@ impl Connection {
         self.last_ok.elapsed() < window
     }
 
+    /// Records the version of the replica set this replica connection was picked from, and
+    /// whether it is a detour (the selected replica failed, another took the connection).
+    pub(crate) fn set_replica_set(&mut self, version: u64, detour: bool) {
+        self.replica_set = version;
+        self.detour_since = detour.then(Instant::now);
+    }
+
+    /// True for a replica connection made on a detour at least `after` ago.
+    pub(crate) fn detour_older_than(&self, after: Duration) -> bool {
+        self.detour_since
+            .is_some_and(|since| since.elapsed() >= after)
+    }
+
+    /// The version of the replica set this connection was picked from.
+    pub(crate) fn replica_set(&self) -> u64 {
+        self.replica_set
+    }
+
+    /// The role the node had when connected, which checkouts check it still has.
+    pub(crate) fn serves(&self) -> NodeRole {
+        self.serves
+    }
+
     /// The error that showed the node is no longer a writable master (`READONLY`...), if any.
     pub(crate) fn failover_error(&self) -> Option<&RedisError> {
         self.failover_error.as_ref()
@@ -278,7 +313,8 @@ impl Connection {
     }
 
     fn observe(&mut self, err: &RedisError) {
-        if retry::classify(err).is_failover() {
+        // On a replica, `READONLY` answers a write sent to the wrong pool: no failover.
+        if self.serves == NodeRole::Master && retry::classify(err).is_failover() {
             self.failover_error = Some(err.clone());
         }
         // A server error is a complete reply: the connection is still in step. Anything else

@@ -11,6 +11,17 @@
 //! as replica while the sentinels still name it costs one invalidation, not one per connect,
 //! and the watcher can tell "the pool already moved there" from "another master".
 //!
+//! # The fence
+//!
+//! While a failover promotes a replica, the record holds a fence and no master: connects wait
+//! for a new generation instead of asking the sentinels (which still name the old master),
+//! until the fence's end at the latest; a lookup that was in flight when it went up records
+//! nothing. Only the watcher lowers it: on the promoted master ([`switch_master`]), back to
+//! the old one, or to asking the sentinels ([`lower_fence`]).
+//!
+//! [`switch_master`]: Core::switch_master
+//! [`lower_fence`]: Core::lower_fence
+//!
 //! # Locks
 //!
 //! The record's lock is held for reads and writes of the record only, never across I/O: the
@@ -25,7 +36,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
-    time::{Instant, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use parking_lot::Mutex;
@@ -34,6 +45,10 @@ use crate::{
     Error, Event, FailoverSource, NodeAddr, config::Config, event::EventSink,
     generation::Generation, node::RoleProbe, sentinel::Sentinels,
 };
+
+/// How long a replica list stays in use within one generation: a replica that goes down or
+/// comes back is seen within this.
+const REPLICAS_FRESH: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 pub(crate) struct Core {
@@ -51,6 +66,11 @@ pub(crate) struct Core {
     /// times out say why.
     last_connect_error: Mutex<Option<Error>>,
     pub(crate) events: EventSink,
+    /// The replicas the sentinels last listed as healthy, for which generation, and when.
+    /// Held for no I/O.
+    replicas: Mutex<Option<(u64, Instant, Vec<NodeAddr>)>>,
+    /// The replica set's version: see [`replicas_changed`](Core::replicas_changed).
+    replica_set: AtomicU64,
     failovers: AtomicU64,
     /// When the last failover was applied; written by the watcher, read by `stats`.
     last_failover: Mutex<Option<SystemTime>>,
@@ -62,6 +82,15 @@ pub(crate) struct Core {
     /// Set once a data node refused `ROLE` to our ACL user (`NOPERM`): roles are asked with
     /// `HELLO` from then on.
     role_via_hello: AtomicBool,
+    fences: FenceCounts,
+}
+
+/// How many fences went up, and how each came down; read by `stats`.
+#[derive(Debug, Default)]
+struct FenceCounts {
+    raised: AtomicU64,
+    resumed: AtomicU64,
+    released: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -70,6 +99,26 @@ struct Record {
     master: Option<NodeAddr>,
     /// Why the next connect should ask the sentinels again although a master is recorded.
     suspect: Option<Suspicion>,
+    /// Up while a promotion is under way: connects wait instead of asking the sentinels,
+    /// which still name the old master. Outlives generations; only the watcher lowers it.
+    fence: Option<Fence>,
+}
+
+/// A fence: when it went up, and when connects stop waiting for it.
+#[derive(Debug, Clone, Copy)]
+struct Fence {
+    since: Instant,
+    until: Instant,
+}
+
+/// What a connect finds in the record.
+enum Found {
+    /// The master of this generation.
+    Master(u64, NodeAddr),
+    /// A fence that holds connects until this instant, in this generation.
+    Fenced(u64, Instant),
+    /// Nothing usable: ask the sentinels.
+    Ask,
 }
 
 /// What a connect found wrong with the recorded master.
@@ -82,6 +131,11 @@ pub(crate) enum Suspicion {
 }
 
 impl Record {
+    /// The fence's end, while it holds connects.
+    fn fenced(&self, now: Instant) -> Option<Instant> {
+        self.fence.map(|f| f.until).filter(|&until| until > now)
+    }
+
     /// The master recorded for `generation`, if there is one.
     fn master_of(&self, generation: u64) -> Option<&NodeAddr> {
         self.master
@@ -111,64 +165,153 @@ impl Core {
             lookup: Mutex::new(lookup),
             last_connect_error: Mutex::new(None),
             events: EventSink::new(),
+            replicas: Mutex::new(None),
+            replica_set: AtomicU64::new(0),
             failovers: AtomicU64::new(0),
             last_failover: Mutex::new(None),
             subscribed: Mutex::new(BTreeSet::new()),
             live_subscriptions: AtomicUsize::new(0),
             role_via_hello: AtomicBool::new(false),
+            fences: FenceCounts::default(),
         }
     }
 
     /// The current generation and its master: the recorded answer, or one sentinel lookup
-    /// (shared with every connect that needs one meanwhile), ending by `deadline`.
+    /// (shared with every connect that needs one meanwhile), ending by `deadline`. While a
+    /// fence is up, waits for it to come down (or to time out), at most until `deadline`.
     ///
     /// The generation is read before the lookup: a connection is stamped with the generation
     /// its master was resolved in, never a later one.
     pub(crate) fn master(&self, deadline: Instant) -> Result<(u64, NodeAddr), Error> {
-        if let Some(found) = self.recorded() {
-            return Ok(found);
+        loop {
+            match self.recorded() {
+                Found::Master(generation, master) => return Ok((generation, master)),
+                Found::Fenced(generation, until) => {
+                    self.wait_out_fence(generation, until, deadline)?;
+                    continue;
+                }
+                Found::Ask => {}
+            }
+            let mut lookup = self.lookup.lock();
+            // A lookup that was in flight while this one waited may have answered, or a fence
+            // gone up.
+            if !matches!(self.recorded(), Found::Ask) {
+                continue;
+            }
+            let (generation, avoid) = {
+                let record = self.record.lock();
+                let generation = self.generation.current();
+                let avoid = record
+                    .master_of(generation)
+                    .filter(|_| record.suspect == Some(Suspicion::NotMaster))
+                    .cloned();
+                (generation, avoid)
+            };
+            lookup.sync(&self.sentinels.lock());
+            let answer = lookup.master(&self.config.service, avoid.as_ref(), deadline);
+            self.keep_order(&lookup.addrs());
+            // Settled before the lookup lock is released, so that the connects waiting for it
+            // find the answer recorded.
+            if let Some(found) = self.settle(generation, answer?) {
+                return Ok(found);
+            }
+            // A fence went up during the lookup: its answer names the master being replaced.
         }
-        let mut lookup = self.lookup.lock();
-        // A lookup that was in flight while this one waited may have answered.
-        if let Some(found) = self.recorded() {
-            return Ok(found);
-        }
-        let (generation, avoid) = {
-            let record = self.record.lock();
-            let generation = self.generation.current();
-            let avoid = record
-                .master_of(generation)
-                .filter(|_| record.suspect == Some(Suspicion::NotMaster))
-                .cloned();
-            (generation, avoid)
-        };
-        lookup.sync(&self.sentinels.lock());
-        let answer = lookup.master(&self.config.service, avoid.as_ref(), deadline);
-        self.keep_order(&lookup.addrs());
-        // Settled before the lookup lock is released, so that the connects waiting for it
-        // find the answer recorded.
-        Ok(self.settle(generation, answer?))
     }
 
-    fn recorded(&self) -> Option<(u64, NodeAddr)> {
+    /// The replicas that may serve reads, as the sentinels list them: cached for the current
+    /// generation for [`REPLICAS_FRESH`], else one lookup (under the lookup lock: connects that
+    /// need one meanwhile share it), ending by `deadline`. Not held by the fence: replicas keep
+    /// serving reads while a failover promotes one of them.
+    pub(crate) fn replicas(&self, deadline: Instant) -> Result<Vec<NodeAddr>, Error> {
+        let fresh = |cache: &Option<(u64, Instant, Vec<NodeAddr>)>| {
+            cache
+                .as_ref()
+                .filter(|(generation, at, _)| {
+                    *generation == self.generation.current() && at.elapsed() < REPLICAS_FRESH
+                })
+                .map(|(_, _, list)| list.clone())
+        };
+        if let Some(list) = fresh(&self.replicas.lock()) {
+            return Ok(list);
+        }
+        let mut lookup = self.lookup.lock();
+        if let Some(list) = fresh(&self.replicas.lock()) {
+            return Ok(list);
+        }
+        let generation = self.generation.current();
+        lookup.sync(&self.sentinels.lock());
+        let list = lookup.replicas(&self.config.service, deadline)?;
+        self.keep_order(&lookup.addrs());
+        *self.replicas.lock() = Some((generation, Instant::now(), list.clone()));
+        Ok(list)
+    }
+
+    /// Forgets the replica list: a replica in it failed.
+    pub(crate) fn forget_replicas(&self) {
+        *self.replicas.lock() = None;
+    }
+
+    /// The set of replicas that can serve reads changed (the watcher heard so): replica
+    /// connections made before are not handed out again, so that new ones spread over the
+    /// new set.
+    pub(crate) fn replicas_changed(&self) {
+        self.replica_set.fetch_add(1, Ordering::AcqRel);
+        self.forget_replicas();
+    }
+
+    /// The version of the replica set, one more at each change the watcher heard of.
+    pub(crate) fn replica_set(&self) -> u64 {
+        self.replica_set.load(Ordering::Acquire)
+    }
+
+    fn recorded(&self) -> Found {
         let record = self.record.lock();
         let generation = self.generation.current();
-        record.usable(generation).map(|m| (generation, m.clone()))
+        if let Some(until) = record.fenced(Instant::now()) {
+            return Found::Fenced(generation, until);
+        }
+        match record.usable(generation) {
+            Some(master) => Found::Master(generation, master.clone()),
+            None => Found::Ask,
+        }
+    }
+
+    /// Waits while the fence holds (until the generation moves, the fence times out, or
+    /// `deadline`).
+    fn wait_out_fence(&self, seen: u64, until: Instant, deadline: Instant) -> Result<(), Error> {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(Error::FailoverInProgress {
+                service: self.config.service.clone(),
+            });
+        }
+        self.generation
+            .wait_for_change(seen, until.min(deadline).saturating_duration_since(now));
+        if self.generation.is_closed() {
+            return Err(Error::FailoverInProgress {
+                service: self.config.service.clone(),
+            });
+        }
+        Ok(())
     }
 
     /// Records what a lookup that started in `generation` found, and returns the generation
-    /// and master a connect should use.
-    fn settle(&self, generation: u64, found: NodeAddr) -> (u64, NodeAddr) {
+    /// and master a connect should use; `None` when a fence went up meanwhile.
+    fn settle(&self, generation: u64, found: NodeAddr) -> Option<(u64, NodeAddr)> {
         let mut record = self.record.lock();
+        if record.fenced(Instant::now()).is_some() {
+            return None;
+        }
         let current = self.generation.current();
         if current != generation {
             // A generation started during the lookup (the watcher, an invalidation). Its
             // master, if recorded, is newer than this answer.
             if let Some(master) = record.usable(current) {
-                return (current, master.clone());
+                return Some((current, master.clone()));
             }
         }
-        match record.master_of(current) {
+        Some(match record.master_of(current) {
             Some(master) if *master == found => {
                 record.suspect = None;
                 (current, found)
@@ -177,11 +320,9 @@ impl Core {
                 // The master moved: a generation holds one master, so start a new one.
                 let old = master.clone();
                 let new = self.generation.bump();
-                *record = Record {
-                    generation: new,
-                    master: Some(found.clone()),
-                    suspect: None,
-                };
+                record.generation = new;
+                record.master = Some(found.clone());
+                record.suspect = None;
                 drop(record);
                 self.invalidated(
                     new,
@@ -190,14 +331,66 @@ impl Core {
                 (new, found)
             }
             None => {
-                *record = Record {
-                    generation: current,
-                    master: Some(found.clone()),
-                    suspect: None,
-                };
+                record.generation = current;
+                record.master = Some(found.clone());
+                record.suspect = None;
                 (current, found)
             }
+        })
+    }
+
+    /// Puts the fence up until `until`: a new generation with no master, so that no
+    /// connection to the old master is handed out again (idle ones are dropped, checked-out
+    /// ones refuse their next request) and connects wait instead of asking the sentinels.
+    /// Returns the new generation.
+    pub(crate) fn raise_fence(&self, until: Instant) -> u64 {
+        let mut record = self.record.lock();
+        let since = record.fence.map_or_else(Instant::now, |f| f.since);
+        let generation = self.generation.bump();
+        *record = Record {
+            generation,
+            master: None,
+            suspect: None,
+            fence: Some(Fence { since, until }),
+        };
+        self.fences.raised.fetch_add(1, Ordering::Relaxed);
+        generation
+    }
+
+    /// Lowers the fence without a new master: back to `master` (the failover was aborted), or
+    /// to asking the sentinels (`None`: it timed out, or the watcher stopped). Wakes every
+    /// waiting connect. Returns how long the fence was up and the generation connects use
+    /// now, or `None` when no fence was up.
+    pub(crate) fn lower_fence(&self, master: Option<&NodeAddr>) -> Option<(Duration, u64)> {
+        let mut record = self.record.lock();
+        let fence = record.fence.take()?;
+        let current = self.generation.current();
+        self.fences.released.fetch_add(1, Ordering::Relaxed);
+        let kept = record.master_of(current);
+        if kept.is_some() && (master.is_none() || master == kept) {
+            // The fence had timed out and connects found the master by asking: keep it.
+            return Some((fence.since.elapsed(), current));
         }
+        let generation = self.generation.bump();
+        record.generation = generation;
+        record.master = master.cloned();
+        record.suspect = None;
+        Some((fence.since.elapsed(), generation))
+    }
+
+    /// Fences raised, resumed on a new master, and released without one.
+    pub(crate) fn fence_counts(&self) -> (u64, u64, u64) {
+        let count = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        (
+            count(&self.fences.raised),
+            count(&self.fences.resumed),
+            count(&self.fences.released),
+        )
+    }
+
+    /// Whether a fence holds connects now.
+    pub(crate) fn is_fenced(&self) -> bool {
+        self.record.lock().fenced(Instant::now()).is_some()
     }
 
     /// Notes that the master recorded for `generation` failed a connect; the next connect
@@ -216,29 +409,36 @@ impl Core {
     /// sentinels and may find the promoted node before the watcher hears the announcement, and
     /// a generation never holds connections to two masters, so none can be to `old`. Whether
     /// this is a new failover at all is the watcher's call.
+    ///
+    /// Lowers the fence if one is up, and returns how long it was: connects go to `new`.
     pub(crate) fn switch_master(
         &self,
         old: Option<NodeAddr>,
         new: &NodeAddr,
         sentinel: &NodeAddr,
         via: FailoverSource,
-    ) {
-        let generation = {
+    ) -> Option<Duration> {
+        let (generation, fence) = {
             let mut record = self.record.lock();
             let current = self.generation.current();
+            let fence = record.fence.take();
             if record.master_of(current) == Some(new) {
                 record.suspect = None;
-                current
+                (current, fence)
             } else {
                 let generation = self.generation.bump();
                 *record = Record {
                     generation,
                     master: Some(new.clone()),
                     suspect: None,
+                    fence: None,
                 };
-                generation
+                (generation, fence)
             }
         };
+        if fence.is_some() {
+            self.fences.resumed.fetch_add(1, Ordering::Relaxed);
+        }
         self.failovers.fetch_add(1, Ordering::Relaxed);
         *self.last_failover.lock() = Some(SystemTime::now());
         log::info!(
@@ -255,6 +455,7 @@ impl Core {
             via,
             at: SystemTime::now(),
         });
+        fence.map(|f| f.since.elapsed())
     }
 
     /// The master recorded for the current generation, if any; no I/O.

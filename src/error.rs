@@ -79,6 +79,24 @@ pub enum Error {
         /// The error the node returned.
         source: RedisError,
     },
+    /// A failover of the service is under way and the pool's fence held this connect until its
+    /// `connection_timeout` ended: the old master is fenced off and the promoted replica had not
+    /// answered as master yet. Retrying shortly is the right reaction; see
+    /// [`fence_timeout`](crate::Builder::fence_timeout).
+    FailoverInProgress {
+        /// The service (master) name.
+        service: String,
+    },
+    /// A replica pool found no replica that can serve reads: the sentinels list none as
+    /// healthy, or none of those listed could be reached or answered `ROLE` as a replica.
+    /// Allow [`fallback_to_master`](crate::ReplicaOptions::fallback_to_master) to read from the
+    /// master then.
+    NoHealthyReplica {
+        /// The service (master) name.
+        service: String,
+        /// Each replica tried, and what went wrong there.
+        tried: Vec<String>,
+    },
     /// A connection to the data node the sentinels named could not be made in time.
     Connect {
         /// The node that could not be reached.
@@ -164,7 +182,9 @@ impl Error {
             Error::SentinelsUnreachable { failures } => {
                 !failures.is_empty() && failures.iter().all(|f| f.source.is_timeout())
             }
-            Error::PoolExhausted { .. } | Error::CheckoutTimeout { .. } => true,
+            Error::PoolExhausted { .. }
+            | Error::CheckoutTimeout { .. }
+            | Error::FailoverInProgress { .. } => true,
             Error::RetriesExhausted { last, .. } => last.is_timeout(),
             _ => false,
         }
@@ -179,6 +199,8 @@ impl Error {
             | Error::MasterDown { .. }
             | Error::Connect { .. }
             | Error::WrongRole { .. }
+            | Error::FailoverInProgress { .. }
+            | Error::NoHealthyReplica { .. }
             | Error::PoolExhausted { .. } => true,
             Error::CheckoutTimeout { cause, .. } => cause.is_retryable(),
             Error::Redis(source) => crate::retry::classify(source).is_safe_to_retry(),
@@ -282,6 +304,27 @@ impl fmt::Display for Error {
                  `ACL SETUSER <user> +{}`",
                 command.to_ascii_lowercase()
             ),
+            Error::FailoverInProgress { service } => write!(
+                f,
+                "a failover of {} is under way: the old master is fenced off and the promoted \
+                 replica did not answer as master before this checkout's connection_timeout; \
+                 try again shortly, or give connection_timeout more than fence_timeout",
+                Quoted(service)
+            ),
+            Error::NoHealthyReplica { service, tried } => {
+                write!(
+                    f,
+                    "no replica of {} can serve reads (the sentinels list none as healthy",
+                    Quoted(service)
+                )?;
+                if !tried.is_empty() {
+                    write!(f, "; tried {}", tried.join("; "))?;
+                }
+                f.write_str(
+                    "): check the replicas, or allow ReplicaOptions::fallback_to_master to read \
+                     from the master meanwhile",
+                )
+            }
             Error::Connect { address, source } => {
                 write!(f, "could not connect to redis node {address}: {source}")
             }

@@ -2,7 +2,7 @@
 
 use std::{
     sync::atomic::{AtomicU64, Ordering},
-    time::SystemTime,
+    time::{Duration, SystemTime},
 };
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -30,6 +30,44 @@ pub enum Event {
         via: FailoverSource,
         /// When the pool applied it.
         at: SystemTime,
+    },
+    /// A failover's promotion is under way: the pool fenced the old master off (see
+    /// [`Builder::fence`](crate::Builder::fence)). Connections to it are dropped or refuse
+    /// their next request; checkouts wait for [`FenceResumed`](Event::FenceResumed) or
+    /// [`FenceReleased`](Event::FenceReleased).
+    FenceUp {
+        /// The master fenced off, if the pool knew it.
+        old: Option<NodeAddr>,
+        /// The replica being promoted.
+        candidate: NodeAddr,
+        /// The sentinel leading the failover, which announced the step.
+        sentinel: NodeAddr,
+        /// The failover's epoch.
+        epoch: u64,
+        /// The generation that starts with the fence: it holds no connection.
+        generation: u64,
+        /// When the fence went up.
+        at: SystemTime,
+    },
+    /// The fence came down on the new master (a [`Failover`](Event::Failover) event says the
+    /// same): checkouts resume there.
+    FenceResumed {
+        /// The new master.
+        new: NodeAddr,
+        /// How the pool learned that it is master:
+        /// [`Promotion`](FailoverSource::Promotion) when it answered `ROLE` master before any
+        /// announcement.
+        via: FailoverSource,
+        /// How long checkouts were held.
+        held: Duration,
+    },
+    /// The fence came down without a new master: checkouts resume on the old master, or on
+    /// whatever the sentinels name.
+    FenceReleased {
+        /// Why.
+        reason: FenceRelease,
+        /// How long checkouts were held.
+        held: Duration,
     },
     /// Every pooled connection was invalidated for a reason other than a reported failover.
     Invalidated {
@@ -69,6 +107,37 @@ pub enum FailoverSource {
     /// Asking a sentinel after (re)subscribing, or periodically: a failover the watcher did not
     /// hear about, for example one that happened while it was disconnected.
     Reconciliation,
+    /// The failover leader's steps: the replica it selected answered `ROLE` master, before any
+    /// sentinel announced the switch (see [`Builder::fence`](crate::Builder::fence)).
+    /// `+switch-master` confirms it later, with no second event.
+    Promotion,
+}
+
+/// Why a fence came down without a new master, in [`Event::FenceReleased`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FenceRelease {
+    /// The failover leader gave up (`-failover-abort-*`): the old master stays master.
+    Aborted {
+        /// What the leader said.
+        reason: String,
+    },
+    /// [`fence_timeout`](crate::Builder::fence_timeout) passed with no promotion seen: the pool
+    /// asks the sentinels for the master again.
+    TimedOut,
+    /// The watcher stopped (the pool was dropped, or
+    /// [`stop_watcher`](crate::SentinelPool::stop_watcher)).
+    WatcherStopped,
+}
+
+impl std::fmt::Display for FenceRelease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FenceRelease::Aborted { reason } => write!(f, "the failover was aborted: {reason}"),
+            FenceRelease::TimedOut => f.write_str("no promotion was seen within fence_timeout"),
+            FenceRelease::WatcherStopped => f.write_str("the watcher stopped"),
+        }
+    }
 }
 
 /// The sending side: bounded, never blocks; when full, the oldest event is dropped and counted.

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 /// A Sentinel pub/sub message, and the address rewriting applied to it.
 pub fn sentinel_message(channel: &str, payload: &str) {
     if let Some(message) = crate::message::SentinelMessage::parse(channel, payload) {
-        let _ = message.service().len();
+        let _ = message.service().map(str::len);
         let _ = message.mapped(&crate::node::AddressMap::default());
     }
 }

@@ -15,24 +15,31 @@ mod manager;
 mod message;
 mod node;
 mod pool;
+mod replica;
 mod retry;
 mod sentinel;
 mod stats;
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub mod testkit;
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+mod tls;
 mod url;
 mod watcher;
 
 pub use config::{Builder, Validation};
 pub use connection::Connection;
 pub use error::{Error, SentinelFailure};
-pub use event::{Event, FailoverSource};
+pub use event::{Event, FailoverSource, FenceRelease};
 pub use manager::SentinelManager;
 pub use node::NodeAddr;
 pub use pool::{PooledConnection, SentinelPool};
+pub use replica::{ReplicaOptions, ReplicaSelection};
 pub use retry::RetryPolicy;
 pub use stats::{Stats, WatcherState};
+#[cfg(feature = "tls")]
+pub use tls::TlsOptions;
 
 pub use crossbeam_channel;
 pub use r2d2;

@@ -2,7 +2,12 @@
 //! pooled one may be handed out.
 
 use std::{
-    sync::Arc,
+    collections::hash_map::RandomState,
+    hash::BuildHasher,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -10,7 +15,7 @@ use parking_lot::Mutex;
 use redis::RedisError;
 
 use crate::{
-    Connection, Error, Validation, WatcherState,
+    Connection, Error, NodeAddr, ReplicaOptions, ReplicaSelection, Validation, WatcherState,
     backoff::Backoff,
     config::Config,
     core::{Core, Suspicion},
@@ -21,6 +26,13 @@ use crate::{
 /// How often a connect that cannot reach the master tries again (with jitter), unless a
 /// failover announcement wakes it sooner.
 const CONNECT_RETRY_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How long a replica connection made on a detour (its selected replica failed, another took
+/// it) is kept. A replica that stops answering for less than the sentinels' `down-after`
+/// leaves no trace in what they publish: without this, a pool filled while it was away would
+/// never send it a connection again. Replacing detours after this long sends it its share once
+/// it answers, and costs a reconnect every few seconds while it does not.
+const DETOUR_LIFETIME: Duration = Duration::from_secs(5);
 
 /// The [`r2d2::ManageConnection`] behind a [`SentinelPool`](crate::SentinelPool): every new
 /// connection goes to the master the sentinels name now, and is checked with `ROLE` before it
@@ -54,6 +66,18 @@ const CONNECT_RETRY_INTERVAL: Duration = Duration::from_millis(100);
 pub struct SentinelManager {
     pub(crate) core: Arc<Core>,
     watcher: Arc<WatcherOwner>,
+    target: Target,
+}
+
+/// Which nodes a manager's connections go to.
+#[derive(Debug, Clone)]
+enum Target {
+    Master,
+    /// Replicas, picked by `options.selection`; `next` is the round robin's turn.
+    Replicas {
+        options: ReplicaOptions,
+        next: Arc<AtomicUsize>,
+    },
 }
 
 /// The watcher, shared by every handle on a manager; stopped when the last one is dropped.
@@ -90,6 +114,20 @@ impl SentinelManager {
                 slot: Mutex::new(WatcherSlot::Off),
             }),
             core,
+            target: Target::Master,
+        }
+    }
+
+    /// A manager whose connections go to replicas, sharing this one's lookups, generation and
+    /// watcher.
+    pub(crate) fn for_replicas(&self, options: ReplicaOptions) -> Self {
+        SentinelManager {
+            core: Arc::clone(&self.core),
+            watcher: Arc::clone(&self.watcher),
+            target: Target::Replicas {
+                options,
+                next: Arc::new(AtomicUsize::new(0)),
+            },
         }
     }
 
@@ -151,7 +189,11 @@ impl SentinelManager {
         let mut backoff = Backoff::new(CONNECT_RETRY_INTERVAL, CONNECT_RETRY_INTERVAL);
         loop {
             let seen = core.generation.current();
-            let err = match self.connect_master(deadline) {
+            let attempt = match &self.target {
+                Target::Master => self.connect_master(deadline),
+                Target::Replicas { options, next } => self.connect_replica(options, next, deadline),
+            };
+            let err = match attempt {
                 Ok(conn) => {
                     core.connect_result(None);
                     return Ok(conn);
@@ -168,7 +210,10 @@ impl SentinelManager {
             }
             let transient = matches!(
                 err,
-                Error::Connect { .. } | Error::MasterDown { .. } | Error::WrongRole { .. }
+                Error::Connect { .. }
+                    | Error::MasterDown { .. }
+                    | Error::WrongRole { .. }
+                    | Error::NoHealthyReplica { .. }
             );
             let left = deadline.saturating_duration_since(Instant::now());
             if !transient || left.is_zero() || core.generation.is_closed() {
@@ -176,6 +221,10 @@ impl SentinelManager {
             }
             core.generation
                 .wait_for_change(seen, left.min(backoff.next_wait()));
+            if Instant::now() >= deadline {
+                // An attempt with no time left would only report that; keep the real failure.
+                return Err(err);
+            }
         }
     }
 
@@ -184,39 +233,14 @@ impl SentinelManager {
     fn connect_master(&self, deadline: Instant) -> Result<Connection, Error> {
         let core = &self.core;
         let (generation, addr) = core.master(deadline)?;
-        let mut settings = core.config.data.clone();
-        let left = deadline.saturating_duration_since(Instant::now());
-        settings.connect_timeout = settings.connect_timeout.min(left);
-        let opened = if settings.connect_timeout.is_zero() {
-            Err(data_node_error(&addr, node::timed_out(), "SELECT"))
-        } else {
-            // After the handshake, the connect sends only SELECT.
-            node::connect(&addr, &settings).map_err(|err| data_node_error(&addr, err, "SELECT"))
-        };
-        let result = opened.and_then(|conn| {
-            let mut conn = Connection::new(
-                conn,
-                addr.clone(),
-                generation,
-                Arc::clone(&core.generation),
-                &core.config.data,
-            );
-            let left = deadline.saturating_duration_since(Instant::now());
-            let role = self.role_of(&mut conn, false, left)?;
-            Ok((conn, role))
-        });
-        match result {
-            Ok((conn, NodeRole::Master)) => {
+        match self.open(&addr, generation, NodeRole::Master, deadline) {
+            Ok(conn) => {
                 log::debug!("connected to master {addr} (generation {generation})");
                 Ok(conn)
             }
-            Ok((_, role)) => {
+            Err(err @ Error::WrongRole { .. }) => {
                 core.suspect(generation, &addr, Suspicion::NotMaster);
-                Err(Error::WrongRole {
-                    address: addr.to_string(),
-                    expected: "master",
-                    actual: role.name().to_owned(),
-                })
+                Err(err)
             }
             Err(err) => {
                 if !err.is_config() {
@@ -224,6 +248,147 @@ impl SentinelManager {
                 }
                 Err(err)
             }
+        }
+    }
+
+    /// One attempt for a replica pool: the healthy replicas (cached, or one lookup), from the
+    /// one the selection picks, each tried in turn until one connects and answers `ROLE` as a
+    /// replica; then the master if the options allow it. All by `deadline`.
+    fn connect_replica(
+        &self,
+        options: &ReplicaOptions,
+        next: &AtomicUsize,
+        deadline: Instant,
+    ) -> Result<Connection, Error> {
+        let core = &self.core;
+        // Read before the lookup, as for the master.
+        let generation = core.generation.current();
+        let set = core.replica_set();
+        let mut replicas: Vec<NodeAddr> = core.replicas(deadline)?;
+        let mut tried = Vec::new();
+        if let Some(max) = options.max_lag
+            && let Some(lags) = self.replica_lags(deadline)
+        {
+            replicas.retain(|addr| {
+                let lag = lags.iter().find(|(a, _)| a == addr).map(|(_, lag)| *lag);
+                let fresh = lag.is_some_and(|lag| lag <= max);
+                if !fresh {
+                    tried.push(format!(
+                        "{addr}: {} behind the master, more than max_lag_bytes {max}",
+                        lag.map_or_else(|| "unknown".to_owned(), |l| format!("{l} bytes"))
+                    ));
+                }
+                fresh
+            });
+        }
+        if !replicas.is_empty() {
+            let first = match options.selection {
+                ReplicaSelection::RoundRobin => next.fetch_add(1, Ordering::Relaxed),
+                ReplicaSelection::Random => RandomState::new().hash_one(0u8) as usize,
+            };
+            for k in 0..replicas.len() {
+                let addr = &replicas[(first + k) % replicas.len()];
+                match self.open(addr, generation, NodeRole::Replica, deadline) {
+                    Ok(mut conn) => {
+                        conn.set_replica_set(set, k > 0);
+                        log::debug!("connected to replica {addr} (generation {generation})");
+                        return Ok(conn);
+                    }
+                    Err(err) if err.is_config() => return Err(err),
+                    Err(err) => tried.push(format!("{addr}: {err}")),
+                }
+            }
+            // A listed replica failed: ask the sentinels again next time.
+            core.forget_replicas();
+        }
+        if options.fallback_to_master {
+            log::debug!(
+                "no replica of {:?} can serve ({tried:?}); reading from the master",
+                core.config.service
+            );
+            return self.connect_master(deadline);
+        }
+        Err(Error::NoHealthyReplica {
+            service: core.config.service.clone(),
+            tried,
+        })
+    }
+
+    /// How far each replica trails the recorded master, in bytes, from the master's `ROLE`;
+    /// `None` when the master is not known or cannot be asked by `deadline`.
+    fn replica_lags(&self, deadline: Instant) -> Option<Vec<(NodeAddr, u64)>> {
+        let core = &self.core;
+        let master = core.cached_master()?;
+        let mut settings = core.config.data.clone();
+        settings.connect_timeout = settings
+            .connect_timeout
+            .min(deadline.saturating_duration_since(Instant::now()));
+        if settings.connect_timeout.is_zero() {
+            return None;
+        }
+        let asked = node::connect(&master, &settings).and_then(|mut conn| {
+            node::bound(&conn, deadline)?;
+            redis::cmd("ROLE").query::<redis::Role>(&mut conn)
+        });
+        match asked {
+            Ok(redis::Role::Primary {
+                replication_offset,
+                replicas,
+            }) => Some(
+                replicas
+                    .into_iter()
+                    .map(|r| {
+                        let acked = u64::try_from(r.replication_offset).unwrap_or(0);
+                        (
+                            core.config.address_map.apply(NodeAddr::new(r.ip, r.port)),
+                            replication_offset.saturating_sub(acked),
+                        )
+                    })
+                    .collect(),
+            ),
+            Ok(_) => None,
+            Err(err) => {
+                log::debug!("could not ask master {master} for its replicas' lag: {err}");
+                None
+            }
+        }
+    }
+
+    /// Opens a connection to `addr` for `generation` and checks that the node has the role
+    /// `expected`, by `deadline`.
+    fn open(
+        &self,
+        addr: &NodeAddr,
+        generation: u64,
+        expected: NodeRole,
+        deadline: Instant,
+    ) -> Result<Connection, Error> {
+        let core = &self.core;
+        let mut settings = core.config.data.clone();
+        let left = deadline.saturating_duration_since(Instant::now());
+        settings.connect_timeout = settings.connect_timeout.min(left);
+        if settings.connect_timeout.is_zero() {
+            return Err(data_node_error(addr, node::timed_out(), "SELECT"));
+        }
+        // After the handshake, the connect sends only SELECT.
+        let conn =
+            node::connect(addr, &settings).map_err(|err| data_node_error(addr, err, "SELECT"))?;
+        let mut conn = Connection::new(
+            conn,
+            addr.clone(),
+            generation,
+            expected,
+            Arc::clone(&core.generation),
+            &core.config.data,
+        );
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.role_of(&mut conn, false, left)? {
+            role if role == expected => Ok(conn),
+            role => Err(Error::WrongRole {
+                address: addr.to_string(),
+                expected: expected.name(),
+                actual: role.name().to_owned(),
+            }),
         }
     }
 
@@ -273,6 +438,17 @@ fn data_node_error(addr: &crate::NodeAddr, err: RedisError, command: &'static st
     }
 }
 
+impl SentinelManager {
+    /// A replica connection picked from a replica set that has changed since, or made on a
+    /// detour [`DETOUR_LIFETIME`] ago: replaced, so that connections spread over the replicas
+    /// there are now.
+    fn outdated_replica(&self, conn: &Connection) -> bool {
+        conn.serves() == NodeRole::Replica
+            && (conn.replica_set() != self.core.replica_set()
+                || conn.detour_older_than(DETOUR_LIFETIME))
+    }
+}
+
 impl r2d2::ManageConnection for SentinelManager {
     type Connection = Connection;
     type Error = Error;
@@ -284,7 +460,10 @@ impl r2d2::ManageConnection for SentinelManager {
     /// Generation and state first (no round trip), then the configured validation.
     fn is_valid(&self, conn: &mut Connection) -> Result<(), Error> {
         let core = &self.core;
-        if conn.generation() != core.generation.current() || !conn.is_reusable() {
+        if conn.generation() != core.generation.current()
+            || !conn.is_reusable()
+            || self.outdated_replica(conn)
+        {
             return Err(Error::Redis(RedisError::from((
                 redis::ErrorKind::Client,
                 "connection is stale or in a bad state",
@@ -300,12 +479,14 @@ impl r2d2::ManageConnection for SentinelManager {
             return Ok(());
         }
         match self.role_of(conn, true, core.config.data.read_timeout)? {
-            NodeRole::Master => Ok(()),
+            role if role == conn.serves() => Ok(()),
             role => {
-                core.invalidate_from(conn.generation(), "a pooled master is no longer master");
+                if conn.serves() == NodeRole::Master {
+                    core.invalidate_from(conn.generation(), "a pooled master is no longer master");
+                }
                 Err(Error::WrongRole {
                     address: conn.addr().to_string(),
-                    expected: "master",
+                    expected: conn.serves().name(),
                     actual: role.name().to_owned(),
                 })
             }
@@ -326,6 +507,7 @@ impl r2d2::ManageConnection for SentinelManager {
         }
         conn.generation() != self.core.generation.current()
             || !conn.is_reusable()
+            || self.outdated_replica(conn)
             || std::thread::panicking()
     }
 }

@@ -84,6 +84,9 @@ impl fmt::Debug for AddressMap {
 #[derive(Debug, Clone)]
 pub(crate) struct NodeSettings {
     pub(crate) redis: RedisConnectionInfo,
+    /// TLS, when the pool speaks it.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::TlsOptions>,
     pub(crate) connect_timeout: Duration,
     pub(crate) read_timeout: Duration,
     pub(crate) write_timeout: Duration,
@@ -95,10 +98,7 @@ pub(crate) fn connect(addr: &NodeAddr, settings: &NodeSettings) -> RedisResult<r
     let deadline = Instant::now() + settings.connect_timeout;
     let db = settings.redis.db();
     let redis = settings.redis.clone().set_db(0).set_skip_set_lib_name();
-    let info = ConnectionAddr::Tcp(addr.host.clone(), addr.port)
-        .into_connection_info()?
-        .set_redis_settings(redis);
-    let client = redis::Client::open(info)?;
+    let client = client(addr, settings, redis)?;
     let mut conn = client.get_connection_with_timeout(settings.connect_timeout)?;
     if db != 0 {
         bound(&conn, deadline)?;
@@ -107,6 +107,32 @@ pub(crate) fn connect(addr: &NodeAddr, settings: &NodeSettings) -> RedisResult<r
     conn.set_read_timeout(Some(settings.read_timeout))?;
     conn.set_write_timeout(Some(settings.write_timeout))?;
     Ok(conn)
+}
+
+/// A client for `addr`, in TLS when the settings say so.
+fn client(
+    addr: &NodeAddr,
+    settings: &NodeSettings,
+    redis: RedisConnectionInfo,
+) -> RedisResult<redis::Client> {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &settings.tls {
+        let info = ConnectionAddr::TcpTls {
+            host: addr.host.clone(),
+            port: addr.port,
+            insecure: false,
+            tls_params: None,
+        }
+        .into_connection_info()?
+        .set_redis_settings(redis);
+        return redis::Client::build_with_tls(info, tls.certificates());
+    }
+    #[cfg(not(feature = "tls"))]
+    let _ = settings;
+    let info = ConnectionAddr::Tcp(addr.host.clone(), addr.port)
+        .into_connection_info()?
+        .set_redis_settings(redis);
+    redis::Client::open(info)
 }
 
 /// Sets the read and write timeouts of `conn` to what is left until `deadline`; a timeout

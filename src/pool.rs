@@ -1,7 +1,10 @@
 //! [`SentinelPool`]: the handle users hold.
 
 use std::{
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     thread,
     time::{Duration, Instant},
 };
@@ -11,13 +14,17 @@ use redis::RedisResult;
 use scheduled_thread_pool::{OnPoolDropBehavior, ScheduledThreadPool};
 
 use crate::{
-    Builder, Connection, Error, Event, NodeAddr, RetryPolicy, Stats,
-    config::{Config, LONGEST},
+    Builder, Connection, Error, Event, NodeAddr, ReplicaOptions, RetryPolicy, Stats,
+    config::{Config, LONGEST, MAX_POOL_SIZE, invalid},
     core::Core,
     generation::Generation,
     manager::SentinelManager,
     retry,
 };
+
+/// How often an evicting thread whose pool is gone (while the manager's other pools live on)
+/// notices it.
+const EVICT_TICK: Duration = Duration::from_millis(200);
 
 /// A connection checked out of a [`SentinelPool`]; derefs to [`Connection`] and goes back to
 /// the pool when dropped.
@@ -42,18 +49,36 @@ pub struct SentinelPool {
     guard: Arc<Guard>,
 }
 
-/// Shared by every clone of a pool. Dropping the last one stops the watcher, ends every wait
-/// for a failover at once (without waiting for r2d2's last jobs to release the manager), and
-/// joins the evicting thread, which that ends.
+/// Shared by every clone of a pool. Dropping the last one stops its evicting thread and
+/// joins it; once no pool of the manager's (its replica pools included) is left, the owner
+/// stops the watcher and ends every wait for a failover at once (without waiting for r2d2's
+/// last jobs to release the manager).
 #[derive(Debug)]
 struct Guard {
+    /// This pool's manager (to the master, or to replicas).
     manager: SentinelManager,
+    /// `None` only while dropping.
+    owner: Option<Arc<Owner>>,
+    stop_evicting: Arc<AtomicBool>,
     evict: Option<thread::JoinHandle<()>>,
+}
+
+/// The manager that owns the watcher, shared by a master pool and its replica pools.
+#[derive(Debug)]
+struct Owner(SentinelManager);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.0.shut_down();
+    }
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        self.manager.shut_down();
+        self.stop_evicting.store(true, Ordering::Relaxed);
+        // The last pool closes the generation, which ends the evicting thread at once; any
+        // other ends within its tick.
+        drop(self.owner.take());
         if let Some(evict) = self.evict.take()
             && evict.join().is_err()
         {
@@ -72,14 +97,17 @@ impl Drop for Guard {
 fn start_evicting(
     pool: r2d2::Pool<SentinelManager>,
     generation: Arc<Generation>,
+    stop: Arc<AtomicBool>,
 ) -> Result<thread::JoinHandle<()>, Error> {
     let name = "r2d2-sentinel-evict";
     thread::Builder::new()
         .name(name.into())
         .spawn(move || {
             let mut seen = generation.current();
-            // A wait without deadline returns false only once the generation is closed.
-            while generation.wait_for_change(seen, Duration::MAX) {
+            while !stop.load(Ordering::Relaxed) && !generation.is_closed() {
+                if !generation.wait_for_change(seen, EVICT_TICK) {
+                    continue;
+                }
                 seen = generation.current();
                 let mut valid = Vec::new();
                 while let Some(conn) = pool.try_get() {
@@ -117,10 +145,11 @@ impl SentinelPool {
     /// environment variable; builder options still override what it says:
     ///
     /// ```text
-    /// redis+sentinel://[user:password@]host:port[,host:port...]/service[/db][?sentinel_username=...&sentinel_password=...]
+    /// redis+sentinel://[user:password@]host:port[,host:port...]/service[/db][?sentinel_username=...&sentinel_password=...&role=master|replica]
     /// ```
     ///
     /// The user and password are the data nodes'; the sentinels' are query parameters.
+    /// `role=replica` builds a pool of reads from the replicas ([`Builder::replicas`]).
     /// Reserved characters are percent-encoded (`%40` for `@`).
     ///
     /// ```no_run
@@ -148,11 +177,72 @@ impl SentinelPool {
             drop(manager.connect()?);
         }
         manager.start_watcher()?;
+        let owner = Arc::new(Owner(manager.clone()));
+        let max_size = manager.core.config.max_size;
+        let pool = Self::pool_of(manager, owner, max_size)?;
+        log::info!(
+            "pool for {:?} started; master {}",
+            pool.core().config.service,
+            pool.core()
+                .cached_master()
+                .map_or_else(|| "not known yet".to_owned(), |m| m.to_string())
+        );
+        Ok(pool)
+    }
+
+    /// A pool of reads from the master's replicas, sharing this pool's sentinel lookups,
+    /// generation and watcher: after a failover, its connections are dropped at once like the
+    /// master pool's, and new ones go to the replicas of the new master (the promoted one
+    /// leaves the set, the old master joins it once Sentinel makes it a replica). Connections
+    /// go to the replicas the sentinels list as healthy (not down or disconnected, linked to
+    /// the master) that answer `ROLE` as replica, picked by
+    /// [`ReplicaOptions::selection`]; a replica that goes down is skipped from its next
+    /// failed connect (the connection goes to another replica, and is replaced after 5 s so
+    /// that the skipped one gets its share again once it answers), and comes back once the
+    /// sentinels list it again. Checkouts validate
+    /// with `PING`+`ROLE` (replica) like the master pool's. `with_retry` works on it; a
+    /// write sent to it gets `READONLY`, which is returned at once, not retried as a failover.
+    /// The watcher stops when the master pool and every replica pool are dropped.
+    ///
+    /// ```no_run
+    /// use r2d2_redis_sentinel::{ReplicaOptions, SentinelPool, redis::Commands};
+    ///
+    /// let pool = SentinelPool::builder(["redis://127.0.0.1:26379"], "mymaster").build()?;
+    /// let reads = pool.replica_pool(ReplicaOptions::default().fallback_to_master(true))?;
+    /// let _: () = pool.with_retry(|c| c.set("k", "v"))?;
+    /// let value: Option<String> = reads.with_retry(|c| c.get("k"))?; // may lag the master
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a `max_size` of 0 or above 10,000; [`Error::ThreadSpawn`].
+    /// No I/O: a checkout says when no replica can serve
+    /// ([`Error::NoHealthyReplica`]).
+    pub fn replica_pool(&self, options: ReplicaOptions) -> Result<SentinelPool, Error> {
+        let max_size = options.max_size.unwrap_or(self.core().config.max_size);
+        if max_size == 0 || max_size > MAX_POOL_SIZE {
+            return invalid(
+                "ReplicaOptions::max_size",
+                format!("{max_size} is out of range: give 1 to {MAX_POOL_SIZE}"),
+            );
+        }
+        let owner = Arc::clone(self.guard.owner.as_ref().expect("set until dropped"));
+        let manager = self.guard.manager.for_replicas(options);
+        Self::pool_of(manager, owner, max_size)
+    }
+
+    /// The r2d2 pool over `manager`, and its evicting thread.
+    fn pool_of(
+        manager: SentinelManager,
+        owner: Arc<Owner>,
+        max_size: u32,
+    ) -> Result<SentinelPool, Error> {
         let handle = manager.clone();
         let core = Arc::clone(&manager.core);
         let config = &core.config;
         let pool = r2d2::Pool::builder()
-            .max_size(config.max_size)
+            .max_size(max_size)
             .min_idle(config.min_idle)
             .connection_timeout(config.connection_timeout)
             .idle_timeout(config.idle_timeout)
@@ -172,17 +262,18 @@ impl SentinelPool {
                     .build(),
             ))
             .build_unchecked(manager);
-        log::info!(
-            "pool for {:?} started; master {}",
-            config.service,
-            core.cached_master()
-                .map_or_else(|| "not known yet".to_owned(), |m| m.to_string())
-        );
-        let evict = start_evicting(pool.clone(), Arc::clone(&core.generation))?;
+        let stop_evicting = Arc::new(AtomicBool::new(false));
+        let evict = start_evicting(
+            pool.clone(),
+            Arc::clone(&core.generation),
+            Arc::clone(&stop_evicting),
+        )?;
         Ok(SentinelPool {
             pool,
             guard: Arc::new(Guard {
                 manager: handle,
+                owner: Some(owner),
+                stop_evicting,
                 evict: Some(evict),
             }),
         })
@@ -347,12 +438,17 @@ impl SentinelPool {
     /// r2d2's connection counts.
     pub fn stats(&self) -> Stats {
         let (failovers, last_failover) = self.core().failovers();
+        let (fences_raised, fences_resumed, fences_released) = self.core().fence_counts();
         let state = self.pool.state();
         let watcher = self.guard.manager.watcher_state();
         Stats {
             generation: self.core().generation.current(),
             master: self.core().cached_master(),
             failovers,
+            fenced: self.core().is_fenced(),
+            fences_raised,
+            fences_resumed,
+            fences_released,
             last_failover,
             watcher,
             sentinels: self.core().sentinels(),

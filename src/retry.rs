@@ -28,6 +28,7 @@ use crate::{
     backoff::Backoff,
     config::{LONGEST, invalid},
     connection::STALE,
+    node::NodeRole,
 };
 
 /// How [`SentinelPool::with_retry`] retries: attempts, exponential backoff with jitter, and a
@@ -148,6 +149,17 @@ pub(crate) fn classify(err: &RedisError) -> Class {
 /// during it: `replies_before` is [`Connection::replies_ok`] when the attempt started.
 pub(crate) fn classify_attempt(err: &RedisError, conn: &Connection, replies_before: u64) -> Class {
     match classify(err) {
+        // A replica refuses writes: the caller sent one to a replica pool. Not a failover, and
+        // no other replica will take it.
+        Class::NotApplied { failover: true }
+            if conn.serves() == NodeRole::Replica && is_readonly(err) =>
+        {
+            Class::Final
+        }
+        // A replica that lost its master (`MASTERDOWN`): another one may serve.
+        Class::NotApplied { failover: true } if conn.serves() == NodeRole::Replica => {
+            Class::NotApplied { failover: false }
+        }
         // The error kind says "maybe", but the connection is in step: the error never came off
         // the wire (a reply that does not convert to the type asked for). Retrying repeats it.
         Class::MaybeApplied if !conn.is_out_of_step() => Class::Final,
@@ -155,6 +167,17 @@ pub(crate) fn classify_attempt(err: &RedisError, conn: &Connection, replies_befo
         Class::NotApplied { .. } if conn.replies_ok() > replies_before => Class::MaybeApplied,
         class => class,
     }
+}
+
+/// True for `READONLY`, alone or inside an aborted transaction.
+fn is_readonly(err: &RedisError) -> bool {
+    let readonly = |kind: ErrorKind| kind == ErrorKind::Server(ServerErrorKind::ReadOnly);
+    readonly(err.kind())
+        || err.clone().into_server_errors().is_some_and(|errors| {
+            errors
+                .iter()
+                .any(|(_, e)| readonly(RedisError::from(e.clone()).kind()))
+        })
 }
 
 /// The class of a transaction's or pipeline's errors: not applied only when every command

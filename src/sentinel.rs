@@ -216,6 +216,44 @@ impl Sentinels {
         }
     }
 
+    /// The replicas of `service` that a sentinel lists as healthy: not flagged down or
+    /// disconnected, linked to their master. Asks the sentinels in order (those that failed
+    /// recently last); the first that answers wins.
+    pub(crate) fn replicas(
+        &mut self,
+        service: &str,
+        deadline: Instant,
+    ) -> Result<Vec<NodeAddr>, Error> {
+        let order: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| !self.nodes[i].quarantined())
+            .chain((0..self.nodes.len()).filter(|&i| self.nodes[i].quarantined()))
+            .collect();
+        let mut failures = Vec::new();
+        for i in order {
+            if Instant::now() >= deadline {
+                break;
+            }
+            match self.query::<Vec<HashMap<String, String>>>(i, &replicas_cmd(service), deadline) {
+                Ok(reply) => {
+                    self.prefer(i, service);
+                    return Ok(parse_replicas(&reply)
+                        .into_iter()
+                        .map(|addr| self.map.apply(addr))
+                        .collect());
+                }
+                Err(Error::Redis(source)) => {
+                    self.nodes[i].failed_at = Some(Instant::now());
+                    failures.push(SentinelFailure {
+                        address: self.nodes[i].addr.to_string(),
+                        source,
+                    });
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Err(Error::SentinelsUnreachable { failures })
+    }
+
     /// Moves sentinel `i`, which answered, to the front.
     fn prefer(&mut self, i: usize, service: &str) {
         self.nodes[i].failed_at = None;
@@ -366,6 +404,31 @@ pub(crate) fn master_cmd(service: &str) -> redis::Cmd {
 }
 
 /// `SENTINEL SENTINELS <service>`: the other sentinels this one knows.
+pub(crate) fn replicas_cmd(service: &str) -> redis::Cmd {
+    let mut cmd = redis::cmd("SENTINEL");
+    cmd.arg("REPLICAS").arg(service);
+    cmd
+}
+
+/// The replicas a `SENTINEL REPLICAS` reply lists as able to serve reads: flagged neither
+/// down nor disconnected, with their link to the master up.
+pub(crate) fn parse_replicas(reply: &[HashMap<String, String>]) -> Vec<NodeAddr> {
+    reply
+        .iter()
+        .filter(|r| {
+            let flags = r.get("flags").map_or("", String::as_str);
+            let bad = ["s_down", "o_down", "disconnected"];
+            flags.split(',').all(|f| !bad.contains(&f))
+                && r.get("master-link-status").map(String::as_str) == Some("ok")
+        })
+        .filter_map(|r| {
+            let ip = r.get("ip")?;
+            let port = r.get("port")?.parse().ok().filter(|p| *p != 0)?;
+            Some(NodeAddr::new(ip.as_str(), port))
+        })
+        .collect()
+}
+
 pub(crate) fn sentinels_cmd(service: &str) -> redis::Cmd {
     let mut cmd = redis::cmd("SENTINEL");
     cmd.arg("SENTINELS").arg(service);
@@ -463,6 +526,30 @@ mod tests {
             ("config-epoch", "0"),
         ]);
         assert!(matches!(parse_master(&r), Answer::Master { .. }));
+    }
+
+    #[test]
+    fn only_healthy_linked_replicas_serve_reads() {
+        let replica = |port: &str, flags: &str, link: &str| {
+            reply(&[
+                ("ip", "10.0.0.2"),
+                ("port", port),
+                ("flags", flags),
+                ("master-link-status", link),
+            ])
+        };
+        let list = [
+            replica("1", "slave", "ok"),
+            replica("2", "s_down,slave", "ok"),
+            replica("3", "slave,disconnected", "ok"),
+            replica("4", "slave", "err"),
+            replica("x", "slave", "ok"),
+            replica("6", "slave", "ok"),
+        ];
+        assert_eq!(
+            parse_replicas(&list),
+            vec![NodeAddr::new("10.0.0.2", 1), NodeAddr::new("10.0.0.2", 6)]
+        );
     }
 
     #[test]

@@ -16,6 +16,14 @@ pub struct Stats {
     pub master: Option<NodeAddr>,
     /// Failovers applied by the watcher.
     pub failovers: u64,
+    /// Whether a fence holds checkouts now (see [`Builder::fence`](crate::Builder::fence)).
+    pub fenced: bool,
+    /// Fences put up so far.
+    pub fences_raised: u64,
+    /// Fences that came down on a promoted master.
+    pub fences_resumed: u64,
+    /// Fences that came down without one (aborted failover, timeout, watcher stopped).
+    pub fences_released: u64,
     /// When the last of them was applied.
     pub last_failover: Option<SystemTime>,
     /// What the watcher is doing.

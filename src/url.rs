@@ -1,7 +1,7 @@
 //! One string of configuration, for programs configured from one environment variable:
 //!
 //! ```text
-//! redis+sentinel://[user:password@]host:port[,host:port...]/service[/db][?sentinel_username=...&sentinel_password=...]
+//! redis+sentinel://[user:password@]host:port[,host:port...]/service[/db][?sentinel_username=...&sentinel_password=...&role=master|replica]
 //! ```
 //!
 //! The user and password are the data nodes'; the sentinels' come as query parameters, since
@@ -11,18 +11,30 @@
 use crate::{Builder, Error, SentinelPool};
 
 const SCHEME: &str = "redis+sentinel://";
+/// The same over TLS, to sentinels and data nodes, checked against the platform's root
+/// certificates (the `tls` feature).
+const TLS_SCHEME: &str = "rediss+sentinel://";
 
-/// Parses a `redis+sentinel://` URL into a builder. Sentinel addresses are checked by
-/// `build`, as the builder's are.
+/// Parses a `redis+sentinel://` (or `rediss+sentinel://`) URL into a builder. Sentinel
+/// addresses are checked by `build`, as the builder's are.
 pub(crate) fn parse(url: &str) -> Result<Builder, Error> {
     let url = url.trim();
-    let Some(rest) = url.strip_prefix(SCHEME) else {
-        return Err(if url.starts_with("rediss+sentinel://") {
-            invalid("url", "TLS (rediss+sentinel://) is not supported yet")
-        } else {
-            invalid("url", "it must start with redis+sentinel://")
-        });
+    let (rest, tls) = match (url.strip_prefix(SCHEME), url.strip_prefix(TLS_SCHEME)) {
+        (Some(rest), _) => (rest, false),
+        (None, Some(rest)) => (rest, true),
+        (None, None) => {
+            return Err(invalid(
+                "url",
+                "it must start with redis+sentinel:// (or rediss+sentinel:// for TLS)",
+            ));
+        }
     };
+    if tls && cfg!(not(feature = "tls")) {
+        return Err(invalid(
+            "url",
+            "rediss+sentinel:// needs the crate's `tls` feature",
+        ));
+    }
     let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
     let (userinfo, hosts) = match authority.rsplit_once('@') {
@@ -58,6 +70,10 @@ pub(crate) fn parse(url: &str) -> Result<Builder, Error> {
     }
 
     let mut builder = SentinelPool::builder(sentinels, service);
+    #[cfg(feature = "tls")]
+    if tls {
+        builder = builder.tls(crate::TlsOptions::default());
+    }
     if let Some(db) = db {
         builder = builder.db(db);
     }
@@ -79,10 +95,11 @@ pub(crate) fn parse(url: &str) -> Result<Builder, Error> {
             "sentinel_username" => builder.sentinel_username(decode(value)?),
             "sentinel_password" => builder.sentinel_password(decode(value)?),
             "role" if value == "master" => builder,
+            "role" if value == "replica" => builder.replicas(crate::ReplicaOptions::default()),
             "role" => {
                 return Err(invalid(
                     "url",
-                    "only role=master is supported yet (no replica reads)",
+                    "role is master (the default) or replica (reads from the replicas)",
                 ));
             }
             _ => {

@@ -96,3 +96,49 @@ fn a_malformed_pair_is_a_typed_error() {
         );
     }
 }
+
+#[test]
+fn discovered_sentinels_are_reached_through_the_mapped_address() {
+    init_logging();
+    let topology = Topology::start().unwrap();
+    let sentinels = topology.sentinel_addrs();
+    // Only the first sentinel is given; the others are learned from it, at the addresses
+    // they announce, which the map sends through proxies.
+    let proxies: Vec<(NodeAddr, Proxy)> = sentinels[1..]
+        .iter()
+        .map(|addr| (addr.clone(), Proxy::start(addr)))
+        .collect();
+    let pool = SentinelPool::builder([sentinels[0].to_string()], topology.service_name())
+        .address_map(
+            proxies
+                .iter()
+                .map(|(addr, proxy)| (addr.to_string(), proxy.addr.to_string())),
+        )
+        .build()
+        .unwrap();
+    let expected: Vec<NodeAddr> = std::iter::once(sentinels[0].clone())
+        .chain(proxies.iter().map(|(_, p)| p.addr.clone()))
+        .collect();
+    eventually(
+        "the pool to learn both sentinels at their mapped addresses",
+        Duration::from_secs(15),
+        || {
+            let mut known = pool.stats().sentinels;
+            known.sort();
+            let mut want = expected.clone();
+            want.sort();
+            (known == want).then_some(())
+        },
+    );
+    for (addr, proxy) in &proxies {
+        assert!(
+            !pool.stats().sentinels.contains(addr),
+            "{addr} was used as announced"
+        );
+        eventually(
+            "the watcher to subscribe through the proxy",
+            Duration::from_secs(10),
+            || (proxy.connections() > 0).then_some(()),
+        );
+    }
+}

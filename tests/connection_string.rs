@@ -45,6 +45,24 @@ fn a_url_configures_sentinels_service_db_and_credentials() {
     let pool = SentinelPool::from_url(&url).unwrap().db(4).build().unwrap();
     let db: i64 = r2d2_redis_sentinel::redis::ConnectionLike::get_db(&*pool.get().unwrap());
     assert_eq!(db, 4);
+
+    // role=replica: a pool of reads from the replicas, in the same db.
+    let reads = SentinelPool::from_url(&format!("{url}&role=replica"))
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut conn = reads.get().unwrap();
+    assert_ne!(*conn.addr(), master);
+    assert!(matches!(
+        conn.role().unwrap(),
+        r2d2_redis_sentinel::redis::Role::Replica { .. }
+    ));
+    let value = support::eventually(
+        "the write to replicate",
+        std::time::Duration::from_secs(5),
+        || conn.get::<_, Option<String>>("k").unwrap(),
+    );
+    assert_eq!(value, "in db 3");
 }
 
 fn direct_with_password(
@@ -83,9 +101,8 @@ fn hostile_strings_get_typed_errors() {
             "url",
         ),
         ("redis+sentinel://:%ff@127.0.0.1:26379/mymaster", "url"),
-        ("rediss+sentinel://127.0.0.1:26379/mymaster", "url"),
         (
-            "redis+sentinel://127.0.0.1:26379/mymaster?role=replica",
+            "redis+sentinel://127.0.0.1:26379/mymaster?role=primary",
             "url",
         ),
     ] {

@@ -35,12 +35,12 @@ impl Listener {
     pub(super) fn start(
         sentinels: Vec<NodeAddr>,
         channel: &str,
-        password: Option<String>,
+        access: &super::process::Access,
     ) -> Result<Self, Error> {
         let (tx, messages) = crossbeam_channel::unbounded();
         let (ready_tx, ready) = crossbeam_channel::unbounded();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let settings = super::process::settings(password.as_deref(), Duration::from_secs(1));
+        let settings = access.settings(Duration::from_secs(1));
         let threads = sentinels
             .into_iter()
             .map(|sentinel| {

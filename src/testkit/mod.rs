@@ -29,12 +29,16 @@
 //! The binaries are looked up in the folder named by the `REDIS_BIN_DIR` environment variable,
 //! else on `PATH`. On Debian or Ubuntu: `apt-get install redis-server redis-sentinel`.
 
+#[cfg(feature = "tls")]
+mod certs;
 mod error;
 mod listener;
 mod process;
 mod scripted;
 mod topology;
 
+#[cfg(feature = "tls")]
+pub use certs::throwaway_ca_pem;
 pub use error::Error;
 pub use listener::{Listener, Published};
 pub use scripted::{Reply, ScriptedServer};

@@ -23,28 +23,40 @@ use crate::{NodeAddr, node};
 /// How often readiness is polled.
 const POLL: Duration = Duration::from_millis(20);
 
-/// How the test kit reaches its own nodes: the `default` user with `password`, a 1 s connect
-/// timeout and `io_timeout` for each read and write.
-pub(super) fn settings(password: Option<&str>, io_timeout: Duration) -> node::NodeSettings {
-    let mut redis = RedisConnectionInfo::default();
-    if let Some(password) = password {
-        redis = redis.set_password(password);
-    }
-    node::NodeSettings {
-        redis,
-        connect_timeout: Duration::from_secs(1),
-        read_timeout: io_timeout,
-        write_timeout: io_timeout,
+/// How the test kit reaches one kind of its own nodes: the `default` user with `password`,
+/// over TLS when the topology speaks it.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Access {
+    pub(super) password: Option<String>,
+    #[cfg(feature = "tls")]
+    pub(super) tls: Option<crate::TlsOptions>,
+}
+
+impl Access {
+    /// A 1 s connect timeout and `io_timeout` for each read and write.
+    pub(super) fn settings(&self, io_timeout: Duration) -> node::NodeSettings {
+        let mut redis = RedisConnectionInfo::default();
+        if let Some(password) = &self.password {
+            redis = redis.set_password(password);
+        }
+        node::NodeSettings {
+            redis,
+            #[cfg(feature = "tls")]
+            tls: self.tls.clone(),
+            connect_timeout: Duration::from_secs(1),
+            read_timeout: io_timeout,
+            write_timeout: io_timeout,
+        }
     }
 }
 
 /// One short-lived connection, one command, every wait bounded.
 pub(super) fn query<T: redis::FromRedisValue>(
     addr: &NodeAddr,
-    password: Option<&str>,
+    access: &Access,
     cmd: &redis::Cmd,
 ) -> redis::RedisResult<T> {
-    let settings = settings(password, Duration::from_secs(2));
+    let settings = access.settings(Duration::from_secs(2));
     cmd.query(&mut node::connect(addr, &settings)?)
 }
 
@@ -81,6 +93,14 @@ pub(super) struct Process {
     dir: PathBuf,
     pub(super) is_sentinel: bool,
     child: Option<Child>,
+}
+
+/// A process that never became part of a topology (it did not come up in time, say) is
+/// killed too: no test leaves a node behind.
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.kill();
+    }
 }
 
 impl Process {
@@ -176,11 +196,7 @@ impl Process {
         Ok(())
     }
 
-    pub(super) fn wait_ready(
-        &mut self,
-        password: Option<&str>,
-        timeout: Duration,
-    ) -> Result<(), Error> {
+    pub(super) fn wait_ready(&mut self, access: &Access, timeout: Duration) -> Result<(), Error> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(child) = &mut self.child
@@ -205,7 +221,7 @@ impl Process {
                     log_tail: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
                 });
             }
-            if query::<String>(&self.addr(), password, &redis::cmd("PING")).is_ok() {
+            if query::<String>(&self.addr(), access, &redis::cmd("PING")).is_ok() {
                 return Ok(());
             }
             if Instant::now() >= deadline {

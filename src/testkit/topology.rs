@@ -13,7 +13,7 @@ use redis::Role;
 use super::{
     Error, Listener,
     error::io_error,
-    process::{Binaries, Process, free_port, query, unique_dir},
+    process::{Access, Binaries, Process, free_port, query, unique_dir},
 };
 use crate::{Builder, NodeAddr, SentinelPool};
 
@@ -36,6 +36,9 @@ pub struct TopologyBuilder {
     password: Option<String>,
     sentinel_password: Option<String>,
     timeout: Duration,
+    hostnames: bool,
+    #[cfg(feature = "tls")]
+    tls: bool,
 }
 
 impl std::fmt::Debug for TopologyBuilder {
@@ -48,10 +51,11 @@ impl std::fmt::Debug for TopologyBuilder {
             .field("down_after", &self.down_after)
             .field("failover_timeout", &self.failover_timeout)
             .field("redis_defaults", &self.redis_defaults)
+            .field("hostnames", &self.hostnames)
             .field("password", &hidden(&self.password))
             .field("sentinel_password", &hidden(&self.sentinel_password))
             .field("timeout", &self.timeout)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -67,6 +71,9 @@ impl Default for TopologyBuilder {
             password: None,
             sentinel_password: None,
             timeout: Duration::from_secs(30),
+            hostnames: false,
+            #[cfg(feature = "tls")]
+            tls: false,
         }
     }
 }
@@ -131,7 +138,32 @@ impl TopologyBuilder {
         self
     }
 
-    /// A `requirepass` for the sentinels themselves.
+    /// Every node and sentinel speaks TLS only (`port 0`, `tls-port`, `tls-replication yes`)
+    /// and requires client certificates (`tls-auth-clients yes`), with certificates for
+    /// 127.0.0.1 from a throwaway CA made at start with the `openssl` command;
+    /// [`pool_builder`](Topology::pool_builder) trusts that CA and presents a client
+    /// certificate it signed ([`tls_options`](Topology::tls_options)). Needs the `tls`
+    /// feature.
+    ///
+    /// Defaults to `false`.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, enabled: bool) -> Self {
+        self.tls = enabled;
+        self
+    }
+
+    /// Nodes are known by the hostname `localhost` instead of 127.0.0.1: replicas announce it
+    /// (`replica-announce-ip`), and the sentinels monitor the master by it and announce
+    /// hostnames (`resolve-hostnames`, `announce-hostnames`). [`data_addrs`](Topology::data_addrs)
+    /// keeps 127.0.0.1; what the sentinels name says `localhost`.
+    ///
+    /// Defaults to `false`.
+    pub fn hostnames(mut self, enabled: bool) -> Self {
+        self.hostnames = enabled;
+        self
+    }
+
+    /// A `requirepass` for the sentinels themselves, separate from the data nodes'.
     ///
     /// Defaults to none.
     pub fn sentinel_password(mut self, password: impl Into<String>) -> Self {
@@ -157,18 +189,31 @@ impl TopologyBuilder {
     pub fn start(self) -> Result<Topology, Error> {
         let binaries = Binaries::find()?;
         let root = unique_dir()?;
+        #[cfg(feature = "tls")]
+        let certs = if self.tls {
+            Some(super::certs::make(&root)?)
+        } else {
+            None
+        };
         let mut topology = Topology {
             options: self,
             binaries,
             root,
             data: Vec::new(),
             sentinels: Vec::new(),
+            #[cfg(feature = "tls")]
+            certs,
         };
         let master_port = topology.start_data_node(None)?;
         for _ in 0..topology.options.replicas {
             topology.start_data_node(Some(master_port))?;
         }
-        let monitored = NodeAddr::new("127.0.0.1", master_port);
+        let host = if topology.options.hostnames {
+            "localhost"
+        } else {
+            "127.0.0.1"
+        };
+        let monitored = NodeAddr::new(host, master_port);
         for _ in 0..topology.options.sentinels {
             topology.start_sentinel(&monitored)?;
         }
@@ -185,6 +230,9 @@ pub struct Topology {
     root: PathBuf,
     data: Vec<Process>,
     sentinels: Vec<Process>,
+    /// What clients need, when the topology speaks TLS.
+    #[cfg(feature = "tls")]
+    certs: Option<super::certs::Certs>,
 }
 
 impl Topology {
@@ -234,7 +282,63 @@ impl Topology {
         if let Some(password) = &self.options.sentinel_password {
             builder = builder.sentinel_password(password);
         }
+        #[cfg(feature = "tls")]
+        if let Some(tls) = self.tls_options() {
+            builder = builder.tls(tls);
+        }
         builder
+    }
+
+    /// The certificate (PEM) of the CA that signed the nodes' certificates, when the topology
+    /// speaks TLS.
+    #[cfg(feature = "tls")]
+    pub fn ca_certificate_pem(&self) -> Option<&[u8]> {
+        self.certs.as_ref().map(|c| c.ca.as_slice())
+    }
+
+    /// TLS options that reach this topology: its CA as root, and a client certificate it
+    /// signed; `None` when the topology does not speak TLS.
+    #[cfg(feature = "tls")]
+    pub fn tls_options(&self) -> Option<crate::TlsOptions> {
+        self.certs.as_ref().map(|c| {
+            crate::TlsOptions::default()
+                .root_certificates_pem(c.ca.clone())
+                .client_certificate_pem(c.client_cert.clone(), c.client_key.clone())
+        })
+    }
+
+    /// How the kit reaches its data nodes.
+    fn data_access(&self) -> Access {
+        Access {
+            password: self.options.password.clone(),
+            #[cfg(feature = "tls")]
+            tls: self.tls_options(),
+        }
+    }
+
+    /// How the kit reaches its sentinels.
+    fn sentinel_access(&self) -> Access {
+        Access {
+            password: self.options.sentinel_password.clone(),
+            #[cfg(feature = "tls")]
+            tls: self.tls_options(),
+        }
+    }
+
+    /// The lines of a node's configuration that say where it listens: plain `port`, or
+    /// `tls-port` with the certificates and TLS replication.
+    fn listen_conf(&self, port: u16) -> String {
+        #[cfg(feature = "tls")]
+        if self.certs.is_some() {
+            let certs = self.root.join("certs");
+            return format!(
+                "port 0\ntls-port {port}\ntls-cert-file {dir}/server.crt\n\
+                 tls-key-file {dir}/server.key\ntls-ca-cert-file {dir}/ca.crt\n\
+                 tls-auth-clients yes\ntls-replication yes\n",
+                dir = certs.display()
+            );
+        }
+        format!("port {port}\n")
     }
 
     /// The master the live sentinels name, when they all name the same one.
@@ -331,18 +435,11 @@ impl Topology {
     pub fn restart(&mut self, addr: &NodeAddr) -> Result<(), Error> {
         let binaries = self.binaries.clone();
         let timeout = self.options.timeout;
-        let (password, sentinel_password) = (
-            self.options.password.clone(),
-            self.options.sentinel_password.clone(),
-        );
+        let (data, sentinel) = (self.data_access(), self.sentinel_access());
         let process = self.process(addr)?;
-        let password = if process.is_sentinel {
-            sentinel_password
-        } else {
-            password
-        };
+        let access = if process.is_sentinel { sentinel } else { data };
         process.spawn(&binaries)?;
-        process.wait_ready(password.as_deref(), timeout)
+        process.wait_ready(&access, timeout)
     }
 
     /// Kills sentinel `index` (in the order of [`sentinel_urls`](Self::sentinel_urls)) with
@@ -373,6 +470,73 @@ impl Topology {
         Ok(self.sentinels.last().expect("just started").addr())
     }
 
+    /// Starts a second master with one replica, and has every live sentinel monitor it as
+    /// `service`, with the topology's timings: a failover of another service on the same
+    /// sentinels. Returns the master's address. The nodes join
+    /// [`data_addrs`](Self::data_addrs); everything else in this kit keeps serving the first
+    /// service.
+    ///
+    /// # Errors
+    ///
+    /// When a node does not come up, a sentinel refuses the service, or the sentinels do not
+    /// see its replica in time.
+    pub fn add_service(&mut self, service: &str) -> Result<NodeAddr, Error> {
+        let master = NodeAddr::new("127.0.0.1", self.start_data_node(None)?);
+        let replica = NodeAddr::new("127.0.0.1", self.start_data_node(Some(master.port))?);
+        let quorum = (self.options.sentinels / 2 + 1).to_string();
+        for sentinel in self.live_sentinels() {
+            let mut monitor = redis::cmd("SENTINEL");
+            monitor
+                .arg("MONITOR")
+                .arg(service)
+                .arg(&master.host)
+                .arg(master.port)
+                .arg(&quorum);
+            self.sentinel_query::<()>(sentinel, &monitor)?;
+            let mut set = redis::cmd("SENTINEL");
+            set.arg("SET")
+                .arg(service)
+                .arg("down-after-milliseconds")
+                .arg(self.options.down_after.as_millis() as u64)
+                .arg("failover-timeout")
+                .arg(self.options.failover_timeout.as_millis() as u64);
+            if let Some(password) = &self.options.password {
+                set.arg("auth-pass").arg(password);
+            }
+            self.sentinel_query::<()>(sentinel, &set)?;
+        }
+        let others = self.live_sentinels().count().saturating_sub(1).to_string();
+        self.wait_until(
+            &format!("every sentinel to see {service}'s replica and the other sentinels"),
+            self.options.timeout,
+            |t| {
+                t.live_sentinels()
+                    .all(|sentinel| {
+                        let mut cmd = redis::cmd("SENTINEL");
+                        cmd.arg("MASTER").arg(service);
+                        let master = t.sentinel_query::<HashMap<String, String>>(sentinel, &cmd);
+                        let mut cmd = redis::cmd("SENTINEL");
+                        cmd.arg("REPLICAS").arg(service);
+                        let replicas =
+                            t.sentinel_query::<Vec<HashMap<String, String>>>(sentinel, &cmd);
+                        let sees_others = master.is_ok_and(|m| {
+                            m.get("num-other-sentinels").map(String::as_str) == Some(&others)
+                        });
+                        let sees_replica = replicas.is_ok_and(|list| {
+                            list.iter().any(|r| {
+                                r.get("port").map(String::as_str) == Some(&replica.port.to_string())
+                                    && r.get("flags").map(String::as_str) == Some("slave")
+                                    && r.get("master-link-status").map(String::as_str) == Some("ok")
+                            })
+                        });
+                        sees_others && sees_replica
+                    })
+                    .then_some(())
+            },
+        )?;
+        Ok(master)
+    }
+
     /// Subscribes to `channel` (`"+switch-master"`, say) on every live sentinel, independently
     /// of any pool: each publication is received with the instant it arrived, to measure how
     /// fast a pool reacts.
@@ -384,7 +548,7 @@ impl Topology {
         Listener::start(
             self.live_sentinels().map(Process::addr).collect(),
             channel,
-            self.options.sentinel_password.clone(),
+            &self.sentinel_access(),
         )
     }
 
@@ -425,13 +589,17 @@ impl Topology {
             let dir = self.root.join(format!("redis-{port}"));
             fs::create_dir_all(&dir).map_err(io_error("create a node folder"))?;
             let mut conf = format!(
-                "port {port}\nbind 127.0.0.1\nprotected-mode no\ndaemonize no\ndir {dir}\n\
+                "{listen}bind 127.0.0.1\nprotected-mode no\ndaemonize no\ndir {dir}\n\
                  logfile {log}\nsave \"\"\nappendonly no\n",
+                listen = self.listen_conf(port),
                 dir = dir.display(),
                 log = dir.join("redis.log").display(),
             );
             if !self.options.redis_defaults {
                 conf.push_str("repl-diskless-sync-delay 0\n");
+            }
+            if self.options.hostnames {
+                conf.push_str("replica-announce-ip localhost\n");
             }
             if let Some(password) = &self.options.password {
                 conf.push_str(&format!("requirepass {password}\nmasterauth {password}\n"));
@@ -441,7 +609,7 @@ impl Topology {
             }
             let mut process = Process::create(&dir, port, false, &conf)?;
             process.spawn(&self.binaries)?;
-            match process.wait_ready(self.options.password.as_deref(), self.options.timeout) {
+            match process.wait_ready(&self.data_access(), self.options.timeout) {
                 Ok(()) => {
                     self.data.push(process);
                     return Ok(port);
@@ -462,12 +630,19 @@ impl Topology {
             let dir = self.root.join(format!("sentinel-{port}"));
             fs::create_dir_all(&dir).map_err(io_error("create a sentinel folder"))?;
             let mut conf = format!(
-                "port {port}\nbind 127.0.0.1\nprotected-mode no\ndaemonize no\ndir {dir}\n\
+                "{listen}{names}bind 127.0.0.1\nprotected-mode no\ndaemonize no\ndir {dir}\n\
                  logfile {log}\n\
                  sentinel monitor {service} {host} {mport} {quorum}\n\
                  sentinel down-after-milliseconds {service} {down}\n\
                  sentinel failover-timeout {service} {failover}\n\
                  sentinel parallel-syncs {service} 1\n",
+                listen = self.listen_conf(port),
+                // Before the monitor line, which names the master by hostname.
+                names = if options.hostnames {
+                    "sentinel resolve-hostnames yes\nsentinel announce-hostnames yes\n"
+                } else {
+                    ""
+                },
                 dir = dir.display(),
                 log = dir.join("sentinel.log").display(),
                 host = master.host,
@@ -486,7 +661,7 @@ impl Topology {
             }
             let mut process = Process::create(&dir, port, true, &conf)?;
             process.spawn(&self.binaries)?;
-            match process.wait_ready(options.sentinel_password.as_deref(), options.timeout) {
+            match process.wait_ready(&self.sentinel_access(), options.timeout) {
                 Ok(()) => {
                     self.sentinels.push(process);
                     return Ok(());
@@ -643,11 +818,7 @@ impl Topology {
         sentinel: &Process,
         cmd: &redis::Cmd,
     ) -> redis::RedisResult<T> {
-        query(
-            &sentinel.addr(),
-            self.options.sentinel_password.as_deref(),
-            cmd,
-        )
+        query(&sentinel.addr(), &self.sentinel_access(), cmd)
     }
 
     fn data_query<T: redis::FromRedisValue>(
@@ -655,7 +826,7 @@ impl Topology {
         addr: &NodeAddr,
         cmd: &redis::Cmd,
     ) -> redis::RedisResult<T> {
-        query(addr, self.options.password.as_deref(), cmd)
+        query(addr, &self.data_access(), cmd)
     }
 }
 

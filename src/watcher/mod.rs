@@ -19,6 +19,18 @@
 //! applied, or a stale one, by configuration epoch; it learns and forgets sentinels, and
 //! publishes events.
 //!
+//! # Following a failover's steps: the fence
+//!
+//! Subscribers also follow the steps the failover leader publishes (see [`fence`]): when it
+//! selects a replica to promote, the coordinator puts the fence up in the core (a new
+//! generation with no master: no connection to the old master is handed out or sends again,
+//! connects wait) and starts a [`probe`] thread that asks that replica its role every 2 ms.
+//! The moment it answers master, the coordinator applies the failover as it would a
+//! `+switch-master` (which then finds it done). An abort from the same leader in the same
+//! epoch puts the pool back on the old master; `fence_timeout` without either, or the
+//! watcher stopping, lets connects ask the sentinels again. Each way out wakes every waiting
+//! connect.
+//!
 //! # Not missing a failover
 //!
 //! After each (re)subscription, and every few seconds, a subscriber asks its sentinel for the
@@ -45,6 +57,8 @@
 //! 500 ms, so that takes well under a second. However the coordinator ends, the count of live
 //! subscriptions that fast validation trusts is reset.
 
+mod fence;
+mod probe;
 mod subscriber;
 mod view;
 
@@ -52,12 +66,18 @@ use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
     thread::{self, JoinHandle},
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use crossbeam_channel::{Receiver, Sender, select};
 
-use crate::{Error, Event, FailoverSource, NodeAddr, core::Core, message::SentinelMessage};
+use crate::{
+    Error, Event, FailoverSource, FenceRelease, NodeAddr,
+    core::Core,
+    message::{SentinelMessage, Step},
+};
+use fence::{Decision, Target};
+use probe::Probe;
 use subscriber::Subscriber;
 use view::{MasterView, Verdict};
 
@@ -128,12 +148,33 @@ enum Report {
         epoch: u64,
     },
     Sentinels(Vec<NodeAddr>),
-    /// A message, with the configuration epoch of a `+switch-master` when its sentinel said.
+    /// The replicas a sentinel lists as healthy, asked at each refresh.
+    Replicas {
+        from: NodeAddr,
+        list: Vec<NodeAddr>,
+    },
+    /// A message, with the configuration epoch of a `+switch-master` when its sentinel said,
+    /// or the epoch of the failover attempt a step belongs to.
     Message {
         from: NodeAddr,
         message: SentinelMessage,
         epoch: Option<u64>,
     },
+    /// The probe saw the fenced failover's replica answer master.
+    Promoted {
+        addr: NodeAddr,
+        epoch: u64,
+    },
+}
+
+/// The fence the watcher holds up.
+struct Fenced {
+    target: Target,
+    /// The master fenced off.
+    old: Option<NodeAddr>,
+    until: Instant,
+    /// Asks the candidate its role; `None` when the system refused the thread.
+    _probe: Option<Probe>,
 }
 
 /// The coordinator's handle on one subscriber.
@@ -183,6 +224,12 @@ struct Coordinator {
     view: MasterView,
     /// The bound on known sentinels was reached and logged.
     full_logged: bool,
+    fence: Option<Fenced>,
+    /// The healthy replicas each sentinel listed at its last refresh: a change in one
+    /// sentinel's list is a change of the replica set.
+    replicas: HashMap<NodeAddr, Vec<NodeAddr>>,
+    /// Probe threads told to stop, joined once finished (and all when the watcher stops).
+    probes: Vec<JoinHandle<()>>,
 }
 
 impl Coordinator {
@@ -198,6 +245,9 @@ impl Coordinator {
             forgotten: HashMap::new(),
             view,
             full_logged: false,
+            fence: None,
+            replicas: HashMap::new(),
+            probes: Vec::new(),
         }
     }
 
@@ -208,17 +258,26 @@ impl Coordinator {
             self.add(addr, true);
         }
         loop {
+            let fence_ends = self
+                .fence
+                .as_ref()
+                .map_or_else(crossbeam_channel::never, |f| crossbeam_channel::at(f.until));
             select! {
                 recv(self.stop) -> _ => break,
                 recv(self.reports) -> report => match report {
                     Ok(report) => self.handle(report),
                     Err(_) => break,
                 },
+                recv(fence_ends) -> _ => self.release(None, FenceRelease::TimedOut),
                 default(HOUSEKEEPING) => self.housekeeping(),
             }
         }
+        self.release(None, FenceRelease::WatcherStopped);
         for (_, mut slot) in self.subscribers.drain() {
             slot.stop();
+        }
+        for probe in self.probes.drain(..) {
+            let _ = probe.join();
         }
         log::debug!("watcher for {:?} stopped", self.core.config.service);
     }
@@ -299,18 +358,144 @@ impl Coordinator {
                     self.learn(addr);
                 }
             }
+            Report::Replicas { from, mut list } => {
+                list.sort();
+                let before = self.replicas.insert(from.clone(), list.clone());
+                if before.is_some_and(|b| b != list) {
+                    log::debug!("sentinel {from} lists the replicas {list:?} now");
+                    self.core.replicas_changed();
+                }
+            }
             Report::Message {
                 from,
                 message,
                 epoch,
-            } if message.service() == self.core.config.service => match message {
+            } if message.service() == Some(self.core.config.service.as_str()) => match message {
                 SentinelMessage::SwitchMaster { new, .. } => {
                     self.apply(&from, &new, epoch, FailoverSource::SwitchMaster);
                 }
                 SentinelMessage::NewSentinel { addr, .. } => self.learn(addr),
                 SentinelMessage::ResetMaster { .. } => self.forget_unreachable(),
+                SentinelMessage::Step { step, replica, .. } => {
+                    self.step(&from, step, replica.as_ref(), epoch);
+                }
+                SentinelMessage::ReplicaChanged { replica, .. } => {
+                    log::debug!("sentinel {from}: replica {replica} changed state");
+                    self.core.replicas_changed();
+                }
+                SentinelMessage::NewEpoch { .. } => {}
             },
             Report::Message { .. } => {}
+            Report::Promoted { addr, epoch } => self.promoted(&addr, epoch),
+        }
+    }
+
+    /// A step of a failover of our service, in the attempt of `epoch`.
+    fn step(
+        &mut self,
+        from: &NodeAddr,
+        step: Step,
+        replica: Option<&NodeAddr>,
+        epoch: Option<u64>,
+    ) {
+        log::debug!("sentinel {from}: failover step {step:?} ({replica:?}, epoch {epoch:?})");
+        if self.core.config.fence.is_none() {
+            return;
+        }
+        let fence = self.fence.as_ref().map(|f| &f.target);
+        match fence::decide(&self.view, fence, from, step, replica, epoch) {
+            Decision::None => {}
+            Decision::Ignored(why) => {
+                log::debug!("failover step {step:?} from sentinel {from} not followed: {why}");
+            }
+            Decision::Raise(target) => self.raise(target),
+            Decision::Release(reason) => {
+                let old = self.fence.as_ref().and_then(|f| f.old.clone());
+                self.release(
+                    old,
+                    FenceRelease::Aborted {
+                        reason: reason.to_string(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Puts the fence up for `target`'s promotion and starts probing its replica.
+    fn raise(&mut self, target: Target) {
+        let timeout = self.core.config.fence.expect("the fence is on");
+        let until = Instant::now() + timeout;
+        let old = self.view.master().cloned();
+        // A fence that follows an older attempt stops probing its replica.
+        self.fence = None;
+        let generation = self.core.raise_fence(until);
+        let probe = match Probe::start(
+            &self.core,
+            target.candidate.clone(),
+            target.epoch,
+            self.reports_tx.clone(),
+        ) {
+            Ok((probe, thread)) => {
+                self.probes.push(thread);
+                Some(probe)
+            }
+            Err(err) => {
+                log::warn!("{err}; the fence waits for +switch-master instead");
+                None
+            }
+        };
+        log::info!(
+            "failover of {:?} under way (sentinel {}, epoch {}): fenced off master {}, waiting              for {} to answer as master (generation {generation})",
+            self.core.config.service,
+            target.leader,
+            target.epoch,
+            old.as_ref()
+                .map_or_else(|| "unknown".to_owned(), ToString::to_string),
+            target.candidate,
+        );
+        self.core.events.send(Event::FenceUp {
+            old: old.clone(),
+            candidate: target.candidate.clone(),
+            sentinel: target.leader.clone(),
+            epoch: target.epoch,
+            generation,
+            at: SystemTime::now(),
+        });
+        self.fence = Some(Fenced {
+            target,
+            old,
+            until,
+            _probe: probe,
+        });
+    }
+
+    /// The probe saw the fenced candidate answer master: the pool resumes there.
+    fn promoted(&mut self, addr: &NodeAddr, epoch: u64) {
+        let Some(fence) = &self.fence else {
+            return;
+        };
+        if fence.target.candidate != *addr || fence.target.epoch != epoch {
+            return;
+        }
+        let leader = fence.target.leader.clone();
+        self.apply(&leader, addr, Some(epoch), FailoverSource::Promotion);
+    }
+
+    /// Lowers the fence without a new master: to `master`, or to asking the sentinels.
+    fn release(&mut self, master: Option<NodeAddr>, reason: FenceRelease) {
+        if self.fence.take().is_none() {
+            return;
+        }
+        if let Some((held, generation)) = self.core.lower_fence(master.as_ref()) {
+            log::info!(
+                "fence of {:?} lifted after {held:?}: {reason}; checkouts go to {}                  (generation {generation})",
+                self.core.config.service,
+                master.map_or_else(
+                    || "the master the sentinels name".to_owned(),
+                    |m| m.to_string()
+                ),
+            );
+            self.core.events.send(Event::FenceReleased { reason, held });
         }
     }
 
@@ -320,10 +505,23 @@ impl Coordinator {
             Verdict::Known => {}
             // The watcher started before the pool knew its master (a lazy start, a manager
             // of a plain r2d2 pool): the first answer is no failover.
-            Verdict::Switch { old: None } if self.core.cached_master().is_none() => {
+            Verdict::Switch { old: None }
+                if self.core.cached_master().is_none() && self.fence.is_none() =>
+            {
                 log::debug!("watcher: sentinel {from} names {addr} as master");
             }
-            Verdict::Switch { old } => self.core.switch_master(old, addr, from, via),
+            Verdict::Switch { old } => {
+                let held = self.core.switch_master(old, addr, from, via);
+                if self.fence.take().is_some()
+                    && let Some(held) = held
+                {
+                    self.core.events.send(Event::FenceResumed {
+                        new: addr.clone(),
+                        via,
+                        held,
+                    });
+                }
+            }
             Verdict::Stale { known_epoch } => log::debug!(
                 "sentinel {from} names {addr} in epoch {epoch:?}, not newer than {known_epoch}; \
                  ignored"
@@ -381,6 +579,11 @@ impl Coordinator {
             self.subscribers.insert(addr, slot);
         }
         self.forgotten.retain(|_, t| t.elapsed() < FORGOTTEN_FOR);
+        let (finished, running) = self.probes.drain(..).partition(|p| p.is_finished());
+        self.probes = running;
+        for probe in finished {
+            let _ = probe.join();
+        }
     }
 
     /// After a `SENTINEL RESET`: forgets the learned sentinels that are unreachable now; the

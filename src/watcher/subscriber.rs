@@ -9,7 +9,7 @@ use std::{
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use redis::{RedisResult, Role};
 
-use super::{IO_LIMIT, Report};
+use super::{IO_LIMIT, Report, fence::Attempts};
 use crate::{
     NodeAddr,
     backoff::Backoff,
@@ -124,6 +124,7 @@ impl Subscriber {
         backoff.reset();
         pubsub.set_read_timeout(Some(TICK))?;
         let (mut heard, mut refreshed) = (Instant::now(), Instant::now());
+        let mut attempts = Attempts::default();
         while !self.stopped() {
             match pubsub.get_message() {
                 Ok(msg) => {
@@ -133,7 +134,13 @@ impl Subscriber {
                     {
                         // The epoch check compares addresses as announced; the pool gets
                         // them mapped.
-                        let epoch = self.epoch_of(&message, query);
+                        let epoch = match message {
+                            SentinelMessage::SwitchMaster { .. } => self.epoch_of(&message, query),
+                            _ => attempts.epoch_of(&message, &self.service),
+                        };
+                        if matches!(message, SentinelMessage::NewEpoch { .. }) {
+                            continue;
+                        }
                         self.report(Report::Message {
                             from: self.addr.clone(),
                             message: message.mapped(&self.map),
@@ -164,7 +171,7 @@ impl Subscriber {
         let SentinelMessage::SwitchMaster { new, .. } = message else {
             return None;
         };
-        if message.service() != self.service {
+        if message.service() != Some(self.service.as_str()) {
             return None;
         }
         let reply = sentinel::master_cmd(&self.service).query(query).ok()?;
@@ -174,7 +181,7 @@ impl Subscriber {
         }
     }
 
-    /// Asks the sentinel for the master and the other sentinels.
+    /// Asks the sentinel for the master, the other sentinels and the healthy replicas.
     fn refresh(&self, query: &mut redis::Connection) -> RedisResult<()> {
         let reply = sentinel::master_cmd(&self.service).query(query)?;
         if let Answer::Master { addr, epoch } = sentinel::parse_master(&reply) {
@@ -191,6 +198,16 @@ impl Subscriber {
             .map(|addr| self.map.apply(addr))
             .collect();
         self.report(Report::Sentinels(sentinels));
+        let list: Vec<HashMap<String, String>> =
+            sentinel::replicas_cmd(&self.service).query(query)?;
+        let replicas = sentinel::parse_replicas(&list)
+            .into_iter()
+            .map(|addr| self.map.apply(addr))
+            .collect();
+        self.report(Report::Replicas {
+            from: self.addr.clone(),
+            list: replicas,
+        });
         Ok(())
     }
 }
@@ -199,9 +216,9 @@ impl Subscriber {
 /// under a second.
 pub(super) fn clamp(settings: &NodeSettings) -> NodeSettings {
     NodeSettings {
-        redis: settings.redis.clone(),
         connect_timeout: settings.connect_timeout.min(IO_LIMIT),
         read_timeout: settings.read_timeout.min(IO_LIMIT),
         write_timeout: settings.write_timeout.min(IO_LIMIT),
+        ..settings.clone()
     }
 }

@@ -42,6 +42,16 @@ impl MasterView {
         }
     }
 
+    /// The master as the watcher knows it.
+    pub(crate) fn master(&self) -> Option<&NodeAddr> {
+        self.master.as_ref()
+    }
+
+    /// The newest configuration epoch seen naming it, if one was.
+    pub(crate) fn epoch(&self) -> Option<u64> {
+        self.epoch
+    }
+
     /// A sentinel names `addr` as master in configuration `epoch` (`None`: it could not be
     /// asked). Updates the view and says what to do.
     pub(crate) fn observe(&mut self, addr: &NodeAddr, epoch: Option<u64>) -> Verdict {
