@@ -1,0 +1,261 @@
+//! Replica pools: reads spread over the healthy replicas, a hung or down replica is skipped,
+//! no replica means a clear error or the master when allowed, failovers move the read set,
+//! and a write sent to a replica is refused at once without moving anything.
+
+mod support;
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    time::Duration,
+};
+
+use r2d2_redis_sentinel::{
+    Error, NodeAddr, ReplicaOptions, ReplicaSelection, SentinelPool,
+    redis::{self, Commands},
+    testkit::Topology,
+};
+use support::{direct, eventually, init_logging};
+
+fn pool(topology: &Topology) -> SentinelPool {
+    topology
+        .pool_builder()
+        .max_size(4)
+        .read_timeout(Duration::from_millis(500))
+        .connection_timeout(Duration::from_secs(3))
+        .build()
+        .unwrap()
+}
+
+fn replicas_of(topology: &Topology, master: &NodeAddr) -> BTreeSet<NodeAddr> {
+    topology
+        .data_addrs()
+        .into_iter()
+        .filter(|a| a != master)
+        .collect()
+}
+
+/// The nodes behind `count` connections checked out at once.
+fn nodes_behind(reads: &SentinelPool, count: usize) -> BTreeSet<NodeAddr> {
+    let held: Vec<_> = (0..count).map(|_| reads.get().unwrap()).collect();
+    held.iter().map(|c| c.addr().clone()).collect()
+}
+
+/// Waits until every sentinel flags each of `replicas` down (`down`) or healthy.
+fn wait_flagged(topology: &Topology, replicas: &[NodeAddr], down: bool) {
+    eventually(
+        "the sentinels to see the replicas' state",
+        Duration::from_secs(20),
+        || {
+            topology
+                .sentinel_addrs()
+                .iter()
+                .all(|s| {
+                    let listed: Vec<HashMap<String, String>> = redis::cmd("SENTINEL")
+                        .arg(&["REPLICAS", topology.service_name()])
+                        .query(&mut direct(s))
+                        .unwrap();
+                    replicas.iter().all(|r| {
+                        listed.iter().any(|l| {
+                            l.get("port") == Some(&r.port.to_string())
+                                && l.get("flags").is_some_and(|f| f.contains("s_down")) == down
+                        })
+                    })
+                })
+                .then_some(())
+        },
+    );
+}
+
+#[test]
+fn reads_spread_over_both_replicas_and_never_reach_the_master() {
+    init_logging();
+    let topology = Topology::start().unwrap();
+    let pool = pool(&topology);
+    let master = topology.master().unwrap();
+    for selection in [ReplicaSelection::RoundRobin, ReplicaSelection::Random] {
+        // Round robin alternates: 4 connections reach both. Random: 24 all drawn from one
+        // replica would happen once in 2^23 runs.
+        let count = if selection == ReplicaSelection::RoundRobin {
+            4
+        } else {
+            24
+        };
+        let reads = pool
+            .replica_pool(
+                ReplicaOptions::default()
+                    .selection(selection)
+                    .max_size(count),
+            )
+            .unwrap();
+        let nodes = nodes_behind(&reads, count as usize);
+        assert!(!nodes.contains(&master), "{selection:?}: {nodes:?}");
+        assert_eq!(
+            nodes,
+            replicas_of(&topology, &master),
+            "{selection:?} reaches both replicas"
+        );
+    }
+    // A write made on the master is read back from a replica.
+    let _: () = pool.with_retry(|c| c.set("k", "v")).unwrap();
+    let reads = pool.replica_pool(ReplicaOptions::default()).unwrap();
+    let value = eventually("the write to replicate", Duration::from_secs(5), || {
+        reads
+            .with_retry(|c| c.get::<_, Option<String>>("k"))
+            .unwrap()
+    });
+    assert_eq!(value, "v");
+}
+
+#[test]
+fn a_write_to_the_replica_pool_is_refused_at_once_and_moves_nothing() {
+    init_logging();
+    let topology = Topology::start().unwrap();
+    let pool = pool(&topology);
+    let reads = pool.replica_pool(ReplicaOptions::default()).unwrap();
+    let generation = pool.generation();
+    let err = reads
+        .with_retry(|c| c.set::<_, _, ()>("k", "v"))
+        .unwrap_err();
+    let Error::Redis(source) = &err else {
+        panic!("expected READONLY, returned at once: {err:?}");
+    };
+    assert_eq!(source.code(), Some("READONLY"), "{err}");
+    assert_eq!(
+        pool.generation(),
+        generation,
+        "a replica's READONLY is no failover"
+    );
+    // The master pool writes on.
+    let _: () = pool.with_retry(|c| c.set("k", "v")).unwrap();
+}
+
+#[test]
+fn a_hung_replica_is_skipped_and_comes_back() {
+    init_logging();
+    let mut topology = Topology::start().unwrap();
+    let pool = pool(&topology);
+    let master = topology.master().unwrap();
+    let replicas: Vec<NodeAddr> = replicas_of(&topology, &master).into_iter().collect();
+    let reads = pool.replica_pool(ReplicaOptions::default()).unwrap();
+    topology.pause(&replicas[0]).unwrap();
+    // Fresh connections only: a pooled one to the hung replica fails its check and is
+    // replaced; every read is answered, by the other replica.
+    for _ in 0..8 {
+        let addr = reads
+            .with_retry(|c| {
+                let _: Option<String> = c.get("k")?;
+                Ok(c.addr().clone())
+            })
+            .unwrap();
+        assert_eq!(addr, replicas[1]);
+    }
+    topology.resume(&replicas[0]).unwrap();
+    // Whether or not the sentinels saw it down (a short pause leaves no trace in what they
+    // publish), the connections that went to the other replica instead are replaced, and the
+    // replica gets its share back.
+    wait_flagged(&topology, &replicas[..1], false);
+    eventually(
+        "the replica to serve reads again",
+        Duration::from_secs(20),
+        || nodes_behind(&reads, 4).contains(&replicas[0]).then_some(()),
+    );
+}
+
+#[test]
+fn with_no_healthy_replica_reads_fail_clearly_or_go_to_the_master() {
+    init_logging();
+    let mut topology = Topology::start().unwrap();
+    let pool = pool(&topology);
+    let master = topology.master().unwrap();
+    let replicas: Vec<NodeAddr> = replicas_of(&topology, &master).into_iter().collect();
+    for replica in &replicas {
+        topology.pause(replica).unwrap();
+    }
+    wait_flagged(&topology, &replicas, true);
+
+    let strict = pool.replica_pool(ReplicaOptions::default()).unwrap();
+    let err = strict.get().unwrap_err();
+    let Error::CheckoutTimeout { cause, .. } = &err else {
+        panic!("{err:?}");
+    };
+    assert!(
+        matches!(**cause, Error::NoHealthyReplica { .. }),
+        "{cause:?}"
+    );
+    assert!(err.to_string().contains("fallback_to_master"), "{err}");
+
+    let lenient = pool
+        .replica_pool(ReplicaOptions::default().fallback_to_master(true))
+        .unwrap();
+    assert_eq!(*lenient.get().unwrap().addr(), master);
+    for replica in &replicas {
+        topology.resume(replica).unwrap();
+    }
+}
+
+#[test]
+fn after_a_failover_reads_go_to_the_new_masters_replicas() {
+    init_logging();
+    let topology = Topology::start().unwrap();
+    let pool = pool(&topology);
+    let reads = pool.replica_pool(ReplicaOptions::default()).unwrap();
+    let old = topology.master().unwrap();
+    assert!(!nodes_behind(&reads, 4).contains(&old));
+    let new = topology.failover().unwrap();
+    // The promoted node leaves the read set at once; the old master joins it once Sentinel
+    // has made it a replica of the new one.
+    assert!(!nodes_behind(&reads, 4).contains(&new));
+    eventually(
+        "the old master to serve reads as a replica",
+        Duration::from_secs(30),
+        || {
+            let nodes = nodes_behind(&reads, 4);
+            assert!(!nodes.contains(&new), "{nodes:?}");
+            (nodes == replicas_of(&topology, &new)).then_some(())
+        },
+    );
+}
+
+#[test]
+fn replicas_that_trail_the_master_by_more_than_max_lag_get_no_connection() {
+    init_logging();
+    let topology = Topology::start().unwrap();
+    let pool = pool(&topology);
+    // A writer that never stops: replicas acknowledge once a second, so at any moment each
+    // trails the master by the writes since its last acknowledgement.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (pool, stop) = (pool.clone(), std::sync::Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let _: () = pool.with_retry(|c| c.set(format!("w:{n}"), n)).unwrap();
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let strict = pool
+        .replica_pool(ReplicaOptions::default().max_lag_bytes(0))
+        .unwrap();
+    let err = strict.get().unwrap_err();
+    let Error::CheckoutTimeout { cause, .. } = &err else {
+        panic!("{err:?}");
+    };
+    let Error::NoHealthyReplica { tried, .. } = &**cause else {
+        panic!("{cause:?}");
+    };
+    assert_eq!(tried.len(), 2, "{tried:?}");
+    assert!(
+        tried.iter().all(|t| t.contains("behind the master")),
+        "{tried:?}"
+    );
+    // A megabyte of slack admits both.
+    let lenient = pool
+        .replica_pool(ReplicaOptions::default().max_lag_bytes(1 << 20))
+        .unwrap();
+    let master = topology.master().unwrap();
+    assert_eq!(nodes_behind(&lenient, 4), replicas_of(&topology, &master));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+}
