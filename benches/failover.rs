@@ -1,19 +1,24 @@
 //! Failover recovery against real failovers (`SENTINEL FAILOVER` and SIGKILL of the master),
-//! with the watcher on and off.
+//! with the fence on and off (and, when asked by name, the watcher off).
 //!
-//! A writer loops over unique keys under `with_retry_idempotent`. Per failover, measured from
-//! the first `+switch-master` that any sentinel publishes (an independent subscriber on every
-//! sentinel timestamps it):
-//! - detection: until the pool announces the failover (watcher on only);
-//! - recovery: until the first write acknowledged by the new master;
+//! A writer loops over unique keys under `with_retry_idempotent`. Per failover:
+//! - errors surfaced to the writer, and acknowledged writes missing from the new master;
 //! - the longest gap between two acknowledged writes around the failover;
-//! - errors surfaced to the writer, and acknowledged writes missing from the new master.
+//! - from the promotion (a poller asks every replica `ROLE` each millisecond) to the first
+//!   write acknowledged by the new master;
+//! - from the first `+switch-master` any sentinel publishes (an independent subscriber on
+//!   every sentinel timestamps it) to that write: negative when the pool got there first.
 //!
-//! `cargo bench --bench failover` (`FAILOVERS=10` per scenario by default; about 15 minutes).
+//! The first failover of each scenario is also written, as acknowledged and lost writes per
+//! 10 ms with Sentinel's steps marked, to `target/failover-timeline/<scenario>.json`, which
+//! `cargo run --example plot_failover` draws into `benches/failover.png`.
+//!
+//! `cargo bench --bench failover` (`FAILOVERS=10` per scenario by default; about 12 minutes).
+//! `cargo bench --bench failover -- "watcher off"` runs the scenarios without the watcher.
 //! Results in BENCHMARKS.md.
 
 use std::{
-    env,
+    env, fs,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -23,7 +28,11 @@ use std::{
 };
 
 use parking_lot::Mutex;
-use r2d2_redis_sentinel::{Event, NodeAddr, RetryPolicy, SentinelPool, redis, testkit::Topology};
+use r2d2_redis_sentinel::{
+    Event, NodeAddr, RetryPolicy, SentinelPool,
+    redis::{self, Role},
+    testkit::Topology,
+};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
@@ -40,15 +49,27 @@ struct Ack {
 /// The per-failover figures of one scenario.
 #[derive(Default)]
 struct Figures {
-    detection: Vec<f64>,
-    recovery: Vec<f64>,
+    /// From the promotion to the first write on the new master.
+    from_promotion: Vec<f64>,
+    /// From the first `+switch-master` to the first write on the new master.
+    from_announcement: Vec<f64>,
     gap: Vec<f64>,
+    /// Acknowledged writes lost, per failover.
+    lost: Vec<f64>,
     errors: u64,
     /// Acknowledged writes missing from the new master, acknowledged by the old master.
     lost_old: usize,
     /// The same, acknowledged by the new master itself (should never happen).
     lost_new: usize,
     writes: usize,
+}
+
+/// How a scenario's pool is set up.
+#[derive(Clone, Copy, PartialEq)]
+enum Setup {
+    FenceOn,
+    FenceOff,
+    WatcherOff,
 }
 
 fn main() {
@@ -59,38 +80,41 @@ fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(10);
     let scenarios = [
-        ("planned, watcher on", Kind::Planned, true),
-        ("crash, watcher on", Kind::Crash, true),
-        ("planned, watcher off", Kind::Planned, false),
-        ("crash, watcher off", Kind::Crash, false),
+        ("planned, fence on", Kind::Planned, Setup::FenceOn),
+        ("crash, fence on", Kind::Crash, Setup::FenceOn),
+        ("planned, fence off", Kind::Planned, Setup::FenceOff),
+        ("crash, fence off", Kind::Crash, Setup::FenceOff),
+        ("planned, watcher off", Kind::Planned, Setup::WatcherOff),
+        ("crash, watcher off", Kind::Crash, Setup::WatcherOff),
     ];
     println!(
-        "| scenario | failovers | detection p50 / p90 / max | recovery p50 / p90 / max | longest write gap p50 / p90 / max | writes | errors | lost (acked by old / new master) |"
+        "| scenario | failovers | errors | lost per failover p50 / p90 / max (acked by old / new master, in all) | longest write gap p50 / p90 / max | promotion → first write on new p50 / p90 / max | first `+switch-master` → first write on new p50 / p90 / max | writes |"
     );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
-    for (name, kind, watcher) in scenarios {
-        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+    for (name, kind, setup) in scenarios {
+        let chosen = match filter.as_deref() {
+            Some(f) => name.contains(f),
+            None => setup != Setup::WatcherOff,
+        };
+        if !chosen {
             continue;
         }
-        let f = scenario(kind, watcher, failovers);
-        let detection = if watcher {
-            spread(&f.detection)
-        } else {
-            "—".to_owned()
-        };
+        let f = scenario(name, kind, setup, failovers);
         println!(
-            "| {name} | {failovers} | {detection} | {} | {} | {} | {} | {} / {} |",
-            spread(&f.recovery),
-            spread(&f.gap),
-            f.writes,
+            "| {name} | {failovers} | {} | {} ({} / {}) | {} | {} | {} | {} |",
             f.errors,
+            spread(&f.lost, ""),
             f.lost_old,
-            f.lost_new
+            f.lost_new,
+            spread(&f.gap, " ms"),
+            spread(&f.from_promotion, " ms"),
+            spread(&f.from_announcement, " ms"),
+            f.writes,
         );
     }
 }
 
-fn scenario(kind: Kind, watcher: bool, failovers: usize) -> Figures {
+fn scenario(name: &str, kind: Kind, setup: Setup, failovers: usize) -> Figures {
     // Sentinel refreshes its view of replicas every 10 s: settling after a crash, a restart and
     // a +convert-to-slave can take longer than the kit's default 30 s.
     let mut topology = Topology::builder()
@@ -100,7 +124,8 @@ fn scenario(kind: Kind, watcher: bool, failovers: usize) -> Figures {
     let pool = topology
         .pool_builder()
         .max_size(4)
-        .watcher(watcher)
+        .watcher(setup != Setup::WatcherOff)
+        .fence(setup == Setup::FenceOn)
         .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(60)))
         .build()
         .expect("pool");
@@ -114,8 +139,9 @@ fn scenario(kind: Kind, watcher: bool, failovers: usize) -> Figures {
         Arc::clone(&errors),
         Arc::clone(&stop),
     );
-    let announced = collect_failover_events(&pool);
+    let announced = collect_events(&pool);
     let listener = topology.listen("+switch-master").expect("listener");
+    let steps = topology.listen("+selected-slave").expect("listener");
 
     let mut figures = Figures::default();
     let mut checked_up_to = 0;
@@ -123,8 +149,14 @@ fn scenario(kind: Kind, watcher: bool, failovers: usize) -> Figures {
     // ones, so the writer is not held up by the measurement.
     let mut cursor = 0;
     let mut expected_master = None;
-    for _ in 0..failovers {
+    // A second of writes before the first failover, for its timeline.
+    wait_for(Duration::from_secs(10), || {
+        (!acks.lock().is_empty()).then_some(())
+    });
+    thread::sleep(Duration::from_secs(1));
+    for round in 0..failovers {
         while listener.recv_timeout(Duration::ZERO).is_some() {}
+        while steps.recv_timeout(Duration::ZERO).is_some() {}
         let errors_before = errors.load(Ordering::Relaxed);
         let old = topology.master().expect("master");
         if expected_master.as_ref().is_some_and(|m| *m != old) {
@@ -135,6 +167,13 @@ fn scenario(kind: Kind, watcher: bool, failovers: usize) -> Figures {
                 expected_master.as_ref().expect("checked")
             );
         }
+        let promotion = watch_promotion(
+            topology
+                .data_addrs()
+                .into_iter()
+                .filter(|a| *a != old)
+                .collect(),
+        );
         let triggered = Instant::now();
         let new = match kind {
             Kind::Planned => topology.failover().expect("failover"),
@@ -158,19 +197,18 @@ fn scenario(kind: Kind, watcher: bool, failovers: usize) -> Figures {
             cursor = acked.len();
             found
         });
-        if watcher {
-            let seen = wait_for(Duration::from_secs(10), || {
-                announced
-                    .lock()
-                    .iter()
-                    .find(|(at, addr)| *at >= triggered && *addr == new)
-                    .map(|(at, _)| *at)
-            });
-            figures.detection.push(signed_ms(published, seen));
-        }
-        figures.recovery.push(signed_ms(published, first_on_new));
+        let promoted = promotion.recv_timeout(Duration::from_secs(10)).ok();
+        let Some((promoted, _)) = promoted.filter(|(_, addr)| *addr == new) else {
+            panic!("the poller did not see {new} promoted");
+        };
+        figures
+            .from_promotion
+            .push(signed_ms(promoted, first_on_new));
+        figures
+            .from_announcement
+            .push(signed_ms(published, first_on_new));
         // Look at the window around the failover once it has closed.
-        let window_end = first_on_new + Duration::from_secs(1);
+        let window_end = first_on_new.max(published) + Duration::from_secs(1);
         thread::sleep(
             window_end.saturating_duration_since(Instant::now()) + Duration::from_millis(10),
         );
@@ -190,19 +228,45 @@ fn scenario(kind: Kind, watcher: bool, failovers: usize) -> Figures {
         figures.gap.push(gap);
         let key_list: Vec<u64> = keys.iter().map(|(k, _)| *k).collect();
         let (lost_old, lost_new) = (figures.lost_old, figures.lost_new);
-        for (missing, (_, by_new)) in missing_on(&new, &key_list).into_iter().zip(&keys) {
+        let missing = missing_on(&new, &key_list);
+        for (missing, (_, by_new)) in missing.iter().zip(&keys) {
             match (missing, by_new) {
                 (true, true) => figures.lost_new += 1,
                 (true, false) => figures.lost_old += 1,
                 _ => {}
             }
         }
+        figures
+            .lost
+            .push((figures.lost_old + figures.lost_new - lost_old - lost_new) as f64);
+        if round == 0 {
+            let marks = Marks {
+                triggered,
+                selected: steps.recv_timeout(Duration::ZERO).map(|p| p.at),
+                promoted,
+                announced: published,
+                events: announced.lock().clone(),
+            };
+            let lost: Vec<u64> = key_list
+                .iter()
+                .zip(&missing)
+                .filter(|(_, m)| **m)
+                .map(|(k, _)| *k)
+                .collect();
+            write_timeline(name, &acks.lock(), &lost, &marks, window_end);
+        }
         // One line per failover on stderr: what the pool was told, and what was lost.
         let told: Vec<String> = announced
             .lock()
             .iter()
             .filter(|(at, _)| *at >= triggered)
-            .map(|(at, addr)| format!("{addr} at +{:.0} ms", (*at - triggered).as_secs_f64() * 1e3))
+            .filter_map(|(at, event)| match event {
+                Event::Failover { new, .. } => Some(format!(
+                    "{new} at +{:.0} ms",
+                    (*at - triggered).as_secs_f64() * 1e3
+                )),
+                _ => None,
+            })
             .collect();
         eprintln!(
             "{old} -> {new}: pool told of {told:?}; lost {} acked by the old master, {} by the new",
@@ -258,19 +322,111 @@ fn spawn_writer(
     })
 }
 
-/// Timestamps each failover the pool announces, on a thread of its own.
-fn collect_failover_events(pool: &SentinelPool) -> Arc<Mutex<Vec<(Instant, NodeAddr)>>> {
+/// Timestamps each event of the pool, on a thread of its own.
+fn collect_events(pool: &SentinelPool) -> Arc<Mutex<Vec<(Instant, Event)>>> {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let (events, sink) = (pool.events(), Arc::clone(&seen));
     // Ends when the pool is dropped.
     thread::spawn(move || {
         for event in events.iter() {
-            if let Event::Failover { new, .. } = event {
-                sink.lock().push((Instant::now(), new));
-            }
+            sink.lock().push((Instant::now(), event));
         }
     });
     seen
+}
+
+/// Asks each of `nodes` `ROLE` every millisecond, from a thread each, and sends the first
+/// that answers master, with when. Sentinel kills a promoted node's clients with the
+/// promotion, so a poller reconnects at once: the instant is a millisecond or two late at
+/// worst. The threads end when the receiver is dropped.
+fn watch_promotion(nodes: Vec<NodeAddr>) -> crossbeam_channel::Receiver<(Instant, NodeAddr)> {
+    let (tx, rx) = crossbeam_channel::bounded(nodes.len());
+    for node in nodes {
+        let tx = tx.clone();
+        thread::spawn(move || {
+            let client = redis::Client::open(format!("redis://{node}")).expect("client");
+            // Gives up after a minute, or once the receiver is gone.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < deadline {
+                let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_millis(100))
+                else {
+                    thread::sleep(Duration::from_millis(1));
+                    continue;
+                };
+                let _ = conn.set_read_timeout(Some(Duration::from_millis(100)));
+                while Instant::now() < deadline {
+                    match redis::cmd("ROLE").query::<Role>(&mut conn) {
+                        Ok(Role::Primary { .. }) => {
+                            let _ = tx.send((Instant::now(), node));
+                            return;
+                        }
+                        Ok(_) => thread::sleep(Duration::from_millis(1)),
+                        Err(_) => break,
+                    }
+                    if tx.is_full() {
+                        return;
+                    }
+                }
+            }
+        });
+    }
+    rx
+}
+
+/// What happened when, through one failover, for the timeline.
+struct Marks {
+    triggered: Instant,
+    selected: Option<Instant>,
+    promoted: Instant,
+    announced: Instant,
+    events: Vec<(Instant, Event)>,
+}
+
+/// Writes acknowledged (and lost) writes per 10 ms from half a second before `marks.triggered`
+/// to `end`, with the marks, as JSON under `target/failover-timeline/`.
+fn write_timeline(name: &str, acks: &[Ack], lost: &[u64], marks: &Marks, end: Instant) {
+    const BUCKET: Duration = Duration::from_millis(10);
+    let start = marks.triggered - Duration::from_millis(500);
+    let buckets = ((end - start).as_millis() / BUCKET.as_millis()) as usize + 1;
+    let (mut acked, mut missing) = (vec![0u32; buckets], vec![0u32; buckets]);
+    let lost: std::collections::HashSet<u64> = lost.iter().copied().collect();
+    for ack in acks.iter().filter(|a| a.at >= start && a.at <= end) {
+        let bucket = ((ack.at - start).as_millis() / BUCKET.as_millis()) as usize;
+        if lost.contains(&ack.key) {
+            missing[bucket] += 1;
+        } else {
+            acked[bucket] += 1;
+        }
+    }
+    let ms = |at: Instant| signed_ms(start, at);
+    let event = |pick: fn(&Event) -> bool| {
+        marks
+            .events
+            .iter()
+            .find(|(at, e)| *at >= marks.triggered && pick(e))
+            .map(|(at, _)| ms(*at))
+    };
+    let timeline = serde_json::json!({
+        "scenario": name,
+        "bucket_ms": BUCKET.as_millis() as u64,
+        "kept": acked,
+        "lost": missing,
+        "marks": {
+            "triggered": ms(marks.triggered),
+            "selected": marks.selected.map(ms),
+            "promoted": ms(marks.promoted),
+            "announced": ms(marks.announced),
+            "fence_up": event(|e| matches!(e, Event::FenceUp { .. })),
+            "pool_moved": event(|e| matches!(e, Event::Failover { .. })),
+        },
+    });
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/failover-timeline");
+    fs::create_dir_all(&dir).expect("timeline folder");
+    let file = dir.join(format!(
+        "{}.json",
+        name.replace(", ", "-").replace(' ', "-")
+    ));
+    fs::write(&file, timeline.to_string()).expect("write the timeline");
 }
 
 fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
@@ -322,8 +478,8 @@ fn missing_on(addr: &NodeAddr, keys: &[u64]) -> Vec<bool> {
         .collect()
 }
 
-/// `p50 / p90 / max` in milliseconds.
-fn spread(values: &[f64]) -> String {
+/// `p50 / p90 / max`, in `unit`.
+fn spread(values: &[f64], unit: &str) -> String {
     if values.is_empty() {
         return "—".to_owned();
     }
@@ -332,5 +488,9 @@ fn spread(values: &[f64]) -> String {
     // Nearest rank: the smallest value with at least a fraction q of the values at or below it.
     let at =
         |q: f64| sorted[((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1];
-    format!("{:.1} / {:.1} / {:.1} ms", at(0.5), at(0.9), at(1.0))
+    if unit.is_empty() {
+        format!("{:.0} / {:.0} / {:.0}", at(0.5), at(0.9), at(1.0))
+    } else {
+        format!("{:.1} / {:.1} / {:.1}{unit}", at(0.5), at(0.9), at(1.0))
+    }
 }
