@@ -23,7 +23,7 @@ use std::{
 
 mod support;
 
-use r2d2_redis_sentinel::{NodeAddr, RetryPolicy, SentinelPool, redis::Commands};
+use r2d2_redis_sentinel::{Event, NodeAddr, RetryPolicy, SentinelPool, redis::Commands};
 
 /// One acknowledged write, or one error surfaced to the caller.
 enum Outcome {
@@ -60,6 +60,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         thread::spawn(move || write_until(&pool, &stop, &tx))
     };
 
+    let events = pool.events();
     let start = Instant::now();
     let mut failover_at = None;
     let (mut acked, mut errors, mut longest_gap) = (Vec::new(), Vec::new(), Duration::ZERO);
@@ -78,6 +79,24 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                     window.1 += 1;
                 }
                 Outcome::Error(err) => errors.push(err),
+            }
+        }
+        for event in events.try_iter() {
+            match event {
+                Event::FenceUp { old, candidate, .. } => println!(
+                    "\n>>> pool: fence up, master {} fenced off while {candidate} is promoted",
+                    old.map_or_else(|| "unknown".to_owned(), |o| o.to_string())
+                ),
+                Event::FenceResumed { new, via, held } => {
+                    println!(">>> pool: resumed on {new} after {held:?} ({via:?})");
+                }
+                Event::FenceReleased { reason, held } => {
+                    println!(">>> pool: fence lifted after {held:?}: {reason}");
+                }
+                Event::Failover { new, via, .. } => {
+                    println!(">>> pool: master is now {new} ({via:?})");
+                }
+                _ => {}
             }
         }
         let elapsed = start.elapsed();
@@ -106,7 +125,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 let at = Instant::now();
                 let promoted = t.failover()?;
                 println!(
-                    ">>> {promoted} promoted after {:?}; the old master accepts writes until Sentinel demotes it",
+                    ">>> every sentinel names {promoted} {:?} after the request; the old master \
+                     accepts writes until Sentinel demotes it",
                     at.elapsed()
                 );
                 failover_at = Some(at);

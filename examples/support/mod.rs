@@ -13,19 +13,34 @@ pub(crate) struct Target {
 /// Where the sentinels are, first found of: the connection string in `REDIS_SENTINEL_URL`
 /// (`redis+sentinel://host:26379,host2:26379/mymaster`); the sentinels named by `SENTINELS`
 /// (comma-separated URLs) with the service named by `SERVICE` (default `mymaster`); a local
-/// topology started here.
+/// topology started here. With either variable, `ADDRESS_MAP` (comma-separated
+/// `announced=reachable` pairs of `host:port`) rewrites the addresses the sentinels announce,
+/// as `docker/README.md` uses it.
 pub(crate) fn target() -> Result<Target, Box<dyn std::error::Error>> {
-    if let Ok(url) = std::env::var("REDIS_SENTINEL_URL") {
-        return Ok(Target {
-            topology: None,
-            builder: SentinelPool::from_url(&url)?,
-        });
-    }
-    if let Ok(list) = std::env::var("SENTINELS") {
+    let builder = if let Ok(url) = std::env::var("REDIS_SENTINEL_URL") {
+        Some(SentinelPool::from_url(&url)?)
+    } else if let Ok(list) = std::env::var("SENTINELS") {
         let service = std::env::var("SERVICE").unwrap_or_else(|_| "mymaster".into());
+        Some(SentinelPool::builder(list.split(','), service))
+    } else {
+        None
+    };
+    if let Some(builder) = builder {
+        let pairs = std::env::var("ADDRESS_MAP").unwrap_or_default();
+        let pairs = pairs
+            .split(',')
+            .filter(|p| !p.trim().is_empty())
+            .map(|pair| {
+                pair.split_once('=').ok_or_else(|| {
+                    format!(
+                        "ADDRESS_MAP: {pair:?} is not announced=reachable (host:port=host:port)"
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         return Ok(Target {
             topology: None,
-            builder: SentinelPool::builder(list.split(','), service),
+            builder: builder.address_map(pairs),
         });
     }
     println!(
