@@ -175,7 +175,12 @@ pub(crate) fn is_no_permission(err: &RedisError) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum NodeRole {
     Master,
+    /// A replica linked to its master (`ROLE`'s state `connected`; `HELLO` cannot tell, and
+    /// says replica).
     Replica,
+    /// A replica that is not linked to its master: still connecting, syncing, or cut off (its
+    /// data may be any age, or the master it followed before a failover).
+    UnlinkedReplica,
     Sentinel,
     Other,
 }
@@ -186,6 +191,7 @@ impl NodeRole {
         match self {
             NodeRole::Master => "master",
             NodeRole::Replica => "replica",
+            NodeRole::UnlinkedReplica => "replica without a link to its master",
             NodeRole::Sentinel => "sentinel",
             NodeRole::Other => "unknown role",
         }
@@ -194,7 +200,10 @@ impl NodeRole {
     pub(crate) fn from_role(role: &Role) -> Self {
         match role {
             Role::Primary { .. } => NodeRole::Master,
-            Role::Replica { .. } => NodeRole::Replica,
+            Role::Replica {
+                replication_state, ..
+            } if replication_state == "connected" => NodeRole::Replica,
+            Role::Replica { .. } => NodeRole::UnlinkedReplica,
             Role::Sentinel { .. } => NodeRole::Sentinel,
             _ => NodeRole::Other,
         }
@@ -298,6 +307,27 @@ mod tests {
         assert!(is_auth_error(&noauth));
         assert!(is_auth_error(&failed));
         assert!(!is_auth_error(&other));
+    }
+
+    #[test]
+    fn a_replica_counts_as_one_only_while_linked_to_its_master() {
+        let replica = |state: &str| Role::Replica {
+            primary_ip: "10.0.0.1".into(),
+            primary_port: 6379,
+            replication_state: state.into(),
+            data_received: 0,
+        };
+        assert_eq!(
+            NodeRole::from_role(&replica("connected")),
+            NodeRole::Replica
+        );
+        for state in ["connect", "connecting", "handshake", "sync", "none"] {
+            assert_eq!(
+                NodeRole::from_role(&replica(state)),
+                NodeRole::UnlinkedReplica,
+                "{state}"
+            );
+        }
     }
 
     #[test]

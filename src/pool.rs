@@ -195,7 +195,7 @@ impl SentinelPool {
     /// master pool's, and new ones go to the replicas of the new master (the promoted one
     /// leaves the set, the old master joins it once Sentinel makes it a replica). Connections
     /// go to the replicas the sentinels list as healthy (not down or disconnected, linked to
-    /// the master) that answer `ROLE` as replica, picked by
+    /// the master) whose `ROLE` says they are replicas linked to their master, picked by
     /// [`ReplicaOptions::selection`]; a replica that goes down is skipped from its next
     /// failed connect (the connection goes to another replica, and is replaced after 5 s so
     /// that the skipped one gets its share again once it answers), and comes back once the

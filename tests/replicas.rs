@@ -162,6 +162,43 @@ fn a_hung_replica_is_skipped_and_comes_back() {
 }
 
 #[test]
+fn a_replica_cut_off_from_its_master_gets_no_connection_until_it_is_linked_again() {
+    init_logging();
+    let topology = Topology::start().unwrap();
+    let pool = pool(&topology);
+    let master = topology.master().unwrap();
+    let replicas: Vec<NodeAddr> = replicas_of(&topology, &master).into_iter().collect();
+    // The replica's link fails its handshake from now on (the master has no password, so
+    // AUTH is refused): it still answers, and the sentinels learn of the broken link only at
+    // their next INFO, up to 10 s later. Its data would age from here.
+    let mut cut = direct(&replicas[0]);
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "masterauth", "not-the-password"])
+        .query(&mut cut)
+        .unwrap();
+    let _: i64 = redis::cmd("CLIENT")
+        .arg(&["KILL", "TYPE", "master"])
+        .query(&mut cut)
+        .unwrap();
+    let reads = pool.replica_pool(ReplicaOptions::default()).unwrap();
+    assert_eq!(
+        nodes_behind(&reads, 4),
+        BTreeSet::from([replicas[1].clone()]),
+        "no connection goes to a replica whose ROLE says it is not linked"
+    );
+    // Linked again, it gets its share back.
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "masterauth", ""])
+        .query(&mut cut)
+        .unwrap();
+    eventually(
+        "the relinked replica to serve reads again",
+        Duration::from_secs(30),
+        || nodes_behind(&reads, 4).contains(&replicas[0]).then_some(()),
+    );
+}
+
+#[test]
 fn with_no_healthy_replica_reads_fail_clearly_or_go_to_the_master() {
     init_logging();
     let mut topology = Topology::start().unwrap();
