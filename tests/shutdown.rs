@@ -1,13 +1,22 @@
-//! Dropping a pool leaves no thread behind. Alone in its test binary: it counts the process's
-//! threads, which parallel tests would disturb.
+//! Dropping a pool leaves no thread behind, also while other threads wait in it. Alone in its
+//! test binary: it counts the process's threads, which parallel tests would disturb, and its
+//! tests take turns.
 
 #![cfg(target_os = "linux")]
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use r2d2_redis_sentinel::{WatcherState, redis::Commands, testkit::Topology};
+use parking_lot::Mutex;
+use r2d2_redis_sentinel::{
+    Error, RetryPolicy, WatcherState,
+    redis::{self, Commands},
+    testkit::Topology,
+};
+
+/// The tests count threads: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
 
 fn thread_names() -> Vec<String> {
     std::fs::read_dir("/proc/self/task")
@@ -15,6 +24,14 @@ fn thread_names() -> Vec<String> {
         .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
         .map(|name| name.trim().to_owned())
         .collect()
+}
+
+/// Threads of this crate's pools: watcher, subscribers, evicting thread, r2d2 workers.
+fn pool_threads() -> usize {
+    thread_names()
+        .iter()
+        .filter(|n| n.starts_with("r2d2-sentinel"))
+        .count()
 }
 
 fn watcher_threads() -> usize {
@@ -27,6 +44,7 @@ fn watcher_threads() -> usize {
 
 #[test]
 fn dropping_pools_stops_the_watcher_at_once_and_leaves_no_thread_behind() {
+    let _turn = SERIAL.lock();
     let topology = Topology::start().unwrap();
     let before = thread_names().len();
     for i in 0..20 {
@@ -53,5 +71,74 @@ fn dropping_pools_stops_the_watcher_at_once_and_leaves_no_thread_behind() {
     // r2d2's own workers end asynchronously once their pool is gone.
     support::eventually("the pools' threads to end", Duration::from_secs(5), || {
         (thread_names().len() <= before).then_some(())
+    });
+}
+
+#[test]
+fn dropping_the_pool_while_threads_wait_in_get_and_in_retry_backoffs() {
+    let _turn = SERIAL.lock();
+    let topology = Topology::start().unwrap();
+    assert_eq!(pool_threads(), 0);
+    let exhausted = topology
+        .pool_builder()
+        .max_size(2)
+        .connection_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let held = [exhausted.get().unwrap(), exhausted.get().unwrap()];
+    let retrying = topology
+        .pool_builder()
+        .max_size(4)
+        .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(2)))
+        .build()
+        .unwrap();
+    let began = Instant::now();
+    let waiting: Vec<_> = (0..4)
+        .map(|_| {
+            let pool = exhausted.clone();
+            std::thread::spawn(move || pool.get().map(drop))
+        })
+        .collect();
+    let backing_off: Vec<_> = (0..4)
+        .map(|_| {
+            let pool = retrying.clone();
+            // The server answers TRYAGAIN every time: the caller backs off until its deadline.
+            std::thread::spawn(move || {
+                pool.with_retry(|c| {
+                    redis::cmd("EVAL")
+                        .arg("return redis.error_reply('TRYAGAIN busy')")
+                        .arg(0)
+                        .query::<()>(c)
+                })
+            })
+        })
+        .collect();
+    // The handles the caller built go away while the threads wait: the threads' clones keep
+    // the pools alive until they return.
+    drop(exhausted);
+    drop(retrying);
+    for thread in waiting {
+        let result = thread.join().expect("no panic in get()");
+        assert!(
+            matches!(result, Err(Error::PoolExhausted { .. })),
+            "{result:?}"
+        );
+    }
+    for thread in backing_off {
+        let result = thread.join().expect("no panic in with_retry()");
+        assert!(
+            matches!(result, Err(Error::RetriesExhausted { .. })),
+            "{result:?}"
+        );
+    }
+    // Each returned within its own bound (a second in get(), two in backoffs), not later.
+    assert!(
+        began.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        began.elapsed()
+    );
+    drop(held);
+    support::eventually("the pools' threads to end", Duration::from_secs(5), || {
+        (pool_threads() == 0).then_some(())
     });
 }
