@@ -1,0 +1,49 @@
+//! Chaos runs, long: 8 writers through `with_retry` while the harness causes failovers, then
+//! every acknowledged write accounted for on the final master (see `tests/support/chaos.rs`
+//! for the classes of loss). Two runs, each on a topology of its own:
+//! - **alternating**: `FAILOVERS` (10 by default) failovers, `SENTINEL FAILOVER` and SIGKILL of
+//!   the master in turn, each once the topology settled (replicas in sync); a killed master is
+//!   restarted and comes back believing it is master;
+//! - **storm**: `STORM` (6 by default) `SENTINEL FAILOVER`s back to back, each as soon as the
+//!   previous one's new master answers.
+//!
+//! `cargo bench --bench chaos` (about 5 minutes). Results in BENCHMARKS.md and the README.
+
+#[path = "../tests/support/chaos.rs"]
+mod chaos;
+
+use std::env;
+
+use chaos::{Report, Step};
+
+fn count(var: &str, default: usize) -> usize {
+    env::var(var)
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let failovers = count("FAILOVERS", 10);
+    let storm = count("STORM", 6);
+    let alternating: Vec<Step> = (0..failovers)
+        .map(|i| {
+            if i % 2 == 0 {
+                Step::Planned
+            } else {
+                Step::Crash
+            }
+        })
+        .collect();
+    println!("{}", Report::HEADER);
+    for (name, steps) in [
+        ("alternating, settled before each", alternating),
+        ("storm, back to back", vec![Step::Storm(storm)]),
+    ] {
+        let report = chaos::run(&steps, 8);
+        println!("{}", report.row(name));
+        for sample in &report.error_samples {
+            eprintln!("error surfaced: {sample}");
+        }
+    }
+}

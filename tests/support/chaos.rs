@@ -1,0 +1,385 @@
+//! Chaos runs: writers through `with_retry` while the harness causes failovers, then every
+//! acknowledged write accounted for on the final master. Shared by `tests/chaos.rs` (a short
+//! run) and `benches/chaos.rs` (the long one).
+//!
+//! A lost write is one acknowledged to a writer and missing from the final master. Each is
+//! put in one of three classes by when it was acknowledged and by which node:
+//! - **before its failover began**: the node had acknowledged it before the failover that lost
+//!   it began (the SIGKILL of a crash; the leader's `+try-failover` of a planned one). Redis's
+//!   loss: asynchronous replication had not carried it to
+//!   the promoted replica (replication lag, or a replica promoted before it finished its
+//!   resync). No client can prevent it.
+//! - **during the failover, before the pool knew**: acknowledged after it began but before
+//!   the pool fenced the node off or moved away from it (its `FenceUp` and `Failover` events):
+//!   the window between what Sentinel does and what it tells, which the fence narrows.
+//! - **after the pool knew**: acknowledged by a node the pool had fenced off or left. The
+//!   pool's own loss; it must be zero.
+
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::{Duration, Instant, SystemTime},
+};
+
+use parking_lot::Mutex;
+use r2d2_redis_sentinel::{
+    Event, NodeAddr, RetryPolicy, SentinelPool, redis,
+    testkit::{Listener, Topology},
+};
+
+/// One thing the harness does to the topology.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// `SENTINEL FAILOVER`, after the topology settled (replicas in sync).
+    Planned,
+    /// SIGKILL of the master after the topology settled; the node is restarted once a replica
+    /// was promoted, from its own configuration (so it comes back believing it is master, and
+    /// Sentinel turns it into a replica).
+    Crash,
+    /// This many `SENTINEL FAILOVER`s back to back: each as soon as the previous one's new
+    /// master answers, without waiting for the replicas to resync.
+    Storm(usize),
+}
+
+/// What a run did and what it lost.
+#[derive(Debug, Default)]
+pub(crate) struct Report {
+    /// Failovers completed: planned, crashes, in storms.
+    pub(crate) planned: usize,
+    pub(crate) crashes: usize,
+    pub(crate) stormed: usize,
+    /// Writes acknowledged to the writers.
+    pub(crate) acked: usize,
+    /// Errors the writers saw (each a write not acknowledged).
+    pub(crate) errors: usize,
+    /// The first few errors' messages.
+    pub(crate) error_samples: Vec<String>,
+    /// Lost writes, by class (see the module's documentation).
+    pub(crate) lost_before_failover: usize,
+    pub(crate) lost_before_pool_knew: usize,
+    pub(crate) lost_after_pool_knew: usize,
+    /// The longest a single `with_retry` call took.
+    pub(crate) worst_call: Duration,
+    /// Per failover: from when it began to the pool's first event about it (fence or move).
+    pub(crate) pool_told_after: Vec<Duration>,
+    /// The run's wall time.
+    pub(crate) elapsed: Duration,
+}
+
+impl Report {
+    /// Lost writes in all.
+    pub(crate) fn lost(&self) -> usize {
+        self.lost_before_failover + self.lost_before_pool_knew + self.lost_after_pool_knew
+    }
+
+    /// The report as a Markdown table row, after [`Report::HEADER`].
+    pub(crate) fn row(&self, name: &str) -> String {
+        let mut told: Vec<f64> = self
+            .pool_told_after
+            .iter()
+            .map(|d| d.as_secs_f64() * 1e3)
+            .collect();
+        told.sort_by(f64::total_cmp);
+        let (p50, max) = match told.as_slice() {
+            [] => (f64::NAN, f64::NAN),
+            all => (all[all.len() / 2], all[all.len() - 1]),
+        };
+        format!(
+            "| {name} | {} planned + {} crashes + {} in storms | {} | {} | {} ({} / {} / {}) | {:.0} / {:.0} ms | {:.2} s | {:.0} s |",
+            self.planned,
+            self.crashes,
+            self.stormed,
+            self.errors,
+            self.acked,
+            self.lost(),
+            self.lost_before_failover,
+            self.lost_before_pool_knew,
+            self.lost_after_pool_knew,
+            p50,
+            max,
+            self.worst_call.as_secs_f64(),
+            self.elapsed.as_secs_f64(),
+        )
+    }
+
+    /// The header of [`Report::row`]'s table.
+    pub(crate) const HEADER: &'static str = "| run | failovers | errors | writes acked | lost (before its failover began / during it, before the pool knew / after the pool knew) | failover began → pool told, p50 / max | worst `with_retry` call | wall time |\n| --- | --- | --- | --- | --- | --- | --- | --- |";
+}
+
+/// One acknowledged write: the key's number, the node that acknowledged it, when.
+struct Ack {
+    key: u64,
+    node: u8,
+    at: SystemTime,
+}
+
+/// What the pool believed at some moment: which node was master.
+#[derive(Debug, Clone, PartialEq)]
+enum Belief {
+    Master(NodeAddr),
+    /// A fence was up: no node was master for the pool.
+    Fenced,
+    /// The pool dropped everything without naming a master (an invalidation, a fence released
+    /// to whatever the sentinels name): any node may be the one it finds next.
+    Unknown,
+}
+
+/// Runs `steps` with `writers` threads writing unique keys through `with_retry_idempotent`
+/// (a `SET` of a key no other write uses may run twice), then accounts for every
+/// acknowledged write on the final master.
+///
+/// # Panics
+///
+/// When the topology cannot be started or does not fail over as asked.
+pub(crate) fn run(steps: &[Step], writers: usize) -> Report {
+    let started = Instant::now();
+    // Sentinel refreshes its view of replicas every 10 s: settling after a crash, a restart and
+    // a +convert-to-slave can take longer than the kit's default 30 s.
+    let mut topology = Topology::builder()
+        .timeout(Duration::from_secs(120))
+        .start()
+        .expect("topology");
+    let nodes = topology.data_addrs();
+    let pool = topology
+        .pool_builder()
+        .max_size(u32::try_from(writers).expect("a few writers"))
+        .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(60)))
+        .build()
+        .expect("pool");
+    let first_master = topology.master().expect("master");
+    let events = record_events(&pool);
+    // When a planned failover really began: its leader's +try-failover (SENTINEL FAILOVER is
+    // refused while no replica is ready, which in a storm takes a while).
+    let tries = topology.listen("+try-failover").expect("listener");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads: Vec<_> = (0..writers)
+        .map(|writer| {
+            spawn_writer(
+                writer as u64,
+                pool.clone(),
+                nodes.clone(),
+                Arc::clone(&stop),
+            )
+        })
+        .collect();
+    let mut report = Report::default();
+    // When each failover began, for the classes and the pool's reaction time.
+    let mut triggers: Vec<SystemTime> = Vec::new();
+    thread::sleep(Duration::from_millis(500));
+    for step in steps {
+        match *step {
+            Step::Planned => {
+                topology.wait_settled().expect("settle");
+                let asked = Instant::now();
+                topology.failover().expect("failover");
+                triggers.push(began(&tries, asked));
+                report.planned += 1;
+            }
+            Step::Crash => {
+                topology.wait_settled().expect("settle");
+                triggers.push(SystemTime::now());
+                let old = topology.kill_master().expect("kill");
+                topology
+                    .wait_for_new_master(&old, Duration::from_secs(60))
+                    .expect("promotion");
+                topology.restart(&old).expect("restart");
+                report.crashes += 1;
+            }
+            Step::Storm(count) => {
+                topology.wait_settled().expect("settle");
+                for _ in 0..count {
+                    let asked = Instant::now();
+                    topology.failover().expect("failover in the storm");
+                    triggers.push(began(&tries, asked));
+                    report.stormed += 1;
+                }
+            }
+        }
+    }
+    // Writes go on through the last failover's aftermath; then the final master is read.
+    topology.wait_settled().expect("settle");
+    thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let mut acks = Vec::new();
+    for thread in threads {
+        let outcome = thread.join().expect("writer");
+        acks.extend(outcome.acks);
+        report.errors += outcome.errors.len();
+        report
+            .error_samples
+            .extend(outcome.errors.into_iter().take(3));
+        report.worst_call = report.worst_call.max(outcome.worst_call);
+    }
+    let final_master = topology.master().expect("master");
+    let present = keys_on(&final_master);
+    let events = events.lock().clone();
+    let beliefs = beliefs(&first_master, &events);
+
+    report.acked = acks.len();
+    for ack in acks.iter().filter(|a| !present.contains(&a.key)) {
+        let node = &nodes[usize::from(ack.node)];
+        let belief = beliefs
+            .iter()
+            .take_while(|(at, _)| *at <= ack.at)
+            .last()
+            .map(|(_, b)| b);
+        let pool_knew = matches!(belief, Some(Belief::Fenced))
+            || matches!(belief, Some(Belief::Master(m)) if m != node);
+        // The failover in whose window it was acknowledged, if any: the last one triggered
+        // before it, if the pool had not reacted to that one yet.
+        let in_window = triggers
+            .iter()
+            .rev()
+            .find(|t| **t <= ack.at)
+            .is_some_and(|t| !beliefs.iter().any(|(at, _)| at >= t && *at <= ack.at));
+        if pool_knew {
+            report.lost_after_pool_knew += 1;
+        } else if in_window {
+            report.lost_before_pool_knew += 1;
+        } else {
+            report.lost_before_failover += 1;
+        }
+    }
+    for trigger in &triggers {
+        if let Some((at, _)) = beliefs.iter().find(|(at, _)| at >= trigger) {
+            report
+                .pool_told_after
+                .push(at.duration_since(*trigger).unwrap_or_default());
+        }
+    }
+    report.elapsed = started.elapsed();
+    report
+}
+
+/// When the failover asked for at `asked` began: the first +try-failover heard since.
+fn began(tries: &Listener, asked: Instant) -> SystemTime {
+    let mut first = None;
+    while let Some(message) = tries.recv_timeout(Duration::ZERO) {
+        if message.at >= asked {
+            first = first.or(Some(message.at));
+        }
+    }
+    let at = first.unwrap_or(asked);
+    SystemTime::now() - at.elapsed()
+}
+
+/// What one writer did.
+struct Outcome {
+    acks: Vec<Ack>,
+    errors: Vec<String>,
+    worst_call: Duration,
+}
+
+fn spawn_writer(
+    writer: u64,
+    pool: SentinelPool,
+    nodes: Vec<NodeAddr>,
+    stop: Arc<AtomicBool>,
+) -> thread::JoinHandle<Outcome> {
+    thread::spawn(move || {
+        let mut outcome = Outcome {
+            acks: Vec::with_capacity(1 << 20),
+            errors: Vec::new(),
+            worst_call: Duration::ZERO,
+        };
+        let mut n = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            n += 1;
+            let key = writer << 40 | n;
+            let began = Instant::now();
+            let result = pool.with_retry_idempotent(|c| {
+                redis::cmd("SET")
+                    .arg(&key.to_be_bytes())
+                    .arg(1)
+                    .query::<()>(c)?;
+                Ok(c.addr().clone())
+            });
+            outcome.worst_call = outcome.worst_call.max(began.elapsed());
+            match result {
+                Ok(by) => outcome.acks.push(Ack {
+                    key,
+                    node: nodes
+                        .iter()
+                        .position(|a| *a == by)
+                        .and_then(|i| u8::try_from(i).ok())
+                        .expect("a node of the topology"),
+                    at: SystemTime::now(),
+                }),
+                Err(err) => outcome.errors.push(err.to_string()),
+            }
+        }
+        outcome
+    })
+}
+
+/// The pool's events, each with when it happened (its own time where it carries one).
+fn record_events(pool: &SentinelPool) -> Arc<Mutex<Vec<(SystemTime, Event)>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (events, sink) = (pool.events(), Arc::clone(&seen));
+    // Ends when the pool is dropped.
+    thread::spawn(move || {
+        for event in events.iter() {
+            sink.lock().push((SystemTime::now(), event));
+        }
+    });
+    seen
+}
+
+/// From the events, what the pool believed from when: a list in time order, starting with
+/// `first` as master.
+fn beliefs(first: &NodeAddr, events: &[(SystemTime, Event)]) -> Vec<(SystemTime, Belief)> {
+    let mut beliefs = vec![(SystemTime::UNIX_EPOCH, Belief::Master(first.clone()))];
+    let mut fenced_at = None;
+    for (received, event) in events {
+        let change = match event {
+            Event::Failover { new, at, .. } => Some((*at, Belief::Master(new.clone()))),
+            Event::FenceUp { at, .. } => {
+                fenced_at = Some(*at);
+                Some((*at, Belief::Fenced))
+            }
+            Event::FenceReleased { held, .. } => Some((
+                fenced_at.map_or(*received, |at| at + *held),
+                Belief::Unknown,
+            )),
+            Event::Invalidated { .. } => Some((*received, Belief::Unknown)),
+            _ => None,
+        };
+        beliefs.extend(change);
+    }
+    beliefs.sort_by_key(|(at, _)| *at);
+    beliefs
+}
+
+/// Every key the writers could have written that `master` holds.
+fn keys_on(master: &NodeAddr) -> HashSet<u64> {
+    let mut conn = redis::Client::open(format!("redis://{master}"))
+        .expect("client")
+        .get_connection_with_timeout(Duration::from_secs(5))
+        .expect("connection to the final master");
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut present = HashSet::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(10_000)
+            .query(&mut conn)
+            .expect("SCAN");
+        present.extend(
+            keys.iter()
+                .filter_map(|k| <[u8; 8]>::try_from(k.as_slice()).ok())
+                .map(u64::from_be_bytes),
+        );
+        if next == 0 {
+            return present;
+        }
+        cursor = next;
+    }
+}
