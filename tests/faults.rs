@@ -73,6 +73,81 @@ fn callers_blocked_on_a_hung_master_return_within_their_timeouts() {
     });
 }
 
+/// The same with the master alive but not answering: `CLIENT PAUSE ... ALL` (every command
+/// held) and `DEBUG SLEEP` (the event loop blocked). Callers holding connections send a
+/// command once the node stopped answering: each returns a timeout within its read timeout;
+/// the pool serves again once the node answers or Sentinel failed it over.
+#[test]
+fn callers_on_a_paused_or_sleeping_master_return_within_their_timeouts() {
+    init_logging();
+    for hang in ["CLIENT PAUSE", "DEBUG SLEEP"] {
+        let topology = Topology::start().unwrap();
+        let master = topology.master().unwrap();
+        let read_timeout = Duration::from_millis(500);
+        let pool = topology
+            .pool_builder()
+            .max_size(16)
+            .read_timeout(read_timeout)
+            .connection_timeout(Duration::from_secs(1))
+            .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(30)))
+            .build()
+            .unwrap();
+        let held: Vec<_> = (0..16).map(|_| pool.get().unwrap()).collect();
+        // Connected before the hang: a handshake during it would wait it out.
+        let mut probe = direct(&master);
+        probe
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        // Both hold the node for 1.5 s; DEBUG SLEEP's own reply waits that long.
+        let hanger = {
+            let mut conn = direct(&master);
+            thread::spawn(move || {
+                let mut cmd = redis::cmd(hang.split(' ').next().unwrap());
+                match hang {
+                    "CLIENT PAUSE" => cmd.arg(&["PAUSE", "1500", "ALL"]),
+                    _ => cmd.arg(&["SLEEP", "1.5"]),
+                };
+                conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                cmd.query::<()>(&mut conn)
+            })
+        };
+        // Until the probe's PING goes unanswered, the node is not hung yet.
+        eventually(
+            &format!("{hang} to hold the node"),
+            Duration::from_secs(5),
+            || {
+                redis::cmd("PING")
+                    .query::<String>(&mut probe)
+                    .err()
+                    .map(drop)
+            },
+        );
+        let callers: Vec<_> = held
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut conn)| {
+                thread::spawn(move || {
+                    let started = Instant::now();
+                    let result = conn.get::<_, Option<String>>(format!("k{i}"));
+                    (result, started.elapsed())
+                })
+            })
+            .collect();
+        for caller in callers {
+            let (result, waited) = caller.join().unwrap();
+            assert!(
+                waited < read_timeout + Duration::from_millis(300),
+                "{hang}: a caller waited {waited:?}"
+            );
+            let err = result.expect_err("the node was not answering");
+            assert!(err.is_timeout(), "{hang}: {err:?}");
+        }
+        hanger.join().unwrap().unwrap();
+        pool.with_retry(|c| c.set::<_, _, ()>("after", 1))
+            .unwrap_or_else(|err| panic!("{hang}: the pool does not serve again: {err}"));
+    }
+}
+
 /// 64 threads on a pool of 4, each holding a connection for 50 ms, while the master fails
 /// over: only typed timeout errors, no deadlock, and the pool serves afterwards.
 #[test]

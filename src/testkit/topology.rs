@@ -590,7 +590,7 @@ impl Topology {
             fs::create_dir_all(&dir).map_err(io_error("create a node folder"))?;
             let mut conf = format!(
                 "{listen}bind 127.0.0.1\nprotected-mode no\ndaemonize no\ndir {dir}\n\
-                 logfile {log}\nsave \"\"\nappendonly no\n",
+                 logfile {log}\nsave \"\"\nappendonly no\nenable-debug-command local\n",
                 listen = self.listen_conf(port),
                 dir = dir.display(),
                 log = dir.join("redis.log").display(),
