@@ -12,10 +12,14 @@ pub fn sentinel_message(channel: &str, payload: &str) {
     }
 }
 
-/// A `SENTINEL MASTER` reply, as field pairs.
-pub fn master_reply(fields: &[(String, String)]) {
+/// A `SENTINEL MASTER` reply, or one entry of a `SENTINEL REPLICAS` or `SENTINEL SENTINELS`
+/// reply, as field pairs.
+pub fn sentinel_reply(fields: &[(String, String)]) {
     let reply: HashMap<String, String> = fields.iter().cloned().collect();
     let _ = crate::sentinel::parse_master(&reply);
+    let list = [reply];
+    let _ = crate::sentinel::parse_replicas(&list);
+    let _ = crate::sentinel::parse_sentinels(&list);
 }
 
 /// A connection string, a sentinel address, and their redaction.

@@ -1,5 +1,5 @@
-//! Sentinel messages and `SENTINEL MASTER` replies: the first line is the channel, the rest
-//! the payload; the same bytes read as `key=value` lines make a reply.
+//! Sentinel messages and replies (`SENTINEL MASTER`, `REPLICAS`, `SENTINELS`): the first line
+//! is the channel, the rest the payload; the same bytes read as `key=value` lines make a reply.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -13,5 +13,5 @@ fuzz_target!(|data: &str| {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-    fuzzing::master_reply(&fields);
+    fuzzing::sentinel_reply(&fields);
 });
