@@ -148,6 +148,63 @@ fn callers_on_a_paused_or_sleeping_master_return_within_their_timeouts() {
     }
 }
 
+/// The first sentinel in the list is frozen (SIGSTOP) before the pool is built, and stays so
+/// under a writer across a planned failover and a crash: it costs its timeout once, no write
+/// fails, and the pool follows both failovers through the others.
+#[test]
+fn a_sentinel_frozen_before_build_is_worked_around_under_load() {
+    init_logging();
+    let mut topology = Topology::start().unwrap();
+    let frozen = topology.sentinel_addrs()[0].clone();
+    topology.pause(&frozen).unwrap();
+    let sentinel_timeout = Duration::from_millis(500);
+    let started = Instant::now();
+    let pool = topology
+        .pool_builder()
+        .max_size(4)
+        .sentinel_timeout(sentinel_timeout)
+        .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(30)))
+        .build()
+        .unwrap();
+    let built = started.elapsed();
+    assert!(
+        built < sentinel_timeout * 2 + Duration::from_millis(500),
+        "build took {built:?}"
+    );
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (pool, stop) = (pool.clone(), Arc::clone(&stop));
+        thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                pool.with_retry_idempotent(|c| c.set::<_, _, ()>(format!("f:{n}"), n))?;
+            }
+            Ok::<u64, Error>(n)
+        })
+    };
+    let planned = topology.failover().unwrap();
+    eventually(
+        "the pool to follow the planned failover",
+        Duration::from_secs(10),
+        || (pool.master() == Some(planned.clone())).then_some(()),
+    );
+    topology.wait_settled().unwrap();
+    let crashed = topology.kill_master().unwrap();
+    let promoted = topology
+        .wait_for_new_master(&crashed, Duration::from_secs(30))
+        .unwrap();
+    eventually(
+        "the pool to follow the crash",
+        Duration::from_secs(10),
+        || (pool.master() == Some(promoted.clone())).then_some(()),
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.join().unwrap().expect("no write failed");
+    assert!(written > 0);
+    topology.resume(&frozen).unwrap();
+}
+
 /// 64 threads on a pool of 4, each holding a connection for 50 ms, while the master fails
 /// over: only typed timeout errors, no deadlock, and the pool serves afterwards.
 #[test]

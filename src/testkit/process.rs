@@ -93,6 +93,8 @@ pub(super) struct Process {
     dir: PathBuf,
     pub(super) is_sentinel: bool,
     child: Option<Child>,
+    /// Stopped by SIGSTOP: alive, but answers nothing until SIGCONT.
+    frozen: bool,
 }
 
 /// A process that never became part of a topology (it did not come up in time, say) is
@@ -115,6 +117,7 @@ impl Process {
             dir: dir.to_owned(),
             is_sentinel,
             child: None,
+            frozen: false,
         };
         fs::write(process.conf(), conf).map_err(io_error("write a config file"))?;
         Ok(process)
@@ -162,12 +165,14 @@ impl Process {
         Ok(())
     }
 
+    /// Running and not frozen: it answers.
     pub(super) fn is_running(&self) -> bool {
-        self.child.is_some()
+        self.child.is_some() && !self.frozen
     }
 
-    /// Sends a signal by name (`STOP`, `CONT`) to our own child, by its pid.
-    pub(super) fn signal(&self, name: &str) -> Result<(), Error> {
+    /// Sends a signal by name (`STOP`, `CONT`) to our own child, by its pid, and remembers
+    /// whether it is frozen.
+    pub(super) fn signal(&mut self, name: &str) -> Result<(), Error> {
         let child = self.child.as_ref().ok_or_else(|| Error::Io {
             context: format!("signal {}", self.addr()),
             source: io::Error::new(io::ErrorKind::NotFound, "the node is not running"),
@@ -178,6 +183,7 @@ impl Process {
             .status()
             .map_err(io_error("run kill"))?;
         if status.success() {
+            self.frozen = name == "STOP";
             Ok(())
         } else {
             Err(Error::Io {
@@ -190,6 +196,7 @@ impl Process {
     /// SIGKILL, then reap; only ever our own child, by its handle.
     pub(super) fn kill(&mut self) -> Result<(), Error> {
         if let Some(mut child) = self.child.take() {
+            self.frozen = false;
             child.kill().map_err(io_error("kill a node"))?;
             child.wait().map_err(io_error("reap a node"))?;
         }

@@ -553,7 +553,8 @@ impl Topology {
     }
 
     /// Freezes a node with SIGSTOP: the kernel still accepts its connections, the process never
-    /// answers. This is what a hung node looks like from outside.
+    /// answers. This is what a hung node looks like from outside. Until it is resumed, the
+    /// kit's own waits and failovers leave it out (a frozen sentinel is not asked).
     ///
     /// # Errors
     ///
