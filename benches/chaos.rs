@@ -7,7 +7,8 @@
 //! - **storm**: `STORM` (6 by default) `SENTINEL FAILOVER`s back to back, each as soon as the
 //!   previous one's new master answers.
 //!
-//! `cargo bench --bench chaos` (about 5 minutes). Results in BENCHMARKS.md and the README.
+//! `cargo bench --bench chaos` (about 5 minutes); `FENCE=off` runs both with the pool's fence
+//! off, to see the window it closes. Results in BENCHMARKS.md and the README.
 
 #[path = "../tests/support/chaos.rs"]
 mod chaos;
@@ -26,6 +27,7 @@ fn count(var: &str, default: usize) -> usize {
 fn main() {
     let failovers = count("FAILOVERS", 10);
     let storm = count("STORM", 6);
+    let fence = env::var("FENCE").map_or(true, |v| v != "off");
     let alternating: Vec<Step> = (0..failovers)
         .map(|i| {
             if i % 2 == 0 {
@@ -40,8 +42,9 @@ fn main() {
         ("alternating, settled before each", alternating),
         ("storm, back to back", vec![Step::Storm(storm)]),
     ] {
-        let report = chaos::run(&steps, 8);
-        println!("{}", report.row(name));
+        let report = chaos::run(&steps, 8, fence);
+        let fenced = if fence { "fence on" } else { "fence off" };
+        println!("{}", report.row(&format!("{name}, {fenced}")));
         for sample in &report.error_samples {
             eprintln!("error surfaced: {sample}");
         }

@@ -129,13 +129,13 @@ enum Belief {
 }
 
 /// Runs `steps` with `writers` threads writing unique keys through `with_retry_idempotent`
-/// (a `SET` of a key no other write uses may run twice), then accounts for every
-/// acknowledged write on the final master.
+/// (a `SET` of a key no other write uses may run twice), with the pool's fence on or off,
+/// then accounts for every acknowledged write on the final master.
 ///
 /// # Panics
 ///
 /// When the topology cannot be started or does not fail over as asked.
-pub(crate) fn run(steps: &[Step], writers: usize) -> Report {
+pub(crate) fn run(steps: &[Step], writers: usize, fence: bool) -> Report {
     let started = Instant::now();
     // Sentinel refreshes its view of replicas every 10 s: settling after a crash, a restart and
     // a +convert-to-slave can take longer than the kit's default 30 s.
@@ -147,6 +147,7 @@ pub(crate) fn run(steps: &[Step], writers: usize) -> Report {
     let pool = topology
         .pool_builder()
         .max_size(u32::try_from(writers).expect("a few writers"))
+        .fence(fence)
         .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(60)))
         .build()
         .expect("pool");
