@@ -12,8 +12,11 @@
 //! - **during the failover, before the pool knew**: acknowledged after it began but before
 //!   the pool fenced the node off or moved away from it (its `FenceUp` and `Failover` events):
 //!   the window between what Sentinel does and what it tells, which the fence narrows.
-//! - **after the pool knew**: acknowledged by a node the pool had fenced off or left. The
-//!   pool's own loss; it must be zero.
+//! - **after the pool knew**: acknowledged by a node the pool had fenced off or left. With the
+//!   fence this must be zero. Without it, the pool leaves the old master only when a sentinel
+//!   announces the switch, by which time that node is a master no longer replicated: a request
+//!   already on the wire then (sent before the pool knew, answered after) is lost, and counted
+//!   apart as *in flight*; one sent after the pool knew would be the pool's own fault.
 
 use std::{
     collections::HashSet,
@@ -62,8 +65,13 @@ pub(crate) struct Report {
     pub(crate) lost_before_failover: usize,
     pub(crate) lost_before_pool_knew: usize,
     pub(crate) lost_after_pool_knew: usize,
+    /// Of those, requests sent before the pool knew (in flight when it learned).
+    pub(crate) lost_in_flight: usize,
     /// The longest a single `with_retry` call took.
     pub(crate) worst_call: Duration,
+    /// Failovers the pool followed (its `Failover` events): more than the harness caused when
+    /// Sentinel failed a live master over by itself.
+    pub(crate) pool_moves: usize,
     /// Per failover: from when it began to the pool's first event about it (fence or move).
     pub(crate) pool_told_after: Vec<Duration>,
     /// The run's wall time.
@@ -89,16 +97,18 @@ impl Report {
             all => (all[all.len() / 2], all[all.len() - 1]),
         };
         format!(
-            "| {name} | {} planned + {} crashes + {} in storms | {} | {} | {} ({} / {} / {}) | {:.0} / {:.0} ms | {:.2} s | {:.0} s |",
+            "| {name} | {} planned + {} crashes + {} in storms; the pool moved {} times | {} | {} | {} ({} / {} / {}, {} in flight) | {:.0} / {:.0} ms | {:.2} s | {:.0} s |",
             self.planned,
             self.crashes,
             self.stormed,
+            self.pool_moves,
             self.errors,
             self.acked,
             self.lost(),
             self.lost_before_failover,
             self.lost_before_pool_knew,
             self.lost_after_pool_knew,
+            self.lost_in_flight,
             p50,
             max,
             self.worst_call.as_secs_f64(),
@@ -107,13 +117,15 @@ impl Report {
     }
 
     /// The header of [`Report::row`]'s table.
-    pub(crate) const HEADER: &'static str = "| run | failovers | errors | writes acked | lost (before its failover began / during it, before the pool knew / after the pool knew) | failover began → pool told, p50 / max | worst `with_retry` call | wall time |\n| --- | --- | --- | --- | --- | --- | --- | --- |";
+    pub(crate) const HEADER: &'static str = "| run | failovers | errors | writes acked | lost (before its failover began / during it, before the pool knew / after the pool knew, of which in flight) | failover began → pool told, p50 / max | worst `with_retry` call | wall time |\n| --- | --- | --- | --- | --- | --- | --- | --- |";
 }
 
-/// One acknowledged write: the key's number, the node that acknowledged it, when.
+/// One acknowledged write: the key's number, the node that acknowledged it, when its last
+/// attempt was sent, when it was acknowledged.
 struct Ack {
     key: u64,
     node: u8,
+    sent: SystemTime,
     at: SystemTime,
 }
 
@@ -153,9 +165,11 @@ pub(crate) fn run(steps: &[Step], writers: usize, fence: bool) -> Report {
         .expect("pool");
     let first_master = topology.master().expect("master");
     let events = record_events(&pool);
-    // When a planned failover really began: its leader's +try-failover (SENTINEL FAILOVER is
-    // refused while no replica is ready, which in a storm takes a while).
+    // When failovers really began: their leaders' +try-failover. A planned one begins there
+    // (SENTINEL FAILOVER is refused while no replica is ready, which in a storm takes a
+    // while), and so does one Sentinel starts by itself, which the harness did not ask for.
     let tries = topology.listen("+try-failover").expect("listener");
+    let mut tried: Vec<SystemTime> = Vec::new();
 
     let stop = Arc::new(AtomicBool::new(false));
     let threads: Vec<_> = (0..writers)
@@ -178,7 +192,7 @@ pub(crate) fn run(steps: &[Step], writers: usize, fence: bool) -> Report {
                 topology.wait_settled().expect("settle");
                 let asked = Instant::now();
                 topology.failover().expect("failover");
-                triggers.push(began(&tries, asked));
+                triggers.push(began(&tries, &mut tried, asked));
                 report.planned += 1;
             }
             Step::Crash => {
@@ -196,7 +210,7 @@ pub(crate) fn run(steps: &[Step], writers: usize, fence: bool) -> Report {
                 for _ in 0..count {
                     let asked = Instant::now();
                     topology.failover().expect("failover in the storm");
-                    triggers.push(began(&tries, asked));
+                    triggers.push(began(&tries, &mut tried, asked));
                     report.stormed += 1;
                 }
             }
@@ -220,26 +234,40 @@ pub(crate) fn run(steps: &[Step], writers: usize, fence: bool) -> Report {
     let present = keys_on(&final_master);
     let events = events.lock().clone();
     let beliefs = beliefs(&first_master, &events);
+    report.pool_moves = events
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::Failover { .. }))
+        .count();
+    // Every beginning, the harness's and Sentinel's own, for the classes.
+    began(&tries, &mut tried, Instant::now());
+    let mut beginnings: Vec<SystemTime> = triggers.iter().chain(&tried).copied().collect();
+    beginnings.sort();
 
     report.acked = acks.len();
     for ack in acks.iter().filter(|a| !present.contains(&a.key)) {
         let node = &nodes[usize::from(ack.node)];
-        let belief = beliefs
-            .iter()
-            .take_while(|(at, _)| *at <= ack.at)
-            .last()
-            .map(|(_, b)| b);
-        let pool_knew = matches!(belief, Some(Belief::Fenced))
-            || matches!(belief, Some(Belief::Master(m)) if m != node);
+        let knew = |at: SystemTime| {
+            let belief = beliefs
+                .iter()
+                .take_while(|(when, _)| *when <= at)
+                .last()
+                .map(|(_, b)| b);
+            matches!(belief, Some(Belief::Fenced))
+                || matches!(belief, Some(Belief::Master(m)) if m != node)
+        };
+        let pool_knew = knew(ack.at);
         // The failover in whose window it was acknowledged, if any: the last one triggered
         // before it, if the pool had not reacted to that one yet.
-        let in_window = triggers
+        let in_window = beginnings
             .iter()
             .rev()
             .find(|t| **t <= ack.at)
             .is_some_and(|t| !beliefs.iter().any(|(at, _)| at >= t && *at <= ack.at));
         if pool_knew {
             report.lost_after_pool_knew += 1;
+            if !knew(ack.sent) {
+                report.lost_in_flight += 1;
+            }
         } else if in_window {
             report.lost_before_pool_knew += 1;
         } else {
@@ -257,16 +285,18 @@ pub(crate) fn run(steps: &[Step], writers: usize, fence: bool) -> Report {
     report
 }
 
-/// When the failover asked for at `asked` began: the first +try-failover heard since.
-fn began(tries: &Listener, asked: Instant) -> SystemTime {
+/// When the failover asked for at `asked` began: the first +try-failover heard since. Keeps
+/// every one heard in `tried`.
+fn began(tries: &Listener, tried: &mut Vec<SystemTime>, asked: Instant) -> SystemTime {
     let mut first = None;
     while let Some(message) = tries.recv_timeout(Duration::ZERO) {
+        let at = SystemTime::now() - message.at.elapsed();
+        tried.push(at);
         if message.at >= asked {
-            first = first.or(Some(message.at));
+            first = first.or(Some(at));
         }
     }
-    let at = first.unwrap_or(asked);
-    SystemTime::now() - at.elapsed()
+    first.unwrap_or_else(|| SystemTime::now() - asked.elapsed())
 }
 
 /// What one writer did.
@@ -293,7 +323,9 @@ fn spawn_writer(
             n += 1;
             let key = writer << 40 | n;
             let began = Instant::now();
+            let mut sent = SystemTime::now();
             let result = pool.with_retry_idempotent(|c| {
+                sent = SystemTime::now();
                 redis::cmd("SET")
                     .arg(&key.to_be_bytes())
                     .arg(1)
@@ -309,6 +341,7 @@ fn spawn_writer(
                         .position(|a| *a == by)
                         .and_then(|i| u8::try_from(i).ok())
                         .expect("a node of the topology"),
+                    sent,
                     at: SystemTime::now(),
                 }),
                 Err(err) => outcome.errors.push(err.to_string()),
