@@ -8,6 +8,9 @@
 
 use std::{collections::BTreeMap, error::Error, fs, path::Path};
 
+#[path = "support/plot.rs"]
+mod plot;
+
 use ab_glyph::{FontVec, PxScale};
 use image::{Rgb, RgbImage};
 use imageproc::drawing::{draw_filled_circle_mut, draw_line_segment_mut, draw_text_mut};
@@ -45,13 +48,7 @@ const PANEL: (u32, u32) = (620, 440);
 const MARGIN: (f32, f32, f32, f32) = (70.0, 20.0, 40.0, 50.0); // left, right, top, bottom
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let font_path = std::env::var("PLOT_FONT")
-        .unwrap_or_else(|_| "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf".into());
-    let font = FontVec::try_from_vec(fs::read(&font_path).map_err(|e| {
-        format!(
-            "cannot read the font {font_path} ({e}): install fonts-dejavu-core or set PLOT_FONT"
-        )
-    })?)?;
+    let font = plot::font()?;
 
     // ops/s by (pool, contender, threads), from criterion's mean time per operation.
     let mut ops: BTreeMap<(u32, &str, u32), f64> = BTreeMap::new();

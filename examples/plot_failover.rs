@@ -10,6 +10,9 @@
 
 use std::{error::Error, fs};
 
+#[path = "support/plot.rs"]
+mod plot;
+
 use ab_glyph::{FontVec, PxScale};
 use image::{Rgb, RgbImage};
 use imageproc::{
@@ -68,13 +71,7 @@ struct Timeline {
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let font_path = std::env::var("PLOT_FONT")
-        .unwrap_or_else(|_| "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf".into());
-    let font = FontVec::try_from_vec(fs::read(&font_path).map_err(|e| {
-        format!(
-            "cannot read the font {font_path} ({e}): install fonts-dejavu-core or set PLOT_FONT"
-        )
-    })?)?;
+    let font = plot::font()?;
     let mut timelines = Vec::new();
     for (file, title) in PANELS {
         let path = format!("target/failover-timeline/{file}.json");

@@ -19,7 +19,7 @@ use r2d2_redis_sentinel::{
     redis::{self, Commands},
     testkit::Topology,
 };
-use support::{direct, eventually, init_logging};
+use support::{direct, eventually, init_logging, wait_flagged};
 
 /// One acknowledged write.
 struct Ack {
@@ -302,28 +302,53 @@ fn cripple(topology: &mut Topology, candidate: &NodeAddr) -> NodeAddr {
         .query(&mut direct(candidate))
         .unwrap();
     topology.pause(&other).unwrap();
-    let sentinels = topology.sentinel_addrs();
-    eventually(
-        "the sentinels to see the frozen replica down",
+    wait_flagged(
+        topology,
+        std::slice::from_ref(&other),
+        true,
         Duration::from_secs(10),
-        || {
-            sentinels
-                .iter()
-                .all(|s| {
-                    let replicas: Vec<std::collections::HashMap<String, String>> =
-                        redis::cmd("SENTINEL")
-                            .arg(&["REPLICAS", topology.service_name()])
-                            .query(&mut direct(s))
-                            .unwrap();
-                    replicas.iter().any(|r| {
-                        r.get("port") == Some(&other.port.to_string())
-                            && r.get("flags").is_some_and(|f| f.contains("s_down"))
-                    })
-                })
-                .then_some(())
-        },
     );
     other
+}
+
+/// A topology whose next failover selects a replica that cannot be promoted (see
+/// [`cripple`]), and a pool on it.
+struct Stalled {
+    topology: Topology,
+    /// The master, which stays master.
+    old: NodeAddr,
+    /// The replica frozen by [`cripple`].
+    frozen: NodeAddr,
+    pool: SentinelPool,
+}
+
+/// A [`Stalled`] topology with Sentinel's `failover_timeout`, and a pool with
+/// `fence_timeout`.
+fn stalled(failover_timeout: Duration, fence_timeout: Duration) -> Stalled {
+    let mut topology = Topology::builder()
+        .failover_timeout(failover_timeout)
+        .start()
+        .unwrap();
+    let old = topology.master().unwrap();
+    let candidate = topology
+        .data_addrs()
+        .into_iter()
+        .find(|a| *a != old)
+        .unwrap();
+    let frozen = cripple(&mut topology, &candidate);
+    let pool = topology
+        .pool_builder()
+        .max_size(4)
+        .fence_timeout(fence_timeout)
+        .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(30)))
+        .build()
+        .unwrap();
+    Stalled {
+        topology,
+        old,
+        frozen,
+        pool,
+    }
 }
 
 /// Sends `SENTINEL FAILOVER` to the first sentinel.
@@ -337,24 +362,12 @@ fn start_failover(topology: &Topology) {
 #[test]
 fn an_aborted_failover_releases_the_fence_back_to_the_old_master() {
     init_logging();
-    let mut topology = Topology::builder()
-        .failover_timeout(Duration::from_secs(2))
-        .start()
-        .unwrap();
-    let old = topology.master().unwrap();
-    let candidate = topology
-        .data_addrs()
-        .into_iter()
-        .find(|a| *a != old)
-        .unwrap();
-    let frozen = cripple(&mut topology, &candidate);
-    let pool = topology
-        .pool_builder()
-        .max_size(4)
-        .fence_timeout(Duration::from_secs(20))
-        .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(30)))
-        .build()
-        .unwrap();
+    let Stalled {
+        mut topology,
+        old,
+        frozen,
+        pool,
+    } = stalled(Duration::from_secs(2), Duration::from_secs(20));
     let aborts = topology.listen("-failover-abort-slave-timeout").unwrap();
     let writer = Writer::start(&pool);
     start_failover(&topology);
@@ -403,25 +416,13 @@ fn an_aborted_failover_releases_the_fence_back_to_the_old_master() {
 #[test]
 fn a_fence_that_sees_no_promotion_times_out_to_what_the_sentinels_say() {
     init_logging();
-    let mut topology = Topology::builder()
-        .failover_timeout(Duration::from_secs(30))
-        .start()
-        .unwrap();
-    let old = topology.master().unwrap();
-    let candidate = topology
-        .data_addrs()
-        .into_iter()
-        .find(|a| *a != old)
-        .unwrap();
-    let frozen = cripple(&mut topology, &candidate);
     let fence_timeout = Duration::from_millis(500);
-    let pool = topology
-        .pool_builder()
-        .max_size(4)
-        .fence_timeout(fence_timeout)
-        .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(30)))
-        .build()
-        .unwrap();
+    let Stalled {
+        mut topology,
+        old,
+        frozen,
+        pool,
+    } = stalled(Duration::from_secs(30), fence_timeout);
     let events_rx = pool.events();
     let writer = Writer::start(&pool);
     start_failover(&topology);
@@ -567,24 +568,12 @@ fn a_fence_whose_probe_cannot_reach_the_replica_resumes_on_the_announcement() {
 #[test]
 fn stopping_the_watcher_during_a_fence_releases_it() {
     init_logging();
-    let mut topology = Topology::builder()
-        .failover_timeout(Duration::from_secs(30))
-        .start()
-        .unwrap();
-    let old = topology.master().unwrap();
-    let candidate = topology
-        .data_addrs()
-        .into_iter()
-        .find(|a| *a != old)
-        .unwrap();
-    let frozen = cripple(&mut topology, &candidate);
-    let pool = topology
-        .pool_builder()
-        .max_size(4)
-        .fence_timeout(Duration::from_secs(60))
-        .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(30)))
-        .build()
-        .unwrap();
+    let Stalled {
+        mut topology,
+        old,
+        frozen,
+        pool,
+    } = stalled(Duration::from_secs(30), Duration::from_secs(60));
     let events_rx = pool.events();
     let writer = Writer::start(&pool);
     start_failover(&topology);

@@ -4,17 +4,14 @@
 
 mod support;
 
-use std::{
-    collections::{BTreeSet, HashMap},
-    time::Duration,
-};
+use std::{collections::BTreeSet, time::Duration};
 
 use r2d2_redis_sentinel::{
     Error, NodeAddr, ReplicaOptions, ReplicaSelection, SentinelPool,
     redis::{self, Commands},
     testkit::Topology,
 };
-use support::{direct, eventually, init_logging};
+use support::{direct, eventually, init_logging, wait_flagged};
 
 fn pool(topology: &Topology) -> SentinelPool {
     topology
@@ -38,32 +35,6 @@ fn replicas_of(topology: &Topology, master: &NodeAddr) -> BTreeSet<NodeAddr> {
 fn nodes_behind(reads: &SentinelPool, count: usize) -> BTreeSet<NodeAddr> {
     let held: Vec<_> = (0..count).map(|_| reads.get().unwrap()).collect();
     held.iter().map(|c| c.addr().clone()).collect()
-}
-
-/// Waits until every sentinel flags each of `replicas` down (`down`) or healthy.
-fn wait_flagged(topology: &Topology, replicas: &[NodeAddr], down: bool) {
-    eventually(
-        "the sentinels to see the replicas' state",
-        Duration::from_secs(20),
-        || {
-            topology
-                .sentinel_addrs()
-                .iter()
-                .all(|s| {
-                    let listed: Vec<HashMap<String, String>> = redis::cmd("SENTINEL")
-                        .arg(&["REPLICAS", topology.service_name()])
-                        .query(&mut direct(s))
-                        .unwrap();
-                    replicas.iter().all(|r| {
-                        listed.iter().any(|l| {
-                            l.get("port") == Some(&r.port.to_string())
-                                && l.get("flags").is_some_and(|f| f.contains("s_down")) == down
-                        })
-                    })
-                })
-                .then_some(())
-        },
-    );
 }
 
 #[test]
@@ -153,7 +124,7 @@ fn a_hung_replica_is_skipped_and_comes_back() {
     // Whether or not the sentinels saw it down (a short pause leaves no trace in what they
     // publish), the connections that went to the other replica instead are replaced, and the
     // replica gets its share back.
-    wait_flagged(&topology, &replicas[..1], false);
+    wait_flagged(&topology, &replicas[..1], false, Duration::from_secs(20));
     eventually(
         "the replica to serve reads again",
         Duration::from_secs(20),
@@ -208,7 +179,7 @@ fn with_no_healthy_replica_reads_fail_clearly_or_go_to_the_master() {
     for replica in &replicas {
         topology.pause(replica).unwrap();
     }
-    wait_flagged(&topology, &replicas, true);
+    wait_flagged(&topology, &replicas, true, Duration::from_secs(20));
 
     let strict = pool.replica_pool(ReplicaOptions::default()).unwrap();
     let err = strict.get().unwrap_err();

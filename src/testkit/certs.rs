@@ -18,83 +18,18 @@ pub(super) fn make(root: &Path) -> Result<Certs, Error> {
     let dir = root.join("certs");
     fs::create_dir_all(&dir).map_err(io_error("create the certificates folder"))?;
     let ca = self_signed_ca(&dir, "ca")?;
-    openssl(
+    signed_by_ca(
         &dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    )?;
-    fs::write(
-        dir.join("server.ext"),
+        "server",
+        "/CN=127.0.0.1",
         "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .map_err(io_error("write the certificate extensions"))?;
-    openssl(
-        &dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-        ],
-    )?;
-    openssl(
-        &dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "client.key",
-            "-out",
-            "client.csr",
-            "-subj",
-            "/CN=r2d2-redis-sentinel test client",
-        ],
     )?;
     // An extension makes a version 3 certificate: rustls refuses version 1.
-    fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n")
-        .map_err(io_error("write the certificate extensions"))?;
-    openssl(
+    signed_by_ca(
         &dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "client.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "client.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "client.ext",
-        ],
+        "client",
+        "/CN=r2d2-redis-sentinel test client",
+        "extendedKeyUsage=clientAuth\n",
     )?;
     let read = |name: &str| fs::read(dir.join(name)).map_err(io_error("read a certificate"));
     Ok(Certs {
@@ -114,6 +49,44 @@ pub fn throwaway_ca_pem() -> Result<Vec<u8>, Error> {
     let ca = self_signed_ca(&dir, "other-ca");
     let _ = fs::remove_dir_all(&dir);
     ca
+}
+
+/// Makes `{name}.key` and `{name}.crt` in `dir`: a key, and a certificate for `subject` with
+/// `extensions` (an `openssl x509 -extfile`), signed by `ca.crt`.
+fn signed_by_ca(dir: &Path, name: &str, subject: &str, extensions: &str) -> Result<(), Error> {
+    let (key, csr, ext, cert) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.ext"),
+        format!("{name}.crt"),
+    );
+    openssl(
+        dir,
+        &[
+            "req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", subject,
+        ],
+    )?;
+    fs::write(dir.join(&ext), extensions).map_err(io_error("write the certificate extensions"))?;
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &cert,
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ],
+    )
 }
 
 fn self_signed_ca(dir: &Path, name: &str) -> Result<Vec<u8>, Error> {

@@ -351,7 +351,8 @@ fn spawn_writer(
     })
 }
 
-/// The pool's events, each with when it happened (its own time where it carries one).
+/// The pool's events, each with when it was received ([`beliefs`] uses the time an event
+/// carries, where it has one).
 fn record_events(pool: &SentinelPool) -> Arc<Mutex<Vec<(SystemTime, Event)>>> {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let (events, sink) = (pool.events(), Arc::clone(&seen));

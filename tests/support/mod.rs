@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use r2d2_redis_sentinel::{Connection, NodeAddr, redis};
+use r2d2_redis_sentinel::{Connection, NodeAddr, redis, testkit::Topology};
 
 /// Starts `env_logger` once, so `RUST_LOG=debug cargo test` shows what the pool did.
 pub fn init_logging() {
@@ -39,6 +39,29 @@ pub fn wait_idle(pool: &r2d2_redis_sentinel::SentinelPool, count: u32) {
         Duration::from_secs(10),
         || (pool.state().idle_connections == count).then_some(()),
     );
+}
+
+/// Waits until every sentinel flags each of `replicas` down (`down`) or healthy, for at most
+/// `timeout`.
+pub fn wait_flagged(topology: &Topology, replicas: &[NodeAddr], down: bool, timeout: Duration) {
+    eventually("the sentinels to see the replicas' state", timeout, || {
+        topology
+            .sentinel_addrs()
+            .iter()
+            .all(|s| {
+                let listed: Vec<std::collections::HashMap<String, String>> = redis::cmd("SENTINEL")
+                    .arg(&["REPLICAS", topology.service_name()])
+                    .query(&mut direct(s))
+                    .unwrap();
+                replicas.iter().all(|r| {
+                    listed.iter().any(|l| {
+                        l.get("port") == Some(&r.port.to_string())
+                            && l.get("flags").is_some_and(|f| f.contains("s_down")) == down
+                    })
+                })
+            })
+            .then_some(())
+    });
 }
 
 /// Polls `check` every 20 ms until it returns `Some`, or panics with `what` after `timeout`.
