@@ -4,8 +4,9 @@
 //! (`docker network disconnect`).
 //!
 //! Needs a Docker engine with `docker-compose` and a Redis image: `REDIS_IMAGE`, or the one
-//! `docker/build-image.sh` builds. Without them the test says so and passes without running:
-//! everything else in the suite runs without Docker.
+//! `docker/build-image.sh` builds. Without an engine, or without `REDIS_IMAGE` and the local
+//! image, the test says so and passes without running: everything else in the suite runs without
+//! Docker. An image named by `REDIS_IMAGE` that the engine does not have is a failure, not a skip.
 
 mod support;
 
@@ -163,11 +164,25 @@ fn a_docker_deployment_is_followed_through_a_failover_and_a_partition() {
         eprintln!("skipped: no Docker engine with docker-compose answers here");
         return;
     }
-    let image = std::env::var("REDIS_IMAGE").unwrap_or_else(|_| LOCAL_IMAGE.to_owned());
-    if !succeeds("docker", &["image", "inspect", &image]) {
-        eprintln!("skipped: no image {image}: run docker/build-image.sh, or set REDIS_IMAGE");
-        return;
-    }
+    // An image named by REDIS_IMAGE must exist: CI sets it, and a skip there would hide a
+    // broken setup. Without the variable, a machine that never built the local image skips.
+    let image = match std::env::var("REDIS_IMAGE") {
+        Ok(image) => {
+            assert!(
+                succeeds("docker", &["image", "inspect", &image]),
+                "REDIS_IMAGE names {image:?}, which the Docker engine does not have: \
+                 build it with docker/build-image.sh, or unset REDIS_IMAGE to skip this test"
+            );
+            image
+        }
+        Err(_) if succeeds("docker", &["image", "inspect", LOCAL_IMAGE]) => LOCAL_IMAGE.to_owned(),
+        Err(_) => {
+            eprintln!(
+                "skipped: no image {LOCAL_IMAGE}: run docker/build-image.sh, or set REDIS_IMAGE"
+            );
+            return;
+        }
+    };
     let compose = Compose { image };
     compose.run(&["up", "-d"]);
     eventually(
