@@ -50,6 +50,40 @@ pub enum Validation {
     Off,
 }
 
+/// Where a fenced pool resumes writes during a failover: see
+/// [`Builder::fence_resume`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum FenceResume {
+    /// When the failover is committed: a sentinel names the promoted replica as master
+    /// (`+switch-master`, or its answer to `SENTINEL MASTER`). Sentinel commits a failover
+    /// when the leader's new configuration reaches the other sentinels, about 0.1 s after it
+    /// saw the promotion, which itself comes up to a second after `REPLICAOF NO ONE` (the
+    /// leader polls a promoted replica's `INFO` once a second). Until then a leader that dies
+    /// leaves the other sentinels naming the old master, and they convert the promoted replica
+    /// back, wiping what it accepted; so the fence holds writes until then. A planned
+    /// failover pauses writes for about a second and loses none; no failure of the failover
+    /// itself makes the pool lose a write that a pool without the fence would have kept. The
+    /// default.
+    #[default]
+    Commit,
+    /// When the promoted replica answers `ROLE` master (asked every 2 ms while the fence is
+    /// up), before any sentinel announces it: writes pause for about 0.1 s instead of a
+    /// second, and after a master crash resume a few milliseconds after the promotion. The
+    /// risk: if the failover leader dies (or is cut off) between the promotion and the moment
+    /// its configuration reaches another sentinel, the others convert the promoted replica
+    /// back and every write it acknowledged meanwhile is lost, where a pool without the fence
+    /// would have kept writing to the old master.
+    Promotion,
+}
+
+/// The longest [`Builder::fence_timeout`] accepted. A healthy failover commits within about
+/// 1.5 s of the step that raises the fence, whatever Sentinel's own timings; a fence still up
+/// long after that follows a failover that is stuck (its leader frozen, its replica refusing
+/// the promotion), which Sentinel gives up only after `failover-timeout` (three minutes by
+/// default). Holding every write that long is worse than what the fence prevents.
+pub(crate) const LONGEST_FENCE: Duration = Duration::from_secs(30);
+
 /// Builds a [`SentinelPool`]; made by [`SentinelPool::builder`].
 ///
 /// Every setter documents its default. Nothing is checked until [`build`](Builder::build),
@@ -83,6 +117,7 @@ pub struct Builder {
     pub(crate) max_sentinels: usize,
     pub(crate) fence: bool,
     pub(crate) fence_timeout: Duration,
+    pub(crate) fence_resume: FenceResume,
     pub(crate) replicas: Option<crate::ReplicaOptions>,
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::TlsOptions>,
@@ -119,6 +154,7 @@ impl std::fmt::Debug for Builder {
             .field("max_sentinels", &self.max_sentinels)
             .field("fence", &self.fence)
             .field("fence_timeout", &self.fence_timeout)
+            .field("fence_resume", &self.fence_resume)
             .field("replicas", &self.replicas);
         #[cfg(feature = "tls")]
         f.field("tls", &self.tls);
@@ -158,6 +194,7 @@ impl Builder {
             max_sentinels: 16,
             fence: true,
             fence_timeout: Duration::from_secs(3),
+            fence_resume: FenceResume::Commit,
             replicas: None,
             #[cfg(feature = "tls")]
             tls: None,
@@ -350,16 +387,20 @@ impl Builder {
     /// sends `REPLICAOF NO ONE`), the pool stops handing out connections to the old master,
     /// drops the idle ones, makes checked-out ones refuse their next request (not sent, so
     /// [`with_retry`](crate::SentinelPool::with_retry) retries it) and holds new checkouts.
-    /// It asks the selected replica its role every few milliseconds and resumes on it the
-    /// moment it answers master, without waiting for `+switch-master`. On
-    /// `-failover-abort-*` the fence is lifted back to the old master; after
-    /// [`fence_timeout`](Self::fence_timeout) the pool asks the sentinels again.
+    /// It resumes on the promoted replica when the failover is committed (or earlier: see
+    /// [`fence_resume`](Self::fence_resume)). The fence comes down without a new master, and
+    /// checkouts go where the sentinels say, when the leader aborts (`-failover-abort-*`,
+    /// back to the old master at once), when the watcher loses its subscription to the leader
+    /// (it died or froze: its failover cannot commit), and after
+    /// [`fence_timeout`](Self::fence_timeout). A subscriber that (re)joins while a failover is
+    /// under way learns it from its sentinel's state and raises the fence too.
     ///
-    /// The trade-off: writes pause for about 0.1 to 0.2 s per failover (the time from the
-    /// selection to the promotion), instead of a second of acknowledged writes being lost.
-    /// After a master crash the fence also resumes writes on the promoted replica before any
-    /// sentinel announces it. It needs the watcher, and a replica address this client can
-    /// reach (see [`address_map`](Self::address_map)).
+    /// The trade-off: writes pause for about a second per failover (from the selection to the
+    /// commit), instead of a second of acknowledged writes being lost. In no failure of the
+    /// failover itself (its leader crashing or freezing at any step, the promoted replica
+    /// lost, a watcher that joins late) does the fence lose a write that a pool without it
+    /// would have kept. It needs the watcher, and a replica address this client can reach
+    /// (see [`address_map`](Self::address_map)).
     ///
     /// What it cannot protect: writes other clients send to the old master, and writes the
     /// old master acknowledged but had not yet replicated when the replica was promoted
@@ -373,11 +414,24 @@ impl Builder {
 
     /// The longest a fence holds checkouts: after it, the pool asks the sentinels for the
     /// master again, as without the fence. A checkout never waits longer than its own
-    /// [`connection_timeout`](Self::connection_timeout) either.
+    /// [`connection_timeout`](Self::connection_timeout) either. At most 30 seconds: a
+    /// failover that has not committed by then is stuck, and Sentinel itself gives it up only
+    /// after its `failover-timeout` (three minutes by default).
     ///
-    /// Defaults to 3 seconds (a promotion takes a few milliseconds once it is sent).
+    /// Defaults to 3 seconds (a healthy failover commits within about 1.5 s of the step that
+    /// raises the fence).
     pub fn fence_timeout(mut self, timeout: Duration) -> Self {
         self.fence_timeout = timeout;
+        self
+    }
+
+    /// Where a fenced pool resumes writes: when the failover is committed (safe against its
+    /// leader dying midway), or as soon as the promoted replica answers master (faster, at
+    /// that risk). See [`FenceResume`] for the figures.
+    ///
+    /// Defaults to [`FenceResume::Commit`].
+    pub fn fence_resume(mut self, resume: FenceResume) -> Self {
+        self.fence_resume = resume;
         self
     }
 
@@ -581,6 +635,17 @@ impl Builder {
                 check_duration(option, value)?;
             }
         }
+        if self.fence_timeout > LONGEST_FENCE {
+            return invalid(
+                "fence_timeout",
+                format!(
+                    "{:?} is longer than the longest allowed, {LONGEST_FENCE:?}: a failover \
+                     that has not committed by then is stuck, and holding writes for it is \
+                     worse than what the fence prevents",
+                    self.fence_timeout
+                ),
+            );
+        }
         self.retry.validate()?;
         if self.username.is_some() && self.password.is_none() {
             return invalid(
@@ -667,7 +732,10 @@ impl Builder {
             watcher: self.watcher,
             discover_sentinels: self.discover_sentinels,
             max_sentinels: self.max_sentinels,
-            fence: self.fence.then_some(self.fence_timeout),
+            fence: self.fence.then_some(FenceOptions {
+                timeout: self.fence_timeout,
+                resume: self.fence_resume,
+            }),
         })
     }
 }
@@ -689,9 +757,17 @@ pub(crate) struct Config {
     pub(crate) watcher: bool,
     pub(crate) discover_sentinels: bool,
     pub(crate) max_sentinels: usize,
-    /// How long a fence holds checkouts; `None`: no fence.
-    pub(crate) fence: Option<Duration>,
+    /// `None`: no fence.
+    pub(crate) fence: Option<FenceOptions>,
     pub(crate) address_map: AddressMap,
+}
+
+/// How the watcher fences a failover.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FenceOptions {
+    /// How long a fence holds checkouts at most.
+    pub(crate) timeout: Duration,
+    pub(crate) resume: FenceResume,
 }
 
 /// `host:port` or `[v6]:port`, port not 0.

@@ -97,6 +97,9 @@ struct FenceCounts {
 struct Record {
     generation: u64,
     master: Option<NodeAddr>,
+    /// The configuration epoch the sentinels named `master` in, when it is known: what the
+    /// watcher's view starts from whenever the pool moved by another way than the watcher.
+    epoch: Option<u64>,
     /// Why the next connect should ask the sentinels again although a master is recorded.
     suspect: Option<Suspicion>,
     /// Up while a promotion is under way: connects wait instead of asking the sentinels,
@@ -212,7 +215,8 @@ impl Core {
             self.keep_order(&lookup.addrs());
             // Settled before the lookup lock is released, so that the connects waiting for it
             // find the answer recorded.
-            if let Some(found) = self.settle(generation, answer?) {
+            let (found, epoch) = answer?;
+            if let Some(found) = self.settle(generation, found, epoch) {
                 return Ok(found);
             }
             // A fence went up during the lookup: its answer names the master being replaced.
@@ -298,7 +302,7 @@ impl Core {
 
     /// Records what a lookup that started in `generation` found, and returns the generation
     /// and master a connect should use; `None` when a fence went up meanwhile.
-    fn settle(&self, generation: u64, found: NodeAddr) -> Option<(u64, NodeAddr)> {
+    fn settle(&self, generation: u64, found: NodeAddr, epoch: u64) -> Option<(u64, NodeAddr)> {
         let mut record = self.record.lock();
         if record.fenced(Instant::now()).is_some() {
             return None;
@@ -314,6 +318,7 @@ impl Core {
         Some(match record.master_of(current) {
             Some(master) if *master == found => {
                 record.suspect = None;
+                record.epoch = record.epoch.max(Some(epoch));
                 (current, found)
             }
             Some(master) => {
@@ -322,6 +327,7 @@ impl Core {
                 let new = self.generation.bump();
                 record.generation = new;
                 record.master = Some(found.clone());
+                record.epoch = Some(epoch);
                 record.suspect = None;
                 drop(record);
                 self.invalidated(
@@ -333,6 +339,7 @@ impl Core {
             None => {
                 record.generation = current;
                 record.master = Some(found.clone());
+                record.epoch = Some(epoch);
                 record.suspect = None;
                 (current, found)
             }
@@ -350,6 +357,7 @@ impl Core {
         *record = Record {
             generation,
             master: None,
+            epoch: None,
             suspect: None,
             fence: Some(Fence { since, until }),
         };
@@ -357,23 +365,27 @@ impl Core {
         generation
     }
 
-    /// Lowers the fence without a new master: back to `master` (the failover was aborted), or
-    /// to asking the sentinels (`None`: it timed out, or the watcher stopped). Wakes every
-    /// waiting connect. Returns how long the fence was up and the generation connects use
-    /// now, or `None` when no fence was up.
-    pub(crate) fn lower_fence(&self, master: Option<&NodeAddr>) -> Option<(Duration, u64)> {
+    /// Lowers the fence without a new master: back to `master` in its configuration epoch (the
+    /// failover was aborted), or to asking the sentinels (`None`: it timed out, its leader was
+    /// lost, or the watcher stopped). Wakes every waiting connect. Returns how long the fence
+    /// was up and the generation connects use now, or `None` when no fence was up.
+    pub(crate) fn lower_fence(
+        &self,
+        master: Option<(&NodeAddr, Option<u64>)>,
+    ) -> Option<(Duration, u64)> {
         let mut record = self.record.lock();
         let fence = record.fence.take()?;
         let current = self.generation.current();
         self.fences.released.fetch_add(1, Ordering::Relaxed);
         let kept = record.master_of(current);
-        if kept.is_some() && (master.is_none() || master == kept) {
+        if kept.is_some() && (master.is_none() || master.map(|(m, _)| m) == kept) {
             // The fence had timed out and connects found the master by asking: keep it.
             return Some((fence.since.elapsed(), current));
         }
         let generation = self.generation.bump();
         record.generation = generation;
-        record.master = master.cloned();
+        record.master = master.map(|(m, _)| m.clone());
+        record.epoch = master.and_then(|(_, e)| e);
         record.suspect = None;
         Some((fence.since.elapsed(), generation))
     }
@@ -414,7 +426,7 @@ impl Core {
     pub(crate) fn switch_master(
         &self,
         old: Option<NodeAddr>,
-        new: &NodeAddr,
+        (new, epoch): (&NodeAddr, Option<u64>),
         sentinel: &NodeAddr,
         via: FailoverSource,
     ) -> Option<Duration> {
@@ -424,12 +436,14 @@ impl Core {
             let fence = record.fence.take();
             if record.master_of(current) == Some(new) {
                 record.suspect = None;
+                record.epoch = record.epoch.max(epoch);
                 (current, fence)
             } else {
                 let generation = self.generation.bump();
                 *record = Record {
                     generation,
                     master: Some(new.clone()),
+                    epoch,
                     suspect: None,
                     fence: None,
                 };
@@ -460,8 +474,17 @@ impl Core {
 
     /// The master recorded for the current generation, if any; no I/O.
     pub(crate) fn cached_master(&self) -> Option<NodeAddr> {
+        self.recorded_master().map(|(master, _)| master)
+    }
+
+    /// The master recorded for the current generation and its configuration epoch when known;
+    /// no I/O. The watcher's view follows it, so that a master found by a lookup, a release or
+    /// a connect is what the next announcement is compared with.
+    pub(crate) fn recorded_master(&self) -> Option<(NodeAddr, Option<u64>)> {
         let record = self.record.lock();
-        record.master_of(self.generation.current()).cloned()
+        record
+            .master_of(self.generation.current())
+            .map(|master| (master.clone(), record.epoch))
     }
 
     /// Starts a new generation if `seen` is still current, so that every connection born

@@ -42,8 +42,9 @@ pub enum Event {
         candidate: NodeAddr,
         /// The sentinel leading the failover, which announced the step.
         sentinel: NodeAddr,
-        /// The failover's epoch.
-        epoch: u64,
+        /// The failover's epoch; `None` when the watcher found the failover under way (its
+        /// subscriber joined after the failover started) and its epoch was not published.
+        epoch: Option<u64>,
         /// The generation that starts with the fence: it holds no connection.
         generation: u64,
         /// When the fence went up.
@@ -108,8 +109,9 @@ pub enum FailoverSource {
     /// hear about, for example one that happened while it was disconnected.
     Reconciliation,
     /// The failover leader's steps: the replica it selected answered `ROLE` master, before any
-    /// sentinel announced the switch (see [`Builder::fence`](crate::Builder::fence)).
-    /// `+switch-master` confirms it later, with no second event.
+    /// sentinel announced the switch (only with
+    /// [`FenceResume::Promotion`](crate::FenceResume::Promotion)). `+switch-master` confirms
+    /// it later, with no second event.
     Promotion,
 }
 
@@ -122,9 +124,16 @@ pub enum FenceRelease {
         /// What the leader said.
         reason: String,
     },
-    /// [`fence_timeout`](crate::Builder::fence_timeout) passed with no promotion seen: the pool
-    /// asks the sentinels for the master again.
+    /// [`fence_timeout`](crate::Builder::fence_timeout) passed with no committed failover
+    /// seen: the pool asks the sentinels for the master again.
     TimedOut,
+    /// The watcher lost its subscription to the failover's leader before the failover was
+    /// committed: it died, froze or was cut off, so the other sentinels may never learn of the
+    /// promotion. The pool asks the sentinels for the master again.
+    LeaderLost {
+        /// The leader.
+        sentinel: NodeAddr,
+    },
     /// The watcher stopped (the pool was dropped, or
     /// [`stop_watcher`](crate::SentinelPool::stop_watcher)).
     WatcherStopped,
@@ -134,7 +143,15 @@ impl std::fmt::Display for FenceRelease {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FenceRelease::Aborted { reason } => write!(f, "the failover was aborted: {reason}"),
-            FenceRelease::TimedOut => f.write_str("no promotion was seen within fence_timeout"),
+            FenceRelease::TimedOut => {
+                f.write_str("no committed failover was seen within fence_timeout")
+            }
+            FenceRelease::LeaderLost { sentinel } => {
+                write!(
+                    f,
+                    "the failover's leader {sentinel} was lost before it committed"
+                )
+            }
             FenceRelease::WatcherStopped => f.write_str("the watcher stopped"),
         }
     }

@@ -28,7 +28,7 @@ mod tls;
 mod url;
 mod watcher;
 
-pub use config::{Builder, Validation};
+pub use config::{Builder, FenceResume, Validation};
 pub use connection::Connection;
 pub use error::{Error, SentinelFailure};
 pub use event::{Event, FailoverSource, FenceRelease};

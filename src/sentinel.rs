@@ -116,8 +116,9 @@ impl Sentinels {
         }
     }
 
-    /// Asks the sentinels in turn for the master of `service`, until `deadline`; the first one
-    /// that names a master it does not flag as down wins and moves to the front. Sentinels
+    /// Asks the sentinels in turn for the master of `service` and its configuration epoch,
+    /// until `deadline`; the first one that names a master it does not flag as down wins and
+    /// moves to the front. Sentinels
     /// that failed recently are asked only when no other one answered. An answer naming
     /// `avoid` (a node that just answered `ROLE` as replica) loses to any other sentinel's
     /// answer, and is returned only when no sentinel names another node.
@@ -130,7 +131,7 @@ impl Sentinels {
         service: &str,
         avoid: Option<&NodeAddr>,
         deadline: Instant,
-    ) -> Result<NodeAddr, Error> {
+    ) -> Result<(NodeAddr, u64), Error> {
         let mut config_error = None;
         let mut unknown = Vec::new();
         let mut down = false;
@@ -155,12 +156,12 @@ impl Sentinels {
             let answer = self.ask_master(i, service, deadline);
             answered |= answer.is_ok();
             match answer {
-                Ok(Answer::Master { addr, .. }) if Some(&addr) == avoid => {
-                    avoided.get_or_insert((i, addr));
+                Ok(Answer::Master { addr, epoch }) if Some(&addr) == avoid => {
+                    avoided.get_or_insert((i, addr, epoch));
                 }
-                Ok(Answer::Master { addr, .. }) => {
+                Ok(Answer::Master { addr, epoch }) => {
                     self.prefer(i, service);
-                    return Ok(addr);
+                    return Ok((addr, epoch));
                 }
                 Ok(Answer::Down) => down = true,
                 Ok(Answer::Unknown) => unknown.push(self.nodes[i].addr.to_string()),
@@ -196,9 +197,9 @@ impl Sentinels {
                 Err(other) => return Err(other),
             }
         }
-        if let Some((i, addr)) = avoided {
+        if let Some((i, addr, epoch)) = avoided {
             self.prefer(i, service);
-            return Ok(addr);
+            return Ok((addr, epoch));
         }
         if let Some(err) = config_error {
             Err(err)
@@ -429,6 +430,36 @@ pub(crate) fn parse_replicas(reply: &[HashMap<String, String>]) -> Vec<NodeAddr>
         .collect()
 }
 
+/// The replica a failover led by the sentinel that sent these replies is promoting, if one is
+/// under way: its `SENTINEL MASTER` reply carries `failover_in_progress` (only the leader's
+/// does) in a state past the selection, and its `SENTINEL REPLICAS` reply flags the selected
+/// replica `promoted`. What a subscriber that joined mid-failover reads instead of the steps it
+/// missed.
+pub(crate) fn promotion_in_progress(
+    master: &HashMap<String, String>,
+    replicas: &[HashMap<String, String>],
+) -> Option<NodeAddr> {
+    let flags = master.get("flags")?;
+    if !flags.split(',').any(|f| f == "failover_in_progress") {
+        return None;
+    }
+    let state = master.get("failover-state").map(String::as_str);
+    if !matches!(
+        state,
+        Some("send_slaveof_noone" | "wait_promotion" | "reconf_slaves")
+    ) {
+        return None;
+    }
+    replicas.iter().find_map(|r| {
+        r.get("flags")?
+            .split(',')
+            .any(|f| f == "promoted")
+            .then_some(())?;
+        let port = r.get("port")?.parse().ok().filter(|p| *p != 0)?;
+        Some(NodeAddr::new(r.get("ip")?.as_str(), port))
+    })
+}
+
 pub(crate) fn sentinels_cmd(service: &str) -> redis::Cmd {
     let mut cmd = redis::cmd("SENTINEL");
     cmd.arg("SENTINELS").arg(service);
@@ -482,6 +513,44 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn a_leader_mid_failover_names_the_replica_it_promotes() {
+        let master = |state: &str| {
+            reply(&[
+                ("ip", "10.0.0.1"),
+                ("port", "6379"),
+                ("flags", "master,failover_in_progress"),
+                ("failover-state", state),
+                ("config-epoch", "3"),
+            ])
+        };
+        let replicas = vec![
+            reply(&[("ip", "10.0.0.2"), ("port", "6380"), ("flags", "slave")]),
+            reply(&[
+                ("ip", "10.0.0.3"),
+                ("port", "6381"),
+                ("flags", "slave,promoted"),
+            ]),
+        ];
+        for state in ["send_slaveof_noone", "wait_promotion", "reconf_slaves"] {
+            assert_eq!(
+                promotion_in_progress(&master(state), &replicas),
+                Some(NodeAddr::new("10.0.0.3", 6381)),
+                "{state}"
+            );
+        }
+        // Before a replica is selected, after the end, or on a sentinel that is not leading.
+        for state in ["wait_start", "select_slave", "update_config"] {
+            assert_eq!(promotion_in_progress(&master(state), &replicas), None);
+        }
+        let idle = reply(&[("flags", "master"), ("config-epoch", "3")]);
+        assert_eq!(promotion_in_progress(&idle, &replicas), None);
+        assert_eq!(
+            promotion_in_progress(&master("wait_promotion"), &replicas[..1]),
+            None
+        );
     }
 
     #[test]

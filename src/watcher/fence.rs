@@ -72,7 +72,9 @@ impl Attempts {
 pub(super) struct Target {
     /// The sentinel whose attempt it is.
     pub(super) leader: NodeAddr,
-    pub(super) epoch: u64,
+    /// The attempt's epoch; `None` for a failover found under way by a subscriber that missed
+    /// its start (see [`in_progress`]).
+    pub(super) epoch: Option<u64>,
     /// The replica being promoted.
     pub(super) candidate: NodeAddr,
 }
@@ -101,31 +103,63 @@ pub(super) fn decide(
     replica: Option<&NodeAddr>,
     epoch: Option<u64>,
 ) -> Decision {
+    // The fenced attempt's own steps; a fence found under way has no epoch to compare, and
+    // its leader runs one attempt at a time.
+    let ours = fence.is_some_and(|f| f.leader == *from && (f.epoch.is_none() || f.epoch == epoch));
+    if let (Step::Abort(reason), true) = (step, ours) {
+        return Decision::Release(reason);
+    }
     let Some(epoch) = epoch else {
         return Decision::Ignored("its attempt's epoch is unknown");
     };
     if view.epoch().is_some_and(|known| epoch <= known) {
         return Decision::Ignored("its epoch is not newer than the known configuration");
     }
-    let ours = fence.is_some_and(|f| f.leader == *from && f.epoch == epoch);
     match (step, replica) {
-        (Step::Abort(reason), _) if ours => Decision::Release(reason),
         (step, Some(replica)) if step.promotes() => {
             if ours {
                 Decision::None
-            } else if fence.is_some_and(|f| f.epoch >= epoch) {
+            } else if fence.is_some_and(|f| f.epoch.is_some_and(|e| e >= epoch)) {
                 Decision::Ignored("a fence follows an attempt at least as new")
             } else if view.master() == Some(replica) {
                 Decision::Ignored("it promotes the known master")
             } else {
                 Decision::Raise(Target {
                     leader: from.clone(),
-                    epoch,
+                    epoch: Some(epoch),
                     candidate: replica.clone(),
                 })
             }
         }
         _ => Decision::None,
+    }
+}
+
+/// What a subscriber that (re)joined mid-failover learned from its sentinel's state: `from`
+/// leads a failover promoting `candidate`, in an epoch it missed. Raises the fence unless the
+/// pool is there already, a fence follows that promotion, or `done` (the last attempt whose
+/// fence came down without a new master) was this one: a failover slower than
+/// `fence_timeout` is not fenced again at every refresh.
+pub(super) fn in_progress(
+    view: &MasterView,
+    fence: Option<&Target>,
+    done: Option<&Target>,
+    from: &NodeAddr,
+    candidate: &NodeAddr,
+) -> Decision {
+    let same = |t: &Target| t.leader == *from && t.candidate == *candidate;
+    if view.master() == Some(candidate) {
+        Decision::Ignored("it promotes the known master")
+    } else if fence.is_some_and(same) {
+        Decision::None
+    } else if done.is_some_and(same) {
+        Decision::Ignored("its fence came down already")
+    } else {
+        Decision::Raise(Target {
+            leader: from.clone(),
+            epoch: None,
+            candidate: candidate.clone(),
+        })
     }
 }
 
@@ -206,7 +240,7 @@ mod tests {
             decision,
             Decision::Raise(Target {
                 leader: node(26379),
-                epoch: 5,
+                epoch: Some(5),
                 candidate: node(2)
             })
         );
@@ -232,7 +266,7 @@ mod tests {
     fn only_the_fenced_attempts_abort_releases_it() {
         let target = Target {
             leader: node(26379),
-            epoch: 5,
+            epoch: Some(5),
             candidate: node(2),
         };
         let abort = Step::Abort(AbortReason::NotElected);
@@ -258,7 +292,7 @@ mod tests {
     fn later_steps_of_the_fenced_attempt_change_nothing_and_newer_attempts_take_over() {
         let target = Target {
             leader: node(26379),
-            epoch: 5,
+            epoch: Some(5),
             candidate: node(2),
         };
         let view = view(1, 4);
@@ -294,7 +328,7 @@ mod tests {
                 Some(&node(3)),
                 Some(6)
             ),
-            Decision::Raise(Target { epoch: 6, .. })
+            Decision::Raise(Target { epoch: Some(6), .. })
         ));
     }
 
@@ -309,5 +343,39 @@ mod tests {
             Some(5),
         );
         assert!(matches!(decision, Decision::Ignored(_)));
+    }
+
+    #[test]
+    fn a_failover_found_under_way_raises_the_fence_once() {
+        let view = view(1, 4);
+        let leader = node(26379);
+        let Decision::Raise(target) = in_progress(&view, None, None, &leader, &node(2)) else {
+            panic!("a promotion under way raises the fence");
+        };
+        assert_eq!(target.epoch, None);
+        // Found again at the next refresh: nothing new, while fenced or once released.
+        assert_eq!(
+            in_progress(&view, Some(&target), None, &leader, &node(2)),
+            Decision::None
+        );
+        assert!(matches!(
+            in_progress(&view, None, Some(&target), &leader, &node(2)),
+            Decision::Ignored(_)
+        ));
+        // Promoting the master the pool is on already (the failover was applied).
+        assert!(matches!(
+            in_progress(&view, None, None, &leader, &node(1)),
+            Decision::Ignored(_)
+        ));
+        // Its leader's abort releases it, though the subscriber knows no epoch.
+        let abort = Step::Abort(AbortReason::ReplicaTimeout);
+        assert_eq!(
+            decide(&view, Some(&target), &leader, abort, None, None),
+            Decision::Release(AbortReason::ReplicaTimeout)
+        );
+        assert_eq!(
+            decide(&view, Some(&target), &node(26380), abort, None, None),
+            Decision::Ignored("its attempt's epoch is unknown")
+        );
     }
 }

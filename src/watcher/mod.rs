@@ -72,7 +72,7 @@ use std::{
 use crossbeam_channel::{Receiver, Sender, select};
 
 use crate::{
-    Error, Event, FailoverSource, FenceRelease, NodeAddr,
+    Error, Event, FailoverSource, FenceRelease, FenceResume, NodeAddr,
     core::Core,
     message::{SentinelMessage, Step},
 };
@@ -163,17 +163,23 @@ enum Report {
     /// The probe saw the fenced failover's replica answer master.
     Promoted {
         addr: NodeAddr,
-        epoch: u64,
+    },
+    /// A sentinel's state says it leads a failover promoting `candidate` (asked at each
+    /// refresh, so a subscriber that joined mid-failover learns what it missed).
+    InProgress {
+        from: NodeAddr,
+        candidate: NodeAddr,
     },
 }
 
 /// The fence the watcher holds up.
 struct Fenced {
     target: Target,
-    /// The master fenced off.
-    old: Option<NodeAddr>,
+    /// The master fenced off, and the epoch it was known in.
+    old: Option<(NodeAddr, Option<u64>)>,
     until: Instant,
-    /// Asks the candidate its role; `None` when the system refused the thread.
+    /// Asks the candidate its role (with [`FenceResume::Promotion`] only); `None` when the
+    /// system refused the thread.
     _probe: Option<Probe>,
 }
 
@@ -225,6 +231,9 @@ struct Coordinator {
     /// The bound on known sentinels was reached and logged.
     full_logged: bool,
     fence: Option<Fenced>,
+    /// The last attempt whose fence timed out or was aborted: a refresh that finds it still
+    /// under way does not fence it again.
+    done: Option<Target>,
     /// The healthy replicas each sentinel listed at its last refresh: a change in one
     /// sentinel's list is a change of the replica set.
     replicas: HashMap<NodeAddr, Vec<NodeAddr>>,
@@ -246,6 +255,7 @@ impl Coordinator {
             view,
             full_logged: false,
             fence: None,
+            done: None,
             replicas: HashMap::new(),
             probes: Vec::new(),
         }
@@ -268,7 +278,10 @@ impl Coordinator {
                     Ok(report) => self.handle(report),
                     Err(_) => break,
                 },
-                recv(fence_ends) -> _ => self.release(None, FenceRelease::TimedOut),
+                recv(fence_ends) -> _ => {
+                    self.done = self.fence.as_ref().map(|f| f.target.clone());
+                    self.release(None, FenceRelease::TimedOut);
+                }
                 default(HOUSEKEEPING) => self.housekeeping(),
             }
         }
@@ -321,6 +334,11 @@ impl Coordinator {
     }
 
     fn handle(&mut self, report: Report) {
+        // The pool may have moved by a way the watcher does not see (a lookup after a failed
+        // connect, a release): what it records is what the next word is compared with.
+        if let Some((master, epoch)) = self.core.recorded_master() {
+            self.view.sync(&master, epoch);
+        }
         match report {
             Report::Connected(addr) => {
                 if let Some(slot) = self.subscribers.get_mut(&addr) {
@@ -342,6 +360,16 @@ impl Coordinator {
                 slot.connected = false;
                 let first = !std::mem::replace(&mut slot.reported_down, true);
                 self.core.set_subscribed(&addr, false);
+                // A leader that died or froze mid-failover never commits it: the other
+                // sentinels keep the old master and convert the promoted replica back.
+                if self.fence.as_ref().is_some_and(|f| f.target.leader == addr) {
+                    self.release(
+                        None,
+                        FenceRelease::LeaderLost {
+                            sentinel: addr.clone(),
+                        },
+                    );
+                }
                 if first {
                     log::debug!("watcher lost sentinel {addr}: {error}; reconnecting with backoff");
                     self.core.events.send(Event::WatcherDisconnected {
@@ -386,7 +414,26 @@ impl Coordinator {
                 SentinelMessage::NewEpoch { .. } => {}
             },
             Report::Message { .. } => {}
-            Report::Promoted { addr, epoch } => self.promoted(&addr, epoch),
+            Report::Promoted { addr } => self.promoted(&addr),
+            Report::InProgress { from, candidate } => {
+                if self.core.config.fence.is_none() {
+                    return;
+                }
+                let fence = self.fence.as_ref().map(|f| &f.target);
+                match fence::in_progress(&self.view, fence, self.done.as_ref(), &from, &candidate) {
+                    Decision::Raise(target) => {
+                        log::info!(
+                            "sentinel {from} leads a failover promoting {candidate}, under way \
+                             when the watcher subscribed"
+                        );
+                        self.raise(target);
+                    }
+                    Decision::Ignored(why) => log::debug!(
+                        "failover under way on sentinel {from} ({candidate}) not followed: {why}"
+                    ),
+                    Decision::None | Decision::Release(_) => {}
+                }
+            }
         }
     }
 
@@ -410,6 +457,7 @@ impl Coordinator {
             }
             Decision::Raise(target) => self.raise(target),
             Decision::Release(reason) => {
+                self.done = self.fence.as_ref().map(|f| f.target.clone());
                 let old = self.fence.as_ref().and_then(|f| f.old.clone());
                 self.release(
                     old,
@@ -423,38 +471,48 @@ impl Coordinator {
 
     /// Puts the fence up for `target`'s promotion and starts probing its replica.
     fn raise(&mut self, target: Target) {
-        let timeout = self.core.config.fence.expect("the fence is on");
-        let until = Instant::now() + timeout;
-        let old = self.view.master().cloned();
-        // A fence that follows an older attempt stops probing its replica.
-        self.fence = None;
-        let generation = self.core.raise_fence(until);
-        let probe = match Probe::start(
-            &self.core,
-            target.candidate.clone(),
-            target.epoch,
-            self.reports_tx.clone(),
-        ) {
-            Ok((probe, thread)) => {
-                self.probes.push(thread);
-                Some(probe)
-            }
-            Err(err) => {
-                log::warn!("{err}; the fence waits for +switch-master instead");
-                None
-            }
+        let options = self.core.config.fence.expect("the fence is on");
+        let until = Instant::now() + options.timeout;
+        // A fence that follows an older attempt keeps the master it fenced off.
+        let old = match self.fence.take() {
+            Some(fenced) => fenced.old,
+            None => self
+                .view
+                .master()
+                .map(|master| (master.clone(), self.view.epoch())),
         };
+        let generation = self.core.raise_fence(until);
+        let probe = match options.resume {
+            FenceResume::Commit => None,
+            FenceResume::Promotion => match Probe::start(
+                &self.core,
+                target.candidate.clone(),
+                self.reports_tx.clone(),
+            ) {
+                Ok((probe, thread)) => {
+                    self.probes.push(thread);
+                    Some(probe)
+                }
+                Err(err) => {
+                    log::warn!("{err}; the fence waits for +switch-master instead");
+                    None
+                }
+            },
+        };
+        let old_master = old.as_ref().map(|(master, _)| master.clone());
         log::info!(
-            "failover of {:?} under way (sentinel {}, epoch {}): fenced off master {}, waiting              for {} to answer as master (generation {generation})",
+            "failover of {:?} under way (sentinel {}, epoch {:?}): fenced off master {}, \
+             waiting for {} to become master (generation {generation})",
             self.core.config.service,
             target.leader,
             target.epoch,
-            old.as_ref()
+            old_master
+                .as_ref()
                 .map_or_else(|| "unknown".to_owned(), ToString::to_string),
             target.candidate,
         );
         self.core.events.send(Event::FenceUp {
-            old: old.clone(),
+            old: old_master,
             candidate: target.candidate.clone(),
             sentinel: target.leader.clone(),
             epoch: target.epoch,
@@ -469,30 +527,34 @@ impl Coordinator {
         });
     }
 
-    /// The probe saw the fenced candidate answer master: the pool resumes there.
-    fn promoted(&mut self, addr: &NodeAddr, epoch: u64) {
+    /// The probe saw the fenced candidate answer master: the pool resumes there
+    /// ([`FenceResume::Promotion`]).
+    fn promoted(&mut self, addr: &NodeAddr) {
         let Some(fence) = &self.fence else {
             return;
         };
-        if fence.target.candidate != *addr || fence.target.epoch != epoch {
+        if fence.target.candidate != *addr {
             return;
         }
-        let leader = fence.target.leader.clone();
-        self.apply(&leader, addr, Some(epoch), FailoverSource::Promotion);
+        let (leader, epoch) = (fence.target.leader.clone(), fence.target.epoch);
+        self.apply(&leader, addr, epoch, FailoverSource::Promotion);
     }
 
-    /// Lowers the fence without a new master: to `master`, or to asking the sentinels.
-    fn release(&mut self, master: Option<NodeAddr>, reason: FenceRelease) {
+    /// Lowers the fence without a new master: to `master` in its epoch, or to asking the
+    /// sentinels.
+    fn release(&mut self, master: Option<(NodeAddr, Option<u64>)>, reason: FenceRelease) {
         if self.fence.take().is_none() {
             return;
         }
-        if let Some((held, generation)) = self.core.lower_fence(master.as_ref()) {
+        let lowered = self.core.lower_fence(master.as_ref().map(|(m, e)| (m, *e)));
+        if let Some((held, generation)) = lowered {
             log::info!(
-                "fence of {:?} lifted after {held:?}: {reason}; checkouts go to {}                  (generation {generation})",
+                "fence of {:?} lifted after {held:?}: {reason}; checkouts go to {} \
+                 (generation {generation})",
                 self.core.config.service,
                 master.map_or_else(
                     || "the master the sentinels name".to_owned(),
-                    |m| m.to_string()
+                    |(m, _)| m.to_string()
                 ),
             );
             self.core.events.send(Event::FenceReleased { reason, held });
@@ -511,7 +573,7 @@ impl Coordinator {
                 log::debug!("watcher: sentinel {from} names {addr} as master");
             }
             Verdict::Switch { old } => {
-                let held = self.core.switch_master(old, addr, from, via);
+                let held = self.core.switch_master(old, (addr, epoch), from, via);
                 if self.fence.take().is_some()
                     && let Some(held) = held
                 {

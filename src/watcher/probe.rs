@@ -28,8 +28,8 @@ pub(super) struct Probe {
 }
 
 impl Probe {
-    /// Starts asking `candidate` its role; reports [`Report::Promoted`] with `epoch` once, when
-    /// it answers master.
+    /// Starts asking `candidate` its role; reports [`Report::Promoted`] once, when it answers
+    /// master.
     ///
     /// # Errors
     ///
@@ -37,7 +37,6 @@ impl Probe {
     pub(super) fn start(
         core: &Arc<Core>,
         candidate: NodeAddr,
-        epoch: u64,
         reports: Sender<Report>,
     ) -> Result<(Probe, thread::JoinHandle<()>), Error> {
         let (stop_tx, stop) = crossbeam_channel::bounded(0);
@@ -47,10 +46,7 @@ impl Probe {
             .name(name.clone())
             .spawn(move || {
                 if run(&core, &candidate, &stop) {
-                    let _ = reports.send(Report::Promoted {
-                        addr: candidate,
-                        epoch,
-                    });
+                    let _ = reports.send(Report::Promoted { addr: candidate });
                 }
             })
             .map_err(|err| Error::ThreadSpawn {

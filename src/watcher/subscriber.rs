@@ -181,10 +181,12 @@ impl Subscriber {
         }
     }
 
-    /// Asks the sentinel for the master, the other sentinels and the healthy replicas.
+    /// Asks the sentinel for the master, the other sentinels and the healthy replicas, and
+    /// whether it leads a promotion now (the steps of a failover that started before this
+    /// subscription are not published again).
     fn refresh(&self, query: &mut redis::Connection) -> RedisResult<()> {
-        let reply = sentinel::master_cmd(&self.service).query(query)?;
-        if let Answer::Master { addr, epoch } = sentinel::parse_master(&reply) {
+        let master: HashMap<String, String> = sentinel::master_cmd(&self.service).query(query)?;
+        if let Answer::Master { addr, epoch } = sentinel::parse_master(&master) {
             self.report(Report::Master {
                 from: self.addr.clone(),
                 addr: self.map.apply(addr),
@@ -200,6 +202,12 @@ impl Subscriber {
         self.report(Report::Sentinels(sentinels));
         let list: Vec<HashMap<String, String>> =
             sentinel::replicas_cmd(&self.service).query(query)?;
+        if let Some(candidate) = sentinel::promotion_in_progress(&master, &list) {
+            self.report(Report::InProgress {
+                from: self.addr.clone(),
+                candidate: self.map.apply(candidate),
+            });
+        }
         let replicas = sentinel::parse_replicas(&list)
             .into_iter()
             .map(|addr| self.map.apply(addr))

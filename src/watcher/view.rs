@@ -9,6 +9,13 @@
 //! the *new* epoch until its failover ends; such answers carry the `failover_in_progress` flag
 //! and never reach this machine (see `sentinel::parse_master`), so they cannot record the new
 //! epoch against the old master and make the real answer look stale.
+//!
+//! The view never drifts from the pool: the watcher is not the only way the pool moves (a
+//! lookup after a failed connect, a fence released back to the old master), so before each
+//! decision the coordinator [`sync`](MasterView::sync)s the view with the master the pool
+//! records and the epoch it was named in. An announcement whose epoch could not be learned
+//! leaves the epoch unknown rather than keeping the old one, which would make the true master
+//! at that epoch look stale later; the next answer that carries one teaches it again.
 
 use crate::NodeAddr;
 
@@ -52,6 +59,18 @@ impl MasterView {
         self.epoch
     }
 
+    /// Takes the master the pool records now, and the epoch it was named in when known: the
+    /// pool moved there by a way the watcher did not see (a lookup, a release), or it is the
+    /// master the watcher applied.
+    pub(crate) fn sync(&mut self, master: &NodeAddr, epoch: Option<u64>) {
+        if self.master.as_ref() == Some(master) {
+            self.epoch = self.epoch.max(epoch);
+        } else {
+            self.master = Some(master.clone());
+            self.epoch = epoch;
+        }
+    }
+
     /// A sentinel names `addr` as master in configuration `epoch` (`None`: it could not be
     /// asked). Updates the view and says what to do.
     pub(crate) fn observe(&mut self, addr: &NodeAddr, epoch: Option<u64>) -> Verdict {
@@ -67,9 +86,7 @@ impl MasterView {
             return Verdict::Stale { known_epoch: known };
         }
         let old = self.master.replace(addr.clone());
-        if epoch.is_some() {
-            self.epoch = epoch;
-        }
+        self.epoch = epoch;
         Verdict::Switch { old }
     }
 }
@@ -152,17 +169,50 @@ mod tests {
             view.observe(&node(2), None),
             Verdict::Switch { .. }
         ));
-        // The epoch stays 4: the real epoch of the switch (5) is still accepted as newer
-        // for another node, and a stale epoch-4 answer naming node 1 is refused.
-        assert_eq!(
-            view.observe(&node(1), Some(4)),
-            Verdict::Stale { known_epoch: 4 }
-        );
+        assert_eq!(view.epoch(), None, "epoch 4 belongs to node 1, not node 2");
+        // The next answer naming node 2 teaches its epoch; then older answers are stale.
         assert_eq!(view.observe(&node(2), Some(5)), Verdict::Known);
         assert_eq!(
-            view.observe(&node(1), Some(5)),
+            view.observe(&node(1), Some(4)),
             Verdict::Stale { known_epoch: 5 }
         );
+    }
+
+    #[test]
+    fn an_announcement_of_unknown_epoch_cannot_make_the_true_master_look_stale() {
+        // A lagging sentinel announces an old switch to node 2 and cannot be asked its epoch;
+        // node 1, master in epoch 4, must still be accepted when a sentinel names it.
+        let mut view = MasterView::new(Some(node(1)));
+        assert_eq!(view.observe(&node(1), Some(4)), Verdict::Known);
+        assert!(matches!(
+            view.observe(&node(2), None),
+            Verdict::Switch { .. }
+        ));
+        assert_eq!(
+            view.observe(&node(1), Some(4)),
+            Verdict::Switch { old: Some(node(2)) }
+        );
+    }
+
+    #[test]
+    fn the_view_follows_the_master_the_pool_found_by_other_ways() {
+        // The watcher applied node 2 in epoch 5 (a promotion never committed); a lookup put
+        // the pool back on node 1, named in epoch 4. The next failover, to node 2 in epoch 6,
+        // is a switch, and node 1's own answers are not stale.
+        let mut view = MasterView::new(Some(node(1)));
+        assert!(matches!(
+            view.observe(&node(2), Some(5)),
+            Verdict::Switch { .. }
+        ));
+        view.sync(&node(1), Some(4));
+        assert_eq!(view.observe(&node(1), Some(4)), Verdict::Known);
+        assert_eq!(
+            view.observe(&node(2), Some(6)),
+            Verdict::Switch { old: Some(node(1)) }
+        );
+        // Syncing with the master it holds only raises the epoch.
+        view.sync(&node(2), None);
+        assert_eq!(view.epoch(), Some(6));
     }
 
     #[test]
