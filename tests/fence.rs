@@ -1,9 +1,14 @@
 //! The fence: the watcher follows the failover leader's steps, fences the old master off the
-//! moment a promotion starts, resumes on the promoted replica as soon as it answers master,
-//! and falls back on every other way out (abort, timeout). Real failovers, a writer through
-//! `with_retry`, and the final master's keys as the judge.
+//! moment a promotion starts, resumes on the promoted replica when the failover commits (or,
+//! with `FenceResume::Promotion`, as soon as it answers master), and falls back on every other
+//! way out (abort, timeout). Real failovers, a writer through `with_retry`, and the final
+//! master's keys as the judge. The failures of the failover itself are in
+//! `tests/fence_faults.rs`.
 
 mod support;
+
+#[path = "support/fence.rs"]
+mod fence_kit;
 
 use std::{
     sync::{
@@ -11,141 +16,40 @@ use std::{
         atomic::{AtomicBool, Ordering},
     },
     thread,
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, Instant},
 };
 
+use fence_kit::{
+    Stalled, Writer, events, fence_up_at, pool, pool_master, pool_resuming_at, stalled,
+    start_failover, until_writes_reach, wait_for_event,
+};
 use r2d2_redis_sentinel::{
-    Error, Event, FailoverSource, FenceRelease, NodeAddr, RetryPolicy, SentinelPool,
-    redis::{self, Commands},
+    Event, FailoverSource, FenceRelease, FenceResume, NodeAddr, RetryPolicy,
+    redis::{self},
     testkit::Topology,
 };
-use support::{direct, eventually, init_logging, wait_flagged};
-
-/// One acknowledged write.
-struct Ack {
-    key: u64,
-    by: NodeAddr,
-    at: Instant,
-    wall: SystemTime,
-}
-
-/// What a writer loop saw.
-struct Report {
-    acks: Vec<Ack>,
-    errors: Vec<Error>,
-    longest_gap: Duration,
-}
-
-impl Report {
-    /// The acknowledged writes the node at `addr` lacks.
-    fn missing_on(&self, addr: &NodeAddr) -> Vec<&Ack> {
-        let mut conn = direct(addr);
-        self.acks
-            .iter()
-            .filter(|a| !conn.exists::<_, bool>(format!("w:{}", a.key)).unwrap())
-            .collect()
-    }
-}
-
-/// A writer of unique keys `w:<n>` under `with_retry_idempotent`, until stopped.
-struct Writer {
-    stop: Arc<AtomicBool>,
-    thread: thread::JoinHandle<Report>,
-}
-
-impl Writer {
-    fn start(pool: &SentinelPool) -> Writer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let master = pool_master(pool);
-        let (pool, flag) = (pool.clone(), Arc::clone(&stop));
-        let thread = thread::spawn(move || {
-            let mut report = Report {
-                acks: Vec::new(),
-                errors: Vec::new(),
-                longest_gap: Duration::ZERO,
-            };
-            let mut last = Instant::now();
-            let mut key = 0u64;
-            while !flag.load(Ordering::Relaxed) {
-                key += 1;
-                match pool.with_retry_idempotent(|c| {
-                    let _: () = c.set(format!("w:{key}"), key)?;
-                    Ok(c.addr().clone())
-                }) {
-                    Ok(by) => {
-                        let at = Instant::now();
-                        report.longest_gap = report.longest_gap.max(at - last);
-                        last = at;
-                        report.acks.push(Ack {
-                            key,
-                            by,
-                            at,
-                            wall: SystemTime::now(),
-                        });
-                    }
-                    Err(err) => report.errors.push(err),
-                }
-            }
-            report
-        });
-        let writer = Writer { stop, thread };
-        let mut probe = direct(&master);
-        eventually("the writer to start", Duration::from_secs(5), || {
-            probe.exists::<_, bool>("w:1").unwrap().then_some(())
-        });
-        writer
-    }
-
-    fn finish(self) -> Report {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().unwrap()
-    }
-}
-
-fn pool_master(pool: &SentinelPool) -> NodeAddr {
-    pool.with_retry(|c| Ok(c.addr().clone())).unwrap()
-}
-
-fn pool(topology: &Topology) -> SentinelPool {
-    topology
-        .pool_builder()
-        .max_size(4)
-        .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(30)))
-        .build()
-        .unwrap()
-}
-
-/// Lets the writer run until a hundred writes reached `node`.
-fn until_writes_reach(pool: &SentinelPool, node: &NodeAddr) {
-    eventually(
-        &format!("writes to reach {node}"),
-        Duration::from_secs(40),
-        || (pool_master(pool) == *node).then_some(()),
-    );
-    let mut conn = direct(node);
-    let start: u64 = redis::cmd("DBSIZE").query(&mut conn).unwrap();
-    eventually("a hundred more writes", Duration::from_secs(10), || {
-        let now: u64 = redis::cmd("DBSIZE").query(&mut conn).unwrap();
-        (now > start + 100).then_some(())
-    });
-}
-
-fn events(pool: &SentinelPool) -> Vec<Event> {
-    pool.events().try_iter().collect()
-}
-
-fn fence_up_at(events: &[Event]) -> Option<SystemTime> {
-    events.iter().find_map(|e| match e {
-        Event::FenceUp { at, .. } => Some(*at),
-        _ => None,
-    })
-}
+use support::{direct, eventually, init_logging};
 
 #[test]
 fn a_planned_failover_loses_no_acknowledged_write_after_the_fence() {
+    planned_failover(
+        FenceResume::Commit,
+        &[FailoverSource::SwitchMaster, FailoverSource::Reconciliation],
+    );
+}
+
+#[test]
+fn resuming_at_the_promotion_loses_nothing_in_a_planned_failover_either() {
+    planned_failover(FenceResume::Promotion, &[FailoverSource::Promotion]);
+}
+
+/// A planned failover under a writer, with the fence resuming at `resume`: the pool resumes
+/// on the promoted replica by one of `via`, and no write acknowledged after the fence went up
+/// is lost.
+fn planned_failover(resume: FenceResume, via: &[FailoverSource]) {
     init_logging();
     let topology = Topology::start().unwrap();
-    let pool = pool(&topology);
+    let pool = pool_resuming_at(&topology, resume);
     let old = topology.master().unwrap();
     let writer = Writer::start(&pool);
     let new = topology.failover().unwrap();
@@ -159,10 +63,11 @@ fn a_planned_failover_loses_no_acknowledged_write_after_the_fence() {
         Event::FenceResumed { new, via, .. } => Some((new.clone(), *via)),
         _ => None,
     });
-    assert_eq!(
-        resumed,
-        Some((new.clone(), FailoverSource::Promotion)),
-        "the pool resumes on the promoted replica before any announcement: {events:?}"
+    assert!(
+        resumed
+            .as_ref()
+            .is_some_and(|(to, how)| *to == new && via.contains(how)),
+        "the pool resumes on the promoted replica by {via:?}: {events:?}"
     );
     // +switch-master from three sentinels confirms what the pool did: one failover.
     let failovers = events
@@ -195,7 +100,7 @@ fn a_planned_failover_loses_no_acknowledged_write_after_the_fence() {
         (1, 1, false)
     );
     eprintln!(
-        "planned failover: {} writes, {} lost, longest gap {:?}",
+        "planned failover, resuming at {resume:?}: {} writes, {} lost, longest gap {:?}",
         report.acks.len(),
         missing.len(),
         report.longest_gap
@@ -240,10 +145,10 @@ fn with_the_fence_off_the_pool_waits_for_the_announcement() {
 }
 
 #[test]
-fn after_a_crash_the_pool_writes_to_the_promoted_replica_before_any_announcement() {
+fn resuming_at_the_promotion_writes_to_a_crashed_masters_successor_before_any_announcement() {
     init_logging();
     let mut topology = Topology::start().unwrap();
-    let pool = pool(&topology);
+    let pool = pool_resuming_at(&topology, FenceResume::Promotion);
     let announcements = topology.listen("+switch-master").unwrap();
     let writer = Writer::start(&pool);
     let old = topology.kill_master().unwrap();
@@ -286,79 +191,6 @@ fn after_a_crash_the_pool_writes_to_the_promoted_replica_before_any_announcement
     );
 }
 
-/// Makes `candidate` the only replica a failover can pick, and one that can never be promoted:
-/// the other replica is frozen (the sentinels see it down and skip it), and `candidate` refuses
-/// `REPLICAOF` (the leader's `REPLICAOF NO ONE` fails, the promotion times out). Returns the
-/// frozen replica.
-fn cripple(topology: &mut Topology, candidate: &NodeAddr) -> NodeAddr {
-    let master = topology.master().unwrap();
-    let other = topology
-        .data_addrs()
-        .into_iter()
-        .find(|a| *a != master && a != candidate)
-        .unwrap();
-    let _: () = redis::cmd("ACL")
-        .arg(&["SETUSER", "default", "-replicaof", "-slaveof"])
-        .query(&mut direct(candidate))
-        .unwrap();
-    topology.pause(&other).unwrap();
-    wait_flagged(
-        topology,
-        std::slice::from_ref(&other),
-        true,
-        Duration::from_secs(10),
-    );
-    other
-}
-
-/// A topology whose next failover selects a replica that cannot be promoted (see
-/// [`cripple`]), and a pool on it.
-struct Stalled {
-    topology: Topology,
-    /// The master, which stays master.
-    old: NodeAddr,
-    /// The replica frozen by [`cripple`].
-    frozen: NodeAddr,
-    pool: SentinelPool,
-}
-
-/// A [`Stalled`] topology with Sentinel's `failover_timeout`, and a pool with
-/// `fence_timeout`.
-fn stalled(failover_timeout: Duration, fence_timeout: Duration) -> Stalled {
-    let mut topology = Topology::builder()
-        .failover_timeout(failover_timeout)
-        .start()
-        .unwrap();
-    let old = topology.master().unwrap();
-    let candidate = topology
-        .data_addrs()
-        .into_iter()
-        .find(|a| *a != old)
-        .unwrap();
-    let frozen = cripple(&mut topology, &candidate);
-    let pool = topology
-        .pool_builder()
-        .max_size(4)
-        .fence_timeout(fence_timeout)
-        .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(30)))
-        .build()
-        .unwrap();
-    Stalled {
-        topology,
-        old,
-        frozen,
-        pool,
-    }
-}
-
-/// Sends `SENTINEL FAILOVER` to the first sentinel.
-fn start_failover(topology: &Topology) {
-    let _: () = redis::cmd("SENTINEL")
-        .arg(&["FAILOVER", topology.service_name()])
-        .query(&mut direct(&topology.sentinel_addrs()[0]))
-        .unwrap();
-}
-
 #[test]
 fn an_aborted_failover_releases_the_fence_back_to_the_old_master() {
     init_logging();
@@ -367,6 +199,7 @@ fn an_aborted_failover_releases_the_fence_back_to_the_old_master() {
         old,
         frozen,
         pool,
+        ..
     } = stalled(Duration::from_secs(2), Duration::from_secs(20));
     let aborts = topology.listen("-failover-abort-slave-timeout").unwrap();
     let writer = Writer::start(&pool);
@@ -422,6 +255,7 @@ fn a_fence_that_sees_no_promotion_times_out_to_what_the_sentinels_say() {
         old,
         frozen,
         pool,
+        ..
     } = stalled(Duration::from_secs(30), fence_timeout);
     let events_rx = pool.events();
     let writer = Writer::start(&pool);
@@ -499,26 +333,6 @@ fn a_failover_of_another_service_on_the_same_sentinels_does_not_move_the_pool() 
     assert_ne!(topology.master().unwrap(), other_master);
 }
 
-/// Waits for the first event that `matches`, collecting the ones before it.
-fn wait_for_event(
-    pool_events: &r2d2_redis_sentinel::crossbeam_channel::Receiver<Event>,
-    what: &str,
-    matches: impl Fn(&Event) -> bool,
-) -> Vec<Event> {
-    let mut seen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(event) = pool_events.recv_timeout(Duration::from_millis(100)) {
-            let found = matches(&event);
-            seen.push(event);
-            if found {
-                return seen;
-            }
-        }
-    }
-    panic!("no {what} event within 20 s: {seen:?}");
-}
-
 #[test]
 fn a_fence_whose_probe_cannot_reach_the_replica_resumes_on_the_announcement() {
     init_logging();
@@ -533,6 +347,7 @@ fn a_fence_whose_probe_cannot_reach_the_replica_resumes_on_the_announcement() {
         topology
             .pool_builder()
             .max_size(4)
+            .fence_resume(FenceResume::Promotion)
             .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(30)))
             .map_addresses(move |addr| {
                 (blind.load(Ordering::Relaxed) && *addr != master).then(|| closed.clone())
@@ -573,7 +388,8 @@ fn stopping_the_watcher_during_a_fence_releases_it() {
         old,
         frozen,
         pool,
-    } = stalled(Duration::from_secs(30), Duration::from_secs(60));
+        ..
+    } = stalled(Duration::from_secs(30), Duration::from_secs(30));
     let events_rx = pool.events();
     let writer = Writer::start(&pool);
     start_failover(&topology);

@@ -1,0 +1,266 @@
+//! What the fence tests share: a writer of unique keys that records every acknowledgement,
+//! a topology whose failover stalls at the promotion, and event waits.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::{Duration, Instant, SystemTime},
+};
+
+use r2d2_redis_sentinel::{
+    Error, Event, FenceResume, NodeAddr, RetryPolicy, SentinelPool,
+    redis::{self, Commands},
+    testkit::Topology,
+};
+
+use crate::support::{direct, eventually, wait_flagged};
+
+/// One acknowledged write.
+pub struct Ack {
+    pub key: u64,
+    pub by: NodeAddr,
+    pub at: Instant,
+    pub wall: SystemTime,
+}
+
+/// What a writer loop saw.
+pub struct Report {
+    /// The keys' prefix.
+    pub prefix: &'static str,
+    pub acks: Vec<Ack>,
+    pub errors: Vec<Error>,
+    pub longest_gap: Duration,
+}
+
+impl Report {
+    /// The acknowledged writes the node at `addr` lacks.
+    pub fn missing_on(&self, addr: &NodeAddr) -> Vec<&Ack> {
+        let mut conn = direct(addr);
+        self.acks
+            .iter()
+            .filter(|a| {
+                !conn
+                    .exists::<_, bool>(format!("{}:{}", self.prefix, a.key))
+                    .unwrap()
+            })
+            .collect()
+    }
+}
+
+/// A writer of unique keys `<prefix>:<n>` under `with_retry_idempotent`, until stopped.
+pub struct Writer {
+    stop: Arc<AtomicBool>,
+    thread: thread::JoinHandle<Report>,
+}
+
+impl Writer {
+    /// A writer of keys `w:<n>`.
+    pub fn start(pool: &SentinelPool) -> Writer {
+        Writer::start_with(pool, "w")
+    }
+
+    /// A writer of keys `<prefix>:<n>`.
+    pub fn start_with(pool: &SentinelPool, prefix: &'static str) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let master = pool_master(pool);
+        let (pool, flag) = (pool.clone(), Arc::clone(&stop));
+        let thread = thread::spawn(move || {
+            let mut report = Report {
+                prefix,
+                acks: Vec::new(),
+                errors: Vec::new(),
+                longest_gap: Duration::ZERO,
+            };
+            let mut last = Instant::now();
+            let mut key = 0u64;
+            while !flag.load(Ordering::Relaxed) {
+                key += 1;
+                match pool.with_retry_idempotent(|c| {
+                    let _: () = c.set(format!("{prefix}:{key}"), key)?;
+                    Ok(c.addr().clone())
+                }) {
+                    Ok(by) => {
+                        let at = Instant::now();
+                        report.longest_gap = report.longest_gap.max(at - last);
+                        last = at;
+                        report.acks.push(Ack {
+                            key,
+                            by,
+                            at,
+                            wall: SystemTime::now(),
+                        });
+                    }
+                    Err(err) => report.errors.push(err),
+                }
+            }
+            report
+        });
+        let writer = Writer { stop, thread };
+        let mut probe = direct(&master);
+        eventually("the writer to start", Duration::from_secs(5), || {
+            probe
+                .exists::<_, bool>(format!("{prefix}:1"))
+                .unwrap()
+                .then_some(())
+        });
+        writer
+    }
+
+    pub fn finish(self) -> Report {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
+pub fn pool_master(pool: &SentinelPool) -> NodeAddr {
+    pool.with_retry(|c| Ok(c.addr().clone())).unwrap()
+}
+
+pub fn pool(topology: &Topology) -> SentinelPool {
+    pool_resuming_at(topology, FenceResume::default())
+}
+
+/// A pool of 4 with a 30 s retry deadline whose fence resumes at `resume`.
+pub fn pool_resuming_at(topology: &Topology, resume: FenceResume) -> SentinelPool {
+    topology
+        .pool_builder()
+        .max_size(4)
+        .fence_resume(resume)
+        .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(30)))
+        .build()
+        .unwrap()
+}
+
+/// Lets the writer run until a hundred writes reached `node`.
+pub fn until_writes_reach(pool: &SentinelPool, node: &NodeAddr) {
+    eventually(
+        &format!("writes to reach {node}"),
+        Duration::from_secs(40),
+        || (pool_master(pool) == *node).then_some(()),
+    );
+    let mut conn = direct(node);
+    let start: u64 = redis::cmd("DBSIZE").query(&mut conn).unwrap();
+    eventually("a hundred more writes", Duration::from_secs(10), || {
+        let now: u64 = redis::cmd("DBSIZE").query(&mut conn).unwrap();
+        (now > start + 100).then_some(())
+    });
+}
+
+pub fn events(pool: &SentinelPool) -> Vec<Event> {
+    pool.events().try_iter().collect()
+}
+
+pub fn fence_up_at(events: &[Event]) -> Option<SystemTime> {
+    events.iter().find_map(|e| match e {
+        Event::FenceUp { at, .. } => Some(*at),
+        _ => None,
+    })
+}
+
+/// Makes `candidate` the only replica a failover can pick, and one that can never be promoted:
+/// the other replica is frozen (the sentinels see it down and skip it), and `candidate` refuses
+/// `REPLICAOF` (the leader's `REPLICAOF NO ONE` fails, the promotion times out). Returns the
+/// frozen replica.
+pub fn cripple(topology: &mut Topology, candidate: &NodeAddr) -> NodeAddr {
+    let master = topology.master().unwrap();
+    let other = topology
+        .data_addrs()
+        .into_iter()
+        .find(|a| *a != master && a != candidate)
+        .unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "default", "-replicaof", "-slaveof"])
+        .query(&mut direct(candidate))
+        .unwrap();
+    topology.pause(&other).unwrap();
+    wait_flagged(
+        topology,
+        std::slice::from_ref(&other),
+        true,
+        Duration::from_secs(10),
+    );
+    other
+}
+
+/// A topology whose next failover selects a replica that cannot be promoted (see
+/// [`cripple`]), and a pool on it.
+pub struct Stalled {
+    pub topology: Topology,
+    /// The master, which stays master.
+    pub old: NodeAddr,
+    /// The replica every failover selects, which refuses `REPLICAOF`.
+    pub candidate: NodeAddr,
+    /// The replica frozen by [`cripple`].
+    pub frozen: NodeAddr,
+    pub pool: SentinelPool,
+}
+
+/// A [`Stalled`] topology with Sentinel's `failover_timeout`, and a pool with
+/// `fence_timeout`.
+pub fn stalled(failover_timeout: Duration, fence_timeout: Duration) -> Stalled {
+    let (topology, old, candidate, frozen) = stalled_topology(failover_timeout);
+    let pool = topology
+        .pool_builder()
+        .max_size(4)
+        .fence_timeout(fence_timeout)
+        .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(30)))
+        .build()
+        .unwrap();
+    Stalled {
+        topology,
+        old,
+        candidate,
+        frozen,
+        pool,
+    }
+}
+
+/// The topology of [`stalled`] alone: it, its master, the replica its failovers select, and
+/// the frozen one.
+pub fn stalled_topology(failover_timeout: Duration) -> (Topology, NodeAddr, NodeAddr, NodeAddr) {
+    let mut topology = Topology::builder()
+        .failover_timeout(failover_timeout)
+        .start()
+        .unwrap();
+    let old = topology.master().unwrap();
+    let candidate = topology
+        .data_addrs()
+        .into_iter()
+        .find(|a| *a != old)
+        .unwrap();
+    let frozen = cripple(&mut topology, &candidate);
+    (topology, old, candidate, frozen)
+}
+
+/// Sends `SENTINEL FAILOVER` to the first sentinel.
+pub fn start_failover(topology: &Topology) {
+    let _: () = redis::cmd("SENTINEL")
+        .arg(&["FAILOVER", topology.service_name()])
+        .query(&mut direct(&topology.sentinel_addrs()[0]))
+        .unwrap();
+}
+
+/// Waits for the first event that `matches`, collecting the ones before it.
+pub fn wait_for_event(
+    pool_events: &r2d2_redis_sentinel::crossbeam_channel::Receiver<Event>,
+    what: &str,
+    matches: impl Fn(&Event) -> bool,
+) -> Vec<Event> {
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(event) = pool_events.recv_timeout(Duration::from_millis(100)) {
+            let found = matches(&event);
+            seen.push(event);
+            if found {
+                return seen;
+            }
+        }
+    }
+    panic!("no {what} event within 20 s: {seen:?}");
+}
