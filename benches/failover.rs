@@ -1,5 +1,6 @@
 //! Failover recovery against real failovers (`SENTINEL FAILOVER` and SIGKILL of the master),
-//! with the fence on and off (and, when asked by name, the watcher off).
+//! with the fence on (resuming when the failover commits, the default), resuming at the
+//! promotion, and off (and, when asked by name, the watcher off).
 //!
 //! A writer loops over unique keys under `with_retry_idempotent`. Per failover:
 //! - errors surfaced to the writer, and acknowledged writes missing from the new master;
@@ -13,7 +14,7 @@
 //! 10 ms with Sentinel's steps marked, to `target/failover-timeline/<scenario>.json`, which
 //! `cargo run --example plot_failover` draws into `benches/failover.png`.
 //!
-//! `cargo bench --bench failover` (`FAILOVERS=10` per scenario by default; about 12 minutes).
+//! `cargo bench --bench failover` (`FAILOVERS=10` per scenario by default; about 18 minutes).
 //! `cargo bench --bench failover -- "watcher off"` runs the scenarios without the watcher.
 //! Results in BENCHMARKS.md.
 
@@ -29,7 +30,7 @@ use std::{
 
 use parking_lot::Mutex;
 use r2d2_redis_sentinel::{
-    Event, NodeAddr, RetryPolicy, SentinelPool,
+    Event, FenceResume, NodeAddr, RetryPolicy, SentinelPool,
     redis::{self, Role},
     testkit::Topology,
 };
@@ -68,6 +69,7 @@ struct Figures {
 #[derive(Clone, Copy, PartialEq)]
 enum Setup {
     FenceOn,
+    FenceAtPromotion,
     FenceOff,
     WatcherOff,
 }
@@ -82,6 +84,16 @@ fn main() {
     let scenarios = [
         ("planned, fence on", Kind::Planned, Setup::FenceOn),
         ("crash, fence on", Kind::Crash, Setup::FenceOn),
+        (
+            "planned, fence resuming at promotion",
+            Kind::Planned,
+            Setup::FenceAtPromotion,
+        ),
+        (
+            "crash, fence resuming at promotion",
+            Kind::Crash,
+            Setup::FenceAtPromotion,
+        ),
         ("planned, fence off", Kind::Planned, Setup::FenceOff),
         ("crash, fence off", Kind::Crash, Setup::FenceOff),
         ("planned, watcher off", Kind::Planned, Setup::WatcherOff),
@@ -125,7 +137,12 @@ fn scenario(name: &str, kind: Kind, setup: Setup, failovers: usize) -> Figures {
         .pool_builder()
         .max_size(4)
         .watcher(setup != Setup::WatcherOff)
-        .fence(setup == Setup::FenceOn)
+        .fence(matches!(setup, Setup::FenceOn | Setup::FenceAtPromotion))
+        .fence_resume(if setup == Setup::FenceAtPromotion {
+            FenceResume::Promotion
+        } else {
+            FenceResume::Commit
+        })
         .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(60)))
         .build()
         .expect("pool");

@@ -19,6 +19,9 @@
 //! nothing. Only the watcher lowers it: on the promoted master ([`switch_master`]), back to
 //! the old one, or to asking the sentinels ([`lower_fence`]).
 //!
+//! The record also keeps the configuration epoch its master was named in, when known, which
+//! the watcher's view follows whatever moved the pool.
+//!
 //! [`switch_master`]: Core::switch_master
 //! [`lower_fence`]: Core::lower_fence
 //!

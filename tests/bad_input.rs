@@ -235,6 +235,11 @@ fn absurd_option_values_are_typed_errors_not_panics() {
         ),
         (base().read_timeout(Duration::MAX), "read_timeout"),
         (base().sentinel_timeout(Duration::MAX), "sentinel_timeout"),
+        // A fence held that long holds every write for a failover that is stuck.
+        (
+            base().fence_timeout(Duration::from_secs(31)),
+            "fence_timeout",
+        ),
         // r2d2 asserts these are not zero.
         (base().idle_timeout(Some(Duration::ZERO)), "idle_timeout"),
         (base().max_lifetime(Some(Duration::ZERO)), "max_lifetime"),

@@ -12,6 +12,17 @@
 //! a tick to spare. Earlier steps (`+try-failover`, `+elected-leader`) would hold writes for
 //! failovers that then find no replica to promote, and cannot say which node to watch.
 //!
+//! # When it comes down
+//!
+//! Not at the promotion, by default: a promotion is not a commitment. The leader sets its new
+//! configuration epoch when it sees the promotion (its `INFO` polling, up to a second after
+//! `REPLICAOF NO ONE`) and then publishes hello messages that carry it to the other sentinels,
+//! which announce `+switch-master`. A leader that dies between the promotion and that moment
+//! (`SENTINEL SIMULATE-FAILURE CRASH-AFTER-PROMOTION` does exactly that) leaves them naming the
+//! old master, and they later convert the promoted replica back, wiping what it accepted. So
+//! the fence resumes on the first sentinel that names the promoted replica, and treats the loss
+//! of its leader's subscription before then as the end of the attempt.
+//!
 //! # Epochs
 //!
 //! Steps carry no epoch. A sentinel publishes `+new-epoch <epoch>` right before its
@@ -19,7 +30,8 @@
 //! ([`Attempts`]) and reports every later step of the attempt with its epoch. A step whose
 //! epoch is not newer than the configuration the watcher knows is stale (a lagging sentinel,
 //! a failover already applied) and never raises a fence; nor does a step whose epoch could
-//! not be learned (the subscriber joined mid-failover): `+switch-master` still covers those.
+//! not be learned (the subscriber joined mid-failover): for those, the subscriber's refresh
+//! reads the leader's state ([`in_progress`]).
 //! An abort lowers the fence only when it comes from the sentinel whose attempt raised it, in
 //! the same epoch: losing candidates abort too (`-failover-abort-not-elected`).
 

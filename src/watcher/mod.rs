@@ -24,12 +24,21 @@
 //! Subscribers also follow the steps the failover leader publishes (see [`fence`]): when it
 //! selects a replica to promote, the coordinator puts the fence up in the core (a new
 //! generation with no master: no connection to the old master is handed out or sends again,
-//! connects wait) and starts a [`probe`] thread that asks that replica its role every 2 ms.
-//! The moment it answers master, the coordinator applies the failover as it would a
-//! `+switch-master` (which then finds it done). An abort from the same leader in the same
-//! epoch puts the pool back on the old master; `fence_timeout` without either, or the
-//! watcher stopping, lets connects ask the sentinels again. Each way out wakes every waiting
-//! connect.
+//! connects wait). By default the pool resumes on the promoted replica when the failover is
+//! committed: a sentinel names it (`+switch-master`, or a refresh), which the leader's new
+//! configuration reaching the other sentinels causes. With
+//! [`FenceResume::Promotion`](crate::FenceResume::Promotion) a [`probe`] thread asks that
+//! replica its role every 2 ms and the pool resumes the moment it answers master. An abort
+//! from the same leader in the same epoch puts the pool back on the old master; losing the
+//! subscription to the leader before the commit (it died or froze: its failover cannot commit),
+//! `fence_timeout`, or the watcher stopping, lets connects ask the sentinels again. Each way
+//! out wakes every waiting connect. A subscriber that (re)joins mid-failover learns it from
+//! its sentinel's state at its first refresh (`SENTINEL MASTER`'s `failover-state`, the
+//! replica flagged `promoted`) and raises the fence it missed.
+//!
+//! Before each report the coordinator syncs its view with the master (and epoch) the core
+//! records, so that a master found by a lookup, a release or a connect that beat the watcher
+//! is what the next sentinel's word is compared with.
 //!
 //! # Not missing a failover
 //!
