@@ -53,8 +53,7 @@ fn a_leader_that_dies_after_promoting_costs_no_write_and_the_next_failover_is_fo
 
     // The first sentinel leads a failover and exits right after the promotion, before any
     // other sentinel learns of it: they keep the old master and convert the replica back.
-    let leader = direct(&topology.sentinel_addrs()[0]);
-    let mut leader = leader;
+    let mut leader = direct(&topology.sentinel_addrs()[0]);
     let _: () = redis::cmd("SENTINEL")
         .arg(&["SIMULATE-FAILURE", "CRASH-AFTER-PROMOTION"])
         .query(&mut leader)
