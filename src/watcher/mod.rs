@@ -287,10 +287,7 @@ impl Coordinator {
                     Ok(report) => self.handle(report),
                     Err(_) => break,
                 },
-                recv(fence_ends) -> _ => {
-                    self.done = self.fence.as_ref().map(|f| f.target.clone());
-                    self.release(None, FenceRelease::TimedOut);
-                }
+                recv(fence_ends) -> _ => self.release(None, FenceRelease::TimedOut),
                 default(HOUSEKEEPING) => self.housekeeping(),
             }
         }
@@ -466,7 +463,6 @@ impl Coordinator {
             }
             Decision::Raise(target) => self.raise(target),
             Decision::Release(reason) => {
-                self.done = self.fence.as_ref().map(|f| f.target.clone());
                 let old = self.fence.as_ref().and_then(|f| f.old.clone());
                 self.release(
                     old,
@@ -550,10 +546,17 @@ impl Coordinator {
     }
 
     /// Lowers the fence without a new master: to `master` in its epoch, or to asking the
-    /// sentinels.
+    /// sentinels. An attempt that was aborted or timed out is remembered as done; one whose
+    /// leader was lost is not (a leader back mid-failover is fenced again).
     fn release(&mut self, master: Option<(NodeAddr, Option<u64>)>, reason: FenceRelease) {
-        if self.fence.take().is_none() {
+        let Some(fenced) = self.fence.take() else {
             return;
+        };
+        if matches!(
+            reason,
+            FenceRelease::TimedOut | FenceRelease::Aborted { .. }
+        ) {
+            self.done = Some(fenced.target);
         }
         let lowered = self.core.lower_fence(master.as_ref().map(|(m, e)| (m, *e)));
         if let Some((held, generation)) = lowered {
