@@ -13,7 +13,9 @@
 //! The view never drifts from the pool: the watcher is not the only way the pool moves (a
 //! lookup after a failed connect, a fence released back to the old master), so before each
 //! decision the coordinator [`sync`](MasterView::sync)s the view with the master the pool
-//! records and the epoch it was named in. An announcement whose epoch could not be learned
+//! records and the epoch it was named in. A move the watcher did not make (a lookup that found
+//! a crashed master's successor first) is still announced as a failover, once, when a
+//! sentinel names the new master. An announcement whose epoch could not be learned
 //! leaves the epoch unknown rather than keeping the old one, which would make the true master
 //! at that epoch look stale later; the next answer that carries one teaches it again.
 
@@ -24,6 +26,10 @@ use crate::NodeAddr;
 pub(crate) struct MasterView {
     master: Option<NodeAddr>,
     epoch: Option<u64>,
+    /// The master the pool left by a way the watcher did not announce (a lookup that found
+    /// the promoted node first, after a crash): the first sentinel naming the new one
+    /// announces the failover, as it would have without the lookup.
+    moved_from: Option<NodeAddr>,
 }
 
 /// What to do with a sentinel's word.
@@ -46,6 +52,7 @@ impl MasterView {
         MasterView {
             master,
             epoch: None,
+            moved_from: None,
         }
     }
 
@@ -66,7 +73,11 @@ impl MasterView {
         if self.master.as_ref() == Some(master) {
             self.epoch = self.epoch.max(epoch);
         } else {
-            self.master = Some(master.clone());
+            let left = self.master.replace(master.clone());
+            // A pool that had no master yet only started.
+            if self.moved_from.is_none() {
+                self.moved_from = left;
+            }
             self.epoch = epoch;
         }
     }
@@ -78,7 +89,10 @@ impl MasterView {
             if let Some(epoch) = epoch {
                 self.epoch = Some(self.epoch.map_or(epoch, |known| known.max(epoch)));
             }
-            return Verdict::Known;
+            return match self.moved_from.take() {
+                Some(old) => Verdict::Switch { old: Some(old) },
+                None => Verdict::Known,
+            };
         }
         if let (Some(epoch), Some(known)) = (epoch, self.epoch)
             && epoch <= known
@@ -87,6 +101,7 @@ impl MasterView {
         }
         let old = self.master.replace(addr.clone());
         self.epoch = epoch;
+        self.moved_from = None;
         Verdict::Switch { old }
     }
 }
@@ -205,6 +220,11 @@ mod tests {
             Verdict::Switch { .. }
         ));
         view.sync(&node(1), Some(4));
+        // The move back is announced once (the pool did move), then known.
+        assert_eq!(
+            view.observe(&node(1), Some(4)),
+            Verdict::Switch { old: Some(node(2)) }
+        );
         assert_eq!(view.observe(&node(1), Some(4)), Verdict::Known);
         assert_eq!(
             view.observe(&node(2), Some(6)),
@@ -222,6 +242,22 @@ mod tests {
             view.observe(&node(1), Some(3)),
             Verdict::Switch { old: None }
         );
+        assert_eq!(view.observe(&node(1), Some(3)), Verdict::Known);
+    }
+
+    #[test]
+    fn a_failover_the_pool_reached_by_a_lookup_is_announced_once() {
+        // After a crash a lookup finds the promoted node 2 before any sentinel announces it.
+        let mut view = MasterView::new(Some(node(1)));
+        view.sync(&node(2), Some(5));
+        assert_eq!(
+            view.observe(&node(2), Some(5)),
+            Verdict::Switch { old: Some(node(1)) }
+        );
+        assert_eq!(view.observe(&node(2), Some(5)), Verdict::Known);
+        // A pool that had no master yet only started: nothing to announce.
+        let mut view = MasterView::new(None);
+        view.sync(&node(1), Some(3));
         assert_eq!(view.observe(&node(1), Some(3)), Verdict::Known);
     }
 }
