@@ -521,8 +521,9 @@ impl Builder {
     /// Validates every option and starts the pool without asking anything: for a service that
     /// starts while its sentinels are still coming up (Kubernetes start order). Connections
     /// are made once the sentinels answer; until then [`get`](SentinelPool::get) returns the
-    /// same typed errors [`build`](Builder::build) would (in a
-    /// [`CheckoutTimeout`](Error::CheckoutTimeout)). Like r2d2's `build_unchecked`.
+    /// same typed errors [`build`](Builder::build) would (a configuration error as it is, the
+    /// others in a [`CheckoutTimeout`](Error::CheckoutTimeout)). Like r2d2's
+    /// `build_unchecked`.
     ///
     /// # Errors
     ///

@@ -67,9 +67,15 @@ pub struct Connection {
     failover_error: Option<RedisError>,
     /// When the node last answered a request without error.
     last_ok: Instant,
-    /// Replies received that were not errors, over the connection's life: a command that got
-    /// one was applied.
-    replies_ok: u64,
+    /// Replies received that were not errors to commands that may change data (a write, a
+    /// script, a transaction's `EXEC`, any command not known to only read), over the
+    /// connection's life: when this grows, something was applied.
+    applied: u64,
+    /// Inside `MULTI`: whether a queued command may change data, which its `EXEC` applies.
+    queued_write: bool,
+    /// For each command of the request being sent: whether a reply to it that is not an
+    /// error means something was applied. Reused from request to request.
+    effects: Vec<bool>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -114,7 +120,9 @@ impl Connection {
             out_of_step: false,
             failover_error: None,
             last_ok: Instant::now(),
-            replies_ok: 0,
+            applied: 0,
+            queued_write: false,
+            effects: Vec::new(),
         }
     }
 
@@ -192,10 +200,11 @@ impl Connection {
         self.out_of_step
     }
 
-    /// Replies received that were not errors: when this grows during an attempt, something
-    /// in the attempt was applied.
-    pub(crate) fn replies_ok(&self) -> u64 {
-        self.replies_ok
+    /// Commands that may change data and were answered without error: when this grows
+    /// during an attempt, something in the attempt was applied. A read (`GET`), a command
+    /// queued in `MULTI` (`+QUEUED`) or `MULTI` itself does not count.
+    pub(crate) fn applied(&self) -> u64 {
+        self.applied
     }
 
     /// True when the node answered a request without error less than `window` ago.
@@ -274,23 +283,38 @@ impl Connection {
     }
 
     fn before(&mut self, packed: &[u8]) {
+        self.effects.clear();
         for (name, arg) in commands(packed) {
             let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+            let mut effect = false;
             if is("MULTI") {
                 self.in_transaction = true;
+                self.queued_write = false;
             } else if is("EXEC") || is("DISCARD") {
+                effect = is("EXEC") && self.queued_write;
                 self.in_transaction = false;
+                self.queued_write = false;
                 self.watching = false;
             } else if is("WATCH") {
                 self.watching = true;
             } else if is("UNWATCH") {
                 self.watching = false;
-            } else if is_subscribe(name) {
-                // Subscribed connections only take (un)subscribe commands: never reuse one.
-                self.subscribed = true;
-            } else if self.handed_out && changes_session(name, arg) {
-                self.session_changed = true;
+            } else {
+                if is_subscribe(name) {
+                    // Subscribed connections only take (un)subscribe commands: never reuse one.
+                    self.subscribed = true;
+                } else if self.handed_out && changes_session(name, arg) {
+                    self.session_changed = true;
+                }
+                let writes = !only_reads(name);
+                if self.in_transaction {
+                    // Queued: applied by the `EXEC`, if it comes.
+                    self.queued_write |= writes;
+                } else {
+                    effect = writes;
+                }
             }
+            self.effects.push(effect);
         }
     }
 
@@ -304,12 +328,19 @@ impl Connection {
 
     /// redis-rs hands server errors (`READONLY`, `EXECABORT`...) back as values, to be turned
     /// into errors later by the caller's `query`; they are looked at here, as they pass.
-    fn observe_reply(&mut self, reply: &Value) {
+    /// `effect`: whether the command answered may change data.
+    fn observe_reply(&mut self, reply: &Value, effect: bool) {
         if let Value::ServerError(err) = reply {
             self.observe(&RedisError::from(err.clone()));
-        } else {
-            self.replies_ok += 1;
+        } else if effect {
+            self.applied += 1;
         }
+    }
+
+    /// Whether the reply at `index` (counted from the request's first command) answers a
+    /// command that may change data; a request this crate could not read counts as one.
+    fn effect(&self, index: usize) -> bool {
+        self.effects.get(index).copied().unwrap_or(true)
     }
 
     fn observe(&mut self, err: &RedisError) {
@@ -338,7 +369,7 @@ impl ConnectionLike for Connection {
         self.before(cmd);
         let result = self.inner.req_packed_command(cmd);
         if let Ok(reply) = &result {
-            self.observe_reply(reply);
+            self.observe_reply(reply, self.effect(0));
         }
         self.after(result)
     }
@@ -353,8 +384,10 @@ impl ConnectionLike for Connection {
         self.before(cmd);
         let result = self.inner.req_packed_commands(cmd, offset, count);
         if let Ok(replies) = &result {
-            for reply in replies {
-                self.observe_reply(reply);
+            // The replies skipped (`offset`: an atomic pipeline's `MULTI` and `+QUEUED`s) are
+            // not returned; those returned line up with the commands from there.
+            for (i, reply) in replies.iter().enumerate() {
+                self.observe_reply(reply, self.effect(offset + i));
             }
         }
         self.after(result)
@@ -371,6 +404,104 @@ impl ConnectionLike for Connection {
     fn is_open(&self) -> bool {
         self.inner.is_open()
     }
+}
+
+/// Commands that only read: a reply to one says nothing was applied, so a later command of
+/// the same attempt that is refused unsent leaves the attempt safe to run again. Any command
+/// not listed (writes, scripts, module commands, anything new) counts as one that may write.
+const ONLY_READ: &[&str] = &[
+    "BITCOUNT",
+    "BITFIELD_RO",
+    "BITPOS",
+    "DBSIZE",
+    "DUMP",
+    "ECHO",
+    "EVAL_RO",
+    "EVALSHA_RO",
+    "EXISTS",
+    "EXPIRETIME",
+    "FCALL_RO",
+    "GEODIST",
+    "GEOHASH",
+    "GEOPOS",
+    "GEORADIUS_RO",
+    "GEORADIUSBYMEMBER_RO",
+    "GEOSEARCH",
+    "GET",
+    "GETBIT",
+    "GETRANGE",
+    "HELLO",
+    "HEXISTS",
+    "HGET",
+    "HGETALL",
+    "HKEYS",
+    "HLEN",
+    "HMGET",
+    "HRANDFIELD",
+    "HSCAN",
+    "HSTRLEN",
+    "HVALS",
+    "INFO",
+    "KEYS",
+    "LASTSAVE",
+    "LCS",
+    "LINDEX",
+    "LLEN",
+    "LPOS",
+    "LRANGE",
+    "MGET",
+    "PEXPIRETIME",
+    "PING",
+    "PTTL",
+    "RANDOMKEY",
+    "ROLE",
+    "SCAN",
+    "SCARD",
+    "SDIFF",
+    "SINTER",
+    "SINTERCARD",
+    "SISMEMBER",
+    "SMEMBERS",
+    "SMISMEMBER",
+    "SORT_RO",
+    "SRANDMEMBER",
+    "SSCAN",
+    "STRLEN",
+    "SUBSTR",
+    "SUNION",
+    "TIME",
+    "TTL",
+    "TYPE",
+    "XLEN",
+    "XPENDING",
+    "XRANGE",
+    "XREAD",
+    "XREVRANGE",
+    "ZCARD",
+    "ZCOUNT",
+    "ZDIFF",
+    "ZINTER",
+    "ZINTERCARD",
+    "ZLEXCOUNT",
+    "ZMSCORE",
+    "ZRANDMEMBER",
+    "ZRANGE",
+    "ZRANGEBYLEX",
+    "ZRANGEBYSCORE",
+    "ZRANK",
+    "ZREVRANGE",
+    "ZREVRANGEBYLEX",
+    "ZREVRANGEBYSCORE",
+    "ZREVRANK",
+    "ZSCAN",
+    "ZSCORE",
+    "ZUNION",
+];
+
+fn only_reads(name: &[u8]) -> bool {
+    ONLY_READ
+        .iter()
+        .any(|r| name.eq_ignore_ascii_case(r.as_bytes()))
 }
 
 fn is_subscribe(name: &[u8]) -> bool {

@@ -67,7 +67,6 @@ pub(crate) struct Core {
     sentinels: Mutex<Vec<NodeAddr>>,
     /// The last failure to open a connection; cleared by a success. Lets a checkout that
     /// times out say why.
-    last_connect_error: Mutex<Option<Error>>,
     pub(crate) events: EventSink,
     /// The replicas the sentinels last listed as healthy, for which generation, and when.
     /// Held for no I/O.
@@ -169,7 +168,6 @@ impl Core {
             generation: Arc::new(Generation::default()),
             record: Mutex::new(Record::default()),
             lookup: Mutex::new(lookup),
-            last_connect_error: Mutex::new(None),
             events: EventSink::new(),
             replicas: Mutex::new(None),
             replica_set: AtomicU64::new(0),
@@ -553,20 +551,6 @@ impl Core {
             self.failovers.load(Ordering::Relaxed),
             *self.last_failover.lock(),
         )
-    }
-
-    /// Records the outcome of a connect; returns whether the previous one failed too (a
-    /// repeated failure is logged more quietly).
-    pub(crate) fn connect_result(&self, result: Option<&Error>) -> bool {
-        let mut last = self.last_connect_error.lock();
-        let failed_before = last.is_some();
-        *last = result.cloned();
-        failed_before
-    }
-
-    /// Why connections cannot be made, if the last attempt failed.
-    pub(crate) fn last_connect_error(&self) -> Option<Error> {
-        self.last_connect_error.lock().clone()
     }
 
     /// Records whether the watcher is subscribed to `sentinel` now.

@@ -130,6 +130,8 @@ pub enum Error {
         max_size: u32,
     },
     /// `get` waited `waited` and no new connection could be made; `cause` is the last failure.
+    /// A configuration error (see [`is_config`](Error::is_config)) is returned as itself
+    /// instead, as soon as it is met.
     CheckoutTimeout {
         /// How long the checkout waited.
         waited: Duration,

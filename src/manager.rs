@@ -67,6 +67,9 @@ pub struct SentinelManager {
     pub(crate) core: Arc<Core>,
     watcher: Arc<WatcherOwner>,
     target: Target,
+    /// Why this manager's last connect failed, if it did: the master's and each replica
+    /// pool's apart.
+    last_error: Arc<Mutex<Option<Error>>>,
 }
 
 /// Which nodes a manager's connections go to.
@@ -115,6 +118,7 @@ impl SentinelManager {
             }),
             core,
             target: Target::Master,
+            last_error: Arc::default(),
         }
     }
 
@@ -128,7 +132,22 @@ impl SentinelManager {
                 options,
                 next: Arc::new(AtomicUsize::new(0)),
             },
+            last_error: Arc::default(),
         }
+    }
+
+    /// Why the last connect failed, if it did.
+    pub(crate) fn last_connect_error(&self) -> Option<Error> {
+        self.last_error.lock().clone()
+    }
+
+    /// Records the outcome of a connect; returns whether the previous one failed too (a
+    /// repeated failure is logged more quietly).
+    fn connect_result(&self, result: Option<&Error>) -> bool {
+        let mut last = self.last_error.lock();
+        let failed_before = last.is_some();
+        *last = result.cloned();
+        failed_before
     }
 
     /// Starts the watcher, if the configuration wants one.
@@ -195,12 +214,12 @@ impl SentinelManager {
             };
             let err = match attempt {
                 Ok(conn) => {
-                    core.connect_result(None);
+                    self.connect_result(None);
                     return Ok(conn);
                 }
                 Err(err) => err,
             };
-            if core.connect_result(Some(&err)) {
+            if self.connect_result(Some(&err)) {
                 log::debug!("still no connection for {:?}: {err}", core.config.service);
             } else {
                 log::warn!(

@@ -26,6 +26,10 @@ use crate::{
 /// notices it.
 const EVICT_TICK: Duration = Duration::from_millis(200);
 
+/// How long a checkout waits on r2d2 at a time before looking at what the last connect met:
+/// how long a configuration error takes to end a checkout.
+const CHECKOUT_SLICE: Duration = Duration::from_millis(50);
+
 /// A connection checked out of a [`SentinelPool`]; derefs to [`Connection`] and goes back to
 /// the pool when dropped.
 pub type PooledConnection = r2d2::PooledConnection<SentinelManager>;
@@ -289,7 +293,10 @@ impl SentinelPool {
     /// # Errors
     ///
     /// [`Error::PoolExhausted`] when every connection stayed in use;
-    /// [`Error::CheckoutTimeout`] when no new connection could be made, with the last cause.
+    /// [`Error::CheckoutTimeout`] when no new connection could be made, with the last cause;
+    /// the configuration error the last connect met ([`Error::Auth`], [`Error::NoPermission`],
+    /// [`Error::UnknownService`], [`Error::SentinelAuth`]...) as soon as no connection comes
+    /// (within 50 ms), without waiting out the timeout: waiting would not fix it.
     pub fn get(&self) -> Result<PooledConnection, Error> {
         self.get_timeout(self.core().config.connection_timeout)
     }
@@ -301,33 +308,48 @@ impl SentinelPool {
     ///
     /// As [`get`](Self::get).
     pub fn get_timeout(&self, timeout: Duration) -> Result<PooledConnection, Error> {
+        let core = self.core();
+        let manager = &self.guard.manager;
         let timeout = timeout.min(LONGEST);
         let start = Instant::now();
-        self.pool.get_timeout(timeout).map_err(|_| {
-            let waited = start.elapsed();
-            let max_size = self.core().config.max_size;
-            let state = self.pool.state();
-            if state.connections >= max_size && state.idle_connections == 0 {
-                return Error::PoolExhausted { waited, max_size };
+        // r2d2 waits the whole timeout whatever its connects meet; waiting in slices lets a
+        // configuration error (a wrong password...) end the checkout once no connection came
+        // within a slice. Waiting would not fix it: connects go on in the background, and the
+        // first that succeeds clears it.
+        loop {
+            let left = timeout.saturating_sub(start.elapsed());
+            if let Ok(conn) = self.pool.get_timeout(left.min(CHECKOUT_SLICE)) {
+                return Ok(conn);
             }
-            // Not every connection exists: the missing ones could not be opened in time.
-            let cause = self
-                .core()
-                .last_connect_error()
-                .unwrap_or_else(|| Error::Connect {
-                    address: self
-                        .master()
-                        .map_or_else(|| self.service_name().to_owned(), |m| m.to_string()),
-                    source: std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "a new connection was still being opened",
-                    )
-                    .into(),
-                });
-            Error::CheckoutTimeout {
-                waited,
-                cause: Box::new(cause),
+            if let Some(err) = manager.last_connect_error().filter(Error::is_config) {
+                return Err(err);
             }
+            if start.elapsed() >= timeout {
+                break;
+            }
+        }
+        let waited = start.elapsed();
+        let max_size = core.config.max_size;
+        let state = self.pool.state();
+        if state.connections >= max_size && state.idle_connections == 0 {
+            return Err(Error::PoolExhausted { waited, max_size });
+        }
+        // Not every connection exists: the missing ones could not be opened in time.
+        let cause = manager
+            .last_connect_error()
+            .unwrap_or_else(|| Error::Connect {
+                address: self
+                    .master()
+                    .map_or_else(|| self.service_name().to_owned(), |m| m.to_string()),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "a new connection was still being opened",
+                )
+                .into(),
+            });
+        Err(Error::CheckoutTimeout {
+            waited,
+            cause: Box::new(cause),
         })
     }
 
@@ -342,7 +364,9 @@ impl SentinelPool {
     /// Not retried: a connection that broke or timed out *after* the command was sent, since
     /// the command may have run (an `INCR` would count twice), nor an attempt in which an
     /// earlier command (or an earlier command of the same pipeline) was applied before a later
-    /// one was refused. Those return [`Error::MaybeApplied`]; use
+    /// one was refused (a read such as `GET`, `MULTI` and the commands it queues apply
+    /// nothing; a script, a module's command or any command not known to only read counts as
+    /// applied). Those return [`Error::MaybeApplied`]; use
     /// [`with_retry_idempotent`](Self::with_retry_idempotent) when running the operation twice
     /// is harmless. Other errors (`WRONGTYPE`, syntax, a reply that does not convert to the
     /// type asked for...) return at once as [`Error::Redis`].

@@ -146,8 +146,8 @@ pub(crate) fn classify(err: &RedisError) -> Class {
 }
 
 /// Classifies an error met by one attempt of `with_retry`, with what the connection saw
-/// during it: `replies_before` is [`Connection::replies_ok`] when the attempt started.
-pub(crate) fn classify_attempt(err: &RedisError, conn: &Connection, replies_before: u64) -> Class {
+/// during it: `applied_before` is [`Connection::applied`] when the attempt started.
+pub(crate) fn classify_attempt(err: &RedisError, conn: &Connection, applied_before: u64) -> Class {
     match classify(err) {
         // A replica refuses writes: the caller sent one to a replica pool. Not a failover, and
         // no other replica will take it.
@@ -164,7 +164,7 @@ pub(crate) fn classify_attempt(err: &RedisError, conn: &Connection, replies_befo
         // the wire (a reply that does not convert to the type asked for). Retrying repeats it.
         Class::MaybeApplied if !conn.is_out_of_step() => Class::Final,
         // Refused, but an earlier command of this attempt (or of this pipeline) was applied.
-        Class::NotApplied { .. } if conn.replies_ok() > replies_before => Class::MaybeApplied,
+        Class::NotApplied { .. } if conn.applied() > applied_before => Class::MaybeApplied,
         class => class,
     }
 }
@@ -244,10 +244,10 @@ pub(crate) fn run<T>(
             .max(Duration::from_millis(1));
         let last = match pool.get_timeout(wait) {
             Ok(mut conn) => {
-                let replies_before = conn.replies_ok();
+                let applied_before = conn.applied();
                 match op(&mut conn) {
                     Ok(value) => return Ok(value),
-                    Err(err) => match classify_attempt(&err, &conn, replies_before) {
+                    Err(err) => match classify_attempt(&err, &conn, applied_before) {
                         Class::Final => return Err(Error::Redis(err)),
                         Class::MaybeApplied if !idempotent => {
                             return Err(Error::MaybeApplied {

@@ -355,15 +355,19 @@ fn an_attempt_refused_after_a_command_was_applied_is_maybe_applied() {
     assert!(matches!(err, Error::MaybeApplied { .. }), "{err:?}");
     assert_eq!(calls, 1);
 
-    // One non-atomic pipeline: the INCR is applied, the SET refused.
+    // One non-atomic pipeline: the INCR is applied, the SET refused (the pipeline itself
+    // turns on the refusal in between).
     let err = pool
         .with_retry(|c| {
             calls += 1;
-            refuse_writes(5);
             let result = redis::pipe()
-                .get("partial:n")
+                .incr("partial:n", 1)
+                .cmd("CONFIG")
+                .arg("SET")
+                .arg("min-replicas-to-write")
+                .arg(5)
                 .set("partial:k", "v")
-                .query::<(Option<i64>, ())>(c);
+                .query::<(i64, (), ())>(c);
             refuse_writes(0);
             result.map(|_| ())
         })
@@ -371,5 +375,131 @@ fn an_attempt_refused_after_a_command_was_applied_is_maybe_applied() {
     assert!(matches!(err, Error::MaybeApplied { .. }), "{err:?}");
     assert_eq!(calls, 2);
     let n: i64 = pool.get().unwrap().get("partial:n").unwrap();
-    assert_eq!(n, 1, "the applied INCR was run again");
+    assert_eq!(n, 2, "an applied INCR was run again");
+}
+
+/// Item: a read applies nothing. An attempt that read, then met a refusal of a command that
+/// was never sent, is retried, and its write lands once; so is one whose only replies were a
+/// transaction's `+OK` and `+QUEUED`.
+#[test]
+fn an_attempt_that_only_read_before_a_refusal_is_retried() {
+    init_logging();
+    let topology = Topology::start().unwrap();
+    let pool = topology.pool_builder().max_size(2).build().unwrap();
+
+    // GET, then INCR refused unsent (the pool moved on: STALE).
+    let mut calls = 0;
+    let n: i64 = pool
+        .with_retry(|c| {
+            calls += 1;
+            let _: Option<i64> = c.get("read:n")?;
+            if calls == 1 {
+                pool.invalidate();
+            }
+            c.incr("read:n", 1)
+        })
+        .unwrap();
+    assert_eq!((n, calls), (1, 2));
+
+    // A pipeline of reads, then the same.
+    let mut calls = 0;
+    let n: i64 = pool
+        .with_retry(|c| {
+            calls += 1;
+            let _: (Option<i64>, i64) = redis::pipe().get("read:n").exists("read:n").query(c)?;
+            if calls == 1 {
+                pool.invalidate();
+            }
+            c.incr("read:n", 1)
+        })
+        .unwrap();
+    assert_eq!((n, calls), (2, 2));
+
+    // MULTI and a queued INCR, then EXEC refused unsent: nothing ran.
+    let mut calls = 0;
+    let (n,): (i64,) = pool
+        .with_retry(|c| {
+            calls += 1;
+            redis::cmd("MULTI").query::<()>(c)?;
+            redis::cmd("INCR").arg("read:n").query::<()>(c)?;
+            if calls == 1 {
+                pool.invalidate();
+            }
+            redis::cmd("EXEC").query(c)
+        })
+        .unwrap();
+    assert_eq!((n, calls), (3, 2));
+
+    // A write, then the same refusal: maybe applied, as before.
+    let mut calls = 0;
+    let err = pool
+        .with_retry(|c| {
+            calls += 1;
+            let _: i64 = c.incr("read:n", 1)?;
+            pool.invalidate();
+            c.incr::<_, _, i64>("read:n", 1)
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::MaybeApplied { .. }), "{err:?}");
+    assert_eq!(calls, 1);
+    let n: i64 = pool.get().unwrap().get("read:n").unwrap();
+    assert_eq!(n, 4, "every INCR that ran, once");
+}
+
+/// Item: a configuration error met while checking out (the master's password changed) comes
+/// back as itself, without waiting out the checkout or the retries: waiting would not fix it.
+#[test]
+fn a_configuration_error_met_while_checking_out_is_returned_at_once() {
+    init_logging();
+    // Sentinels slow to call the master down: they cannot log in to it either, below.
+    let topology = Topology::builder()
+        .password("secret")
+        .down_after(Duration::from_secs(30))
+        .start()
+        .unwrap();
+    let master = topology.master().unwrap();
+    let pool = topology
+        .pool_builder()
+        .max_size(2)
+        .connection_timeout(Duration::from_secs(20))
+        .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(30)))
+        .build()
+        .unwrap();
+    let _: () = pool.with_retry(|c| c.set("k", "v")).unwrap();
+
+    // Connections open stay logged in; new ones are refused.
+    let mut admin = redis::Client::open(format!("redis://:secret@{master}"))
+        .unwrap()
+        .get_connection_with_timeout(Duration::from_secs(2))
+        .unwrap();
+    let rotate = |admin: &mut redis::Connection, to: &str| {
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("requirepass")
+            .arg(to)
+            .query::<()>(admin)
+            .unwrap();
+    };
+    rotate(&mut admin, "rotated");
+    pool.invalidate();
+    let start = Instant::now();
+    let err = pool.with_retry(|c| c.get::<_, String>("k")).unwrap_err();
+    assert!(matches!(err, Error::Auth { .. }), "{err:?}");
+    let err = pool.get().map(|_| ()).unwrap_err();
+    assert!(matches!(err, Error::Auth { .. }), "{err:?}");
+    // Neither waited out its bound (a 20 s checkout, a 30 s retry deadline).
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    // The password back: the connects r2d2 retries in the background (at most half the
+    // connection timeout apart) succeed, and checkouts with them.
+    rotate(&mut admin, "secret");
+    let value: String = eventually(
+        "a checkout with the old password",
+        Duration::from_secs(30),
+        || pool.with_retry(|c| c.get("k")).ok(),
+    );
+    assert_eq!(value, "v");
 }
