@@ -285,20 +285,29 @@ impl SentinelManager {
         let set = core.replica_set();
         let mut replicas: Vec<NodeAddr> = core.replicas(deadline)?;
         let mut tried = Vec::new();
-        if let Some(max) = options.max_lag
-            && let Some(lags) = self.replica_lags(deadline)
-        {
-            replicas.retain(|addr| {
-                let lag = lags.iter().find(|(a, _)| a == addr).map(|(_, lag)| *lag);
-                let fresh = lag.is_some_and(|lag| lag <= max);
-                if !fresh {
-                    tried.push(format!(
-                        "{addr}: {} behind the master, more than max_lag_bytes {max}",
-                        lag.map_or_else(|| "unknown".to_owned(), |l| format!("{l} bytes"))
-                    ));
-                }
-                fresh
-            });
+        if let Some(max) = options.max_lag {
+            match self.replica_lags(deadline) {
+                Ok(lags) => replicas.retain(|addr| {
+                    let lag = lags.iter().find(|(a, _)| a == addr).map(|(_, lag)| *lag);
+                    let fresh = lag.is_some_and(|lag| lag <= max);
+                    if !fresh {
+                        tried.push(format!(
+                            "{addr}: {} behind the master, more than max_lag_bytes {max}",
+                            lag.map_or_else(
+                                || "an unknown distance (the master does not list it)".to_owned(),
+                                |l| format!("{l} bytes")
+                            )
+                        ));
+                    }
+                    fresh
+                }),
+                // The ACL user may not run `ROLE` on the master: say so, at once.
+                Err(err) if err.is_config() => return Err(err),
+                // The bound cannot be checked: it holds by reading from none.
+                Err(err) => tried.extend(replicas.drain(..).map(|addr| {
+                    format!("{addr}: its lag is unknown (max_lag_bytes {max} is set): {err}")
+                })),
+            }
         }
         if !replicas.is_empty() {
             let first = match options.selection {
@@ -333,43 +342,68 @@ impl SentinelManager {
         })
     }
 
-    /// How far each replica trails the recorded master, in bytes, from the master's `ROLE`;
-    /// `None` when the master is not known or cannot be asked by `deadline`.
-    fn replica_lags(&self, deadline: Instant) -> Option<Vec<(NodeAddr, u64)>> {
+    /// How far each replica trails the master, in bytes, from the master's `ROLE`, by
+    /// `deadline`. The recorded master, or one lookup when none is recorded; while a fence
+    /// holds, no master is asked (the failover decides which one the replicas follow).
+    fn replica_lags(&self, deadline: Instant) -> Result<Vec<(NodeAddr, u64)>, Error> {
         let core = &self.core;
-        let master = core.cached_master()?;
+        let master = match core.cached_master() {
+            Some(master) => master,
+            None if core.is_fenced() => {
+                return Err(Error::FailoverInProgress {
+                    service: core.config.service.clone(),
+                });
+            }
+            None => core.master(deadline)?.1,
+        };
         let mut settings = core.config.data.clone();
         settings.connect_timeout = settings
             .connect_timeout
             .min(deadline.saturating_duration_since(Instant::now()));
         if settings.connect_timeout.is_zero() {
-            return None;
+            return Err(Error::Connect {
+                address: master.to_string(),
+                source: node::timed_out(),
+            });
         }
+        // A master that does not answer costs one read timeout, not the whole checkout.
+        let until = deadline.min(Instant::now() + settings.read_timeout);
         let asked = node::connect(&master, &settings).and_then(|mut conn| {
-            node::bound(&conn, deadline)?;
+            node::bound(&conn, until)?;
             redis::cmd("ROLE").query::<redis::Role>(&mut conn)
         });
         match asked {
             Ok(redis::Role::Primary {
                 replication_offset,
                 replicas,
-            }) => Some(
-                replicas
-                    .into_iter()
-                    .map(|r| {
-                        let acked = u64::try_from(r.replication_offset).unwrap_or(0);
-                        (
-                            core.config.address_map.apply(NodeAddr::new(r.ip, r.port)),
-                            replication_offset.saturating_sub(acked),
-                        )
-                    })
-                    .collect(),
-            ),
-            Ok(_) => None,
-            Err(err) => {
-                log::debug!("could not ask master {master} for its replicas' lag: {err}");
-                None
-            }
+            }) => Ok(replicas
+                .into_iter()
+                .map(|r| {
+                    let acked = u64::try_from(r.replication_offset).unwrap_or(0);
+                    (
+                        core.config.address_map.apply(NodeAddr::new(r.ip, r.port)),
+                        replication_offset.saturating_sub(acked),
+                    )
+                })
+                .collect()),
+            Ok(role) => Err(Error::WrongRole {
+                address: master.to_string(),
+                expected: NodeRole::Master.name(),
+                actual: NodeRole::from_role(&role).name().to_owned(),
+            }),
+            Err(err) if node::is_no_permission(&err) => Err(Error::NoPermission {
+                address: master.to_string(),
+                command: "ROLE",
+                source: err,
+            }),
+            Err(err) if node::is_auth_error(&err) => Err(Error::Auth {
+                address: master.to_string(),
+                source: err,
+            }),
+            Err(err) => Err(Error::Connect {
+                address: master.to_string(),
+                source: err,
+            }),
         }
     }
 

@@ -59,8 +59,13 @@ impl ReplicaOptions {
     /// connections: the master's offset minus the offset the replica last acknowledged (the
     /// master's `ROLE`, asked once per connect; replicas acknowledge every second, so a
     /// healthy replica's lag is the writes of the last second at most). Connections already
-    /// open are not checked again. Needs the master to be known (not while a fence holds) and
-    /// `ROLE` allowed to the pool's user; without either, no replica is excluded for lag.
+    /// open are not checked again. The bound always holds: when no lag can be known (while a
+    /// fence holds during a failover, or when the master does not answer), no replica gets a
+    /// new connection, and the checkout fails with
+    /// [`NoHealthyReplica`](crate::Error::NoHealthyReplica) saying why, or reads from the
+    /// master with [`fallback_to_master`](Self::fallback_to_master). The pool's user needs
+    /// `ROLE` on the master; without it, checkouts fail with
+    /// [`NoPermission`](crate::Error::NoPermission).
     ///
     /// Defaults to none: any healthy replica.
     pub fn max_lag_bytes(mut self, bytes: u64) -> Self {

@@ -285,3 +285,79 @@ fn replicas_that_trail_the_master_by_more_than_max_lag_get_no_connection() {
         || (serving() == replicas).then_some(()),
     );
 }
+
+/// Item: the lag bound holds when the pool has no master recorded (after an invalidation: it
+/// looks the master up) and when the master cannot be asked (frozen: no replica gets a
+/// connection), where it used to let reads reach replicas of any lag.
+#[test]
+fn a_lag_bound_holds_without_a_recorded_master_and_with_a_silent_one() {
+    init_logging();
+    let mut topology = Topology::builder()
+        .down_after(Duration::from_secs(10))
+        .start()
+        .unwrap();
+    let pool = pool(&topology);
+    let master = topology.master().unwrap();
+    let replicas = replicas_of(&topology, &master);
+    let bounded = || {
+        pool.replica_pool(
+            ReplicaOptions::default()
+                .max_lag_bytes(64 << 10)
+                .max_size(2),
+        )
+        .unwrap()
+    };
+    let refusals = |err: &Error| -> Vec<String> {
+        let Error::CheckoutTimeout { cause, .. } = err else {
+            panic!("{err:?}");
+        };
+        let Error::NoHealthyReplica { tried, .. } = &**cause else {
+            panic!("{cause:?}");
+        };
+        assert_eq!(tried.len(), 2, "{tried:?}");
+        tried.clone()
+    };
+
+    // No master recorded: the lag check looks it up.
+    pool.invalidate();
+    assert_eq!(pool.master(), None);
+    for replica in &replicas {
+        topology.pause(replica).unwrap();
+    }
+    let _: () = direct(&master).set("big", "x".repeat(256 << 10)).unwrap();
+    let err = bounded().get().map(|_| ()).unwrap_err();
+    for replica in &replicas {
+        topology.resume(replica).unwrap();
+    }
+    let tried = refusals(&err);
+    assert!(
+        tried.iter().all(|t| t.contains("behind the master")),
+        "{tried:?}"
+    );
+    eventually(
+        "both replicas to serve again",
+        Duration::from_secs(30),
+        || {
+            let reads = bounded();
+            let held: Vec<_> = (0..2).map_while(|_| reads.get().ok()).collect();
+            let nodes: BTreeSet<_> = held.iter().map(|c| c.addr().clone()).collect();
+            (nodes == replicas).then_some(())
+        },
+    );
+
+    // The master frozen: no lag can be known, and no replica gets a connection...
+    topology.pause(&master).unwrap();
+    let err = bounded().get().map(|_| ()).unwrap_err();
+    // ...while a pool without the bound reads from them.
+    let unbounded = pool
+        .replica_pool(ReplicaOptions::default().max_size(2))
+        .unwrap();
+    let served = unbounded.get().map(|c| c.addr().clone());
+    topology.resume(&master).unwrap();
+    let tried = refusals(&err);
+    assert!(
+        tried.iter().all(|t| t.contains("lag is unknown")),
+        "{tried:?}"
+    );
+    assert!(replicas.contains(&served.unwrap()));
+}
