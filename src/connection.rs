@@ -328,6 +328,19 @@ impl Connection {
 
     /// redis-rs hands server errors (`READONLY`, `EXECABORT`...) back as values, to be turned
     /// into errors later by the caller's `query`; they are looked at here, as they pass.
+    /// After `UNBLOCKED`: whether the node is no longer master. Redis releases blocked
+    /// clients so when the node turns replica; an operator's `CLIENT UNBLOCK` leaves it
+    /// master. `HELLO` (with no argument: every user may run it, it changes nothing) tells,
+    /// on the connection itself, within its read timeout; a node that does not answer counts
+    /// as demoted.
+    fn demoted(&mut self) -> bool {
+        let role = RoleProbe::Hello.ask(&mut self.inner, false);
+        if role.is_err() {
+            self.out_of_step = true;
+        }
+        !matches!(role, Ok(NodeRole::Master))
+    }
+
     /// `effect`: whether the command answered may change data.
     fn observe_reply(&mut self, reply: &Value, effect: bool) {
         if let Value::ServerError(err) = reply {
@@ -345,7 +358,10 @@ impl Connection {
 
     fn observe(&mut self, err: &RedisError) {
         // On a replica, `READONLY` answers a write sent to the wrong pool: no failover.
-        if self.serves == NodeRole::Master && retry::classify(err).is_failover() {
+        if self.serves == NodeRole::Master
+            && retry::classify(err).is_failover()
+            && (!retry::is_unblocked(err) || self.demoted())
+        {
             self.failover_error = Some(err.clone());
         }
         // A server error is a complete reply: the connection is still in step. Anything else

@@ -3,9 +3,11 @@
 //! An error is one of three classes:
 //! - **not applied**: the command surely did not run (no connection could be made, the pool
 //!   refused to send on a connection of an older generation, or the server refused it:
-//!   `READONLY`, `MASTERDOWN`, `LOADING`, `TRYAGAIN`, `NOREPLICAS`, `UNBLOCKED`, or a
-//!   transaction aborted because its commands were refused so). Safe to retry for any
-//!   operation.
+//!   `READONLY`, `MASTERDOWN`, `LOADING`, `TRYAGAIN`, `NOREPLICAS`, `UNBLOCKED` from a node
+//!   that turned replica, or a transaction aborted because its commands were refused so).
+//!   Safe to retry for any operation. An operator's `CLIENT UNBLOCK ... ERROR` also answers
+//!   `UNBLOCKED`, on a node still master (the connection asks it with `HELLO`): that one is
+//!   final, the wait was ended on purpose.
 //! - **maybe applied**: the connection broke or timed out after the command was sent, or an
 //!   earlier command of the same attempt was applied before a later one was refused. Retried
 //!   only when the caller declared the operation idempotent.
@@ -156,6 +158,15 @@ pub(crate) fn classify_attempt(err: &RedisError, conn: &Connection, applied_befo
         {
             Class::Final
         }
+        // Released by an operator's `CLIENT UNBLOCK`: the node is still master (the
+        // connection asked), and the caller's wait was ended on purpose.
+        Class::NotApplied { failover: true }
+            if conn.serves() == NodeRole::Master
+                && is_unblocked(err)
+                && conn.failover_error().is_none() =>
+        {
+            Class::Final
+        }
         // A replica that lost its master (`MASTERDOWN`): another one may serve.
         Class::NotApplied { failover: true } if conn.serves() == NodeRole::Replica => {
             Class::NotApplied { failover: false }
@@ -167,6 +178,12 @@ pub(crate) fn classify_attempt(err: &RedisError, conn: &Connection, applied_befo
         Class::NotApplied { .. } if conn.applied() > applied_before => Class::MaybeApplied,
         class => class,
     }
+}
+
+/// True for `UNBLOCKED`: a blocking command released before its timeout, by the node turning
+/// replica or by an operator.
+pub(crate) fn is_unblocked(err: &RedisError) -> bool {
+    err.kind() == ErrorKind::Extension && err.code() == Some("UNBLOCKED")
 }
 
 /// True for `READONLY`, alone or inside an aborted transaction.

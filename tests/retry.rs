@@ -503,3 +503,82 @@ fn a_configuration_error_met_while_checking_out_is_returned_at_once() {
     );
     assert_eq!(value, "v");
 }
+
+/// The id of the client blocked in `BLPOP` on `node`, once there is one.
+fn blocked_in_blpop(node: &NodeAddr) -> i64 {
+    eventually("a client blocked in BLPOP", Duration::from_secs(10), || {
+        let clients: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query(&mut direct(node))
+            .unwrap();
+        clients
+            .lines()
+            .find(|l| l.split(' ').any(|f| f == "cmd=blpop"))
+            .and_then(|l| l.split(' ').find_map(|f| f.strip_prefix("id=")))
+            .map(|id| id.parse().unwrap())
+    })
+}
+
+/// Item: `UNBLOCKED` from an operator's `CLIENT UNBLOCK` is the caller's answer, neither
+/// retried nor taken for a failover; the same error from a node that turned replica under
+/// the blocked client still invalidates the pool.
+#[test]
+fn an_operators_unblock_is_returned_and_a_demotions_is_a_failover() {
+    init_logging();
+    let topology = Topology::start().unwrap();
+    let master = topology.master().unwrap();
+    // No watcher: only what the connections see moves the generation.
+    let pool = topology
+        .pool_builder()
+        .max_size(2)
+        .watcher(false)
+        .build()
+        .unwrap();
+    let blpop = |c: &mut r2d2_redis_sentinel::Connection| {
+        c.with_read_timeout(Duration::from_secs(20), |c| {
+            c.blpop::<_, Option<(String, String)>>("never-filled", 10.0)
+        })
+    };
+
+    let worker = {
+        let pool = pool.clone();
+        thread::spawn(move || pool.with_retry(blpop))
+    };
+    let id = blocked_in_blpop(&master);
+    let released: bool = redis::cmd("CLIENT")
+        .arg("UNBLOCK")
+        .arg(id)
+        .arg("ERROR")
+        .query(&mut direct(&master))
+        .unwrap();
+    assert!(released);
+    let err = worker.join().unwrap().unwrap_err();
+    let Error::Redis(source) = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(source.code(), Some("UNBLOCKED"), "{err:?}");
+    assert_eq!(
+        pool.generation(),
+        0,
+        "an operator's unblock taken for a failover"
+    );
+
+    // The master turns replica (behind the sentinels' back) under a blocked client.
+    let mut conn = pool.get().unwrap();
+    let demoter = {
+        let (master, replica) = (master.clone(), support::replica(&topology, &master));
+        thread::spawn(move || {
+            blocked_in_blpop(&master);
+            support::demote(&master, &replica);
+        })
+    };
+    let err = blpop(&mut conn).unwrap_err();
+    demoter.join().unwrap();
+    assert_eq!(err.code(), Some("UNBLOCKED"), "{err:?}");
+    drop(conn);
+    assert!(
+        pool.generation() >= 1,
+        "a demotion not taken for a failover"
+    );
+    support::promote(&master);
+}
