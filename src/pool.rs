@@ -130,7 +130,8 @@ impl SentinelPool {
     /// Starts a builder for the service (master name) `service`, known to the sentinels at
     /// `sentinels` (`"redis://host:port"`, `"host:port"`, `"[::1]:26379"`, with
     /// `user:password@` if the sentinels need it; surrounding white space is ignored; one
-    /// sentinel is enough, more is safer).
+    /// sentinel is enough, more is safer). The user info runs to the last `@`, so a password
+    /// may hold `/`, `?`, `#` or `@` as it is; `%XX` escapes are decoded.
     pub fn builder<I, S>(sentinels: I, service: impl Into<String>) -> Builder
     where
         I: IntoIterator<Item = S>,
@@ -154,7 +155,10 @@ impl SentinelPool {
     ///
     /// The user and password are the data nodes'; the sentinels' are query parameters.
     /// `role=replica` builds a pool of reads from the replicas ([`Builder::replicas`]).
-    /// Reserved characters are percent-encoded (`%40` for `@`).
+    /// Reserved characters in a user, password or parameter are percent-encoded (`%2F` for
+    /// `/`, `%3F` for `?`, `%23` for `#`, `%40` for `@`, `%26` for `&`): a string where one is
+    /// not, and would be cut in the wrong place, is refused with an error that quotes none of
+    /// it.
     ///
     /// ```no_run
     /// # use r2d2_redis_sentinel::SentinelPool;

@@ -35,8 +35,18 @@ pub(crate) fn parse(url: &str) -> Result<Builder, Error> {
             "rediss+sentinel:// needs the crate's `tls` feature",
         ));
     }
+    // A password or parameter with `/`, `?`, `#` or `@` unencoded would be cut in the wrong
+    // place, and pieces of it shown as hosts or names: refuse it, quoting nothing.
     let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    if url.contains('#') || path.contains('@') || query.contains('@') {
+        return Err(invalid(
+            "url",
+            "a reserved character in the user, password or a parameter is not percent-encoded: \
+             write / as %2F, ? as %3F, # as %23, @ as %40 (in a password, only these four and % \
+             need it)",
+        ));
+    }
     let (userinfo, hosts) = match authority.rsplit_once('@') {
         Some((userinfo, hosts)) => (Some(userinfo), hosts),
         None => (None, authority),
@@ -89,7 +99,7 @@ pub(crate) fn parse(url: &str) -> Result<Builder, Error> {
             builder = builder.password(decode(password)?);
         }
     }
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
+    for (position, pair) in query.split('&').filter(|p| !p.is_empty()).enumerate() {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         builder = match key {
             "sentinel_username" => builder.sentinel_username(decode(value)?),
@@ -102,12 +112,15 @@ pub(crate) fn parse(url: &str) -> Result<Builder, Error> {
                     "role is master (the default) or replica (reads from the replicas)",
                 ));
             }
+            // Not quoted: an unencoded `&` in a password makes its tail look like a key.
             _ => {
                 return Err(invalid(
                     "url",
                     format!(
-                        "unknown parameter {:?}: use sentinel_username, sentinel_password or role",
-                        key.chars().take(32).collect::<String>()
+                        "parameter {} (counting from 1) is not one of sentinel_username, \
+                         sentinel_password or role; a & or = inside a value must be \
+                         percent-encoded (%26, %3D)",
+                        position + 1
                     ),
                 ));
             }
@@ -119,24 +132,12 @@ pub(crate) fn parse(url: &str) -> Result<Builder, Error> {
 /// Decodes `%XX` escapes; the result must be UTF-8. Errors never quote the text (it may be a
 /// password).
 fn decode(text: &str) -> Result<String, Error> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let byte = bytes
-                .get(i + 1..i + 3)
-                .and_then(|hex| std::str::from_utf8(hex).ok())
-                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-                .ok_or_else(|| invalid("url", "a % is not followed by two hex digits"))?;
-            out.push(byte);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| invalid("url", "a part is not UTF-8 once decoded"))
+    crate::config::percent_decode(text).ok_or_else(|| {
+        invalid(
+            "url",
+            "a % is not followed by two hex digits, or a part is not UTF-8 once decoded",
+        )
+    })
 }
 
 fn invalid(option: &'static str, reason: impl Into<String>) -> Error {
