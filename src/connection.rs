@@ -31,10 +31,11 @@ pub(crate) const STALE: &str = "STALE";
 /// thread panics.
 ///
 /// Once the pool moves to a new generation (a failover, or
-/// [`invalidate`](crate::SentinelPool::invalidate)), a connection of an older one refuses
-/// every request without sending it: the request fails with a `STALE` error, which
+/// [`invalidate`](crate::SentinelPool::invalidate)), a master connection of an older one
+/// refuses every request without sending it: the request fails with a `STALE` error, which
 /// [`with_retry`](crate::SentinelPool::with_retry) retries on a fresh connection. A worker
-/// that holds a connection across a failover never writes to the old master.
+/// that holds a connection across a failover never writes to the old master. A replica
+/// pool's connection is not refused: reads go on through a failover of the master.
 pub struct Connection {
     inner: redis::Connection,
     addr: NodeAddr,
@@ -76,6 +77,9 @@ pub struct Connection {
     /// For each command of the request being sent: whether a reply to it that is not an
     /// error means something was applied. Reused from request to request.
     effects: Vec<bool>,
+    /// The last request sent held only reads (nor a transaction's `EXEC` of writes, nor
+    /// anything this crate could not read): if it met an I/O error, nothing was applied.
+    sent_only_reads: bool,
 }
 
 impl std::fmt::Debug for Connection {
@@ -123,6 +127,7 @@ impl Connection {
             applied: 0,
             queued_write: false,
             effects: Vec::new(),
+            sent_only_reads: false,
         }
     }
 
@@ -200,6 +205,12 @@ impl Connection {
         self.out_of_step
     }
 
+    /// True when the last request sent held only commands that read: an error on the wire
+    /// while it was in flight applied nothing.
+    pub(crate) fn sent_only_reads(&self) -> bool {
+        self.sent_only_reads
+    }
+
     /// Commands that may change data and were answered without error: when this grows
     /// during an attempt, something in the attempt was applied. A read (`GET`), a command
     /// queued in `MULTI` (`+QUEUED`) or `MULTI` itself does not count.
@@ -265,10 +276,12 @@ impl Connection {
         role
     }
 
-    /// Refuses to send anything once the pool has moved past this connection's generation.
+    /// Refuses to send anything once the pool has moved past this master connection's
+    /// generation. A replica connection reads on: a failover of the master does not make its
+    /// replica's data wrong, and the fence is for writes.
     fn refuse_if_stale(&self) -> RedisResult<()> {
         let current = self.current.current();
-        if current == self.generation {
+        if current == self.generation || self.serves != NodeRole::Master {
             return Ok(());
         }
         Err(redis::make_extension_error(
@@ -316,6 +329,9 @@ impl Connection {
             }
             self.effects.push(effect);
         }
+        // Commands queued in `MULTI` count as reads here: a connection that breaks before
+        // their `EXEC` applies none of them.
+        self.sent_only_reads = !(self.effects.is_empty() || self.effects.contains(&true));
     }
 
     fn after<T>(&mut self, result: RedisResult<T>) -> RedisResult<T> {

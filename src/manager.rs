@@ -2,6 +2,7 @@
 //! pooled one may be handed out.
 
 use std::{
+    cell::Cell,
     collections::hash_map::RandomState,
     hash::BuildHasher,
     sync::{
@@ -33,6 +34,18 @@ const CONNECT_RETRY_INTERVAL: Duration = Duration::from_millis(100);
 /// never send it a connection again. Replacing detours after this long sends it its share once
 /// it answers, and costs a reconnect every few seconds while it does not.
 const DETOUR_LIFETIME: Duration = Duration::from_secs(5);
+
+thread_local! {
+    /// Set on a pool's evicting thread: the connections it takes out are checked only for
+    /// what is known without I/O, so that no node, however hung, can hold that thread, or the
+    /// drop of the pool that joins it.
+    static NO_ROUND_TRIP: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Makes every validation on the calling thread skip its round trip (see [`NO_ROUND_TRIP`]).
+pub(crate) fn validate_without_round_trips() {
+    NO_ROUND_TRIP.set(true);
+}
 
 /// The [`r2d2::ManageConnection`] behind a [`SentinelPool`](crate::SentinelPool): every new
 /// connection goes to the master the sentinels name now, and is checked with `ROLE` before it
@@ -492,13 +505,20 @@ fn data_node_error(addr: &crate::NodeAddr, err: RedisError, command: &'static st
 }
 
 impl SentinelManager {
-    /// A replica connection picked from a replica set that has changed since, or made on a
-    /// detour [`DETOUR_LIFETIME`] ago: replaced, so that connections spread over the replicas
-    /// there are now.
-    fn outdated_replica(&self, conn: &Connection) -> bool {
-        conn.serves() == NodeRole::Replica
-            && (conn.replica_set() != self.core.replica_set()
-                || conn.detour_older_than(DETOUR_LIFETIME))
+    /// Whether `conn` may not be handed out again, from what is known without I/O. A master
+    /// connection: it was born in an older generation. A replica connection, which failovers
+    /// of the master leave alone: it was picked from a replica set that has changed since, or
+    /// made on a detour [`DETOUR_LIFETIME`] ago (replaced, so that connections spread over the
+    /// replicas there are now), or its node is the master now.
+    fn outdated(&self, conn: &Connection) -> bool {
+        match conn.serves() {
+            NodeRole::Replica => {
+                conn.replica_set() != self.core.replica_set()
+                    || conn.detour_older_than(DETOUR_LIFETIME)
+                    || self.core.cached_master().as_ref() == Some(conn.addr())
+            }
+            _ => conn.generation() != self.core.generation.current(),
+        }
     }
 }
 
@@ -513,21 +533,21 @@ impl r2d2::ManageConnection for SentinelManager {
     /// Generation and state first (no round trip), then the configured validation.
     fn is_valid(&self, conn: &mut Connection) -> Result<(), Error> {
         let core = &self.core;
-        if conn.generation() != core.generation.current()
-            || !conn.is_reusable()
-            || self.outdated_replica(conn)
-        {
+        if self.outdated(conn) || !conn.is_reusable() {
             return Err(Error::Redis(RedisError::from((
                 redis::ErrorKind::Client,
                 "connection is stale or in a bad state",
             ))));
         }
         conn.mark_handed_out();
-        let skip_round_trip = match core.config.validation {
-            Validation::Off => true,
-            Validation::Fast { window } => conn.answered_within(window) && core.watcher_listens(),
-            Validation::PingRole => false,
-        };
+        let skip_round_trip = NO_ROUND_TRIP.get()
+            || match core.config.validation {
+                Validation::Off => true,
+                Validation::Fast { window } => {
+                    conn.answered_within(window) && core.watcher_listens()
+                }
+                Validation::PingRole => false,
+            };
         if skip_round_trip {
             return Ok(());
         }
@@ -558,9 +578,6 @@ impl r2d2::ManageConnection for SentinelManager {
                 ),
             );
         }
-        conn.generation() != self.core.generation.current()
-            || !conn.is_reusable()
-            || self.outdated_replica(conn)
-            || std::thread::panicking()
+        self.outdated(conn) || !conn.is_reusable() || std::thread::panicking()
     }
 }

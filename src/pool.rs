@@ -36,7 +36,11 @@ pub type PooledConnection = r2d2::PooledConnection<SentinelManager>;
 
 /// A pool of connections to the current master of a Sentinel-managed Redis service.
 ///
-/// Cloning is cheap and gives another handle to the same pool.
+/// Cloning is cheap and gives another handle to the same pool. Dropping the last handle
+/// does no I/O and returns within about a second whatever the nodes do: it stops the
+/// evicting thread (one 200 ms tick at most) and, with the last pool of the manager, the
+/// watcher (well under a second); connects still running end on r2d2's threads within
+/// `connection_timeout`, without holding the drop.
 ///
 /// ```no_run
 /// use r2d2_redis_sentinel::{SentinelPool, redis::Commands};
@@ -94,10 +98,11 @@ impl Drop for Guard {
 /// Closes the idle connections of a generation when it ends. r2d2 hands out the most
 /// recently returned connection first and offers no way to drop idle ones, so without this
 /// the sockets to an old master stay open until a checkout happens to reach them. Draining
-/// the idle list with `try_get` validates each connection (a stale one fails on its
-/// generation, no round trip, and r2d2 closes it and opens a replacement up to `min_idle`);
-/// the valid ones go back at once. Runs only when a generation ends, never on the hot path;
-/// ends when the generation is closed.
+/// the idle list with `try_get` checks each connection with no round trip (a stale one fails
+/// on its generation or replica set, and r2d2 closes it and opens a replacement up to
+/// `min_idle`); the others go back at once. No I/O: a hung node cannot hold the thread, and
+/// dropping the pool, which joins it, takes one tick at most. Runs only when a generation
+/// ends, never on the hot path; ends when the generation is closed.
 fn start_evicting(
     pool: r2d2::Pool<SentinelManager>,
     generation: Arc<Generation>,
@@ -107,6 +112,7 @@ fn start_evicting(
     thread::Builder::new()
         .name(name.into())
         .spawn(move || {
+            crate::manager::validate_without_round_trips();
             let mut seen = generation.current();
             while !stop.load(Ordering::Relaxed) && !generation.is_closed() {
                 if !generation.wait_for_change(seen, EVICT_TICK) {
@@ -198,10 +204,14 @@ impl SentinelPool {
         Ok(pool)
     }
 
-    /// A pool of reads from the master's replicas, sharing this pool's sentinel lookups,
-    /// generation and watcher: after a failover, its connections are dropped at once like the
-    /// master pool's, and new ones go to the replicas of the new master (the promoted one
-    /// leaves the set, the old master joins it once Sentinel makes it a replica). Connections
+    /// A pool of reads from the master's replicas, sharing this pool's sentinel lookups and
+    /// watcher. A failover of the master is no reason to refuse a read: its connections never
+    /// answer `STALE`, and the fence does not hold them. Sentinel itself closes the client
+    /// connections of every node it reconfigures (`CLIENT KILL TYPE normal`), so a read in
+    /// flight then may meet a closed connection, which `with_retry` runs again (a request
+    /// of reads alone applied nothing). New connections go to the replicas of the new master
+    /// (the promoted one leaves the set at once, the old master joins it once Sentinel makes
+    /// it a replica); [`invalidate`](Self::invalidate) replaces them all. Connections
     /// go to the replicas the sentinels list as healthy (not down or disconnected, linked to
     /// the master) whose `ROLE` says they are replicas linked to their master, picked by
     /// [`ReplicaOptions::selection`]; a replica that goes down is skipped from its next
@@ -421,12 +431,17 @@ impl SentinelPool {
     }
 
     /// Invalidates every pooled connection at once: idle ones are never handed out again,
-    /// checked-out ones are dropped when returned, and the next connection asks the sentinels
-    /// where the master is. Returns the new generation.
+    /// checked-out ones are dropped when returned (a master connection refuses to send before
+    /// that, with `STALE`), and the next connection asks the sentinels where the master is.
+    /// Returns the new generation. Called on a replica pool, or on its master pool, it
+    /// invalidates both; the failovers the pool follows by itself leave replica connections
+    /// alone.
     ///
     /// The pool does this itself on evidence of a failover (`READONLY`, a node that is no
     /// longer master); call it when you learn of one some other way.
     pub fn invalidate(&self) -> u64 {
+        // Replica connections outlive failovers, not this.
+        self.core().replicas_changed();
         self.core().invalidate("asked by the caller")
     }
 

@@ -174,6 +174,12 @@ pub(crate) fn classify_attempt(err: &RedisError, conn: &Connection, applied_befo
         // The error kind says "maybe", but the connection is in step: the error never came off
         // the wire (a reply that does not convert to the type asked for). Retrying repeats it.
         Class::MaybeApplied if !conn.is_out_of_step() => Class::Final,
+        // The connection broke under a request of reads alone (Sentinel closes every client
+        // of a node it reconfigures), with nothing applied before in the attempt: nothing
+        // was applied at all.
+        Class::MaybeApplied if conn.sent_only_reads() && conn.applied() == applied_before => {
+            Class::NotApplied { failover: false }
+        }
         // Refused, but an earlier command of this attempt (or of this pipeline) was applied.
         Class::NotApplied { .. } if conn.applied() > applied_before => Class::MaybeApplied,
         class => class,

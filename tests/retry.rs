@@ -582,3 +582,46 @@ fn an_operators_unblock_is_returned_and_a_demotions_is_a_failover() {
     );
     support::promote(&master);
 }
+
+/// A connection closed under a request of reads alone applied nothing: `with_retry` runs the
+/// read again on a new connection (Sentinel closes every client of a node it reconfigures).
+/// Under a write it still may have been applied.
+#[test]
+fn a_read_that_met_a_closed_connection_is_retried_and_a_write_is_not() {
+    init_logging();
+    let topology = Topology::start().unwrap();
+    let master = topology.master().unwrap();
+    // No checkout round trip and one connection: the closed socket reaches the closure.
+    let pool = topology
+        .pool_builder()
+        .max_size(1)
+        .validation(r2d2_redis_sentinel::Validation::Off)
+        .build()
+        .unwrap();
+    let _: () = pool.with_retry(|c| c.set("k", "v")).unwrap();
+    let kill = || {
+        let killed: i64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("normal")
+            .query(&mut direct(&master))
+            .unwrap();
+        // The pool's idle connection, and the sentinels' (they reconnect).
+        assert!(killed >= 1);
+    };
+    kill();
+    let mut calls = 0;
+    let value: String = pool
+        .with_retry(|c| {
+            calls += 1;
+            c.get("k")
+        })
+        .unwrap();
+    assert_eq!((value.as_str(), calls), ("v", 2));
+
+    kill();
+    let err = pool
+        .with_retry(|c| c.incr::<_, _, i64>("n", 1))
+        .unwrap_err();
+    assert!(matches!(err, Error::MaybeApplied { .. }), "{err:?}");
+}

@@ -142,3 +142,52 @@ fn dropping_the_pool_while_threads_wait_in_get_and_in_retry_backoffs() {
         (pool_threads() == 0).then_some(())
     });
 }
+
+/// Item: dropping a pool returns within its bound however many connections it keeps to hung
+/// nodes. A failover error seen on the master pool starts a new generation while the replica
+/// pool keeps four idle connections to frozen replicas: the evicting thread drains them,
+/// with no round trip (it used to ask each `PING`+`ROLE`: 4 x the 2 s read timeout).
+#[test]
+fn dropping_a_pool_whose_nodes_hang_returns_within_its_bound() {
+    let _turn = SERIAL.lock();
+    let mut topology = Topology::builder()
+        .down_after(Duration::from_secs(30))
+        .start()
+        .unwrap();
+    let pool = topology
+        .pool_builder()
+        .max_size(1)
+        .read_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let reads = pool
+        .replica_pool(r2d2_redis_sentinel::ReplicaOptions::default().max_size(4))
+        .unwrap();
+    drop((0..4).map(|_| reads.get().unwrap()).collect::<Vec<_>>());
+    let master = topology.master().unwrap();
+    let replicas: Vec<_> = topology
+        .data_addrs()
+        .into_iter()
+        .filter(|a| *a != master)
+        .collect();
+    for replica in &replicas {
+        topology.pause(replica).unwrap();
+    }
+    // A READONLY answer on a master connection: the pool starts a new generation.
+    let generation = pool.generation();
+    let err = redis::cmd("EVAL")
+        .arg("return redis.error_reply('READONLY You cannot write against a read only replica.')")
+        .arg(0)
+        .query::<()>(&mut *pool.get().unwrap())
+        .unwrap_err();
+    assert_eq!(err.code(), Some("READONLY"));
+    assert!(pool.generation() > generation);
+    let began = Instant::now();
+    drop(reads);
+    drop(pool);
+    let took = began.elapsed();
+    for replica in &replicas {
+        topology.resume(replica).unwrap();
+    }
+    assert!(took < Duration::from_secs(2), "dropping took {took:?}");
+}
