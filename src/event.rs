@@ -70,6 +70,17 @@ pub enum Event {
         /// How long checkouts were held.
         held: Duration,
     },
+    /// A [`Subscriber`](crate::Subscriber) subscribed again on a new connection, after the
+    /// pool moved to another master or its connection broke: messages published in between
+    /// were not received.
+    Resubscribed {
+        /// The node it subscribed on: the master.
+        address: NodeAddr,
+        /// How many channels it subscribed to.
+        channels: usize,
+        /// How many patterns.
+        patterns: usize,
+    },
     /// Every pooled connection was invalidated for a reason other than a reported failover.
     Invalidated {
         /// The generation that starts now.

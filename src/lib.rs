@@ -19,6 +19,7 @@ mod replica;
 mod retry;
 mod sentinel;
 mod stats;
+mod subscriber;
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub mod testkit;
@@ -38,6 +39,7 @@ pub use pool::{PooledConnection, SentinelPool};
 pub use replica::{ReplicaOptions, ReplicaSelection};
 pub use retry::RetryPolicy;
 pub use stats::{Stats, WatcherState};
+pub use subscriber::Subscriber;
 #[cfg(feature = "tls")]
 pub use tls::TlsOptions;
 

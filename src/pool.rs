@@ -430,6 +430,17 @@ impl SentinelPool {
         retry::run(self, true, op)
     }
 
+    /// A pub/sub [`Subscriber`](crate::Subscriber) on the master, on a thread of its own,
+    /// that subscribes again on the new master after a failover. Pooled connections are no
+    /// place for a subscription: one that subscribed is closed when it returns.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ThreadSpawn`]. No I/O: the subscriber connects on its thread.
+    pub fn subscriber(&self) -> Result<crate::Subscriber, Error> {
+        crate::Subscriber::start(Arc::clone(&self.guard.manager.core))
+    }
+
     /// Invalidates every pooled connection at once: idle ones are never handed out again,
     /// checked-out ones are dropped when returned (a master connection refuses to send before
     /// that, with `STALE`), and the next connection asks the sentinels where the master is.
