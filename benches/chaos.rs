@@ -1,4 +1,6 @@
-//! Chaos runs, long: 8 writers through `with_retry` while the harness causes failovers, then
+//! Chaos runs, long: 8 writers through `with_retry_idempotent` (`RETRY=plain`: plain
+//! `with_retry`, which returns `MaybeApplied` where the other retries) while the harness
+//! causes failovers, then
 //! every acknowledged write accounted for on the final master (see `tests/support/chaos.rs`
 //! for the classes of loss). Two runs, each on a topology of its own:
 //! - **alternating**: `FAILOVERS` (10 by default) failovers, `SENTINEL FAILOVER` and SIGKILL of
@@ -28,6 +30,7 @@ fn main() {
     let failovers = count("FAILOVERS", 10);
     let storm = count("STORM", 6);
     let fence = env::var("FENCE").map_or(true, |v| v != "off");
+    let idempotent = env::var("RETRY").map_or(true, |v| v != "plain");
     let alternating: Vec<Step> = (0..failovers)
         .map(|i| {
             if i % 2 == 0 {
@@ -42,9 +45,14 @@ fn main() {
         ("alternating, settled before each", alternating),
         ("storm, back to back", vec![Step::Storm(storm)]),
     ] {
-        let report = chaos::run(&steps, 8, fence);
+        let report = chaos::run(&steps, 8, fence, idempotent);
         let fenced = if fence { "fence on" } else { "fence off" };
-        println!("{}", report.row(&format!("{name}, {fenced}")));
+        let retry = if idempotent {
+            "with_retry_idempotent"
+        } else {
+            "with_retry"
+        };
+        println!("{}", report.row(&format!("{name}, {fenced}, {retry}")));
         for sample in &report.error_samples {
             eprintln!("error surfaced: {sample}");
         }

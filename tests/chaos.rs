@@ -1,5 +1,5 @@
 //! A short chaos run (the long one is `cargo bench --bench chaos`): 8 writers through
-//! `with_retry` while a planned failover, a crash (the old master restarted as master) and two
+//! `with_retry_idempotent` while a planned failover, a crash (the old master restarted as master) and two
 //! failovers back to back happen. No error reaches a writer, and no acknowledged write is lost
 //! after the pool knew its node was no longer master. What Redis itself lost (replication lag,
 //! an unsynced replica promoted) is counted, not asserted: no client can prevent it.
@@ -16,7 +16,7 @@ use support::init_logging;
 fn writers_see_no_error_and_nothing_is_lost_after_the_pool_knew() {
     init_logging();
     let steps = [Step::Planned, Step::Crash, Step::Storm(2)];
-    let report = chaos::run(&steps, 8, true);
+    let report = chaos::run(&steps, 8, true, true);
     eprintln!("{}\n{}", chaos::Report::HEADER, report.row("cargo test"));
     assert_eq!(
         report.errors, 0,

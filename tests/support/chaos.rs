@@ -1,6 +1,6 @@
-//! Chaos runs: writers through `with_retry` while the harness causes failovers, then every
-//! acknowledged write accounted for on the final master. Shared by `tests/chaos.rs` (a short
-//! run) and `benches/chaos.rs` (the long one).
+//! Chaos runs: writers through `with_retry_idempotent` (or plain `with_retry`) while the
+//! harness causes failovers, then every acknowledged write accounted for on the final master.
+//! Shared by `tests/chaos.rs` (a short run) and `benches/chaos.rs` (the long one).
 //!
 //! A lost write is one acknowledged to a writer and missing from the final master. Each is
 //! put in one of three classes by when it was acknowledged and by which node:
@@ -59,6 +59,9 @@ pub(crate) struct Report {
     pub(crate) acked: usize,
     /// Errors the writers saw (each a write not acknowledged).
     pub(crate) errors: usize,
+    /// Of those, `MaybeApplied`: plain `with_retry` met a broken connection after sending the
+    /// write, and did not run it again.
+    pub(crate) maybe_applied: usize,
     /// The first few errors' messages.
     pub(crate) error_samples: Vec<String>,
     /// Lost writes, by class (see the module's documentation).
@@ -97,12 +100,13 @@ impl Report {
             all => (all[all.len() / 2], all[all.len() - 1]),
         };
         format!(
-            "| {name} | {} planned + {} crashes + {} in storms; the pool moved {} times | {} | {} | {} ({} / {} / {}, {} in flight) | {:.0} / {:.0} ms | {:.2} s | {:.0} s |",
+            "| {name} | {} planned + {} crashes + {} in storms; the pool moved {} times | {} ({} maybe applied) | {} | {} ({} / {} / {}, {} in flight) | {:.0} / {:.0} ms | {:.2} s | {:.0} s |",
             self.planned,
             self.crashes,
             self.stormed,
             self.pool_moves,
             self.errors,
+            self.maybe_applied,
             self.acked,
             self.lost(),
             self.lost_before_failover,
@@ -140,14 +144,16 @@ enum Belief {
     Unknown,
 }
 
-/// Runs `steps` with `writers` threads writing unique keys through `with_retry_idempotent`
-/// (a `SET` of a key no other write uses may run twice), with the pool's fence on or off,
-/// then accounts for every acknowledged write on the final master.
+/// Runs `steps` with `writers` threads writing unique keys, with the pool's fence on or off,
+/// then accounts for every acknowledged write on the final master. Through
+/// `with_retry_idempotent` when `idempotent` (a `SET` of a key no other write uses may run
+/// twice), else through plain `with_retry`, which returns `MaybeApplied` where the other
+/// retries.
 ///
 /// # Panics
 ///
 /// When the topology cannot be started or does not fail over as asked.
-pub(crate) fn run(steps: &[Step], writers: usize, fence: bool) -> Report {
+pub(crate) fn run(steps: &[Step], writers: usize, fence: bool, idempotent: bool) -> Report {
     let started = Instant::now();
     // Sentinel refreshes its view of replicas every 10 s: settling after a crash, a restart and
     // a +convert-to-slave can take longer than the kit's default 30 s.
@@ -179,6 +185,7 @@ pub(crate) fn run(steps: &[Step], writers: usize, fence: bool) -> Report {
                 pool.clone(),
                 nodes.clone(),
                 Arc::clone(&stop),
+                idempotent,
             )
         })
         .collect();
@@ -225,6 +232,7 @@ pub(crate) fn run(steps: &[Step], writers: usize, fence: bool) -> Report {
         let outcome = thread.join().expect("writer");
         acks.extend(outcome.acks);
         report.errors += outcome.errors.len();
+        report.maybe_applied += outcome.maybe_applied;
         report
             .error_samples
             .extend(outcome.errors.into_iter().take(3));
@@ -303,6 +311,7 @@ fn began(tries: &Listener, tried: &mut Vec<SystemTime>, asked: Instant) -> Syste
 struct Outcome {
     acks: Vec<Ack>,
     errors: Vec<String>,
+    maybe_applied: usize,
     worst_call: Duration,
 }
 
@@ -311,11 +320,13 @@ fn spawn_writer(
     pool: SentinelPool,
     nodes: Vec<NodeAddr>,
     stop: Arc<AtomicBool>,
+    idempotent: bool,
 ) -> thread::JoinHandle<Outcome> {
     thread::spawn(move || {
         let mut outcome = Outcome {
             acks: Vec::with_capacity(1 << 20),
             errors: Vec::new(),
+            maybe_applied: 0,
             worst_call: Duration::ZERO,
         };
         let mut n = 0u64;
@@ -324,14 +335,19 @@ fn spawn_writer(
             let key = writer << 40 | n;
             let began = Instant::now();
             let mut sent = SystemTime::now();
-            let result = pool.with_retry_idempotent(|c| {
+            let write = |c: &mut r2d2_redis_sentinel::Connection| {
                 sent = SystemTime::now();
                 redis::cmd("SET")
                     .arg(&key.to_be_bytes())
                     .arg(1)
                     .query::<()>(c)?;
                 Ok(c.addr().clone())
-            });
+            };
+            let result = if idempotent {
+                pool.with_retry_idempotent(write)
+            } else {
+                pool.with_retry(write)
+            };
             outcome.worst_call = outcome.worst_call.max(began.elapsed());
             match result {
                 Ok(by) => outcome.acks.push(Ack {
@@ -344,7 +360,12 @@ fn spawn_writer(
                     sent,
                     at: SystemTime::now(),
                 }),
-                Err(err) => outcome.errors.push(err.to_string()),
+                Err(err) => {
+                    if matches!(err, r2d2_redis_sentinel::Error::MaybeApplied { .. }) {
+                        outcome.maybe_applied += 1;
+                    }
+                    outcome.errors.push(err.to_string());
+                }
             }
         }
         outcome
