@@ -111,7 +111,8 @@ pub struct Builder {
     pub(crate) write_timeout: Duration,
     pub(crate) sentinel_timeout: Duration,
     pub(crate) validation: Validation,
-    pub(crate) retry: RetryPolicy,
+    /// `None`: the default, its deadline grown to cover the deployment's failovers.
+    pub(crate) retry: Option<RetryPolicy>,
     pub(crate) watcher: bool,
     pub(crate) discover_sentinels: bool,
     pub(crate) max_sentinels: usize,
@@ -188,7 +189,7 @@ impl Builder {
             write_timeout: Duration::from_secs(3),
             sentinel_timeout: Duration::from_millis(500),
             validation: Validation::PingRole,
-            retry: RetryPolicy::default(),
+            retry: None,
             watcher: true,
             discover_sentinels: true,
             max_sentinels: 16,
@@ -338,9 +339,14 @@ impl Builder {
 
     /// How [`with_retry`](crate::SentinelPool::with_retry) retries; see [`RetryPolicy`].
     ///
-    /// Defaults to [`RetryPolicy::default`].
+    /// Defaults to [`RetryPolicy::default`] with a deadline that covers a crash failover of
+    /// this deployment: the service's `down-after-milliseconds`, which the sentinels report,
+    /// plus 10 s for the election, the promotion and the announcement, never under 10 s nor
+    /// over 2 minutes (40 s at Sentinel's default 30 s; 11 s at 1 s). [`Stats::retry_deadline`](crate::Stats)
+    /// shows the one in force. A policy set here is used as it is: a web request that must
+    /// answer within its own budget sets a shorter deadline and maps the error to a 503.
     pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
-        self.retry = policy;
+        self.retry = Some(policy);
         self
     }
 
@@ -647,7 +653,9 @@ impl Builder {
                 ),
             );
         }
-        self.retry.validate()?;
+        if let Some(retry) = &self.retry {
+            retry.validate()?;
+        }
         if self.username.is_some() && self.password.is_none() {
             return invalid(
                 "username",
@@ -754,7 +762,8 @@ pub(crate) struct Config {
     pub(crate) data: NodeSettings,
     pub(crate) sentinel: NodeSettings,
     pub(crate) validation: Validation,
-    pub(crate) retry: RetryPolicy,
+    /// `None`: the default, its deadline grown to cover the deployment's failovers.
+    pub(crate) retry: Option<RetryPolicy>,
     pub(crate) watcher: bool,
     pub(crate) discover_sentinels: bool,
     pub(crate) max_sentinels: usize,

@@ -85,6 +85,9 @@ pub(crate) struct Core {
     /// `HELLO` from then on.
     role_via_hello: AtomicBool,
     fences: FenceCounts,
+    /// The service's `down-after-milliseconds` as the sentinels last said (lookups and the
+    /// watcher's refreshes); 0 until one did.
+    down_after_ms: AtomicU64,
 }
 
 /// How many fences went up, and how each came down; read by `stats`.
@@ -177,6 +180,7 @@ impl Core {
             live_subscriptions: AtomicUsize::new(0),
             role_via_hello: AtomicBool::new(false),
             fences: FenceCounts::default(),
+            down_after_ms: AtomicU64::new(0),
         }
     }
 
@@ -216,6 +220,9 @@ impl Core {
             self.keep_order(&lookup.addrs());
             // Settled before the lookup lock is released, so that the connects waiting for it
             // find the answer recorded.
+            if let Some(down_after) = lookup.down_after() {
+                self.learn_down_after(down_after);
+            }
             let (found, epoch) = answer?;
             if let Some(found) = self.settle(generation, found, epoch) {
                 return Ok(found);
@@ -512,6 +519,20 @@ impl Core {
             generation,
             reason: why.to_owned(),
         });
+    }
+
+    /// Records the service's `down-after-milliseconds` as a sentinel said it.
+    pub(crate) fn learn_down_after(&self, down_after: Duration) {
+        let ms = u64::try_from(down_after.as_millis()).unwrap_or(u64::MAX);
+        self.down_after_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// The service's `down-after-milliseconds`, once a sentinel said it.
+    pub(crate) fn down_after(&self) -> Option<Duration> {
+        match self.down_after_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
     }
 
     /// The sentinels lookups ask, in the order they ask them.

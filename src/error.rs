@@ -193,7 +193,8 @@ impl Error {
     }
 
     /// True when the same call may succeed if tried again later without changing anything:
-    /// unreachable nodes, a master reported down, a stale role, a checkout that timed out.
+    /// unreachable nodes, a master reported down, a stale role, a checkout that timed out,
+    /// retries that ran out on one of these.
     /// Configuration errors and server errors such as `WRONGTYPE` are not retryable.
     pub fn is_retryable(&self) -> bool {
         match self {
@@ -204,7 +205,9 @@ impl Error {
             | Error::FailoverInProgress { .. }
             | Error::NoHealthyReplica { .. }
             | Error::PoolExhausted { .. } => true,
-            Error::CheckoutTimeout { cause, .. } => cause.is_retryable(),
+            Error::CheckoutTimeout { cause, .. } | Error::RetriesExhausted { last: cause, .. } => {
+                cause.is_retryable()
+            }
             Error::Redis(source) => crate::retry::classify(source).is_safe_to_retry(),
             _ => false,
         }

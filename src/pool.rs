@@ -509,6 +509,8 @@ impl SentinelPool {
             events_dropped: self.core().events.dropped(),
             connections: state.connections,
             idle_connections: state.idle_connections,
+            down_after: self.core().down_after(),
+            retry_deadline: self.retry_policy().deadline_value(),
         }
     }
 
@@ -534,7 +536,10 @@ impl SentinelPool {
     }
 
     pub(crate) fn retry_policy(&self) -> RetryPolicy {
-        self.core().config.retry
+        let core = self.core();
+        core.config
+            .retry
+            .unwrap_or_else(|| RetryPolicy::covering(core.down_after()))
     }
 
     pub(crate) fn connection_timeout(&self) -> Duration {

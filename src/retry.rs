@@ -61,7 +61,42 @@ impl Default for RetryPolicy {
     }
 }
 
+/// What a crash failover takes beyond `down-after-milliseconds`: the sentinels agreeing the
+/// master is down, electing a leader, the promotion (seen at the leader's next `INFO`, once a
+/// second) and the announcement. Measured at 1.2 to 1.4 s at every `down-after` tried (see
+/// BENCHMARKS.md); 10 s leaves room for a slow election or a loaded machine.
+const FAILOVER_MARGIN: Duration = Duration::from_secs(10);
+
+/// The longest deadline the default policy grows to, whatever `down-after-milliseconds` says:
+/// a call that waits longer than this looks hung to whoever made it.
+const LONGEST_COVER: Duration = Duration::from_secs(120);
+
 impl RetryPolicy {
+    /// The default policy with its deadline grown to cover a crash failover of a deployment
+    /// whose sentinels call a master down after `down_after` (unknown: the default), up to
+    /// two minutes.
+    pub(crate) fn covering(down_after: Option<Duration>) -> Self {
+        let default = RetryPolicy::default();
+        let Some(down_after) = down_after else {
+            return default;
+        };
+        let deadline = default.deadline.max(
+            down_after
+                .saturating_add(FAILOVER_MARGIN)
+                .min(LONGEST_COVER),
+        );
+        // Enough attempts for the deadline even if every wait is the shortest the longest
+        // backoff draws (half of it): the deadline, not the count, ends the retries.
+        let attempts = deadline.as_millis() / (default.max_backoff.as_millis() / 2);
+        RetryPolicy {
+            deadline,
+            max_attempts: default
+                .max_attempts
+                .max(u32::try_from(attempts).unwrap_or(u32::MAX)),
+            ..default
+        }
+    }
+
     /// The most attempts, the first one included.
     ///
     /// Defaults to 100.
@@ -94,6 +129,10 @@ impl RetryPolicy {
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.deadline = deadline;
         self
+    }
+
+    pub(crate) fn deadline_value(&self) -> Duration {
+        self.deadline
     }
 
     pub(crate) fn validate(&self) -> Result<(), Error> {
@@ -345,6 +384,24 @@ mod tests {
             classify(&server("TRYAGAIN")),
             Class::NotApplied { failover: false }
         );
+    }
+
+    #[test]
+    fn the_default_deadline_covers_the_deployments_failover() {
+        assert_eq!(RetryPolicy::covering(None), RetryPolicy::default());
+        let fast = RetryPolicy::covering(Some(Duration::from_millis(500)));
+        assert_eq!(fast.deadline, Duration::from_millis(10_500));
+        let sentinel_default = RetryPolicy::covering(Some(Duration::from_secs(30)));
+        assert_eq!(sentinel_default.deadline, Duration::from_secs(40));
+        assert!(sentinel_default.max_attempts >= 100);
+        assert!(
+            u128::from(sentinel_default.max_attempts) * 250 >= 40_000,
+            "{sentinel_default:?}"
+        );
+        assert!(sentinel_default.validate().is_ok());
+        let absurd = RetryPolicy::covering(Some(Duration::MAX));
+        assert!(absurd.validate().is_ok(), "{absurd:?}");
+        assert_eq!(absurd.deadline, Duration::from_secs(120));
     }
 
     #[test]

@@ -48,6 +48,8 @@ pub(crate) struct Sentinels {
     settings: NodeSettings,
     /// Applied to the masters sentinels name.
     map: AddressMap,
+    /// The service's `down-after-milliseconds`, from the last `SENTINEL MASTER` answer.
+    down_after: Option<Duration>,
 }
 
 struct SentinelNode {
@@ -102,7 +104,13 @@ impl Sentinels {
             nodes: addrs.into_iter().map(SentinelNode::new).collect(),
             settings,
             map,
+            down_after: None,
         }
+    }
+
+    /// The service's `down-after-milliseconds` as the last sentinel asked said, if one did.
+    pub(crate) fn down_after(&self) -> Option<Duration> {
+        self.down_after
     }
 
     /// Aligns the list with `addrs` (sentinels learned or forgotten by the watcher), keeping
@@ -269,13 +277,10 @@ impl Sentinels {
 
     fn ask_master(&mut self, i: usize, service: &str, deadline: Instant) -> Result<Answer, Error> {
         match self.query::<HashMap<String, String>>(i, &master_cmd(service), deadline) {
-            Ok(reply) => Ok(match parse_master(&reply) {
-                Answer::Master { addr, epoch } => Answer::Master {
-                    addr: self.map.apply(addr),
-                    epoch,
-                },
-                other => other,
-            }),
+            Ok(reply) => {
+                self.down_after = parse_down_after(&reply).or(self.down_after);
+                Ok(self.mapped(parse_master(&reply)))
+            }
             // `SENTINEL MASTER` answers an unknown name with a plain ERR, which tells it from no
             // other fault: `GET-MASTER-ADDR-BY-NAME` answers nil for an unknown name.
             Err(Error::Redis(err)) if err.code() == Some("ERR") => {
@@ -289,6 +294,17 @@ impl Sentinels {
             }
             Err(Error::Redis(err)) if err.kind() == redis::ErrorKind::Parse => Ok(Answer::Garbled),
             Err(err) => Err(err),
+        }
+    }
+
+    /// `answer` with the master's address through the address map.
+    fn mapped(&self, answer: Answer) -> Answer {
+        match answer {
+            Answer::Master { addr, epoch } => Answer::Master {
+                addr: self.map.apply(addr),
+                epoch,
+            },
+            other => other,
         }
     }
 
@@ -481,6 +497,17 @@ pub(crate) fn parse_sentinels(reply: &[HashMap<String, String>]) -> Vec<NodeAddr
 
 /// Reads a `SENTINEL MASTER` reply: the address, its epoch, and whether the sentinel thinks it
 /// is up.
+/// The `down-after-milliseconds` of a `SENTINEL MASTER` reply: how long the master may be
+/// silent before a sentinel calls it down, the first part of every crash failover.
+pub(crate) fn parse_down_after(reply: &HashMap<String, String>) -> Option<Duration> {
+    reply
+        .get("down-after-milliseconds")?
+        .parse()
+        .ok()
+        .filter(|&ms| ms > 0)
+        .map(Duration::from_millis)
+}
+
 pub(crate) fn parse_master(reply: &HashMap<String, String>) -> Answer {
     let (Some(flags), Some(ip), Some(port), Some(epoch)) = (
         reply.get("flags"),

@@ -1,6 +1,6 @@
 //! [`Stats`]: a snapshot of what the pool knows and did.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::NodeAddr;
 
@@ -36,6 +36,12 @@ pub struct Stats {
     pub connections: u32,
     /// Idle connections (r2d2's view).
     pub idle_connections: u32,
+    /// The service's `down-after-milliseconds`, once a sentinel said it.
+    pub down_after: Option<Duration>,
+    /// The deadline [`with_retry`](crate::SentinelPool::with_retry) works within now: the
+    /// [`retry_policy`](crate::Builder::retry_policy) set, or the default grown to cover
+    /// `down_after`.
+    pub retry_deadline: Duration,
 }
 
 /// The watcher's state in [`Stats`].

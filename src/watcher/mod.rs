@@ -155,6 +155,8 @@ enum Report {
         from: NodeAddr,
         addr: NodeAddr,
         epoch: u64,
+        /// The service's `down-after-milliseconds`, when the reply carried it.
+        down_after: Option<Duration>,
     },
     Sentinels(Vec<NodeAddr>),
     /// The replicas a sentinel lists as healthy, asked at each refresh.
@@ -384,7 +386,15 @@ impl Coordinator {
                     });
                 }
             }
-            Report::Master { from, addr, epoch } => {
+            Report::Master {
+                from,
+                addr,
+                epoch,
+                down_after,
+            } => {
+                if let Some(down_after) = down_after {
+                    self.core.learn_down_after(down_after);
+                }
                 self.apply(&from, &addr, Some(epoch), FailoverSource::Reconciliation);
             }
             Report::Sentinels(list) => {

@@ -191,6 +191,7 @@ impl Subscriber {
                 from: self.addr.clone(),
                 addr: self.map.apply(addr),
                 epoch,
+                down_after: sentinel::parse_down_after(&master),
             });
         }
         let list: Vec<HashMap<String, String>> =
