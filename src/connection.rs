@@ -54,6 +54,8 @@ pub struct Connection {
     db: i64,
     /// The read timeout every request gets.
     read_timeout: Duration,
+    /// The protocol the connection speaks, which a role probe's `HELLO` keeps.
+    protocol: redis::ProtocolVersion,
     in_transaction: bool,
     watching: bool,
     /// A caller changed what the connection is (db, user, protocol, reply mode, name).
@@ -116,6 +118,7 @@ impl Connection {
             current,
             db: settings.redis.db(),
             read_timeout: settings.read_timeout,
+            protocol: settings.redis.protocol(),
             in_transaction: false,
             watching: false,
             session_changed: false,
@@ -269,7 +272,12 @@ impl Connection {
         if bounded {
             self.inner.set_read_timeout(Some(per_reply))?;
         }
-        let role = probe.ask(self, ping);
+        // Straight on the socket: the probe changes nothing the connection tracks.
+        let role = probe.ask(&mut self.inner, ping, self.protocol);
+        match &role {
+            Ok(_) => self.last_ok = Instant::now(),
+            Err(err) => self.observe(err),
+        }
         if bounded {
             self.inner.set_read_timeout(Some(self.read_timeout))?;
         }
@@ -350,7 +358,7 @@ impl Connection {
     /// on the connection itself, within its read timeout; a node that does not answer counts
     /// as demoted.
     fn demoted(&mut self) -> bool {
-        let role = RoleProbe::Hello.ask(&mut self.inner, false);
+        let role = RoleProbe::Hello.ask(&mut self.inner, false, self.protocol);
         if role.is_err() {
             self.out_of_step = true;
         }

@@ -230,9 +230,10 @@ impl NodeRole {
 }
 
 /// How a data node is asked its role. `ROLE` is in the `@admin` and `@dangerous` ACL
-/// categories, which least-privilege users (`+@all -@dangerous`) lack; `HELLO` (with no
-/// argument: it changes nothing) is a connection command every user may run, and its reply
-/// carries the role too.
+/// categories, which least-privilege users (`+@all -@dangerous`) lack; `HELLO` is a connection
+/// command every user may run, and its reply carries the role too. It is sent with the
+/// connection's own protocol version, which changes nothing (Redis 6.0 refuses `HELLO` with no
+/// argument).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RoleProbe {
     Role,
@@ -254,12 +255,19 @@ impl RoleProbe {
         self,
         conn: &mut impl redis::ConnectionLike,
         ping: bool,
+        protocol: redis::ProtocolVersion,
     ) -> RedisResult<NodeRole> {
         let mut pipe = redis::pipe();
         if ping {
             pipe.cmd("PING");
         }
         pipe.cmd(self.command());
+        if self == RoleProbe::Hello {
+            pipe.arg(match protocol {
+                redis::ProtocolVersion::RESP2 => 2,
+                _ => 3,
+            });
+        }
         let mut replies: Vec<Value> = pipe.query(conn)?;
         let reply = replies.pop().ok_or_else(|| {
             RedisError::from((

@@ -41,5 +41,6 @@ mod topology;
 pub use certs::throwaway_ca_pem;
 pub use error::Error;
 pub use listener::{Listener, Published};
+pub use process::ServerVersion;
 pub use scripted::{Reply, ScriptedServer};
 pub use topology::{Topology, TopologyBuilder};

@@ -65,16 +65,78 @@ pub(super) struct Binaries {
     server: PathBuf,
     /// `None`: start sentinels as `redis-server <conf> --sentinel`.
     sentinel: Option<PathBuf>,
+    /// What the server says it is (`redis-server --version`).
+    pub(super) version: ServerVersion,
+}
+
+/// A server's name and version, as `--version` prints them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ServerVersion {
+    /// Valkey rather than Redis.
+    pub valkey: bool,
+    /// Major, minor and patch.
+    pub version: (u32, u32, u32),
+}
+
+impl ServerVersion {
+    /// Reads `Redis server v=7.0.15 sha=...` or `Valkey server v=8.1.8 ...`.
+    fn parse(text: &str) -> Option<Self> {
+        let number = text
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix("v="))?;
+        let mut parts = number.split('.').map(|p| p.parse::<u32>().ok());
+        let version = (
+            parts.next()??,
+            parts.next()??,
+            parts.next().flatten().unwrap_or(0),
+        );
+        Some(ServerVersion {
+            valkey: text.to_ascii_lowercase().contains("valkey"),
+            version,
+        })
+    }
+
+    /// True for a server at least as new as Redis `major.minor` (Valkey 7.2 and later are
+    /// Redis 7.2 and later).
+    pub fn at_least(&self, major: u32, minor: u32) -> bool {
+        (self.version.0, self.version.1) >= (major, minor)
+    }
+}
+
+impl std::fmt::Display for ServerVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (major, minor, patch) = self.version;
+        let name = if self.valkey { "Valkey" } else { "Redis" };
+        write!(f, "{name} {major}.{minor}.{patch}")
+    }
 }
 
 impl Binaries {
+    /// `redis-server` (else `valkey-server`) and its sentinel binary, if there is one, and
+    /// the server's version.
     pub(super) fn find() -> Result<Self, Error> {
-        let server = find_binary("redis-server").ok_or(Error::MissingBinary {
-            name: "redis-server",
+        let (server, sentinel) = match find_binary("redis-server") {
+            Some(server) => (server, find_binary("redis-sentinel")),
+            None => (
+                find_binary("valkey-server").ok_or(Error::MissingBinary {
+                    name: "redis-server",
+                })?,
+                find_binary("valkey-sentinel"),
+            ),
+        };
+        let output = Command::new(&server)
+            .arg("--version")
+            .output()
+            .map_err(io_error(format!("run {} --version", server.display())))?;
+        let printed = String::from_utf8_lossy(&output.stdout);
+        let version = ServerVersion::parse(&printed).ok_or_else(|| Error::Io {
+            context: format!("read the version of {}", server.display()),
+            source: io::Error::other(format!("it printed {printed:?}")),
         })?;
         Ok(Binaries {
             server,
-            sentinel: find_binary("redis-sentinel"),
+            sentinel,
+            version,
         })
     }
 }
@@ -143,6 +205,15 @@ impl Process {
         })
     }
 
+    /// The file that receives what the process prints.
+    fn output(&self) -> PathBuf {
+        self.dir.join(if self.is_sentinel {
+            "sentinel.out"
+        } else {
+            "redis.out"
+        })
+    }
+
     pub(super) fn spawn(&mut self, binaries: &Binaries) -> Result<(), Error> {
         let mut command = match (&binaries.sentinel, self.is_sentinel) {
             (Some(sentinel), true) => Command::new(sentinel),
@@ -152,10 +223,16 @@ impl Process {
         if self.is_sentinel && binaries.sentinel.is_none() {
             command.arg("--sentinel");
         }
+        // What a server prints before it opens its log file (a configuration it refuses) goes
+        // to this file, which `wait_ready` shows when the node exits.
+        let output = fs::File::create(self.output()).map_err(io_error("create an output file"))?;
+        let errors = output
+            .try_clone()
+            .map_err(io_error("share an output file"))?;
         let child = command
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(output)
+            .stderr(errors)
             .spawn()
             .map_err(io_error(format!(
                 "start {}",
@@ -214,7 +291,8 @@ impl Process {
             {
                 self.child = None;
                 let log = fs::read_to_string(self.log()).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(10).collect();
+                let printed = fs::read_to_string(self.output()).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().chain(printed.lines()).rev().take(10).collect();
                 return Err(Error::Exited {
                     node: format!(
                         "{} {}",
@@ -265,4 +343,25 @@ pub(super) fn unique_dir() -> Result<PathBuf, Error> {
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).map_err(io_error(format!("create {}", dir.display())))?;
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_versions_are_read_from_what_the_servers_print() {
+        let redis = ServerVersion::parse(
+            "Redis server v=7.0.15 sha=00000000:0 malloc=jemalloc-5.3.0 bits=64 build=1",
+        )
+        .unwrap();
+        assert_eq!((redis.valkey, redis.version), (false, (7, 0, 15)));
+        assert!(redis.at_least(7, 0) && !redis.at_least(7, 2));
+        let valkey = ServerVersion::parse("Valkey server v=8.1.8 sha=0 malloc=libc").unwrap();
+        assert_eq!(valkey.to_string(), "Valkey 8.1.8");
+        assert!(valkey.at_least(7, 2));
+        let old = ServerVersion::parse("Redis server v=6.0.9 sha=0").unwrap();
+        assert!(!old.at_least(6, 2));
+        assert!(ServerVersion::parse("nothing here").is_none());
+    }
 }

@@ -13,7 +13,7 @@ use redis::Role;
 use super::{
     Error, Listener,
     error::io_error,
-    process::{Access, Binaries, Process, free_port, query, unique_dir},
+    process::{Access, Binaries, Process, ServerVersion, free_port, query, unique_dir},
 };
 use crate::{Builder, NodeAddr, SentinelPool};
 
@@ -253,6 +253,12 @@ impl Topology {
     /// The service (master) name.
     pub fn service_name(&self) -> &str {
         &self.options.service
+    }
+
+    /// The server the topology runs (from `redis-server --version`, or `valkey-server`'s), for
+    /// a test that needs a newer one to say so and skip.
+    pub fn server_version(&self) -> ServerVersion {
+        self.binaries.version
     }
 
     /// The sentinels' URLs (`redis://127.0.0.1:port`), those killed included.
@@ -591,11 +597,15 @@ impl Topology {
             fs::create_dir_all(&dir).map_err(io_error("create a node folder"))?;
             let mut conf = format!(
                 "{listen}bind 127.0.0.1\nprotected-mode no\ndaemonize no\ndir {dir}\n\
-                 logfile {log}\nsave \"\"\nappendonly no\nenable-debug-command local\n",
+                 logfile {log}\nsave \"\"\nappendonly no\n",
                 listen = self.listen_conf(port),
                 dir = dir.display(),
                 log = dir.join("redis.log").display(),
             );
+            // `DEBUG` is refused from 7.0 on unless enabled; 6.x knows no such option.
+            if self.binaries.version.at_least(7, 0) {
+                conf.push_str("enable-debug-command local\n");
+            }
             if !self.options.redis_defaults {
                 conf.push_str("repl-diskless-sync-delay 0\n");
             }

@@ -233,3 +233,25 @@ impl Drop for Proxy {
         }
     }
 }
+
+/// True (after saying so) when the topology's server is older than `major.minor`: the calling
+/// test returns, skipped, since what it tries does not exist there.
+pub fn older_than(topology: &Topology, major: u32, minor: u32, what: &str) -> bool {
+    let version = topology.server_version();
+    let older = !version.at_least(major, minor);
+    if older {
+        eprintln!("skipped on {version}: {what} needs Redis {major}.{minor} or later");
+    }
+    older
+}
+
+/// ACL rules with `&*` (all pub/sub channels, which Redis 6.2 stopped allowing by default)
+/// left out on a server too old to know the rule: there every channel is allowed.
+pub fn acl_rules<'a>(topology: &Topology, rules: &[&'a str]) -> Vec<&'a str> {
+    let channels = topology.server_version().at_least(6, 2);
+    rules
+        .iter()
+        .copied()
+        .filter(|r| channels || *r != "&*")
+        .collect()
+}
