@@ -27,7 +27,10 @@
 //! ```
 //!
 //! The binaries are looked up in the folder named by the `REDIS_BIN_DIR` environment variable,
-//! else on `PATH`. On Debian or Ubuntu: `apt-get install redis-server redis-sentinel`.
+//! else on `PATH`: `redis-server` (or `valkey-server`) and, if there is one, `redis-sentinel`
+//! (else sentinels run as `redis-server --sentinel`). On Debian or Ubuntu: `apt-get install
+//! redis-server redis-sentinel`. Redis 6.0 and later and Valkey work;
+//! [`Topology::server_version`] tells a test which one runs.
 
 #[cfg(feature = "tls")]
 mod certs;
