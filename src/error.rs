@@ -292,7 +292,9 @@ impl fmt::Display for Error {
                 f,
                 "sentinel {address} rejected the sentinel credentials ({source}): set \
                  `sentinel_password` (and `sentinel_username` for an ACL user) to the sentinels' \
-                 `requirepass`/ACL, which is separate from the data nodes' password"
+                 `requirepass`/ACL, which is separate from the data nodes' password; or, if \
+                 {address} is a data node (one with a password answers the same before it is \
+                 logged in), give a sentinel's address instead"
             ),
             Error::Auth { address, source } => write!(
                 f,

@@ -86,6 +86,23 @@ fn a_data_node_given_as_a_sentinel_is_reported_as_such() {
         other => panic!("{other:?}"),
     }
     assert!(err.to_string().contains("26379"), "{err}");
+
+    // A data node with a password asks for it before it says what it is, as a sentinel with
+    // one would: the error names both readings.
+    let guarded = Topology::builder().password("data-pw").start().unwrap();
+    let data_node = guarded.master().unwrap();
+    let err = build_err(SentinelPool::builder(
+        [format!("redis://{data_node}")],
+        "mymaster",
+    ));
+    assert!(matches!(err, Error::SentinelAuth { .. }), "{err:?}");
+    assert!(err.to_string().contains("is a data node"), "{err}");
+    // With the password it shares with the data nodes, it is found out.
+    let err = build_err(
+        SentinelPool::builder([format!("redis://{data_node}")], "mymaster")
+            .sentinel_password("data-pw"),
+    );
+    assert!(matches!(err, Error::NotASentinel { .. }), "{err:?}");
 }
 
 #[test]
