@@ -55,6 +55,10 @@ pub(crate) struct Sentinels {
 struct SentinelNode {
     addr: NodeAddr,
     conn: Option<Connection>,
+    /// It answered `ROLE` with an error (a data node, or Sentinel, knows `ROLE`): a
+    /// Sentinel-compatible endpoint that answers lookups only (`SENTINEL
+    /// GET-MASTER-ADDR-BY-NAME`), such as a managed service's discovery endpoint.
+    lookup_only: bool,
     /// When it last failed to answer, if that was recent enough to matter.
     failed_at: Option<Instant>,
 }
@@ -74,6 +78,7 @@ impl SentinelNode {
         SentinelNode {
             addr,
             conn: None,
+            lookup_only: false,
             failed_at: None,
         }
     }
@@ -288,6 +293,14 @@ impl Sentinels {
                 cmd.arg("GET-MASTER-ADDR-BY-NAME").arg(service);
                 match self.query::<Option<(String, u16)>>(i, &cmd, deadline) {
                     Ok(None) => Ok(Answer::Unknown),
+                    // No flags, no epoch: the endpoint's word is all there is. Epoch 0 is
+                    // older than any a real sentinel reports.
+                    Ok(Some((host, port))) if self.nodes[i].lookup_only => {
+                        Ok(self.mapped(Answer::Master {
+                            addr: NodeAddr::new(host, port),
+                            epoch: 0,
+                        }))
+                    }
                     Ok(Some(_)) => Err(Error::Redis(err)),
                     Err(other) => Err(other),
                 }
@@ -377,6 +390,17 @@ impl Sentinels {
                         address: addr.to_string(),
                     });
                 }
+                Err(err) if is_unknown_command(&err) => {
+                    if !self.nodes[i].lookup_only {
+                        log::info!(
+                            "sentinel {addr} does not know ROLE: taken for a Sentinel-compatible \
+                             endpoint that answers lookups only (SENTINEL GET-MASTER-ADDR-BY-NAME); \
+                             failovers are followed there through lookups and ROLE checks, not \
+                             announcements"
+                        );
+                    }
+                    self.nodes[i].lookup_only = true;
+                }
                 Err(err) => return Err(sentinel_error(&addr, err, "ROLE")),
             }
             log::debug!("connected to sentinel {addr}");
@@ -402,6 +426,13 @@ fn sentinel_error(addr: &NodeAddr, err: RedisError, command: &'static str) -> Er
     } else {
         Error::Redis(err)
     }
+}
+
+/// A plain `ERR` reply to a command every Redis and Sentinel knows: the server does not know
+/// it (a Sentinel-compatible endpoint that implements a part of the protocol).
+pub(crate) fn is_unknown_command(err: &RedisError) -> bool {
+    err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError)
+        && err.code() == Some("ERR")
 }
 
 /// A reply is answered in full or the connection is out of step: anything but a server error

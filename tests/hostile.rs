@@ -139,3 +139,77 @@ fn a_sentinel_that_does_not_know_the_name_still_says_so() {
         .unwrap_err();
     assert!(matches!(err, Error::UnknownService { .. }), "{err:?}");
 }
+
+/// A Sentinel-compatible endpoint that answers lookups only (`SENTINEL
+/// GET-MASTER-ADDR-BY-NAME`, forwarded here to a real sentinel; no `ROLE`, no `SENTINEL
+/// MASTER`, no pub/sub), as a managed service's discovery endpoint does: the pool works
+/// through it, the watcher says it does not subscribe there, and a failover is followed
+/// through lookups and role checks (issue 15).
+#[test]
+fn a_lookup_only_endpoint_is_enough_to_use_the_pool_and_follow_a_failover() {
+    init_logging();
+    let topology = Topology::start().unwrap();
+    let real = topology.sentinel_addrs()[0].clone();
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let endpoint = {
+        let asked = std::sync::Arc::clone(&asked);
+        ScriptedServer::start(move |cmd: &[String]| {
+            let lookup = cmd[0] == "SENTINEL"
+                && cmd
+                    .get(1)
+                    .is_some_and(|s| s.eq_ignore_ascii_case("get-master-addr-by-name"));
+            if !lookup {
+                return Reply::raw(format!("-ERR unknown command '{}'\r\n", cmd[0]));
+            }
+            asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let answer: Option<(String, u16)> = r2d2_redis_sentinel::redis::cmd("SENTINEL")
+                .arg(&cmd[1..])
+                .query(&mut support::direct(&real))
+                .unwrap();
+            match answer {
+                Some((host, port)) => {
+                    let port = port.to_string();
+                    Reply::raw(format!(
+                        "*2\r\n${}\r\n{host}\r\n${}\r\n{port}\r\n",
+                        host.len(),
+                        port.len()
+                    ))
+                }
+                None => Reply::raw("*-1\r\n"),
+            }
+        })
+        .unwrap()
+    };
+    let pool = SentinelPool::builder([endpoint.url()], topology.service_name())
+        .build()
+        .unwrap();
+    let _: () = pool.with_retry(|c| c.set("k", "before")).unwrap();
+    assert_eq!(pool.master(), Some(topology.master().unwrap()));
+    assert!(asked.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    support::eventually(
+        "the watcher to say it does not subscribe there",
+        Duration::from_secs(10),
+        || {
+            pool.events().try_iter().find_map(|e| match e {
+                r2d2_redis_sentinel::Event::WatcherDisconnected { error, .. }
+                    if error.contains("lookup-only") =>
+                {
+                    Some(())
+                }
+                _ => None,
+            })
+        },
+    );
+
+    let new = topology.failover().unwrap();
+    let by: r2d2_redis_sentinel::NodeAddr =
+        support::eventually("a write on the new master", Duration::from_secs(30), || {
+            pool.with_retry(|c| {
+                c.set::<_, _, ()>("k", "after")?;
+                Ok(c.addr().clone())
+            })
+            .ok()
+            .filter(|by| *by == new)
+        });
+    assert_eq!(by, new);
+}

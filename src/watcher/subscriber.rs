@@ -35,6 +35,8 @@ enum Ended {
     Stopped,
     Failed(String),
     NotASentinel,
+    /// It does not know `ROLE`: a Sentinel-compatible endpoint that answers lookups only.
+    LookupOnly,
 }
 
 impl From<redis::RedisError> for Ended {
@@ -63,6 +65,19 @@ impl Subscriber {
                 Ended::Failed(error) => {
                     self.report(Report::Disconnected(self.addr.clone(), error));
                     backoff.next_wait()
+                }
+                // Nothing to subscribe to there: lookups and ROLE checks follow failovers.
+                Ended::LookupOnly => {
+                    log::info!(
+                        "sentinel {} answers lookups only (no ROLE): the watcher does not \
+                         subscribe to it",
+                        self.addr
+                    );
+                    self.report(Report::Disconnected(
+                        self.addr.clone(),
+                        "a lookup-only endpoint (it does not know ROLE): not watched".to_owned(),
+                    ));
+                    return;
                 }
                 Ended::NotASentinel => {
                     self.report(Report::Disconnected(
@@ -96,6 +111,7 @@ impl Subscriber {
         match redis::cmd("ROLE").query::<Role>(&mut query) {
             Ok(Role::Sentinel { .. }) => {}
             Ok(_) => return Ended::NotASentinel,
+            Err(err) if sentinel::is_unknown_command(&err) => return Ended::LookupOnly,
             Err(err) => return err.into(),
         }
         let mut conn = match node::connect(&self.addr, &self.settings) {
