@@ -558,6 +558,17 @@ impl Topology {
         )
     }
 
+    /// Kills any node of the topology, data node or sentinel, with SIGKILL (a data node that
+    /// just became master without the sentinels naming it yet, say). The kit's waits leave it
+    /// out from then on; [`restart`](Self::restart) brings a data node back.
+    ///
+    /// # Errors
+    ///
+    /// When the node is not one of this topology's, or the kill fails.
+    pub fn kill(&mut self, addr: &NodeAddr) -> Result<(), Error> {
+        self.process(addr)?.kill()
+    }
+
     /// Freezes a node with SIGSTOP: the kernel still accepts its connections, the process never
     /// answers. This is what a hung node looks like from outside. Until it is resumed, the
     /// kit's own waits and failovers leave it out (a frozen sentinel is not asked).

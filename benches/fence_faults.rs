@@ -1,0 +1,272 @@
+//! The fence's fault matrix: a failover that breaks halfway, under two writers of unique keys
+//! through `with_retry_idempotent`, one on a pool with the fence and one on a pool without it,
+//! side by side on the same topology (1 master, 2 replicas, 3 sentinels, down-after 1 s). Each
+//! row breaks one thing: the leader crashes after its election or its promotion (`SENTINEL
+//! SIMULATE-FAILURE`), is SIGKILLed or SIGSTOPped the moment it publishes a step, the promoted
+//! replica is SIGKILLed right after its promotion, or every subscription to the sentinels (the
+//! watchers') is cut at a step. Then, once the sentinels agree on a master and both pools write
+//! to it, a normal `SENTINEL FAILOVER` through a live sentinel must be followed.
+//!
+//! Every acknowledged write is then looked up on the final master: lost during the fault
+//! (acknowledged before the next failover began) and lost in the next failover, per pool.
+//!
+//! `cargo bench --bench fence_faults` (about 10 minutes; `ROWS=name,name` runs some rows only:
+//! their names are the first column's). Results in BENCHMARKS.md.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+#[path = "../tests/support/fence.rs"]
+mod fence_kit;
+
+use std::{
+    env,
+    panic::{AssertUnwindSafe, catch_unwind},
+    time::{Duration, Instant},
+};
+
+use fence_kit::{Report, Writer, until_writes_reach};
+use r2d2_redis_sentinel::{
+    NodeAddr, RetryPolicy, SentinelPool,
+    redis::{self, Role},
+    testkit::Topology,
+};
+use support::direct;
+
+/// The steps of a failover, in order, as the leader publishes them.
+const STEPS: [&str; 4] = [
+    "+selected-slave",
+    "+failover-state-send-slaveof-noone",
+    "+failover-state-wait-promotion",
+    "+promoted-slave",
+];
+
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// `SENTINEL SIMULATE-FAILURE` on the leader before its failover.
+    Simulate(&'static str),
+    /// The leader SIGKILLed when it publishes the step.
+    KillLeader(&'static str),
+    /// The leader SIGSTOPped when it publishes the step, resumed after the next failover.
+    FreezeLeader(&'static str),
+    /// The promoted replica SIGKILLed at `+promoted-slave`.
+    KillCandidate,
+    /// Every pub/sub client of every sentinel disconnected at the step (the pools' watchers
+    /// among them): they resubscribe in the middle of the failover.
+    CutSubscriptions(&'static str),
+}
+
+impl Fault {
+    fn name(self) -> String {
+        match self {
+            Fault::Simulate(what) => format!("leader {}", what.to_ascii_lowercase()),
+            Fault::KillLeader(step) => format!("leader SIGKILLed at {step}"),
+            Fault::FreezeLeader(step) => format!("leader SIGSTOPped at {step}"),
+            Fault::KillCandidate => "promoted replica SIGKILLed at +promoted-slave".to_owned(),
+            Fault::CutSubscriptions(step) => format!("subscriptions cut at {step}"),
+        }
+    }
+}
+
+/// What a row measured, for each pool: lost during the fault, lost in the next failover,
+/// longest write gap, errors.
+struct Row {
+    on: (usize, usize, Duration, usize),
+    off: (usize, usize, Duration, usize),
+}
+
+fn pool(topology: &Topology, fence: bool) -> SentinelPool {
+    topology
+        .pool_builder()
+        .max_size(4)
+        .fence(fence)
+        .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(30)))
+        .build()
+        .expect("pool")
+}
+
+fn sentinel(cmd: &[&str], on: &NodeAddr) {
+    let _: redis::Value = redis::cmd(cmd[0])
+        .arg(&cmd[1..])
+        .query(&mut direct(on))
+        .expect("sentinel command");
+}
+
+/// The master every live sentinel names, once they agree and it answers `ROLE` master.
+fn settled_master(topology: &Topology, live: &[NodeAddr]) -> NodeAddr {
+    support::eventually(
+        "the sentinels to agree on a master",
+        Duration::from_secs(90),
+        || {
+            let named: Vec<NodeAddr> = live
+                .iter()
+                .filter_map(|s| {
+                    let addr: Option<(String, u16)> = redis::cmd("SENTINEL")
+                        .arg(&["GET-MASTER-ADDR-BY-NAME", topology.service_name()])
+                        .query(&mut direct(s))
+                        .ok()?;
+                    addr.map(|(host, port)| NodeAddr::new(host, port))
+                })
+                .collect();
+            let first = named.first()?.clone();
+            let agreed = named.len() == live.len() && named.iter().all(|n| *n == first);
+            let master = matches!(
+                redis::cmd("ROLE").query::<Role>(&mut direct(&first)),
+                Ok(Role::Primary { .. })
+            );
+            (agreed && master).then_some(first)
+        },
+    )
+}
+
+fn run(fault: Fault) -> Row {
+    let mut topology = Topology::builder()
+        .timeout(Duration::from_secs(90))
+        .start()
+        .expect("topology");
+    let sentinels = topology.sentinel_addrs();
+    let leader = sentinels[0].clone();
+    let (fenced, unfenced) = (pool(&topology, true), pool(&topology, false));
+    let (with, without) = (
+        Writer::start_with(&fenced, "fenced"),
+        Writer::start_with(&unfenced, "unfenced"),
+    );
+    let service = topology.service_name().to_owned();
+    let step = match fault {
+        Fault::Simulate(_) => None,
+        Fault::KillLeader(step) | Fault::FreezeLeader(step) | Fault::CutSubscriptions(step) => {
+            Some(step)
+        }
+        Fault::KillCandidate => Some("+promoted-slave"),
+    };
+    let listener = step.map(|step| topology.listen(step).expect("listener"));
+    if let Fault::Simulate(what) = fault {
+        sentinel(&["SENTINEL", "SIMULATE-FAILURE", what], &leader);
+    }
+    sentinel(&["SENTINEL", "FAILOVER", &service], &leader);
+    let mut live = sentinels.clone();
+    let mut frozen = None;
+    if let (Some(step), Some(listener)) = (step, &listener) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let message = loop {
+            let message = listener
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|| panic!("no {step} from the leader"));
+            if message.sentinel == leader {
+                break message;
+            }
+        };
+        match fault {
+            Fault::KillLeader(_) => {
+                topology.kill_sentinel(0).expect("kill the leader");
+                live.retain(|s| *s != leader);
+            }
+            Fault::FreezeLeader(_) => {
+                topology.pause(&leader).expect("freeze the leader");
+                live.retain(|s| *s != leader);
+                frozen = Some(leader.clone());
+            }
+            Fault::KillCandidate => {
+                // "slave <name> <ip> <port> @ <service> <ip> <port>"
+                let words: Vec<&str> = message.payload.split_whitespace().collect();
+                let candidate = NodeAddr::new(words[2], words[3].parse().expect("port"));
+                topology.kill(&candidate).expect("kill the candidate");
+            }
+            Fault::CutSubscriptions(_) => {
+                for s in &sentinels {
+                    sentinel(&["CLIENT", "KILL", "TYPE", "pubsub"], s);
+                }
+            }
+            Fault::Simulate(_) => unreachable!(),
+        }
+    }
+    if let Fault::Simulate(_) = fault {
+        // The leader exits on its own, after its election or its promotion.
+        support::eventually("the leader to exit", Duration::from_secs(30), || {
+            redis::Client::open(format!("redis://{leader}"))
+                .ok()?
+                .get_connection_with_timeout(Duration::from_millis(200))
+                .is_err()
+                .then_some(())
+        });
+        live.retain(|s| *s != leader);
+    }
+    drop(listener);
+
+    // The fault's aftermath: both pools on the master the live sentinels agree on.
+    let settled = settled_master(&topology, &live);
+    until_writes_reach(&fenced, &settled);
+    until_writes_reach(&unfenced, &settled);
+
+    // The next failover, through a live sentinel.
+    let second = Instant::now();
+    let new = topology.failover().expect("the next failover");
+    until_writes_reach(&fenced, &new);
+    until_writes_reach(&unfenced, &new);
+    let (with, without) = (with.finish(), without.finish());
+    if let Some(frozen) = &frozen {
+        topology.resume(frozen).expect("resume");
+    }
+    let final_master = topology.master().expect("master");
+    let count = |report: &Report| {
+        let missing = report.missing_on(&final_master);
+        let during = missing.iter().filter(|a| a.at < second).count();
+        (
+            during,
+            missing.len() - during,
+            report.longest_gap,
+            report.errors.len(),
+        )
+    };
+    Row {
+        on: count(&with),
+        off: count(&without),
+    }
+}
+
+fn main() {
+    let only: Option<Vec<String>> = env::var("ROWS")
+        .ok()
+        .map(|rows| rows.split(',').map(str::to_owned).collect());
+    let mut faults = vec![
+        Fault::Simulate("CRASH-AFTER-ELECTION"),
+        Fault::Simulate("CRASH-AFTER-PROMOTION"),
+    ];
+    faults.extend(STEPS.iter().map(|s| Fault::KillLeader(s)));
+    faults.extend(STEPS.iter().map(|s| Fault::FreezeLeader(s)));
+    faults.push(Fault::KillCandidate);
+    faults.extend(STEPS.iter().map(|s| Fault::CutSubscriptions(s)));
+    println!(
+        "| fault | fence on: lost during the fault / in the next failover | fence off: the same | longest write gap, on / off | errors, on / off |\n| --- | --- | --- | --- | --- |"
+    );
+    for fault in faults {
+        let name = fault.name();
+        if only
+            .as_ref()
+            .is_some_and(|o| !o.iter().any(|n| name.contains(n.as_str())))
+        {
+            continue;
+        }
+        match catch_unwind(AssertUnwindSafe(|| run(fault))) {
+            Ok(row) => println!(
+                "| {name} | {} / {} | {} / {} | {:.2} / {:.2} s | {} / {} |",
+                row.on.0,
+                row.on.1,
+                row.off.0,
+                row.off.1,
+                row.on.2.as_secs_f64(),
+                row.off.2.as_secs_f64(),
+                row.on.3,
+                row.off.3,
+            ),
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                    .unwrap_or_default();
+                println!("| {name} | did not complete: {why} | | | |");
+            }
+        }
+    }
+}
