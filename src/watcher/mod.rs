@@ -369,8 +369,12 @@ impl Coordinator {
                 let first = !std::mem::replace(&mut slot.reported_down, true);
                 self.core.set_subscribed(&addr, false);
                 // A leader that died or froze mid-failover never commits it: the other
-                // sentinels keep the old master and convert the promoted replica back.
-                if self.fence.as_ref().is_some_and(|f| f.target.leader == addr) {
+                // sentinels keep the old master and convert the promoted replica back. A
+                // subscription cut while the leader goes on (a blip, `CLIENT KILL`) is no such
+                // thing: releasing then would send writes to the old master mid-failover.
+                if self.fence.as_ref().is_some_and(|f| f.target.leader == addr)
+                    && !self.still_leading(&addr)
+                {
                     self.release(
                         None,
                         FenceRelease::LeaderLost {
@@ -558,6 +562,37 @@ impl Coordinator {
     /// Lowers the fence without a new master: to `master` in its epoch, or to asking the
     /// sentinels. An attempt that was aborted or timed out is remembered as done; one whose
     /// leader was lost is not (a leader back mid-failover is fenced again).
+    /// Whether `leader` answers, within [`IO_LIMIT`], that it still runs a failover of the
+    /// service (`SENTINEL MASTER`'s `failover_in_progress` flag): asked on a connection of its
+    /// own when the subscription to it was lost.
+    fn still_leading(&self, leader: &NodeAddr) -> bool {
+        let config = &self.core.config;
+        let settings = crate::node::NodeSettings {
+            connect_timeout: config.sentinel.connect_timeout.min(IO_LIMIT),
+            read_timeout: config.sentinel.read_timeout.min(IO_LIMIT),
+            write_timeout: config.sentinel.write_timeout.min(IO_LIMIT),
+            ..config.sentinel.clone()
+        };
+        let leading = crate::node::connect(leader, &settings).and_then(|mut conn| {
+            crate::sentinel::master_cmd(&config.service).query::<HashMap<String, String>>(&mut conn)
+        });
+        match leading {
+            Ok(master) => {
+                let leading = master
+                    .get("flags")
+                    .is_some_and(|f| f.split(',').any(|f| f == "failover_in_progress"));
+                if leading {
+                    log::info!(
+                        "lost the subscription to failover leader {leader}, which still leads \
+                         the failover: the fence holds"
+                    );
+                }
+                leading
+            }
+            Err(_) => false,
+        }
+    }
+
     fn release(&mut self, master: Option<(NodeAddr, Option<u64>)>, reason: FenceRelease) {
         let Some(fenced) = self.fence.take() else {
             return;
