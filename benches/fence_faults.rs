@@ -20,6 +20,7 @@ mod support;
 mod fence_kit;
 
 use std::{
+    collections::HashMap,
     env,
     panic::{AssertUnwindSafe, catch_unwind},
     time::{Duration, Instant},
@@ -27,7 +28,7 @@ use std::{
 
 use fence_kit::{Report, Writer, until_writes_reach};
 use r2d2_redis_sentinel::{
-    NodeAddr, RetryPolicy, SentinelPool,
+    NodeAddr, RetryPolicy, SentinelPool, WatcherState,
     redis::{self, Role},
     testkit::Topology,
 };
@@ -98,22 +99,34 @@ fn settled_master(topology: &Topology, live: &[NodeAddr]) -> NodeAddr {
         "the sentinels to agree on a master",
         Duration::from_secs(90),
         || {
+            // Named by every live sentinel, none of which runs a failover any more (the fault
+            // may have left one under way, to be committed).
             let named: Vec<NodeAddr> = live
                 .iter()
                 .filter_map(|s| {
-                    let addr: Option<(String, u16)> = redis::cmd("SENTINEL")
-                        .arg(&["GET-MASTER-ADDR-BY-NAME", topology.service_name()])
+                    let master: HashMap<String, String> = redis::cmd("SENTINEL")
+                        .arg(&["MASTER", topology.service_name()])
                         .query(&mut direct(s))
                         .ok()?;
-                    addr.map(|(host, port)| NodeAddr::new(host, port))
+                    let flags = master.get("flags")?;
+                    if flags.contains("failover_in_progress") {
+                        return None;
+                    }
+                    Some(NodeAddr::new(
+                        master.get("ip")?.as_str(),
+                        master.get("port")?.parse().ok()?,
+                    ))
                 })
                 .collect();
             let first = named.first()?.clone();
             let agreed = named.len() == live.len() && named.iter().all(|n| *n == first);
-            let master = matches!(
-                redis::cmd("ROLE").query::<Role>(&mut direct(&first)),
-                Ok(Role::Primary { .. })
-            );
+            // The node they name may be dead (a killed candidate): asked without panicking.
+            let role = redis::Client::open(format!("redis://{first}"))
+                .ok()?
+                .get_connection_with_timeout(Duration::from_millis(500))
+                .ok()
+                .and_then(|mut conn| redis::cmd("ROLE").query::<Role>(&mut conn).ok());
+            let master = matches!(role, Some(Role::Primary { .. }));
             (agreed && master).then_some(first)
         },
     )
@@ -189,6 +202,8 @@ fn run(fault: Fault) -> Row {
                 .is_err()
                 .then_some(())
         });
+        // Reaped, so that the kit's waits leave it out.
+        topology.kill_sentinel(0).expect("reap the leader");
         live.retain(|s| *s != leader);
     }
     drop(listener);
@@ -197,6 +212,18 @@ fn run(fault: Fault) -> Row {
     let settled = settled_master(&topology, &live);
     until_writes_reach(&fenced, &settled);
     until_writes_reach(&unfenced, &settled);
+    // And the fenced pool's watcher listening to every live sentinel again, as before a
+    // normal failover.
+    support::eventually(
+        "the watcher to subscribe again",
+        Duration::from_secs(30),
+        || match fenced.stats().watcher {
+            WatcherState::Running { subscribed } => {
+                live.iter().all(|s| subscribed.contains(s)).then_some(())
+            }
+            _ => None,
+        },
+    );
 
     // The next failover, through a live sentinel.
     let second = Instant::now();
@@ -207,7 +234,8 @@ fn run(fault: Fault) -> Row {
     if let Some(frozen) = &frozen {
         topology.resume(frozen).expect("resume");
     }
-    let final_master = topology.master().expect("master");
+    // Every live sentinel named it when the failover returned.
+    let final_master = new;
     let count = |report: &Report| {
         let missing = report.missing_on(&final_master);
         let during = missing.iter().filter(|a| a.at < second).count();
