@@ -139,8 +139,9 @@ pub enum FenceRelease {
     /// seen: the pool asks the sentinels for the master again.
     TimedOut,
     /// The watcher lost its subscription to the failover's leader before the failover was
-    /// committed: it died, froze or was cut off, so the other sentinels may never learn of the
-    /// promotion. The pool asks the sentinels for the master again.
+    /// committed, and the leader did not answer that it still leads it: it died or froze, so
+    /// the other sentinels may never learn of the promotion. The pool asks the sentinels for
+    /// the master again.
     LeaderLost {
         /// The leader.
         sentinel: NodeAddr,
