@@ -374,10 +374,7 @@ impl SentinelManager {
             .connect_timeout
             .min(deadline.saturating_duration_since(Instant::now()));
         if settings.connect_timeout.is_zero() {
-            return Err(Error::Connect {
-                address: master.to_string(),
-                source: node::timed_out(),
-            });
+            return Err(data_node_error(&master, node::timed_out(), "ROLE"));
         }
         // A master that does not answer costs one read timeout, not the whole checkout.
         let until = deadline.min(Instant::now() + settings.read_timeout);
@@ -404,19 +401,7 @@ impl SentinelManager {
                 expected: NodeRole::Master.name(),
                 actual: NodeRole::from_role(&role).name().to_owned(),
             }),
-            Err(err) if node::is_no_permission(&err) => Err(Error::NoPermission {
-                address: master.to_string(),
-                command: "ROLE",
-                source: err,
-            }),
-            Err(err) if node::is_auth_error(&err) => Err(Error::Auth {
-                address: master.to_string(),
-                source: err,
-            }),
-            Err(err) => Err(Error::Connect {
-                address: master.to_string(),
-                source: err,
-            }),
+            Err(err) => Err(data_node_error(&master, err, "ROLE")),
         }
     }
 
@@ -484,7 +469,11 @@ impl SentinelManager {
 }
 
 /// The error for a failure on a data node: credentials, permissions, or reaching it.
-fn data_node_error(addr: &crate::NodeAddr, err: RedisError, command: &'static str) -> Error {
+pub(crate) fn data_node_error(
+    addr: &crate::NodeAddr,
+    err: RedisError,
+    command: &'static str,
+) -> Error {
     if node::is_auth_error(&err) {
         Error::Auth {
             address: addr.to_string(),

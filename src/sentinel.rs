@@ -477,6 +477,14 @@ pub(crate) fn parse_replicas(reply: &[HashMap<String, String>]) -> Vec<NodeAddr>
         .collect()
 }
 
+/// Whether a `SENTINEL MASTER` reply carries `failover_in_progress`: the sentinel that gave it
+/// runs a failover of the master now (only a failover's leader sets the flag).
+pub(crate) fn leads_failover(master: &HashMap<String, String>) -> bool {
+    master
+        .get("flags")
+        .is_some_and(|flags| flags.split(',').any(|f| f == "failover_in_progress"))
+}
+
 /// The replica a failover led by the sentinel that sent these replies is promoting, if one is
 /// under way: its `SENTINEL MASTER` reply carries `failover_in_progress` (only the leader's
 /// does) in a state past the selection, and its `SENTINEL REPLICAS` reply flags the selected
@@ -486,8 +494,7 @@ pub(crate) fn promotion_in_progress(
     master: &HashMap<String, String>,
     replicas: &[HashMap<String, String>],
 ) -> Option<NodeAddr> {
-    let flags = master.get("flags")?;
-    if !flags.split(',').any(|f| f == "failover_in_progress") {
+    if !leads_failover(master) {
         return None;
     }
     let state = master.get("failover-state").map(String::as_str);

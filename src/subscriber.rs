@@ -14,7 +14,7 @@ use std::{
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use redis::{Msg, RedisError};
 
-use crate::{Error, Event, NodeAddr, backoff::Backoff, core::Core, node};
+use crate::{Error, Event, NodeAddr, backoff::Backoff, core::Core, manager::data_node_error, node};
 
 /// How long the subscriber's thread reads at a time before it looks at the pool's generation,
 /// its requests and whether it should stop: how late it may notice each of them.
@@ -302,19 +302,8 @@ impl Worker {
     fn connect(&self) -> Result<(u64, NodeAddr, redis::Connection), Error> {
         let deadline = Instant::now() + CONNECT_SLICE;
         let (generation, addr) = self.core.master(deadline)?;
-        let conn = node::connect(&addr, &self.core.config.data).map_err(|err| {
-            if node::is_auth_error(&err) {
-                Error::Auth {
-                    address: addr.to_string(),
-                    source: err,
-                }
-            } else {
-                Error::Connect {
-                    address: addr.to_string(),
-                    source: err,
-                }
-            }
-        })?;
+        let conn = node::connect(&addr, &self.core.config.data)
+            .map_err(|err| data_node_error(&addr, err, "SELECT"))?;
         Ok((generation, addr, conn))
     }
 

@@ -84,6 +84,7 @@ use crate::{
     Error, Event, FailoverSource, FenceRelease, FenceResume, NodeAddr,
     core::Core,
     message::{SentinelMessage, Step},
+    node::NodeSettings,
 };
 use fence::{Decision, Target};
 use probe::Probe;
@@ -92,6 +93,17 @@ use view::{MasterView, Verdict};
 
 /// The longest any watcher I/O may take, so that stopping stays under a second.
 const IO_LIMIT: Duration = Duration::from_millis(500);
+
+/// `settings` with every wait capped at [`IO_LIMIT`], so that stopping stays under a second
+/// and a silent node costs that much at most.
+fn clamp(settings: &NodeSettings) -> NodeSettings {
+    NodeSettings {
+        connect_timeout: settings.connect_timeout.min(IO_LIMIT),
+        read_timeout: settings.read_timeout.min(IO_LIMIT),
+        write_timeout: settings.write_timeout.min(IO_LIMIT),
+        ..settings.clone()
+    }
+}
 /// A learned (not configured) sentinel unreachable this long is forgotten.
 const PRUNE_AFTER: Duration = Duration::from_secs(60);
 /// A forgotten sentinel is not learned again for this long.
@@ -321,7 +333,7 @@ impl Coordinator {
         let subscriber = Subscriber {
             addr: addr.clone(),
             service: self.core.config.service.clone(),
-            settings: subscriber::clamp(&self.core.config.sentinel),
+            settings: clamp(&self.core.config.sentinel),
             map: self.core.config.address_map.clone(),
             reports: self.reports_tx.clone(),
             stop: stop_rx,
@@ -567,20 +579,14 @@ impl Coordinator {
     /// own when the subscription to it was lost.
     fn still_leading(&self, leader: &NodeAddr) -> bool {
         let config = &self.core.config;
-        let settings = crate::node::NodeSettings {
-            connect_timeout: config.sentinel.connect_timeout.min(IO_LIMIT),
-            read_timeout: config.sentinel.read_timeout.min(IO_LIMIT),
-            write_timeout: config.sentinel.write_timeout.min(IO_LIMIT),
-            ..config.sentinel.clone()
-        };
-        let leading = crate::node::connect(leader, &settings).and_then(|mut conn| {
-            crate::sentinel::master_cmd(&config.service).query::<HashMap<String, String>>(&mut conn)
-        });
+        let leading =
+            crate::node::connect(leader, &clamp(&config.sentinel)).and_then(|mut conn| {
+                crate::sentinel::master_cmd(&config.service)
+                    .query::<HashMap<String, String>>(&mut conn)
+            });
         match leading {
             Ok(master) => {
-                let leading = master
-                    .get("flags")
-                    .is_some_and(|f| f.split(',').any(|f| f == "failover_in_progress"));
+                let leading = crate::sentinel::leads_failover(&master);
                 if leading {
                     log::info!(
                         "lost the subscription to failover leader {leader}, which still leads \

@@ -3,18 +3,18 @@
 //!
 //! Sentinel's `REPLICAOF NO ONE` comes with `CLIENT KILL TYPE normal`, so the probe's
 //! connection dies at the very moment of the promotion; it reconnects at once. Every wait is
-//! short (a hung replica costs [`IO_LIMIT`] per attempt), and the thread ends within that when
+//! short (a hung replica costs [`IO_LIMIT`](super::IO_LIMIT) per attempt), and the thread ends within that when
 //! the fence comes down.
 
 use std::{sync::Arc, thread, time::Duration};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use super::{IO_LIMIT, Report};
+use super::{Report, clamp};
 use crate::{
     Error, NodeAddr,
     core::Core,
-    node::{self, NodeRole, NodeSettings},
+    node::{self, NodeRole},
 };
 
 /// How often the replica is asked. A promotion is seen within this (plus a round trip) of
@@ -59,13 +59,7 @@ impl Probe {
 
 /// Asks until `candidate` answers master (true) or the probe is stopped (false).
 fn run(core: &Core, candidate: &NodeAddr, stop: &Receiver<()>) -> bool {
-    let data = &core.config.data;
-    let settings = NodeSettings {
-        connect_timeout: data.connect_timeout.min(IO_LIMIT),
-        read_timeout: data.read_timeout.min(IO_LIMIT),
-        write_timeout: data.write_timeout.min(IO_LIMIT),
-        ..data.clone()
-    };
+    let settings = clamp(&core.config.data);
     loop {
         if let Ok(mut conn) = node::connect(candidate, &settings) {
             loop {

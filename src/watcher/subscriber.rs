@@ -9,7 +9,7 @@ use std::{
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use redis::{RedisResult, Role};
 
-use super::{IO_LIMIT, Report, fence::Attempts};
+use super::{Report, fence::Attempts};
 use crate::{
     NodeAddr,
     backoff::Backoff,
@@ -234,16 +234,5 @@ impl Subscriber {
             list: replicas,
         });
         Ok(())
-    }
-}
-
-/// The sentinel settings with every wait capped at [`IO_LIMIT`], so that stopping stays
-/// under a second.
-pub(super) fn clamp(settings: &NodeSettings) -> NodeSettings {
-    NodeSettings {
-        connect_timeout: settings.connect_timeout.min(IO_LIMIT),
-        read_timeout: settings.read_timeout.min(IO_LIMIT),
-        write_timeout: settings.write_timeout.min(IO_LIMIT),
-        ..settings.clone()
     }
 }
