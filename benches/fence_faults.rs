@@ -28,7 +28,7 @@ use std::{
 
 use fence_kit::{Report, Writer, until_writes_reach};
 use r2d2_redis_sentinel::{
-    NodeAddr, RetryPolicy, SentinelPool, WatcherState,
+    NodeAddr, WatcherState,
     redis::{self, Role},
     testkit::Topology,
 };
@@ -74,16 +74,6 @@ impl Fault {
 struct Row {
     on: (usize, usize, Duration, usize),
     off: (usize, usize, Duration, usize),
-}
-
-fn pool(topology: &Topology, fence: bool) -> SentinelPool {
-    topology
-        .pool_builder()
-        .max_size(4)
-        .fence(fence)
-        .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(30)))
-        .build()
-        .expect("pool")
 }
 
 fn sentinel(cmd: &[&str], on: &NodeAddr) {
@@ -139,7 +129,10 @@ fn run(fault: Fault) -> Row {
         .expect("topology");
     let sentinels = topology.sentinel_addrs();
     let leader = sentinels[0].clone();
-    let (fenced, unfenced) = (pool(&topology, true), pool(&topology, false));
+    let (fenced, unfenced) = (
+        fence_kit::pool(&topology),
+        fence_kit::pool_without_fence(&topology),
+    );
     let (with, without) = (
         Writer::start_with(&fenced, "fenced"),
         Writer::start_with(&unfenced, "unfenced"),

@@ -111,13 +111,7 @@ fn planned_failover(resume: FenceResume, via: &[FailoverSource]) {
 fn with_the_fence_off_the_pool_waits_for_the_announcement() {
     init_logging();
     let topology = Topology::start().unwrap();
-    let pool = topology
-        .pool_builder()
-        .fence(false)
-        .max_size(4)
-        .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(30)))
-        .build()
-        .unwrap();
+    let pool = fence_kit::pool_without_fence(&topology);
     let writer = Writer::start(&pool);
     let new = topology.failover().unwrap();
     until_writes_reach(&pool, &new);

@@ -17,7 +17,7 @@ use fence_kit::{
     until_writes_reach, wait_for_event,
 };
 use r2d2_redis_sentinel::{
-    Event, FenceRelease, NodeAddr, RetryPolicy,
+    Event, FenceRelease, NodeAddr,
     redis::{self, Role},
     testkit::Topology,
 };
@@ -38,13 +38,7 @@ fn a_leader_that_dies_after_promoting_costs_no_write_and_the_next_failover_is_fo
     let mut topology = Topology::start().unwrap();
     let old = topology.master().unwrap();
     let fenced = pool(&topology);
-    let unfenced = topology
-        .pool_builder()
-        .fence(false)
-        .max_size(4)
-        .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(30)))
-        .build()
-        .unwrap();
+    let unfenced = fence_kit::pool_without_fence(&topology);
     let (with, without) = (
         Writer::start_with(&fenced, "fenced"),
         Writer::start_with(&unfenced, "unfenced"),

@@ -224,6 +224,58 @@ fn after_a_failover_reads_go_to_the_new_masters_replicas() {
     );
 }
 
+/// A fresh replica pool of 2 that skips replicas more than 64 KiB behind the master: far more
+/// than the sentinels' hello messages (replicated PUBLISHes of a few hundred bytes) add between
+/// two acknowledgements, far less than what [`refused_for_lag`] writes. Fresh each time:
+/// connections already open are not checked again.
+fn lag_bounded(pool: &SentinelPool) -> SentinelPool {
+    pool.replica_pool(
+        ReplicaOptions::default()
+            .max_lag_bytes(64 << 10)
+            .max_size(2),
+    )
+    .unwrap()
+}
+
+/// The nodes behind up to two connections of a fresh [`lag_bounded`] pool held at once.
+fn serving_within_lag(pool: &SentinelPool) -> BTreeSet<NodeAddr> {
+    let reads = lag_bounded(pool);
+    let held: Vec<_> = (0..2).map_while(|_| reads.get().ok()).collect();
+    held.iter().map(|c| c.addr().clone()).collect()
+}
+
+/// Freezes the replicas (they acknowledge nothing), writes 256 KiB on the master, which leaves
+/// both at least that far behind, checks out of a [`lag_bounded`] pool, and thaws them: the
+/// checkout's error.
+fn refused_for_lag(
+    topology: &mut Topology,
+    pool: &SentinelPool,
+    master: &NodeAddr,
+    replicas: &BTreeSet<NodeAddr>,
+) -> Error {
+    for replica in replicas {
+        topology.pause(replica).unwrap();
+    }
+    let _: () = direct(master).set("big", "x".repeat(256 << 10)).unwrap();
+    let err = lag_bounded(pool).get().map(|_| ()).unwrap_err();
+    for replica in replicas {
+        topology.resume(replica).unwrap();
+    }
+    err
+}
+
+/// What each of the two replicas was refused for, from a checkout's error.
+fn refusals(err: &Error) -> Vec<String> {
+    let Error::CheckoutTimeout { cause, .. } = err else {
+        panic!("{err:?}");
+    };
+    let Error::NoHealthyReplica { tried, .. } = &**cause else {
+        panic!("{cause:?}");
+    };
+    assert_eq!(tried.len(), 2, "{tried:?}");
+    tried.clone()
+}
+
 #[test]
 fn replicas_that_trail_the_master_by_more_than_max_lag_get_no_connection() {
     init_logging();
@@ -236,44 +288,11 @@ fn replicas_that_trail_the_master_by_more_than_max_lag_get_no_connection() {
     let pool = pool(&topology);
     let master = topology.master().unwrap();
     let replicas = replicas_of(&topology, &master);
-    // 64 KiB: far more than the sentinels' hello messages (replicated PUBLISHes of a few
-    // hundred bytes) add between two acknowledgements, far less than the value written below.
-    // A fresh replica pool each time: connections already open are not checked again.
-    let bounded = || {
-        pool.replica_pool(
-            ReplicaOptions::default()
-                .max_lag_bytes(64 << 10)
-                .max_size(2),
-        )
-        .unwrap()
-    };
-    let serving = || {
-        let reads = bounded();
-        let held: Vec<_> = (0..2).map_while(|_| reads.get().ok()).collect();
-        held.iter()
-            .map(|c| c.addr().clone())
-            .collect::<BTreeSet<_>>()
-    };
     eventually("both replicas to serve", Duration::from_secs(30), || {
-        (serving() == replicas).then_some(())
+        (serving_within_lag(&pool) == replicas).then_some(())
     });
-    // Frozen replicas acknowledge nothing: a 256 KiB value written now leaves both at least
-    // that far behind, for as long as they stay frozen.
-    for replica in &replicas {
-        topology.pause(replica).unwrap();
-    }
-    let _: () = direct(&master).set("big", "x".repeat(256 << 10)).unwrap();
-    let err = bounded().get().unwrap_err();
-    for replica in &replicas {
-        topology.resume(replica).unwrap();
-    }
-    let Error::CheckoutTimeout { cause, .. } = &err else {
-        panic!("{err:?}");
-    };
-    let Error::NoHealthyReplica { tried, .. } = &**cause else {
-        panic!("{cause:?}");
-    };
-    assert_eq!(tried.len(), 2, "{tried:?}");
+    let err = refused_for_lag(&mut topology, &pool, &master, &replicas);
+    let tried = refusals(&err);
     assert!(
         tried.iter().all(|t| t.contains("behind the master")),
         "{tried:?}"
@@ -282,7 +301,7 @@ fn replicas_that_trail_the_master_by_more_than_max_lag_get_no_connection() {
     eventually(
         "both replicas to catch up and serve again",
         Duration::from_secs(30),
-        || (serving() == replicas).then_some(()),
+        || (serving_within_lag(&pool) == replicas).then_some(()),
     );
 }
 
@@ -299,36 +318,11 @@ fn a_lag_bound_holds_without_a_recorded_master_and_with_a_silent_one() {
     let pool = pool(&topology);
     let master = topology.master().unwrap();
     let replicas = replicas_of(&topology, &master);
-    let bounded = || {
-        pool.replica_pool(
-            ReplicaOptions::default()
-                .max_lag_bytes(64 << 10)
-                .max_size(2),
-        )
-        .unwrap()
-    };
-    let refusals = |err: &Error| -> Vec<String> {
-        let Error::CheckoutTimeout { cause, .. } = err else {
-            panic!("{err:?}");
-        };
-        let Error::NoHealthyReplica { tried, .. } = &**cause else {
-            panic!("{cause:?}");
-        };
-        assert_eq!(tried.len(), 2, "{tried:?}");
-        tried.clone()
-    };
 
     // No master recorded: the lag check looks it up.
     pool.invalidate();
     assert_eq!(pool.master(), None);
-    for replica in &replicas {
-        topology.pause(replica).unwrap();
-    }
-    let _: () = direct(&master).set("big", "x".repeat(256 << 10)).unwrap();
-    let err = bounded().get().map(|_| ()).unwrap_err();
-    for replica in &replicas {
-        topology.resume(replica).unwrap();
-    }
+    let err = refused_for_lag(&mut topology, &pool, &master, &replicas);
     let tried = refusals(&err);
     assert!(
         tried.iter().all(|t| t.contains("behind the master")),
@@ -337,17 +331,12 @@ fn a_lag_bound_holds_without_a_recorded_master_and_with_a_silent_one() {
     eventually(
         "both replicas to serve again",
         Duration::from_secs(30),
-        || {
-            let reads = bounded();
-            let held: Vec<_> = (0..2).map_while(|_| reads.get().ok()).collect();
-            let nodes: BTreeSet<_> = held.iter().map(|c| c.addr().clone()).collect();
-            (nodes == replicas).then_some(())
-        },
+        || (serving_within_lag(&pool) == replicas).then_some(()),
     );
 
     // The master frozen: no lag can be known, and no replica gets a connection...
     topology.pause(&master).unwrap();
-    let err = bounded().get().map(|_| ()).unwrap_err();
+    let err = lag_bounded(&pool).get().map(|_| ()).unwrap_err();
     // ...while a pool without the bound reads from them.
     let unbounded = pool
         .replica_pool(ReplicaOptions::default().max_size(2))

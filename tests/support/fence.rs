@@ -125,6 +125,17 @@ pub fn pool(topology: &Topology) -> SentinelPool {
     pool_resuming_at(topology, FenceResume::default())
 }
 
+/// The same pool as [`pool`] with the fence off: the baseline the fence is compared with.
+pub fn pool_without_fence(topology: &Topology) -> SentinelPool {
+    topology
+        .pool_builder()
+        .max_size(4)
+        .fence(false)
+        .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(30)))
+        .build()
+        .unwrap()
+}
+
 /// A pool of 4 with a 30 s retry deadline whose fence resumes at `resume`.
 pub fn pool_resuming_at(topology: &Topology, resume: FenceResume) -> SentinelPool {
     topology
