@@ -449,6 +449,7 @@ impl ConnectionLike for Connection {
 /// Commands that only read: a reply to one says nothing was applied, so a later command of
 /// the same attempt that is refused unsent leaves the attempt safe to run again. Any command
 /// not listed (writes, scripts, module commands, anything new) counts as one that may write.
+/// Sorted by bytes, for [`only_reads`].
 const ONLY_READ: &[&str] = &[
     "BITCOUNT",
     "BITFIELD_RO",
@@ -456,16 +457,16 @@ const ONLY_READ: &[&str] = &[
     "DBSIZE",
     "DUMP",
     "ECHO",
-    "EVAL_RO",
     "EVALSHA_RO",
+    "EVAL_RO",
     "EXISTS",
     "EXPIRETIME",
     "FCALL_RO",
     "GEODIST",
     "GEOHASH",
     "GEOPOS",
-    "GEORADIUS_RO",
     "GEORADIUSBYMEMBER_RO",
+    "GEORADIUS_RO",
     "GEOSEARCH",
     "GET",
     "GETBIT",
@@ -538,10 +539,12 @@ const ONLY_READ: &[&str] = &[
     "ZUNION",
 ];
 
+/// Whether `name` (in any case) is in [`ONLY_READ`]: a binary search, as it runs for every
+/// command sent.
 fn only_reads(name: &[u8]) -> bool {
     ONLY_READ
-        .iter()
-        .any(|r| name.eq_ignore_ascii_case(r.as_bytes()))
+        .binary_search_by(|r| r.bytes().cmp(name.iter().map(u8::to_ascii_uppercase)))
+        .is_ok()
 }
 
 fn is_subscribe(name: &[u8]) -> bool {
@@ -636,6 +639,27 @@ mod tests {
         assert!(first(redis::cmd("CLIENT").arg("SETNAME").arg("x")));
         assert!(!first(redis::cmd("CLIENT").arg("ID")));
         assert!(!first(redis::cmd("GET").arg("SELECT")));
+    }
+
+    #[test]
+    fn the_read_only_list_is_sorted_and_found_in_any_case() {
+        assert!(ONLY_READ.windows(2).all(|w| w[0] < w[1]));
+        for name in ONLY_READ {
+            assert!(only_reads(name.as_bytes()), "{name}");
+            assert!(only_reads(name.to_ascii_lowercase().as_bytes()), "{name}");
+        }
+        for name in [
+            "SET",
+            "INCR",
+            "EVAL",
+            "BLPOP",
+            "XREADGROUP",
+            "GETDEL",
+            "",
+            "GE",
+        ] {
+            assert!(!only_reads(name.as_bytes()), "{name}");
+        }
     }
 
     #[test]
