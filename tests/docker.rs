@@ -1,7 +1,9 @@
 //! The `docker/` deployment, on a real Docker engine: the pool reaches the nodes through the
 //! address map (announced on one network, reached on another), follows a `SENTINEL FAILOVER`,
-//! and follows a partition that the sentinels see and the client does not
-//! (`docker network disconnect`).
+//! follows a partition that the sentinels see and the client does not
+//! (`docker network disconnect`), and loses nothing with the fence when the failover's leader is
+//! cut off from the other sentinels right after it sent `REPLICAOF NO ONE` (compared with a pool
+//! without the fence, side by side), then follows the next failover.
 //!
 //! Needs a Docker engine with `docker-compose` and a Redis image: `REDIS_IMAGE`, or the one
 //! `docker/build-image.sh` builds. Without an engine, or without `REDIS_IMAGE` and the local
@@ -38,7 +40,11 @@ const DATA: [(&str, &str, &str); 3] = [
     ("replica1", "172.30.0.11", "172.31.0.11"),
     ("replica2", "172.30.0.12", "172.31.0.12"),
 ];
+/// The sentinels on the `redis` network (where they announce one another).
 const SENTINELS: [&str; 3] = ["172.30.0.21", "172.30.0.22", "172.30.0.23"];
+/// The same sentinels on the `client` network, which the pool uses: a sentinel cut off the
+/// `redis` network stays in its reach.
+const CLIENT_SENTINELS: [&str; 3] = ["172.31.0.21", "172.31.0.22", "172.31.0.23"];
 
 fn succeeds(program: &str, args: &[&str]) -> bool {
     Command::new(program)
@@ -95,8 +101,13 @@ fn query<T: redis::FromRedisValue>(host: &str, port: u16, cmd: &redis::Cmd) -> O
 /// Every sentinel names the same master, sees two replicas linked to it and the two other
 /// sentinels; returns the master's announced address.
 fn settled() -> Option<String> {
+    settled_among(&SENTINELS)
+}
+
+/// [`settled`], as `sentinels` see it (the others may be cut off).
+fn settled_among(sentinels: &[&str]) -> Option<String> {
     let mut masters = Vec::new();
-    for sentinel in SENTINELS {
+    for &sentinel in sentinels {
         let mut cmd = redis::cmd("SENTINEL");
         cmd.arg("MASTER").arg("mymaster");
         let master: HashMap<String, String> = query(sentinel, 26379, &cmd)?;
@@ -125,8 +136,62 @@ fn settled() -> Option<String> {
 /// Each acknowledged write (key, node, when), and the count of errors surfaced.
 type Writes = (Vec<(u64, NodeAddr, Instant)>, usize);
 
-/// A writer of unique keys through `with_retry_idempotent`, until `stop`.
+/// Waits up to `timeout` for [`settled_among`] `sentinels`; on timeout, panics with what each
+/// of them says of the master and its replicas.
+fn settle(what: &str, timeout: Duration, sentinels: &[&str]) -> String {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Some(master) = settled_among(sentinels) {
+            return master;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    let views: Vec<String> = sentinels
+        .iter()
+        .map(|&s| {
+            let mut master = redis::cmd("SENTINEL");
+            master.arg("MASTER").arg("mymaster");
+            let mut replicas = redis::cmd("SENTINEL");
+            replicas.arg("REPLICAS").arg("mymaster");
+            let master: Option<HashMap<String, String>> = query(s, 26379, &master);
+            let replicas: Option<Vec<HashMap<String, String>>> = query(s, 26379, &replicas);
+            let pick = |m: &HashMap<String, String>, keys: &[&str]| {
+                keys.iter()
+                    .map(|k| format!("{k}={}", m.get(*k).map_or("?", String::as_str)))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            format!(
+                "{s}: master {}; replicas {}",
+                master.map_or("no answer".into(), |m| pick(
+                    &m,
+                    &["ip", "flags", "num-slaves", "num-other-sentinels"]
+                )),
+                replicas.map_or("no answer".into(), |list| list
+                    .iter()
+                    .map(|r| pick(r, &["ip", "flags", "master-link-status"]))
+                    .collect::<Vec<_>>()
+                    .join(", "))
+            )
+        })
+        .collect();
+    panic!(
+        "timed out after {timeout:?} waiting for {what}:\n{}",
+        views.join("\n")
+    );
+}
+
+/// A writer of unique keys `d:<n>` through `with_retry_idempotent`, until `stop`.
 fn writer(pool: &SentinelPool, stop: &Arc<AtomicBool>) -> thread::JoinHandle<Writes> {
+    writer_of(pool, stop, "d")
+}
+
+/// A writer of unique keys `<prefix>:<n>` through `with_retry_idempotent`, until `stop`.
+fn writer_of(
+    pool: &SentinelPool,
+    stop: &Arc<AtomicBool>,
+    prefix: &'static str,
+) -> thread::JoinHandle<Writes> {
     let (pool, stop) = (pool.clone(), Arc::clone(stop));
     thread::spawn(move || {
         let (mut acks, mut errors) = (Vec::new(), 0);
@@ -134,7 +199,7 @@ fn writer(pool: &SentinelPool, stop: &Arc<AtomicBool>) -> thread::JoinHandle<Wri
         while !stop.load(Ordering::Relaxed) {
             key += 1;
             match pool.with_retry_idempotent(|c| {
-                let _: () = c.set(format!("d:{key}"), key)?;
+                let _: () = c.set(format!("{prefix}:{key}"), key)?;
                 Ok(c.addr().clone())
             }) {
                 Ok(by) => acks.push((key, by, Instant::now())),
@@ -149,11 +214,15 @@ fn writer(pool: &SentinelPool, stop: &Arc<AtomicBool>) -> thread::JoinHandle<Wri
 }
 
 fn missing_on(node: &NodeAddr, keys: impl Iterator<Item = u64>) -> usize {
+    missing_of(node, "d", keys)
+}
+
+fn missing_of(node: &NodeAddr, prefix: &str, keys: impl Iterator<Item = u64>) -> usize {
     let mut conn = redis::Client::open(format!("redis://{node}"))
         .unwrap()
         .get_connection_with_timeout(Duration::from_secs(2))
         .unwrap();
-    keys.filter(|k| !conn.exists::<_, bool>(format!("d:{k}")).unwrap())
+    keys.filter(|k| !conn.exists::<_, bool>(format!("{prefix}:{k}")).unwrap())
         .count()
 }
 
@@ -185,29 +254,16 @@ fn a_docker_deployment_is_followed_through_a_failover_and_a_partition() {
     };
     let compose = Compose { image };
     compose.run(&["up", "-d"]);
-    eventually(
+    settle(
         "the containers' sentinels to settle",
         Duration::from_secs(60),
-        settled,
+        &SENTINELS,
     );
-    let to_client = |announced: &str| -> &str {
-        DATA.iter()
-            .find(|(_, redis, _)| *redis == announced)
-            .map(|(_, _, client)| *client)
-            .expect("a data node")
-    };
-    let pool = SentinelPool::builder(SENTINELS.map(|s| format!("redis://{s}:26379")), "mymaster")
-        .address_map(
-            DATA.map(|(_, redis, client)| (format!("{redis}:6379"), format!("{client}:6379"))),
-        )
-        .max_size(4)
-        .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(60)))
-        .build()
-        .unwrap();
+    let pool = pool_builder().build().unwrap();
     let first = settled().unwrap();
     assert_eq!(
         pool.master(),
-        Some(NodeAddr::new(to_client(&first), 6379)),
+        Some(NodeAddr::new(to_client_addr(&first), 6379)),
         "the pool reaches the master on the client network"
     );
     let master_now = |pool: &SentinelPool| pool.with_retry(|c| Ok(c.addr().clone())).unwrap();
@@ -219,7 +275,7 @@ fn a_docker_deployment_is_followed_through_a_failover_and_a_partition() {
     let mut cmd = redis::cmd("SENTINEL");
     cmd.arg("FAILOVER").arg("mymaster");
     let _: String = query(SENTINELS[0], 26379, &cmd).expect("SENTINEL FAILOVER");
-    let old = NodeAddr::new(to_client(&first), 6379);
+    let old = NodeAddr::new(to_client_addr(&first), 6379);
     let new = eventually("the pool to move", Duration::from_secs(30), || {
         Some(master_now(&pool)).filter(|m| *m != old)
     });
@@ -235,12 +291,12 @@ fn a_docker_deployment_is_followed_through_a_failover_and_a_partition() {
     );
 
     // A partition: the master loses the sentinels' network, the client still reaches it.
-    let announced = eventually(
+    let announced = settle(
         "the containers to settle again",
-        Duration::from_secs(60),
-        settled,
+        Duration::from_secs(90),
+        &SENTINELS,
     );
-    let partitioned = NodeAddr::new(to_client(&announced), 6379);
+    let partitioned = NodeAddr::new(to_client_addr(&announced), 6379);
     assert_eq!(master_now(&pool), partitioned);
     let service = DATA
         .iter()
@@ -275,8 +331,14 @@ fn a_docker_deployment_is_followed_through_a_failover_and_a_partition() {
         .iter()
         .filter(|(_, by, at)| *by == partitioned && *at > cut)
         .count();
+    // At its old address: a reconnect without `--ip` would get another from the pool.
     assert!(
-        succeeds("docker", &["network", "connect", &network, &container]),
+        succeeds(
+            "docker",
+            &[
+                "network", "connect", "--ip", &announced, &network, &container
+            ]
+        ),
         "reconnecting the old master"
     );
     eprintln!(
@@ -284,4 +346,211 @@ fn a_docker_deployment_is_followed_through_a_failover_and_a_partition() {
          partitioned master after the cut (lost when it rejoins as a replica)",
         acks.len()
     );
+    drop(pool);
+
+    leader_cut_off_after_replicaof_no_one(&compose);
+}
+
+/// The pool on the `client` network: sentinels and data nodes mapped there.
+fn pool_builder() -> r2d2_redis_sentinel::Builder {
+    let mut map: Vec<(String, String)> = DATA
+        .iter()
+        .map(|(_, redis, client)| (format!("{redis}:6379"), format!("{client}:6379")))
+        .collect();
+    map.extend(
+        SENTINELS
+            .iter()
+            .zip(CLIENT_SENTINELS)
+            .map(|(redis, client)| (format!("{redis}:26379"), format!("{client}:26379"))),
+    );
+    SentinelPool::builder(
+        CLIENT_SENTINELS.map(|s| format!("redis://{s}:26379")),
+        "mymaster",
+    )
+    .address_map(map)
+    .max_size(4)
+    .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(60)))
+}
+
+/// The fault matrix's partition row (issue 14): the first sentinel leads a `SENTINEL FAILOVER`
+/// and is cut off from the other sentinels (and the data nodes) the moment it announces
+/// `+failover-state-wait-promotion`, that is, right after it sent `REPLICAOF NO ONE` and before
+/// it can see the promotion and publish the new configuration. The client still reaches it.
+/// The other sentinels never learn of the failover and turn the promoted replica back into a
+/// replica: what it acknowledged in between is gone. A pool with the fence and one without
+/// write side by side; then the leader rejoins and a normal failover follows.
+fn leader_cut_off_after_replicaof_no_one(compose: &Compose) {
+    let master = settle(
+        "the containers to settle before the leader's cut",
+        Duration::from_secs(60),
+        &SENTINELS,
+    );
+    let fenced = pool_builder().build().unwrap();
+    let bare = pool_builder().fence(false).build().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let on = writer_of(&fenced, &stop, "on");
+    let off = writer_of(&bare, &stop, "off");
+    thread::sleep(Duration::from_millis(500));
+
+    // The test's own ear on the leader, on the client network.
+    let leader = compose.container("sentinel1");
+    let mut ear = redis::Client::open(format!("redis://{}:26379", CLIENT_SENTINELS[0]))
+        .unwrap()
+        .get_connection_with_timeout(Duration::from_secs(2))
+        .unwrap();
+    ear.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let mut ear = ear.as_pubsub();
+    ear.subscribe(&["+failover-state-wait-promotion", "+promoted-slave"])
+        .unwrap();
+    let mut cmd = redis::cmd("SENTINEL");
+    cmd.arg("FAILOVER").arg("mymaster");
+    let _: String = query(CLIENT_SENTINELS[0], 26379, &cmd).expect("SENTINEL FAILOVER");
+    let msg = ear.get_message().expect("+failover-state-wait-promotion");
+    assert_eq!(msg.get_channel_name(), "+failover-state-wait-promotion");
+    // "slave <name> <ip> <port> @ mymaster <ip> <port>": the replica told REPLICAOF NO ONE.
+    let payload: String = msg.get_payload().unwrap();
+    let candidate = NodeAddr::new(
+        to_client_addr(
+            payload
+                .split_whitespace()
+                .nth(2)
+                .expect("the replica's address"),
+        ),
+        6379,
+    );
+    // Frozen first (a signal is quicker than a network change), cut, thawed: the leader
+    // never gets to read the replica's new role.
+    let network = format!("{PROJECT}_redis");
+    let cut_started = Instant::now();
+    assert!(succeeds("docker", &["kill", "--signal", "STOP", &leader]));
+    let frozen_after = cut_started.elapsed();
+    assert!(succeeds(
+        "docker",
+        &["network", "disconnect", &network, &leader]
+    ));
+    assert!(succeeds("docker", &["kill", "--signal", "CONT", &leader]));
+    ear.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let promotion_seen = std::iter::from_fn(|| ear.get_message().ok())
+        .any(|m| m.get_channel_name() == "+promoted-slave");
+    drop(ear);
+
+    // The fault did happen: the replica answered master, and then the other two sentinels,
+    // who never heard of the failover, turned it back into a replica of the old master (what
+    // it acknowledged in between is gone). Then they settle.
+    let role = |node: &NodeAddr| query::<redis::Role>(&node.host, node.port, &redis::cmd("ROLE"));
+    eventually(
+        "the candidate to answer master",
+        Duration::from_secs(10),
+        || matches!(role(&candidate), Some(redis::Role::Primary { .. })).then_some(()),
+    );
+    eventually(
+        "the other sentinels to turn the candidate back into a replica",
+        Duration::from_secs(60),
+        || matches!(role(&candidate), Some(redis::Role::Replica { .. })).then_some(()),
+    );
+    let kept = settle(
+        "the other sentinels to settle without the leader",
+        Duration::from_secs(90),
+        &SENTINELS[1..],
+    );
+    let master_client = NodeAddr::new(to_client_addr(&master), 6379);
+    eventually(
+        "both pools to write to the master the majority names",
+        Duration::from_secs(60),
+        || {
+            let by = |p: &SentinelPool| p.with_retry(|c| Ok(c.addr().clone())).ok();
+            (by(&fenced) == Some(master_client.clone()) && by(&bare) == Some(master_client.clone()))
+                .then_some(())
+        },
+    );
+    thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let (on, off) = (on.join().unwrap(), off.join().unwrap());
+    let lost = |w: &Writes, prefix| missing_of(&master_client, prefix, w.0.iter().map(|a| a.0));
+    let (lost_on, lost_off) = (lost(&on, "on"), lost(&off, "off"));
+    let gap = |w: &Writes| {
+        w.0.windows(2)
+            .map(|p| p[1].2 - p[0].2)
+            .max()
+            .unwrap_or_default()
+    };
+    eprintln!(
+        "leader cut off after REPLICAOF NO ONE (frozen {frozen_after:?} after the step; \
+         promotion seen by it first: {promotion_seen}); the majority kept {kept} and turned \
+         {candidate} back: \
+         fence on lost {lost_on} of {} ({} errors, longest gap {:?}), fence off lost {lost_off} \
+         of {} ({} errors, longest gap {:?})",
+        on.0.len(),
+        on.1,
+        gap(&on),
+        off.0.len(),
+        off.1,
+        gap(&off)
+    );
+    assert_eq!(kept, master, "the majority keeps the old master");
+    assert_eq!(lost_on, 0, "the fence lost writes with its leader cut off");
+    assert!(lost_on <= lost_off);
+    assert_eq!((on.1, off.1), (0, 0), "errors surfaced");
+
+    // The leader rejoins; the next failover is followed and, with the fence, loses nothing.
+    assert!(succeeds(
+        "docker",
+        &[
+            "network",
+            "connect",
+            "--ip",
+            SENTINELS[0],
+            &network,
+            &leader
+        ]
+    ));
+    settle(
+        "all three sentinels to settle again",
+        Duration::from_secs(90),
+        &SENTINELS,
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let on = writer_of(&fenced, &stop, "on2");
+    let off = writer_of(&bare, &stop, "off2");
+    thread::sleep(Duration::from_millis(500));
+    let _: String = query(CLIENT_SENTINELS[1], 26379, &cmd).expect("SENTINEL FAILOVER");
+    let next = eventually(
+        "the failover after the cut",
+        Duration::from_secs(30),
+        || settled().filter(|m| *m != master),
+    );
+    let next_client = NodeAddr::new(to_client_addr(&next), 6379);
+    eventually(
+        "both pools to follow the next failover",
+        Duration::from_secs(30),
+        || {
+            let by = |p: &SentinelPool| p.with_retry(|c| Ok(c.addr().clone())).ok();
+            (by(&fenced) == Some(next_client.clone()) && by(&bare) == Some(next_client.clone()))
+                .then_some(())
+        },
+    );
+    thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let (on, off) = (on.join().unwrap(), off.join().unwrap());
+    let lost_on = missing_of(&next_client, "on2", on.0.iter().map(|a| a.0));
+    let lost_off = missing_of(&next_client, "off2", off.0.iter().map(|a| a.0));
+    eprintln!(
+        "next failover: fence on lost {lost_on} of {}, fence off lost {lost_off} of {}",
+        on.0.len(),
+        off.0.len()
+    );
+    assert_eq!(
+        lost_on, 0,
+        "the fenced pool lost writes in the failover after the cut"
+    );
+    assert_eq!((on.1, off.1), (0, 0), "errors surfaced");
+}
+
+/// The `client` network address of a data node announced at `announced`.
+fn to_client_addr(announced: &str) -> &'static str {
+    DATA.iter()
+        .find(|(_, redis, _)| *redis == announced)
+        .map(|(_, _, client)| *client)
+        .expect("a data node")
 }
