@@ -10,11 +10,7 @@
 // criterion_group! generates an undocumented `pub fn`.
 #![allow(missing_docs)]
 
-use std::{
-    sync::{Arc, Barrier},
-    thread,
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
 use criterion::{
     BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
@@ -24,30 +20,7 @@ use criterion::{
 mod support;
 
 use r2d2_redis_sentinel::testkit::Topology;
-use support::{Op, POOL_SIZES, THREADS, contenders};
-
-/// Runs `iters` operations split across `threads` threads; returns the wall time.
-fn run(op: &Op, threads: usize, iters: u64) -> Duration {
-    let barrier = Arc::new(Barrier::new(threads + 1));
-    let per_thread = iters.div_ceil(threads as u64);
-    let handles: Vec<_> = (0..threads)
-        .map(|_| {
-            let (op, barrier) = (Arc::clone(op), Arc::clone(&barrier));
-            thread::spawn(move || {
-                barrier.wait();
-                for _ in 0..per_thread {
-                    op();
-                }
-            })
-        })
-        .collect();
-    barrier.wait();
-    let start = Instant::now();
-    for handle in handles {
-        handle.join().expect("bench thread");
-    }
-    start.elapsed()
-}
+use support::{POOL_SIZES, THREADS, contenders, run};
 
 fn checkout(c: &mut Criterion) {
     let topology = Topology::start().expect("topology");

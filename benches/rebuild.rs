@@ -14,14 +14,13 @@
 // criterion_group! generates an undocumented `pub fn`.
 #![allow(missing_docs)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 mod support;
 
 use r2d2_redis_sentinel::{redis, testkit::Topology};
-
-const SIZE: u32 = 32;
+use support::{REBUILD, rebuild_after_invalidate, time_builds};
 
 fn rebuild(c: &mut Criterion) {
     let topology = Topology::start().expect("topology");
@@ -32,22 +31,12 @@ fn rebuild(c: &mut Criterion) {
 
     let pool = topology
         .pool_builder()
-        .max_size(SIZE)
-        .min_idle(Some(SIZE))
+        .max_size(REBUILD)
+        .min_idle(Some(REBUILD))
         .build()
         .expect("pool");
     group.bench_function("sentinel-pool/after-invalidate", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let start = Instant::now();
-                let generation = pool.invalidate();
-                let held: Vec<_> = (0..SIZE).map(|_| pool.get().expect("checkout")).collect();
-                total += start.elapsed();
-                assert!(held.iter().all(|c| c.generation() == generation));
-            }
-            total
-        })
+        b.iter_custom(|iters| rebuild_after_invalidate(&pool, iters))
     });
 
     group.bench_function("plain-r2d2/build", |b| {
@@ -61,24 +50,6 @@ fn rebuild(c: &mut Criterion) {
         b.iter_custom(|iters| time_builds(iters, || support::locked_sentinel_client(&topology)))
     });
     group.finish();
-}
-
-/// Builds `iters` pools of `SIZE` connections with managers from `manager`; returns the time
-/// spent in `build`, which returns once `SIZE` connections exist.
-fn time_builds<M: r2d2::ManageConnection>(iters: u64, manager: impl Fn() -> M) -> Duration {
-    let mut total = Duration::ZERO;
-    for _ in 0..iters {
-        let manager = manager();
-        let start = Instant::now();
-        let pool = r2d2::Pool::builder()
-            .max_size(SIZE)
-            .min_idle(Some(SIZE))
-            .build(manager)
-            .expect("pool");
-        total += start.elapsed();
-        assert_eq!(pool.state().idle_connections, SIZE);
-    }
-    total
 }
 
 criterion_group!(benches, rebuild);

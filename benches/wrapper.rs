@@ -17,23 +17,9 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use r2d2_redis_sentinel::{redis, testkit::Topology};
 
-const KEYS: usize = 1_000;
+mod support;
 
-fn pipeline() -> redis::Pipeline {
-    let mut pipe = redis::pipe();
-    for i in 0..KEYS {
-        pipe.set(format!("wrapper:{i}"), i).ignore();
-    }
-    pipe
-}
-
-fn mget() -> redis::Cmd {
-    let mut cmd = redis::cmd("MGET");
-    for i in 0..KEYS {
-        cmd.arg(format!("wrapper:{i}"));
-    }
-    cmd
-}
+use support::{KEYS, mget, pipeline};
 
 fn wrapper(c: &mut Criterion) {
     let topology = Topology::start().expect("topology");

@@ -2,7 +2,13 @@
 
 #![allow(dead_code)]
 
-use std::{sync::Arc, time::Duration};
+pub(crate) mod interleave;
+
+use std::{
+    sync::{Arc, Barrier},
+    thread,
+    time::{Duration, Instant},
+};
 
 use r2d2_redis_sentinel::{
     Validation,
@@ -42,6 +48,93 @@ fn set_on<C: ConnectionLike>(conn: &mut C) {
         .arg("v")
         .query::<()>(conn)
         .expect("SET");
+}
+
+/// Runs `iters` operations split across `threads` threads; returns the wall time.
+pub(crate) fn run(op: &Op, threads: usize, iters: u64) -> Duration {
+    let barrier = Arc::new(Barrier::new(threads + 1));
+    let per_thread = iters.div_ceil(threads as u64);
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let (op, barrier) = (Arc::clone(op), Arc::clone(&barrier));
+            thread::spawn(move || {
+                barrier.wait();
+                for _ in 0..per_thread {
+                    op();
+                }
+            })
+        })
+        .collect();
+    barrier.wait();
+    let start = Instant::now();
+    for handle in handles {
+        handle.join().expect("bench thread");
+    }
+    start.elapsed()
+}
+
+/// The keys of the wrapper's pipeline and `MGET`.
+pub(crate) const KEYS: usize = 1_000;
+
+/// A pipeline of [`KEYS`] `SET`s.
+pub(crate) fn pipeline() -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    for i in 0..KEYS {
+        pipe.set(format!("wrapper:{i}"), i).ignore();
+    }
+    pipe
+}
+
+/// A `MGET` of the pipeline's [`KEYS`] keys.
+pub(crate) fn mget() -> redis::Cmd {
+    let mut cmd = redis::cmd("MGET");
+    for i in 0..KEYS {
+        cmd.arg(format!("wrapper:{i}"));
+    }
+    cmd
+}
+
+/// The connections a rebuild opens.
+pub(crate) const REBUILD: u32 = 32;
+
+/// Invalidates `pool` (what a failover does) and checks out [`REBUILD`] connections of the new
+/// generation, `iters` times; returns the time spent.
+pub(crate) fn rebuild_after_invalidate(
+    pool: &r2d2_redis_sentinel::SentinelPool,
+    iters: u64,
+) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let start = Instant::now();
+        let generation = pool.invalidate();
+        let held: Vec<_> = (0..REBUILD)
+            .map(|_| pool.get().expect("checkout"))
+            .collect();
+        total += start.elapsed();
+        assert!(held.iter().all(|c| c.generation() == generation));
+    }
+    total
+}
+
+/// Builds `iters` pools of [`REBUILD`] connections with managers from `manager`; returns the
+/// time spent in `build`, which returns once they all exist.
+pub(crate) fn time_builds<M: r2d2::ManageConnection>(
+    iters: u64,
+    manager: impl Fn() -> M,
+) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let manager = manager();
+        let start = Instant::now();
+        let pool = r2d2::Pool::builder()
+            .max_size(REBUILD)
+            .min_idle(Some(REBUILD))
+            .build(manager)
+            .expect("pool");
+        total += start.elapsed();
+        assert_eq!(pool.state().idle_connections, REBUILD);
+    }
+    total
 }
 
 pub(crate) fn contenders(topology: &Topology, pool_size: u32) -> Vec<(&'static str, Op)> {

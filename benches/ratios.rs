@@ -1,0 +1,180 @@
+//! Every ratio the README and BENCHMARKS.md state, measured interleaved: the contenders take
+//! turns in slices of a fifth of a second, in a shuffled order each round, on one topology, and
+//! each ratio is taken between slices of the same round (`support/interleave.rs` says why).
+//! Each row gives the contender's median rate and its median ratio to the case's baseline, with
+//! the middle half of the per-round ratios.
+//!
+//! - checkout + one `SET` + return: this crate's pool (default `PING`+`ROLE` validation, fast
+//!   validation), a plain `r2d2::Pool<redis::Client>` at the master (r2d2's `PING`, none),
+//!   against redis-rs's `r2d2::Pool<LockedSentinelClient>`; pool of 8 at 1 and 8 threads, pool
+//!   of 16 at 16 threads, 64 threads on a pool of 16;
+//! - the pooled connection against a raw `redis::Connection`: a pipeline of 1,000 `SET`s, an
+//!   `MGET` of 1,000 keys;
+//! - rebuilding 32 connections after a failover (an invalidation) against building a plain pool
+//!   at the master, and `LockedSentinelClient`'s build;
+//! - `GET` through a replica pool (two replicas) against the master pool, at 2, 8, 16 threads.
+//!
+//! `cargo bench --bench ratios` (about 3 minutes); `CASES=checkout,wrapper,rebuild,reads` runs
+//! some of them. Results in BENCHMARKS.md. Criterion's benches (`checkout`, `wrapper`,
+//! `rebuild`) keep the absolute figures, statistics and plots.
+
+use std::{env, sync::Arc, time::Duration};
+
+use r2d2_redis_sentinel::{
+    ReplicaOptions,
+    redis::{self, Commands},
+    testkit::Topology,
+};
+
+mod support;
+
+use support::{
+    Op, contenders, interleave::Contender, interleave::interleave, interleave::print, mget,
+    pipeline, rebuild_after_invalidate, run, time_builds,
+};
+
+/// One slice per contender and round.
+const SLICE: Duration = Duration::from_millis(200);
+const ROUNDS: usize = 15;
+
+/// One request of the wrapper's cases, on any connection.
+type Request<'a> = Box<dyn Fn(&mut dyn redis::ConnectionLike) + 'a>;
+
+fn main() {
+    let cases: Option<Vec<String>> = env::var("CASES")
+        .ok()
+        .map(|c| c.split(',').map(str::to_owned).collect());
+    let wanted = |case: &str| cases.as_ref().is_none_or(|c| c.iter().any(|w| w == case));
+    let topology = Topology::start().expect("topology");
+    println!("| case | contender | median rate | ratio to the baseline: median (middle half) |");
+    println!("| --- | --- | --- | --- |");
+    if wanted("checkout") {
+        checkout(&topology);
+    }
+    if wanted("wrapper") {
+        wrapper(&topology);
+    }
+    if wanted("rebuild") {
+        rebuild(&topology);
+    }
+    if wanted("reads") {
+        reads(&topology);
+    }
+}
+
+fn checkout(topology: &Topology) {
+    for (pool_size, threads) in [(8, 1), (8, 8), (16, 16), (16, 64)] {
+        let ops = contenders(topology, pool_size);
+        let baseline = ops
+            .iter()
+            .position(|(name, _)| name.starts_with("locked-sentinel-client"))
+            .expect("the baseline");
+        let mut sides: Vec<Contender<'_>> = ops
+            .iter()
+            .map(|(name, op)| Contender::new(*name, move |iters| run(op, threads, iters)))
+            .collect();
+        let rates = interleave(&mut sides, SLICE, ROUNDS);
+        print(
+            &format!("checkout + `SET`, {threads} threads, pool of {pool_size}"),
+            "ops",
+            &rates,
+            baseline,
+        );
+    }
+}
+
+fn wrapper(topology: &Topology) {
+    let master = topology.master().expect("master");
+    let pool = topology.pool_builder().max_size(1).build().expect("pool");
+    let client = redis::Client::open(format!("redis://{master}")).expect("client");
+    let (pipe, mget) = (pipeline(), mget());
+    let times = |iters: u64,
+                 conn: &mut dyn redis::ConnectionLike,
+                 what: &dyn Fn(&mut dyn redis::ConnectionLike)| {
+        let start = std::time::Instant::now();
+        for _ in 0..iters {
+            what(conn);
+        }
+        start.elapsed()
+    };
+    let cases: [(&str, Request<'_>); 2] = [
+        (
+            "pipeline of 1,000 `SET`s",
+            Box::new(|c| pipe.query::<()>(c).expect("pipeline")),
+        ),
+        (
+            "`MGET` of 1,000 keys",
+            Box::new(|c| {
+                mget.query::<Vec<Option<u64>>>(c).expect("MGET");
+            }),
+        ),
+    ];
+    for (case, what) in &cases {
+        let mut pooled = pool.get().expect("checkout");
+        let mut raw = client
+            .get_connection_with_timeout(Duration::from_secs(1))
+            .expect("raw connection");
+        let mut sides = vec![
+            Contender::new("pooled", |iters| times(iters, &mut *pooled, what.as_ref())),
+            Contender::new("raw `redis::Connection`", |iters| {
+                times(iters, &mut raw, what.as_ref())
+            }),
+        ];
+        let rates = interleave(&mut sides, SLICE, ROUNDS);
+        print(case, "requests", &rates, 1);
+    }
+}
+
+fn rebuild(topology: &Topology) {
+    let master = topology.master().expect("master");
+    let pool = topology
+        .pool_builder()
+        .max_size(support::REBUILD)
+        .min_idle(Some(support::REBUILD))
+        .build()
+        .expect("pool");
+    let mut sides = vec![
+        Contender::new("sentinel-pool, after an invalidation", |iters| {
+            rebuild_after_invalidate(&pool, iters)
+        }),
+        Contender::new("plain r2d2, build at the master", |iters| {
+            time_builds(iters, || {
+                redis::Client::open(format!("redis://{master}")).expect("client")
+            })
+        }),
+        Contender::new("`LockedSentinelClient`, build", |iters| {
+            time_builds(iters, || support::locked_sentinel_client(topology))
+        }),
+    ];
+    let rates = interleave(&mut sides, SLICE, ROUNDS);
+    print("rebuild 32 connections", "rebuilds", &rates, 1);
+}
+
+fn reads(topology: &Topology) {
+    let master = topology
+        .pool_builder()
+        .max_size(16)
+        .build()
+        .expect("master pool");
+    let replicas = master
+        .replica_pool(ReplicaOptions::default())
+        .expect("replica pool");
+    let _: () = master.with_retry(|c| c.set("key", "value")).expect("SET");
+    let get = |pool: &r2d2_redis_sentinel::SentinelPool| -> Op {
+        let pool = pool.clone();
+        Arc::new(move || {
+            let _: Option<String> = pool.get().expect("checkout").get("key").expect("GET");
+        })
+    };
+    let (on_master, on_replicas) = (get(&master), get(&replicas));
+    for threads in [2, 8, 16] {
+        let mut sides = vec![
+            Contender::new("master pool", |iters| run(&on_master, threads, iters)),
+            Contender::new("replica pool (2 replicas)", |iters| {
+                run(&on_replicas, threads, iters)
+            }),
+        ];
+        let rates = interleave(&mut sides, SLICE, ROUNDS);
+        print(&format!("`GET`, {threads} threads"), "requests", &rates, 0);
+    }
+}
