@@ -16,6 +16,7 @@
 //!
 //! `cargo bench --bench failover` (`FAILOVERS=10` per scenario by default; about 18 minutes).
 //! `cargo bench --bench failover -- "watcher off"` runs the scenarios without the watcher.
+//! `DOWN_AFTER_MS=5000` sets the sentinels' `down-after-milliseconds` (1 s by default).
 //! Results in BENCHMARKS.md.
 
 use std::{
@@ -129,7 +130,12 @@ fn main() {
 fn scenario(name: &str, kind: Kind, setup: Setup, failovers: usize) -> Figures {
     // Sentinel refreshes its view of replicas every 10 s: settling after a crash, a restart and
     // a +convert-to-slave can take longer than the kit's default 30 s.
+    let down_after = env::var("DOWN_AFTER_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map_or(Duration::from_secs(1), Duration::from_millis);
     let mut topology = Topology::builder()
+        .down_after(down_after)
         .timeout(Duration::from_secs(120))
         .start()
         .expect("topology");

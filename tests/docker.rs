@@ -12,10 +12,10 @@
 
 mod support;
 
+#[path = "support/docker.rs"]
+mod docker_kit;
+
 use std::{
-    collections::HashMap,
-    path::Path,
-    process::Command,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -24,162 +24,21 @@ use std::{
     time::{Duration, Instant},
 };
 
+use docker_kit::{
+    CLIENT_SENTINELS, Compose, DATA, SENTINELS, pool_builder, query, settle, settled, succeeds,
+    to_client_addr,
+};
 use r2d2_redis_sentinel::{
-    NodeAddr, RetryPolicy, SentinelPool,
+    NodeAddr, SentinelPool,
     redis::{self, Commands},
 };
 use support::{eventually, init_logging};
 
 /// Letters and digits only: every Compose version keeps such a name as it is.
 const PROJECT: &str = "r2d2sentineltest";
-const LOCAL_IMAGE: &str = "r2d2-redis-sentinel/redis:bookworm";
-/// The compose file's data nodes: service, address on the `redis` network (announced), address
-/// on the `client` network (reached).
-const DATA: [(&str, &str, &str); 3] = [
-    ("master", "172.30.0.10", "172.31.0.10"),
-    ("replica1", "172.30.0.11", "172.31.0.11"),
-    ("replica2", "172.30.0.12", "172.31.0.12"),
-];
-/// The sentinels on the `redis` network (where they announce one another).
-const SENTINELS: [&str; 3] = ["172.30.0.21", "172.30.0.22", "172.30.0.23"];
-/// The same sentinels on the `client` network, which the pool uses: a sentinel cut off the
-/// `redis` network stays in its reach.
-const CLIENT_SENTINELS: [&str; 3] = ["172.31.0.21", "172.31.0.22", "172.31.0.23"];
-
-fn succeeds(program: &str, args: &[&str]) -> bool {
-    Command::new(program)
-        .args(args)
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// The compose project; brought down (containers, networks) when dropped, even on panic.
-struct Compose {
-    image: String,
-}
-
-impl Compose {
-    fn run(&self, args: &[&str]) -> String {
-        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("docker/docker-compose.yml");
-        let output = Command::new("docker-compose")
-            .args(["-p", PROJECT, "-f"])
-            .arg(&file)
-            .args(args)
-            .env("REDIS_IMAGE", &self.image)
-            .env("DOWN_AFTER_MS", "1000")
-            .output()
-            .expect("docker-compose runs");
-        assert!(
-            output.status.success(),
-            "docker-compose {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).trim().to_owned()
-    }
-
-    fn container(&self, service: &str) -> String {
-        self.run(&["ps", "-q", service])
-    }
-}
-
-impl Drop for Compose {
-    fn drop(&mut self) {
-        self.run(&["down", "-v", "--timeout", "1"]);
-    }
-}
-
-fn query<T: redis::FromRedisValue>(host: &str, port: u16, cmd: &redis::Cmd) -> Option<T> {
-    let client = redis::Client::open(format!("redis://{host}:{port}")).ok()?;
-    let mut conn = client
-        .get_connection_with_timeout(Duration::from_millis(500))
-        .ok()?;
-    conn.set_read_timeout(Some(Duration::from_millis(500)))
-        .ok()?;
-    cmd.query(&mut conn).ok()
-}
-
-/// Every sentinel names the same master, sees two replicas linked to it and the two other
-/// sentinels; returns the master's announced address.
-fn settled() -> Option<String> {
-    settled_among(&SENTINELS)
-}
-
-/// [`settled`], as `sentinels` see it (the others may be cut off).
-fn settled_among(sentinels: &[&str]) -> Option<String> {
-    let mut masters = Vec::new();
-    for &sentinel in sentinels {
-        let mut cmd = redis::cmd("SENTINEL");
-        cmd.arg("MASTER").arg("mymaster");
-        let master: HashMap<String, String> = query(sentinel, 26379, &cmd)?;
-        let field = |k: &str| master.get(k).map(String::as_str);
-        if field("flags") != Some("master")
-            || field("num-slaves") != Some("2")
-            || field("num-other-sentinels") != Some("2")
-        {
-            return None;
-        }
-        let mut cmd = redis::cmd("SENTINEL");
-        cmd.arg("REPLICAS").arg("mymaster");
-        let replicas: Vec<HashMap<String, String>> = query(sentinel, 26379, &cmd)?;
-        if !replicas.iter().all(|r| {
-            r.get("flags").map(String::as_str) == Some("slave")
-                && r.get("master-link-status").map(String::as_str) == Some("ok")
-        }) {
-            return None;
-        }
-        masters.push(field("ip")?.to_owned());
-    }
-    masters.dedup();
-    (masters.len() == 1).then(|| masters.remove(0))
-}
 
 /// Each acknowledged write (key, node, when), and the count of errors surfaced.
 type Writes = (Vec<(u64, NodeAddr, Instant)>, usize);
-
-/// Waits up to `timeout` for [`settled_among`] `sentinels`; on timeout, panics with what each
-/// of them says of the master and its replicas.
-fn settle(what: &str, timeout: Duration, sentinels: &[&str]) -> String {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if let Some(master) = settled_among(sentinels) {
-            return master;
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-    let views: Vec<String> = sentinels
-        .iter()
-        .map(|&s| {
-            let mut master = redis::cmd("SENTINEL");
-            master.arg("MASTER").arg("mymaster");
-            let mut replicas = redis::cmd("SENTINEL");
-            replicas.arg("REPLICAS").arg("mymaster");
-            let master: Option<HashMap<String, String>> = query(s, 26379, &master);
-            let replicas: Option<Vec<HashMap<String, String>>> = query(s, 26379, &replicas);
-            let pick = |m: &HashMap<String, String>, keys: &[&str]| {
-                keys.iter()
-                    .map(|k| format!("{k}={}", m.get(*k).map_or("?", String::as_str)))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            };
-            format!(
-                "{s}: master {}; replicas {}",
-                master.map_or("no answer".into(), |m| pick(
-                    &m,
-                    &["ip", "flags", "num-slaves", "num-other-sentinels"]
-                )),
-                replicas.map_or("no answer".into(), |list| list
-                    .iter()
-                    .map(|r| pick(r, &["ip", "flags", "master-link-status"]))
-                    .collect::<Vec<_>>()
-                    .join(", "))
-            )
-        })
-        .collect();
-    panic!(
-        "timed out after {timeout:?} waiting for {what}:\n{}",
-        views.join("\n")
-    );
-}
 
 /// A writer of unique keys `d:<n>` through `with_retry_idempotent`, until `stop`.
 fn writer(pool: &SentinelPool, stop: &Arc<AtomicBool>) -> thread::JoinHandle<Writes> {
@@ -229,30 +88,10 @@ fn missing_of(node: &NodeAddr, prefix: &str, keys: impl Iterator<Item = u64>) ->
 #[test]
 fn a_docker_deployment_is_followed_through_a_failover_and_a_partition() {
     init_logging();
-    if !succeeds("docker", &["info"]) || !succeeds("docker-compose", &["version"]) {
-        eprintln!("skipped: no Docker engine with docker-compose answers here");
+    let Some(image) = docker_kit::image() else {
         return;
-    }
-    // An image named by REDIS_IMAGE must exist: CI sets it, and a skip there would hide a
-    // broken setup. Without the variable, a machine that never built the local image skips.
-    let image = match std::env::var("REDIS_IMAGE") {
-        Ok(image) => {
-            assert!(
-                succeeds("docker", &["image", "inspect", &image]),
-                "REDIS_IMAGE names {image:?}, which the Docker engine does not have: \
-                 build it with docker/build-image.sh, or unset REDIS_IMAGE to skip this test"
-            );
-            image
-        }
-        Err(_) if succeeds("docker", &["image", "inspect", LOCAL_IMAGE]) => LOCAL_IMAGE.to_owned(),
-        Err(_) => {
-            eprintln!(
-                "skipped: no image {LOCAL_IMAGE}: run docker/build-image.sh, or set REDIS_IMAGE"
-            );
-            return;
-        }
     };
-    let compose = Compose { image };
+    let compose = Compose::new(PROJECT, image, Duration::from_secs(1));
     compose.run(&["up", "-d"]);
     settle(
         "the containers' sentinels to settle",
@@ -304,7 +143,7 @@ fn a_docker_deployment_is_followed_through_a_failover_and_a_partition() {
         .map(|(service, _, _)| *service)
         .unwrap();
     let container = compose.container(service);
-    let network = format!("{PROJECT}_redis");
+    let network = compose.network("redis");
     let stop = Arc::new(AtomicBool::new(false));
     let handle = writer(&pool, &stop);
     thread::sleep(Duration::from_millis(500));
@@ -349,27 +188,6 @@ fn a_docker_deployment_is_followed_through_a_failover_and_a_partition() {
     drop(pool);
 
     leader_cut_off_after_replicaof_no_one(&compose);
-}
-
-/// The pool on the `client` network: sentinels and data nodes mapped there.
-fn pool_builder() -> r2d2_redis_sentinel::Builder {
-    let mut map: Vec<(String, String)> = DATA
-        .iter()
-        .map(|(_, redis, client)| (format!("{redis}:6379"), format!("{client}:6379")))
-        .collect();
-    map.extend(
-        SENTINELS
-            .iter()
-            .zip(CLIENT_SENTINELS)
-            .map(|(redis, client)| (format!("{redis}:26379"), format!("{client}:26379"))),
-    );
-    SentinelPool::builder(
-        CLIENT_SENTINELS.map(|s| format!("redis://{s}:26379")),
-        "mymaster",
-    )
-    .address_map(map)
-    .max_size(4)
-    .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(60)))
 }
 
 /// The fault matrix's partition row (issue 14): the first sentinel leads a `SENTINEL FAILOVER`
@@ -420,7 +238,7 @@ fn leader_cut_off_after_replicaof_no_one(compose: &Compose) {
     );
     // Frozen first (a signal is quicker than a network change), cut, thawed: the leader
     // never gets to read the replica's new role.
-    let network = format!("{PROJECT}_redis");
+    let network = compose.network("redis");
     let cut_started = Instant::now();
     assert!(succeeds("docker", &["kill", "--signal", "STOP", &leader]));
     let frozen_after = cut_started.elapsed();
@@ -545,12 +363,4 @@ fn leader_cut_off_after_replicaof_no_one(compose: &Compose) {
         "the fenced pool lost writes in the failover after the cut"
     );
     assert_eq!((on.1, off.1), (0, 0), "errors surfaced");
-}
-
-/// The `client` network address of a data node announced at `announced`.
-fn to_client_addr(announced: &str) -> &'static str {
-    DATA.iter()
-        .find(|(_, redis, _)| *redis == announced)
-        .map(|(_, _, client)| *client)
-        .expect("a data node")
 }

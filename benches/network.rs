@@ -1,0 +1,357 @@
+//! Failovers over a network that is not loopback, on the Docker engine: the `docker/`
+//! deployment (sentinels at `down-after-milliseconds` 5 s), with the traffic into every data
+//! node on the sentinels' and replication's network shaped on the host (`tc` token bucket on
+//! the container's host-side interface), so that replication lags behind the writes as it does
+//! over a real link. A pool with the fence and one without write side by side (one writer
+//! each, unique keys through `with_retry_idempotent`) through planned failovers (`SENTINEL
+//! FAILOVER`) and crashes (`docker kill`, then the old master restarted as an empty node).
+//!
+//! Every acknowledged write missing from the new master is put in one class: acknowledged
+//! before the failover began, in the announcement window (from then to the first
+//! `+switch-master` any sentinel published), or after it.
+//!
+//! `cargo bench --bench network` (needs a Docker engine, root for `tc`, and the image
+//! `docker/build-image.sh` builds; about 5 minutes). `FAILOVERS=N` of each kind (3), `RATE`
+//! the shaped rate (`tc` units, 4mbit). The kernel here has no `netem`, so latency is not
+//! added: a token bucket is what it has. Results in BENCHMARKS.md.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+#[path = "../tests/support/fence.rs"]
+mod fence_kit;
+
+#[path = "../tests/support/docker.rs"]
+mod docker_kit;
+
+use std::{
+    collections::HashMap,
+    env, fs,
+    process::Command,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use docker_kit::{CLIENT_SENTINELS, Compose, DATA, SENTINELS, pool_builder, query, to_client_addr};
+use fence_kit::{Report, Writer};
+use parking_lot::Mutex;
+use r2d2_redis_sentinel::{NodeAddr, SentinelPool, redis};
+
+const PROJECT: &str = "r2d2sentinelnet";
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Planned,
+    Crash,
+}
+
+/// What one pool lost in one failover, by class, and what it saw.
+#[derive(Default, Clone)]
+struct Loss {
+    before: usize,
+    window: usize,
+    after: usize,
+    acked: usize,
+    errors: usize,
+    gap: Duration,
+}
+
+fn sh(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The host-side interface of `container` on the compose network `network`: the container's
+/// interface with that network's MAC address names its peer's index (`iflink`).
+fn host_interface(container: &str, network: &str) -> String {
+    let mac = sh(
+        "docker",
+        &[
+            "inspect",
+            "-f",
+            &format!("{{{{(index .NetworkSettings.Networks \"{network}\").MacAddress}}}}"),
+            container,
+        ],
+    );
+    let links = sh(
+        "docker",
+        &[
+            "exec",
+            container,
+            "sh",
+            "-c",
+            "for i in /sys/class/net/*; do echo $(cat $i/address) $(cat $i/iflink); done",
+        ],
+    );
+    let peer: u32 = links
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{mac} ")))
+        .and_then(|i| i.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no interface with {mac} in {container}: {links}"));
+    fs::read_dir("/sys/class/net")
+        .unwrap()
+        .filter_map(Result::ok)
+        .find(|e| {
+            fs::read_to_string(e.path().join("ifindex"))
+                .is_ok_and(|i| i.trim().parse::<u32>() == Ok(peer))
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .unwrap_or_else(|| panic!("no host interface with index {peer}"))
+}
+
+/// Shapes what enters `service`'s container on the `redis` network to `rate`.
+fn shape(compose: &Compose, service: &str, rate: &str) {
+    let interface = host_interface(&compose.container(service), &compose.network("redis"));
+    sh(
+        "tc",
+        &[
+            "qdisc", "replace", "dev", &interface, "root", "tbf", "rate", rate, "burst", "16kb",
+            "latency", "200ms",
+        ],
+    );
+}
+
+/// Bytes of replication stream the master holds that its most advanced replica lacks.
+fn lag_bytes(master: &NodeAddr) -> Option<u64> {
+    let mut cmd = redis::cmd("INFO");
+    cmd.arg("replication");
+    let info: String = query(&master.host, master.port, &cmd)?;
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .map(str::to_owned)
+    };
+    let offset: u64 = field("master_repl_offset:")?.parse().ok()?;
+    let best = info
+        .lines()
+        .filter(|l| l.starts_with("slave"))
+        .filter_map(|l| {
+            l.split(',')
+                .find_map(|kv| kv.strip_prefix("offset="))?
+                .parse::<u64>()
+                .ok()
+        })
+        .max()?;
+    Some(offset.saturating_sub(best))
+}
+
+/// The master every sentinel in `sentinels` names, once they agree, run no failover, and it
+/// answers `ROLE` master.
+fn agreed(sentinels: &[&str]) -> Option<String> {
+    let mut named = Vec::new();
+    for &s in sentinels {
+        let mut cmd = redis::cmd("SENTINEL");
+        cmd.arg("MASTER").arg("mymaster");
+        let master: HashMap<String, String> = query(s, 26379, &cmd)?;
+        if master.get("flags").map(String::as_str) != Some("master") {
+            return None;
+        }
+        named.push(master.get("ip")?.clone());
+    }
+    named.dedup();
+    let ip = (named.len() == 1).then(|| named.remove(0))?;
+    let role: redis::Role = query(to_client_addr(&ip), 6379, &redis::cmd("ROLE"))?;
+    matches!(role, redis::Role::Primary { .. }).then_some(ip)
+}
+
+fn wait<T>(what: &str, timeout: Duration, check: impl FnMut() -> Option<T>) -> T {
+    support::eventually(what, timeout, check)
+}
+
+/// The first `+switch-master` any sentinel publishes from now on, timestamped.
+fn first_switch() -> (Arc<Mutex<Option<Instant>>>, Arc<AtomicBool>) {
+    let (first, stop) = (Arc::new(Mutex::new(None)), Arc::new(AtomicBool::new(false)));
+    for s in CLIENT_SENTINELS {
+        let (first, stop) = (Arc::clone(&first), Arc::clone(&stop));
+        let mut conn = redis::Client::open(format!("redis://{s}:26379"))
+            .unwrap()
+            .get_connection_with_timeout(Duration::from_secs(2))
+            .unwrap();
+        conn.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        thread::spawn(move || {
+            let mut pubsub = conn.as_pubsub();
+            pubsub.subscribe("+switch-master").unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                if pubsub.get_message().is_ok() {
+                    let at = Instant::now();
+                    first.lock().get_or_insert(at);
+                }
+            }
+        });
+    }
+    (first, stop)
+}
+
+fn classify(report: &Report, on: &NodeAddr, began: Instant, switched: Option<Instant>) -> Loss {
+    let missing = report.missing_on(on);
+    let mut loss = Loss {
+        acked: report.acks.len(),
+        errors: report.errors.len(),
+        gap: report.longest_gap,
+        ..Loss::default()
+    };
+    for ack in missing {
+        if ack.at < began {
+            loss.before += 1;
+        } else if switched.is_none_or(|s| ack.at < s) {
+            loss.window += 1;
+        } else {
+            loss.after += 1;
+        }
+    }
+    loss
+}
+
+fn failover(
+    compose: &Compose,
+    kind: Kind,
+    round: usize,
+    pools: &[(&'static str, SentinelPool)],
+) -> (Vec<Loss>, Option<u64>) {
+    let old = wait("the sentinels to agree", Duration::from_secs(90), || {
+        agreed(&SENTINELS)
+    });
+    let old_client = NodeAddr::new(to_client_addr(&old), 6379);
+    let writers: Vec<Writer> = pools
+        .iter()
+        .map(|(name, pool)| {
+            let prefix: &'static str = Box::leak(format!("{name}{round}").into_boxed_str());
+            Writer::start_with(pool, prefix)
+        })
+        .collect();
+    thread::sleep(Duration::from_secs(2));
+    let (switched, stop_listening) = first_switch();
+    thread::sleep(Duration::from_millis(200));
+    let lag = lag_bytes(&old_client);
+    let began = Instant::now();
+    let service = DATA
+        .iter()
+        .find(|(_, redis, _)| *redis == old)
+        .map(|(s, _, _)| *s)
+        .unwrap();
+    let container = compose.container(service);
+    match kind {
+        Kind::Planned => {
+            let mut cmd = redis::cmd("SENTINEL");
+            cmd.arg("FAILOVER").arg("mymaster");
+            let _: String = query(CLIENT_SENTINELS[0], 26379, &cmd).expect("SENTINEL FAILOVER");
+        }
+        Kind::Crash => {
+            sh("docker", &["kill", &container]);
+        }
+    }
+    let new = wait("the new master", Duration::from_secs(90), || {
+        agreed(&SENTINELS).filter(|m| *m != old)
+    });
+    let new_client = NodeAddr::new(to_client_addr(&new), 6379);
+    for (_, pool) in pools {
+        wait(
+            "the pool to write to the new master",
+            Duration::from_secs(60),
+            || (pool.with_retry(|c| Ok(c.addr().clone())).ok()? == new_client).then_some(()),
+        );
+    }
+    thread::sleep(Duration::from_millis(500));
+    let reports: Vec<Report> = writers.into_iter().map(Writer::finish).collect();
+    stop_listening.store(true, Ordering::Relaxed);
+    let switched = *switched.lock();
+    let losses = reports
+        .iter()
+        .map(|r| classify(r, &new_client, began, switched))
+        .collect();
+    if kind == Kind::Crash {
+        sh("docker", &["start", &container]);
+        shape(compose, service, &rate());
+    }
+    (losses, lag)
+}
+
+fn rate() -> String {
+    env::var("RATE").unwrap_or_else(|_| "4mbit".to_owned())
+}
+
+fn main() {
+    let Some(image) = docker_kit::image() else {
+        return;
+    };
+    let failovers: usize = env::var("FAILOVERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(3);
+    let compose = Compose::new(PROJECT, image, Duration::from_secs(5));
+    wait("the containers to settle", Duration::from_secs(90), || {
+        docker_kit::settled()
+    });
+    for (service, _, _) in DATA {
+        shape(&compose, service, &rate());
+    }
+    let pools = [
+        ("on", pool_builder().build().expect("fenced pool")),
+        (
+            "off",
+            pool_builder().fence(false).build().expect("unfenced pool"),
+        ),
+    ];
+    let mut rows: Vec<(Kind, Vec<Loss>, Option<u64>)> = Vec::new();
+    for round in 0..failovers * 2 {
+        let kind = if round % 2 == 0 {
+            Kind::Planned
+        } else {
+            Kind::Crash
+        };
+        let (losses, lag) = failover(&compose, kind, round, &pools);
+        eprintln!(
+            "{kind:?}: lag {lag:?} B; fence on lost {}/{}/{} of {}, off {}/{}/{} of {}",
+            losses[0].before,
+            losses[0].window,
+            losses[0].after,
+            losses[0].acked,
+            losses[1].before,
+            losses[1].window,
+            losses[1].after,
+            losses[1].acked
+        );
+        rows.push((kind, losses, lag));
+    }
+    println!(
+        "| failover | replication lag when it began | fence on: lost before it began / in the announcement window / after | fence off: the same | longest write gap, on / off | errors, on / off | acknowledged, on / off |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    for (kind, losses, lag) in &rows {
+        let (on, off) = (&losses[0], &losses[1]);
+        println!(
+            "| {} | {} | {} / {} / {} | {} / {} / {} | {:.2} / {:.2} s | {} / {} | {} / {} |",
+            match kind {
+                Kind::Planned => "planned",
+                Kind::Crash => "crash",
+            },
+            lag.map_or("?".to_owned(), |b| format!("{b} B")),
+            on.before,
+            on.window,
+            on.after,
+            off.before,
+            off.window,
+            off.after,
+            on.gap.as_secs_f64(),
+            off.gap.as_secs_f64(),
+            on.errors,
+            off.errors,
+            on.acked,
+            off.acked
+        );
+    }
+}
