@@ -41,6 +41,7 @@ pub use retry::RetryPolicy;
 pub use stats::{Stats, WatcherState};
 pub use subscriber::Subscriber;
 #[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use tls::TlsOptions;
 
 pub use crossbeam_channel;

@@ -22,7 +22,7 @@ pub struct Published {
     pub payload: String,
 }
 
-/// Subscriptions to one channel on every sentinel, from [`Topology::listen`]; its threads stop
+/// Subscriptions to one channel on every sentinel, from [`Topology::listen`](super::Topology::listen); its threads stop
 /// when it is dropped.
 #[derive(Debug)]
 pub struct Listener {
