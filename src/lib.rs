@@ -5,6 +5,7 @@ mod backoff;
 mod config;
 mod connection;
 mod core;
+mod env;
 mod error;
 mod event;
 #[cfg(fuzzing)]

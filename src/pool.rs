@@ -181,6 +181,35 @@ impl SentinelPool {
         crate::url::parse(url)
     }
 
+    /// Starts a builder from the environment, in the convention services and containers use:
+    ///
+    /// - `REDIS_SENTINEL_URL`: a connection string, as [`from_url`](Self::from_url) reads it;
+    /// - or `SENTINELS`: comma-separated sentinel addresses (`redis://host:26379` or
+    ///   `host:26379`), with `SERVICE`, the service's name (`mymaster` when unset);
+    /// - and, with either, `ADDRESS_MAP`: comma-separated `announced=reachable` pairs of
+    ///   `host:port`, for nodes announced at addresses the program cannot reach (NAT, Docker;
+    ///   see [`Builder::address_map`]).
+    ///
+    /// Returns `Ok(None)` when neither `REDIS_SENTINEL_URL` nor `SENTINELS` is set, so that a
+    /// program can fall back to something else (a local topology, a usage message).
+    ///
+    /// ```no_run
+    /// # use r2d2_redis_sentinel::SentinelPool;
+    /// let builder = SentinelPool::from_env()?
+    ///     .ok_or("set REDIS_SENTINEL_URL, or SENTINELS and SERVICE")?;
+    /// let pool = builder.max_size(32).build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] naming the variable (`ADDRESS_MAP`, `SERVICE`; `url` or `db`
+    /// for the connection string) when a value cannot be read; one set to something that is
+    /// not Unicode counts as unset. Sentinel addresses are checked by `build`.
+    pub fn from_env() -> Result<Option<Builder>, Error> {
+        crate::env::builder(|name| std::env::var(name).ok())
+    }
+
     /// Starts a pool: unless `lazy`, one connection to the master first (fail fast, with a
     /// typed error), then the watcher and the r2d2 pool.
     pub(crate) fn start(config: Config, lazy: bool) -> Result<Self, Error> {

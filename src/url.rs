@@ -140,7 +140,7 @@ fn decode(text: &str) -> Result<String, Error> {
     })
 }
 
-fn invalid(option: &'static str, reason: impl Into<String>) -> Error {
+pub(crate) fn invalid(option: &'static str, reason: impl Into<String>) -> Error {
     Error::InvalidConfig {
         option,
         reason: reason.into(),

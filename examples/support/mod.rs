@@ -10,37 +10,14 @@ pub(crate) struct Target {
     pub(crate) builder: Builder,
 }
 
-/// Where the sentinels are, first found of: the connection string in `REDIS_SENTINEL_URL`
-/// (`redis+sentinel://host:26379,host2:26379/mymaster`); the sentinels named by `SENTINELS`
-/// (comma-separated URLs) with the service named by `SERVICE` (default `mymaster`); a local
-/// topology started here. With either variable, `ADDRESS_MAP` (comma-separated
-/// `announced=reachable` pairs of `host:port`) rewrites the addresses the sentinels announce,
-/// as `docker/README.md` uses it.
+/// Where the sentinels are: what [`SentinelPool::from_env`] finds (`REDIS_SENTINEL_URL`, or
+/// `SENTINELS` and `SERVICE`, and `ADDRESS_MAP`, as `docker/README.md` uses them), or else a
+/// local topology started here.
 pub(crate) fn target() -> Result<Target, Box<dyn std::error::Error>> {
-    let builder = if let Ok(url) = std::env::var("REDIS_SENTINEL_URL") {
-        Some(SentinelPool::from_url(&url)?)
-    } else if let Ok(list) = std::env::var("SENTINELS") {
-        let service = std::env::var("SERVICE").unwrap_or_else(|_| "mymaster".into());
-        Some(SentinelPool::builder(list.split(','), service))
-    } else {
-        None
-    };
-    if let Some(builder) = builder {
-        let pairs = std::env::var("ADDRESS_MAP").unwrap_or_default();
-        let pairs = pairs
-            .split(',')
-            .filter(|p| !p.trim().is_empty())
-            .map(|pair| {
-                pair.split_once('=').ok_or_else(|| {
-                    format!(
-                        "ADDRESS_MAP: {pair:?} is not announced=reachable (host:port=host:port)"
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+    if let Some(builder) = SentinelPool::from_env()? {
         return Ok(Target {
             topology: None,
-            builder: builder.address_map(pairs),
+            builder,
         });
     }
     println!(

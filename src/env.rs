@@ -1,0 +1,135 @@
+//! A pool's configuration from the environment, in the convention the examples and
+//! `docker/README.md` use: `REDIS_SENTINEL_URL`, or `SENTINELS` and `SERVICE`, and
+//! `ADDRESS_MAP`.
+
+use crate::{Builder, Error, SentinelPool, url::invalid};
+
+/// The builder the variables `lookup` finds describe, or `None` when neither
+/// `REDIS_SENTINEL_URL` nor `SENTINELS` is set.
+pub(crate) fn builder(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<Builder>, Error> {
+    let builder = if let Some(url) = lookup("REDIS_SENTINEL_URL") {
+        SentinelPool::from_url(&url)?
+    } else if let Some(list) = lookup("SENTINELS") {
+        let service = lookup("SERVICE").unwrap_or_else(|| "mymaster".to_owned());
+        if service.trim().is_empty() {
+            return Err(invalid(
+                "SERVICE",
+                "is empty: name the service the sentinels monitor",
+            ));
+        }
+        SentinelPool::builder(
+            list.split(',').map(str::trim).filter(|s| !s.is_empty()),
+            service,
+        )
+    } else {
+        return Ok(None);
+    };
+    let map = lookup("ADDRESS_MAP").unwrap_or_default();
+    let pairs = map
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            pair.split_once('=')
+                .map(|(a, b)| (a.trim().to_owned(), b.trim().to_owned()))
+                .ok_or_else(|| {
+                    invalid(
+                        "ADDRESS_MAP",
+                        format!(
+                            "{pair:?} is not announced=reachable: give comma-separated \
+                             host:port=host:port pairs"
+                        ),
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(builder.address_map(pairs)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn from(vars: &[(&str, &str)]) -> Result<Option<Builder>, Error> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        builder(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn nothing_set_is_no_configuration() {
+        assert!(from(&[("SERVICE", "cache")]).unwrap().is_none());
+    }
+
+    #[test]
+    fn sentinels_and_service_and_the_address_map_are_read() {
+        let builder = from(&[
+            ("SENTINELS", "redis://10.0.0.1:26379, 10.0.0.2:26379,"),
+            ("SERVICE", "cache"),
+            (
+                "ADDRESS_MAP",
+                "172.30.0.10:6379=127.0.0.1:7000 , 172.30.0.11:6379=127.0.0.1:7001",
+            ),
+        ])
+        .unwrap()
+        .unwrap();
+        let debug = format!("{builder:?}");
+        assert!(
+            debug.contains("10.0.0.2:26379") && debug.contains("\"cache\""),
+            "{debug}"
+        );
+        assert!(debug.contains("127.0.0.1:7001"), "{debug}");
+        let default = from(&[("SENTINELS", "10.0.0.1:26379")]).unwrap().unwrap();
+        assert!(format!("{default:?}").contains("\"mymaster\""));
+    }
+
+    #[test]
+    fn the_connection_string_comes_first() {
+        let builder = from(&[
+            (
+                "REDIS_SENTINEL_URL",
+                "redis+sentinel://10.0.0.9:26379/orders",
+            ),
+            ("SENTINELS", "10.0.0.1:26379"),
+        ])
+        .unwrap()
+        .unwrap();
+        let debug = format!("{builder:?}");
+        assert!(
+            debug.contains("\"orders\"") && !debug.contains("10.0.0.1"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn bad_values_are_typed_errors_that_name_the_variable() {
+        let err = from(&[("SENTINELS", "10.0.0.1:26379"), ("ADDRESS_MAP", "a:1-b:2")]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidConfig {
+                    option: "ADDRESS_MAP",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = from(&[("SENTINELS", "10.0.0.1:26379"), ("SERVICE", " ")]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidConfig {
+                    option: "SERVICE",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = from(&[("REDIS_SENTINEL_URL", "redis://nope")]).unwrap_err();
+        assert!(matches!(err, Error::InvalidConfig { .. }), "{err}");
+    }
+}
