@@ -305,21 +305,20 @@ impl Connection {
 
     fn before(&mut self, packed: &[u8]) {
         self.effects.clear();
-        let mut buf = [0; NAME_BUF];
         for (name, arg) in commands(packed) {
-            let name = upper(name, &mut buf);
+            let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
             let mut effect = false;
-            if name == b"MULTI" {
+            if is("MULTI") {
                 self.in_transaction = true;
                 self.queued_write = false;
-            } else if name == b"EXEC" || name == b"DISCARD" {
-                effect = name == b"EXEC" && self.queued_write;
+            } else if is("EXEC") || is("DISCARD") {
+                effect = is("EXEC") && self.queued_write;
                 self.in_transaction = false;
                 self.queued_write = false;
                 self.watching = false;
-            } else if name == b"WATCH" {
+            } else if is("WATCH") {
                 self.watching = true;
-            } else if name == b"UNWATCH" {
+            } else if is("UNWATCH") {
                 self.watching = false;
             } else {
                 if is_subscribe(name) {
@@ -542,55 +541,37 @@ const ONLY_READ: &[&str] = &[
 
 /// Whether `name` (in any case) is in [`ONLY_READ`]: a binary search, as it runs for every
 /// command sent.
-/// Room for the longest command name the checks below know (`GEORADIUSBYMEMBER_RO`).
-const NAME_BUF: usize = 24;
-
-/// `name` in upper case, written into `buf` when it fits; a longer name comes back as sent
-/// (it is no command the checks know, in any case). Done once per command, so that each
-/// check compares bytes as they are: this runs for every command a pooled connection sends.
-fn upper<'a>(name: &'a [u8], buf: &'a mut [u8; NAME_BUF]) -> &'a [u8] {
-    match buf.get_mut(..name.len()) {
-        Some(to) => {
-            for (to, from) in to.iter_mut().zip(name) {
-                *to = from.to_ascii_uppercase();
-            }
-            to
-        }
-        None => name,
-    }
-}
-
-/// `name`: in upper case.
 fn only_reads(name: &[u8]) -> bool {
     ONLY_READ
-        .binary_search_by(|r| r.as_bytes().cmp(name))
+        .binary_search_by(|r| r.bytes().cmp(name.iter().map(u8::to_ascii_uppercase)))
         .is_ok()
 }
 
-/// `name`: in upper case.
 fn is_subscribe(name: &[u8]) -> bool {
-    matches!(
-        name,
-        b"SUBSCRIBE" | b"PSUBSCRIBE" | b"SSUBSCRIBE" | b"MONITOR"
-    )
+    [&b"SUBSCRIBE"[..], b"PSUBSCRIBE", b"SSUBSCRIBE", b"MONITOR"]
+        .iter()
+        .any(|s| name.eq_ignore_ascii_case(s))
 }
 
 /// Commands after which the connection is no longer what the pool made: another db, user,
 /// protocol or reply mode, a name or tracking the next caller did not ask for. `RESET` does
-/// all of these at once (db 0, user `default`, RESP2). `name`: in upper case.
+/// all of these at once (db 0, user `default`, RESP2).
 fn changes_session(name: &[u8], arg: Option<&[u8]>) -> bool {
-    match name {
-        b"SELECT" | b"AUTH" | b"RESET" | b"READONLY" | b"READWRITE" => true,
-        // With no argument `HELLO` only reports (the pool asks roles with it); with a
-        // protocol version it may switch protocol, user and name.
-        b"HELLO" => arg.is_some(),
-        b"CLIENT" => arg.is_some_and(|sub| {
+    let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+    // `HELLO` with no argument only reports (the pool asks roles with it); with a protocol
+    // version it may switch protocol, user and name.
+    if is("SELECT") || is("AUTH") || is("RESET") || (is("HELLO") && arg.is_some()) {
+        return true;
+    }
+    if is("READONLY") || is("READWRITE") {
+        return true;
+    }
+    is("CLIENT")
+        && arg.is_some_and(|sub| {
             ["REPLY", "SETNAME", "TRACKING", "NO-EVICT", "NO-TOUCH"]
                 .iter()
                 .any(|s| sub.eq_ignore_ascii_case(s.as_bytes()))
-        }),
-        _ => false,
-    }
+        })
 }
 
 /// The name and first argument of each command in a packed request (RESP arrays of bulk
@@ -615,17 +596,12 @@ pub(crate) fn commands(mut packed: &[u8]) -> impl Iterator<Item = (&[u8], Option
     })
 }
 
-/// Reads `<marker><decimal digits>\r\n` at the start of `buf`.
+/// Reads `<marker><number>\r\n` at the start of `buf`.
 fn read_header(buf: &[u8], marker: u8) -> Option<(usize, &[u8])> {
     let rest = buf.strip_prefix(&[marker])?;
-    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-    if digits == 0 || rest.get(digits) != Some(&b'\r') {
-        return None;
-    }
-    let number = rest[..digits].iter().try_fold(0usize, |n, d| {
-        n.checked_mul(10)?.checked_add(usize::from(d - b'0'))
-    })?;
-    Some((number, rest.get(digits + 2..)?))
+    let end = rest.iter().position(|&b| b == b'\r')?;
+    let number = std::str::from_utf8(&rest[..end]).ok()?.parse().ok()?;
+    Some((number, rest.get(end + 2..)?))
 }
 
 #[cfg(test)]
@@ -654,7 +630,7 @@ mod tests {
         let first = |cmd: &redis::Cmd| {
             let packed = cmd.get_packed_command();
             let (name, arg) = commands(&packed).next().unwrap();
-            changes_session(upper(name, &mut [0; NAME_BUF]), arg)
+            changes_session(name, arg)
         };
         assert!(first(redis::cmd("select").arg(1)));
         assert!(first(redis::cmd("HELLO").arg(3)));
@@ -668,17 +644,10 @@ mod tests {
     #[test]
     fn the_read_only_list_is_sorted_and_found_in_any_case() {
         assert!(ONLY_READ.windows(2).all(|w| w[0] < w[1]));
-        let mut buf = [0; NAME_BUF];
         for name in ONLY_READ {
-            assert!(name.len() <= NAME_BUF && *name == name.to_ascii_uppercase());
             assert!(only_reads(name.as_bytes()), "{name}");
-            let lower = name.to_ascii_lowercase();
-            assert!(only_reads(upper(lower.as_bytes(), &mut buf)), "{name}");
+            assert!(only_reads(name.to_ascii_lowercase().as_bytes()), "{name}");
         }
-        assert_eq!(
-            upper(&[b'x'; NAME_BUF + 1], &mut buf),
-            &[b'x'; NAME_BUF + 1]
-        );
         for name in [
             "SET",
             "INCR",
