@@ -7,8 +7,8 @@
 //! FAILOVER`) and crashes (`docker kill`, then the old master restarted as an empty node).
 //!
 //! Every acknowledged write missing from the new master is put in one class: acknowledged
-//! before the failover began, in the announcement window (from then to the first
-//! `+switch-master` any sentinel published), or after it.
+//! before the failover began (`SENTINEL FAILOVER` sent; the master killed), in the announcement
+//! window (from then to the first `+switch-master` any sentinel published), or after it.
 //!
 //! `cargo bench --bench network` (needs a Docker engine, root for `tc`, and the image
 //! `docker/build-image.sh` builds; about 5 minutes). `FAILOVERS=N` of each kind (3), `RATE`
@@ -123,29 +123,28 @@ fn shape(compose: &Compose, service: &str, rate: &str) {
     );
 }
 
-/// Bytes of replication stream the master holds that its most advanced replica lacks.
-fn lag_bytes(master: &NodeAddr) -> Option<u64> {
+/// A node's replication offset (`master_repl_offset` on a master, `slave_repl_offset` on a
+/// replica), from `INFO replication`.
+fn offset(node: &str, field: &str) -> Option<u64> {
     let mut cmd = redis::cmd("INFO");
     cmd.arg("replication");
-    let info: String = query(&master.host, master.port, &cmd)?;
-    let field = |name: &str| {
-        info.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(str::trim)
-            .map(str::to_owned)
-    };
-    let offset: u64 = field("master_repl_offset:")?.parse().ok()?;
-    let best = info
-        .lines()
-        .filter(|l| l.starts_with("slave"))
-        .filter_map(|l| {
-            l.split(',')
-                .find_map(|kv| kv.strip_prefix("offset="))?
-                .parse::<u64>()
-                .ok()
-        })
-        .max()?;
-    Some(offset.saturating_sub(best))
+    let info: String = query(node, 6379, &cmd)?;
+    info.lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Bytes of replication stream the master (announced at `master`) has and its most advanced
+/// replica lacks: the master's offset, then each replica's own, read right after. (The offsets
+/// the master lists for its replicas are their acknowledgements, once a second: they would
+/// count a second of writes as lag.)
+fn lag_bytes(master: &str) -> Option<u64> {
+    let at_master = offset(to_client_addr(master), "master_repl_offset:")?;
+    DATA.iter()
+        .filter(|(_, redis, _)| *redis != master)
+        .filter_map(|(_, _, client)| offset(client, "slave_repl_offset:"))
+        .max()
+        .map(|best| at_master.saturating_sub(best))
 }
 
 /// The master every sentinel in `sentinels` names, once they agree, run no failover, and it
@@ -225,7 +224,6 @@ fn failover(
     let old = wait("the sentinels to agree", Duration::from_secs(90), || {
         agreed(&SENTINELS)
     });
-    let old_client = NodeAddr::new(to_client_addr(&old), 6379);
     let writers: Vec<Writer> = pools
         .iter()
         .map(|(name, pool)| {
@@ -236,8 +234,8 @@ fn failover(
     thread::sleep(Duration::from_secs(2));
     let (switched, stop_listening) = first_switch();
     thread::sleep(Duration::from_millis(200));
-    let lag = lag_bytes(&old_client);
-    let began = Instant::now();
+    let lag = lag_bytes(&old);
+    let mut began = Instant::now();
     let service = DATA
         .iter()
         .find(|(_, redis, _)| *redis == old)
@@ -251,7 +249,10 @@ fn failover(
             let _: String = query(CLIENT_SENTINELS[0], 26379, &cmd).expect("SENTINEL FAILOVER");
         }
         Kind::Crash => {
+            // The master is dead when the command returns: what it acknowledged until then
+            // was acknowledged before the failover began.
             sh("docker", &["kill", &container]);
+            began = Instant::now();
         }
     }
     let new = wait("the new master", Duration::from_secs(90), || {
