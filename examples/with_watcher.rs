@@ -100,11 +100,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             thread::sleep(Duration::from_secs(secs));
         }
     }
-    let stats = pool.stats();
-    println!(
-        "\nfailovers seen {}, generation {}, master {:?}, watcher {:?}",
-        stats.failovers, stats.generation, stats.master, stats.watcher
-    );
+    // One line, as a health endpoint would serve it.
+    println!("\n{}", pool.stats());
     drop(pool);
     printer.join().expect("printer thread");
     Ok(())

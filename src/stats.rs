@@ -1,6 +1,9 @@
 //! [`Stats`]: a snapshot of what the pool knows and did.
 
-use std::time::{Duration, SystemTime};
+use std::{
+    fmt,
+    time::{Duration, SystemTime},
+};
 
 use crate::NodeAddr;
 
@@ -58,4 +61,101 @@ pub enum WatcherState {
     },
     /// Stopped by [`SentinelPool::stop_watcher`](crate::SentinelPool::stop_watcher).
     Stopped,
+}
+
+/// One line for a health endpoint or a log, for example:
+///
+/// ```text
+/// master 10.0.0.5:6379 (generation 3); 2 failovers, fence down; watcher listening to 3 of 3 sentinels; 12 connections (4 idle); down-after 30s, retry deadline 40s
+/// ```
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.master {
+            Some(master) => write!(f, "master {master}")?,
+            None => write!(f, "master not looked up yet")?,
+        }
+        write!(
+            f,
+            " (generation {}); {} failover{}, fence {}; watcher ",
+            self.generation,
+            self.failovers,
+            if self.failovers == 1 { "" } else { "s" },
+            if self.fenced { "UP" } else { "down" },
+        )?;
+        match &self.watcher {
+            WatcherState::Running { subscribed } => write!(
+                f,
+                "listening to {} of {} sentinels",
+                subscribed.len(),
+                self.sentinels.len()
+            )?,
+            other => write!(f, "{other}")?,
+        }
+        write!(
+            f,
+            "; {} connections ({} idle); ",
+            self.connections, self.idle_connections
+        )?;
+        if let Some(down_after) = self.down_after {
+            write!(f, "down-after {down_after:?}, ")?;
+        }
+        write!(f, "retry deadline {:?}", self.retry_deadline)
+    }
+}
+
+/// `off`, `stopped`, or `listening to N sentinels`.
+impl fmt::Display for WatcherState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WatcherState::Off => f.write_str("off"),
+            WatcherState::Stopped => f.write_str("stopped"),
+            WatcherState::Running { subscribed } => {
+                write!(f, "listening to {} sentinels", subscribed.len())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_read_on_one_line() {
+        let node = |port| NodeAddr::new("10.0.0.5", port);
+        let mut stats = Stats {
+            generation: 3,
+            master: Some(node(6379)),
+            failovers: 2,
+            fenced: false,
+            fences_raised: 2,
+            fences_resumed: 2,
+            fences_released: 0,
+            last_failover: None,
+            watcher: WatcherState::Running {
+                subscribed: vec![node(26379), node(26380)],
+            },
+            sentinels: vec![node(26379), node(26380), node(26381)],
+            events_dropped: 0,
+            connections: 12,
+            idle_connections: 4,
+            down_after: Some(Duration::from_secs(30)),
+            retry_deadline: Duration::from_secs(40),
+        };
+        assert_eq!(
+            stats.to_string(),
+            "master 10.0.0.5:6379 (generation 3); 2 failovers, fence down; watcher listening \
+             to 2 of 3 sentinels; 12 connections (4 idle); down-after 30s, retry deadline 40s"
+        );
+        stats.master = None;
+        stats.failovers = 1;
+        stats.fenced = true;
+        stats.watcher = WatcherState::Off;
+        stats.down_after = None;
+        assert_eq!(
+            stats.to_string(),
+            "master not looked up yet (generation 3); 1 failover, fence UP; watcher off; 12 \
+             connections (4 idle); retry deadline 40s"
+        );
+    }
 }
