@@ -22,8 +22,8 @@ pub struct Published {
     pub payload: String,
 }
 
-/// Subscriptions to one channel on every sentinel, from [`Topology::listen`](super::Topology::listen); its threads stop
-/// when it is dropped.
+/// Subscriptions to one channel on every sentinel, from
+/// [`Topology::listen`](super::Topology::listen); its threads stop when it is dropped.
 #[derive(Debug)]
 pub struct Listener {
     messages: crossbeam_channel::Receiver<Published>,

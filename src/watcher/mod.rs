@@ -104,6 +104,7 @@ fn clamp(settings: &NodeSettings) -> NodeSettings {
         ..settings.clone()
     }
 }
+
 /// A learned (not configured) sentinel unreachable this long is forgotten.
 const PRUNE_AFTER: Duration = Duration::from_secs(60);
 /// A forgotten sentinel is not learned again for this long.
@@ -571,9 +572,6 @@ impl Coordinator {
         self.apply(&leader, addr, epoch, FailoverSource::Promotion);
     }
 
-    /// Lowers the fence without a new master: to `master` in its epoch, or to asking the
-    /// sentinels. An attempt that was aborted or timed out is remembered as done; one whose
-    /// leader was lost is not (a leader back mid-failover is fenced again).
     /// Whether `leader` answers, within [`IO_LIMIT`], that it still runs a failover of the
     /// service (`SENTINEL MASTER`'s `failover_in_progress` flag): asked on a connection of its
     /// own when the subscription to it was lost.
@@ -599,6 +597,9 @@ impl Coordinator {
         }
     }
 
+    /// Lowers the fence without a new master: to `master` in its epoch, or to asking the
+    /// sentinels. An attempt that was aborted or timed out is remembered as done; one whose
+    /// leader was lost is not (a leader back mid-failover is fenced again).
     fn release(&mut self, master: Option<(NodeAddr, Option<u64>)>, reason: FenceRelease) {
         let Some(fenced) = self.fence.take() else {
             return;

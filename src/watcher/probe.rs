@@ -3,8 +3,8 @@
 //!
 //! Sentinel's `REPLICAOF NO ONE` comes with `CLIENT KILL TYPE normal`, so the probe's
 //! connection dies at the very moment of the promotion; it reconnects at once. Every wait is
-//! short (a hung replica costs [`IO_LIMIT`](super::IO_LIMIT) per attempt), and the thread ends within that when
-//! the fence comes down.
+//! short (a hung replica costs [`IO_LIMIT`](super::IO_LIMIT) per attempt), and the thread ends
+//! within that when the fence comes down.
 
 use std::{sync::Arc, thread, time::Duration};
 
