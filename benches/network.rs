@@ -36,7 +36,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use docker_kit::{CLIENT_SENTINELS, Compose, DATA, SENTINELS, pool_builder, query, to_client_addr};
+use docker_kit::{
+    CLIENT_SENTINELS, Compose, DATA, SENTINELS, pool_builder, query, service_of, to_client_addr,
+    until_pools_write_to,
+};
 use fence_kit::{Report, Writer};
 use parking_lot::Mutex;
 use r2d2_redis_sentinel::{NodeAddr, SentinelPool, redis};
@@ -50,7 +53,7 @@ enum Kind {
 }
 
 /// What one pool lost in one failover, by class, and what it saw.
-#[derive(Default, Clone)]
+#[derive(Default)]
 struct Loss {
     before: usize,
     window: usize,
@@ -166,10 +169,6 @@ fn agreed(sentinels: &[&str]) -> Option<String> {
     matches!(role, redis::Role::Primary { .. }).then_some(ip)
 }
 
-fn wait<T>(what: &str, timeout: Duration, check: impl FnMut() -> Option<T>) -> T {
-    support::eventually(what, timeout, check)
-}
-
 /// The first `+switch-master` any sentinel publishes from now on, timestamped.
 fn first_switch() -> (Arc<Mutex<Option<Instant>>>, Arc<AtomicBool>) {
     let (first, stop) = (Arc::new(Mutex::new(None)), Arc::new(AtomicBool::new(false)));
@@ -221,7 +220,7 @@ fn failover(
     round: usize,
     pools: &[(&'static str, SentinelPool)],
 ) -> (Vec<Loss>, Option<u64>) {
-    let old = wait("the sentinels to agree", Duration::from_secs(90), || {
+    let old = support::eventually("the sentinels to agree", Duration::from_secs(90), || {
         agreed(&SENTINELS)
     });
     let writers: Vec<Writer> = pools
@@ -236,11 +235,7 @@ fn failover(
     thread::sleep(Duration::from_millis(200));
     let lag = lag_bytes(&old);
     let mut began = Instant::now();
-    let service = DATA
-        .iter()
-        .find(|(_, redis, _)| *redis == old)
-        .map(|(s, _, _)| *s)
-        .unwrap();
+    let service = service_of(&old);
     let container = compose.container(service);
     match kind {
         Kind::Planned => {
@@ -255,17 +250,17 @@ fn failover(
             began = Instant::now();
         }
     }
-    let new = wait("the new master", Duration::from_secs(90), || {
+    let new = support::eventually("the new master", Duration::from_secs(90), || {
         agreed(&SENTINELS).filter(|m| *m != old)
     });
     let new_client = NodeAddr::new(to_client_addr(&new), 6379);
-    for (_, pool) in pools {
-        wait(
-            "the pool to write to the new master",
-            Duration::from_secs(60),
-            || (pool.with_retry(|c| Ok(c.addr().clone())).ok()? == new_client).then_some(()),
-        );
-    }
+    let each: Vec<&SentinelPool> = pools.iter().map(|(_, pool)| pool).collect();
+    until_pools_write_to(
+        "the pools to write to the new master",
+        &each,
+        &new_client,
+        Duration::from_secs(60),
+    );
     thread::sleep(Duration::from_millis(500));
     let reports: Vec<Report> = writers.into_iter().map(Writer::finish).collect();
     stop_listening.store(true, Ordering::Relaxed);
@@ -294,7 +289,7 @@ fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(3);
     let compose = Compose::new(PROJECT, image, Duration::from_secs(5));
-    wait("the containers to settle", Duration::from_secs(90), || {
+    support::eventually("the containers to settle", Duration::from_secs(90), || {
         docker_kit::settled()
     });
     for (service, _, _) in DATA {

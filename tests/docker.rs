@@ -15,75 +15,24 @@ mod support;
 #[path = "support/docker.rs"]
 mod docker_kit;
 
+#[path = "support/fence.rs"]
+mod fence_kit;
+
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
     thread,
     time::{Duration, Instant},
 };
 
 use docker_kit::{
-    CLIENT_SENTINELS, Compose, DATA, SENTINELS, pool_builder, query, settle, settled, succeeds,
-    to_client_addr,
+    CLIENT_SENTINELS, Compose, SENTINELS, pool_builder, query, service_of, settle, settled,
+    succeeds, to_client_addr, until_pools_write_to,
 };
-use r2d2_redis_sentinel::{
-    NodeAddr, SentinelPool,
-    redis::{self, Commands},
-};
+use fence_kit::{Writer, pool_master};
+use r2d2_redis_sentinel::{NodeAddr, redis};
 use support::{eventually, init_logging};
 
 /// Letters and digits only: every Compose version keeps such a name as it is.
 const PROJECT: &str = "r2d2sentineltest";
-
-/// Each acknowledged write (key, node, when), and the count of errors surfaced.
-type Writes = (Vec<(u64, NodeAddr, Instant)>, usize);
-
-/// A writer of unique keys `d:<n>` through `with_retry_idempotent`, until `stop`.
-fn writer(pool: &SentinelPool, stop: &Arc<AtomicBool>) -> thread::JoinHandle<Writes> {
-    writer_of(pool, stop, "d")
-}
-
-/// A writer of unique keys `<prefix>:<n>` through `with_retry_idempotent`, until `stop`.
-fn writer_of(
-    pool: &SentinelPool,
-    stop: &Arc<AtomicBool>,
-    prefix: &'static str,
-) -> thread::JoinHandle<Writes> {
-    let (pool, stop) = (pool.clone(), Arc::clone(stop));
-    thread::spawn(move || {
-        let (mut acks, mut errors) = (Vec::new(), 0);
-        let mut key = 0u64;
-        while !stop.load(Ordering::Relaxed) {
-            key += 1;
-            match pool.with_retry_idempotent(|c| {
-                let _: () = c.set(format!("{prefix}:{key}"), key)?;
-                Ok(c.addr().clone())
-            }) {
-                Ok(by) => acks.push((key, by, Instant::now())),
-                Err(err) => {
-                    eprintln!("write error: {err}");
-                    errors += 1;
-                }
-            }
-        }
-        (acks, errors)
-    })
-}
-
-fn missing_on(node: &NodeAddr, keys: impl Iterator<Item = u64>) -> usize {
-    missing_of(node, "d", keys)
-}
-
-fn missing_of(node: &NodeAddr, prefix: &str, keys: impl Iterator<Item = u64>) -> usize {
-    let mut conn = redis::Client::open(format!("redis://{node}"))
-        .unwrap()
-        .get_connection_with_timeout(Duration::from_secs(2))
-        .unwrap();
-    keys.filter(|k| !conn.exists::<_, bool>(format!("{prefix}:{k}")).unwrap())
-        .count()
-}
 
 #[test]
 fn a_docker_deployment_is_followed_through_a_failover_and_a_partition() {
@@ -92,7 +41,6 @@ fn a_docker_deployment_is_followed_through_a_failover_and_a_partition() {
         return;
     };
     let compose = Compose::new(PROJECT, image, Duration::from_secs(1));
-    compose.run(&["up", "-d"]);
     settle(
         "the containers' sentinels to settle",
         Duration::from_secs(60),
@@ -105,28 +53,28 @@ fn a_docker_deployment_is_followed_through_a_failover_and_a_partition() {
         Some(NodeAddr::new(to_client_addr(&first), 6379)),
         "the pool reaches the master on the client network"
     );
-    let master_now = |pool: &SentinelPool| pool.with_retry(|c| Ok(c.addr().clone())).unwrap();
 
     // A planned failover, inside the containers.
-    let stop = Arc::new(AtomicBool::new(false));
-    let handle = writer(&pool, &stop);
+    let writer = Writer::start_with(&pool, "planned");
     thread::sleep(Duration::from_millis(500));
     let mut cmd = redis::cmd("SENTINEL");
     cmd.arg("FAILOVER").arg("mymaster");
     let _: String = query(SENTINELS[0], 26379, &cmd).expect("SENTINEL FAILOVER");
     let old = NodeAddr::new(to_client_addr(&first), 6379);
     let new = eventually("the pool to move", Duration::from_secs(30), || {
-        Some(master_now(&pool)).filter(|m| *m != old)
+        Some(pool_master(&pool)).filter(|m| *m != old)
     });
     thread::sleep(Duration::from_millis(500));
-    stop.store(true, Ordering::Relaxed);
-    let (acks, errors) = handle.join().unwrap();
-    assert_eq!(errors, 0);
-    let lost = missing_on(&new, acks.iter().map(|(k, _, _)| *k));
-    assert_eq!(lost, 0, "acknowledged writes lost in a planned failover");
+    let report = writer.finish();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(
+        report.missing_on(&new).len(),
+        0,
+        "acknowledged writes lost in a planned failover"
+    );
     eprintln!(
         "planned failover in containers: {} writes, 0 errors, 0 lost",
-        acks.len()
+        report.acks.len()
     );
 
     // A partition: the master loses the sentinels' network, the client still reaches it.
@@ -136,16 +84,10 @@ fn a_docker_deployment_is_followed_through_a_failover_and_a_partition() {
         &SENTINELS,
     );
     let partitioned = NodeAddr::new(to_client_addr(&announced), 6379);
-    assert_eq!(master_now(&pool), partitioned);
-    let service = DATA
-        .iter()
-        .find(|(_, redis, _)| *redis == announced)
-        .map(|(service, _, _)| *service)
-        .unwrap();
-    let container = compose.container(service);
+    assert_eq!(pool_master(&pool), partitioned);
+    let container = compose.container(service_of(&announced));
     let network = compose.network("redis");
-    let stop = Arc::new(AtomicBool::new(false));
-    let handle = writer(&pool, &stop);
+    let writer = Writer::start_with(&pool, "partition");
     thread::sleep(Duration::from_millis(500));
     let cut = Instant::now();
     assert!(
@@ -155,20 +97,20 @@ fn a_docker_deployment_is_followed_through_a_failover_and_a_partition() {
     let promoted = eventually(
         "the pool to leave the partitioned master",
         Duration::from_secs(30),
-        || Some(master_now(&pool)).filter(|m| *m != partitioned),
+        || Some(pool_master(&pool)).filter(|m| *m != partitioned),
     );
     // The client still reaches the old master, which still believes it is master: only
     // Sentinel's view (and the fence) moved the pool.
     let role: redis::Role = query(&partitioned.host, 6379, &redis::cmd("ROLE")).unwrap();
     assert!(matches!(role, redis::Role::Primary { .. }), "{role:?}");
     thread::sleep(Duration::from_millis(500));
-    stop.store(true, Ordering::Relaxed);
-    let (acks, errors) = handle.join().unwrap();
-    assert_eq!(errors, 0);
-    assert!(acks.iter().any(|(_, by, _)| *by == promoted));
-    let on_old_after_cut = acks
+    let report = writer.finish();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert!(report.acks.iter().any(|a| a.by == promoted));
+    let on_old_after_cut = report
+        .acks
         .iter()
-        .filter(|(_, by, at)| *by == partitioned && *at > cut)
+        .filter(|a| a.by == partitioned && a.at > cut)
         .count();
     // At its old address: a reconnect without `--ip` would get another from the pool.
     assert!(
@@ -183,7 +125,7 @@ fn a_docker_deployment_is_followed_through_a_failover_and_a_partition() {
     eprintln!(
         "partition in containers: {} writes, 0 errors; {on_old_after_cut} acknowledged by the \
          partitioned master after the cut (lost when it rejoins as a replica)",
-        acks.len()
+        report.acks.len()
     );
     drop(pool);
 
@@ -205,9 +147,10 @@ fn leader_cut_off_after_replicaof_no_one(compose: &Compose) {
     );
     let fenced = pool_builder().build().unwrap();
     let bare = pool_builder().fence(false).build().unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let on = writer_of(&fenced, &stop, "on");
-    let off = writer_of(&bare, &stop, "off");
+    let (on, off) = (
+        Writer::start_with(&fenced, "on"),
+        Writer::start_with(&bare, "off"),
+    );
     thread::sleep(Duration::from_millis(500));
 
     // The test's own ear on the leader, on the client network.
@@ -273,43 +216,40 @@ fn leader_cut_off_after_replicaof_no_one(compose: &Compose) {
         &SENTINELS[1..],
     );
     let master_client = NodeAddr::new(to_client_addr(&master), 6379);
-    eventually(
+    until_pools_write_to(
         "both pools to write to the master the majority names",
+        &[&fenced, &bare],
+        &master_client,
         Duration::from_secs(60),
-        || {
-            let by = |p: &SentinelPool| p.with_retry(|c| Ok(c.addr().clone())).ok();
-            (by(&fenced) == Some(master_client.clone()) && by(&bare) == Some(master_client.clone()))
-                .then_some(())
-        },
     );
     thread::sleep(Duration::from_millis(500));
-    stop.store(true, Ordering::Relaxed);
-    let (on, off) = (on.join().unwrap(), off.join().unwrap());
-    let lost = |w: &Writes, prefix| missing_of(&master_client, prefix, w.0.iter().map(|a| a.0));
-    let (lost_on, lost_off) = (lost(&on, "on"), lost(&off, "off"));
-    let gap = |w: &Writes| {
-        w.0.windows(2)
-            .map(|p| p[1].2 - p[0].2)
-            .max()
-            .unwrap_or_default()
-    };
+    let (on, off) = (on.finish(), off.finish());
+    let (lost_on, lost_off) = (
+        on.missing_on(&master_client).len(),
+        off.missing_on(&master_client).len(),
+    );
     eprintln!(
         "leader cut off after REPLICAOF NO ONE (frozen {frozen_after:?} after the step; \
          promotion seen by it first: {promotion_seen}); the majority kept {kept} and turned \
          {candidate} back: \
          fence on lost {lost_on} of {} ({} errors, longest gap {:?}), fence off lost {lost_off} \
          of {} ({} errors, longest gap {:?})",
-        on.0.len(),
-        on.1,
-        gap(&on),
-        off.0.len(),
-        off.1,
-        gap(&off)
+        on.acks.len(),
+        on.errors.len(),
+        on.longest_gap,
+        off.acks.len(),
+        off.errors.len(),
+        off.longest_gap
     );
     assert_eq!(kept, master, "the majority keeps the old master");
     assert_eq!(lost_on, 0, "the fence lost writes with its leader cut off");
     assert!(lost_on <= lost_off);
-    assert_eq!((on.1, off.1), (0, 0), "errors surfaced");
+    assert!(
+        on.errors.is_empty() && off.errors.is_empty(),
+        "errors surfaced: {:?} {:?}",
+        on.errors,
+        off.errors
+    );
 
     // The leader rejoins; the next failover is followed and, with the fence, loses nothing.
     assert!(succeeds(
@@ -328,9 +268,10 @@ fn leader_cut_off_after_replicaof_no_one(compose: &Compose) {
         Duration::from_secs(90),
         &SENTINELS,
     );
-    let stop = Arc::new(AtomicBool::new(false));
-    let on = writer_of(&fenced, &stop, "on2");
-    let off = writer_of(&bare, &stop, "off2");
+    let (on, off) = (
+        Writer::start_with(&fenced, "on2"),
+        Writer::start_with(&bare, "off2"),
+    );
     thread::sleep(Duration::from_millis(500));
     let _: String = query(CLIENT_SENTINELS[1], 26379, &cmd).expect("SENTINEL FAILOVER");
     let next = eventually(
@@ -339,28 +280,29 @@ fn leader_cut_off_after_replicaof_no_one(compose: &Compose) {
         || settled().filter(|m| *m != master),
     );
     let next_client = NodeAddr::new(to_client_addr(&next), 6379);
-    eventually(
+    until_pools_write_to(
         "both pools to follow the next failover",
+        &[&fenced, &bare],
+        &next_client,
         Duration::from_secs(30),
-        || {
-            let by = |p: &SentinelPool| p.with_retry(|c| Ok(c.addr().clone())).ok();
-            (by(&fenced) == Some(next_client.clone()) && by(&bare) == Some(next_client.clone()))
-                .then_some(())
-        },
     );
     thread::sleep(Duration::from_millis(500));
-    stop.store(true, Ordering::Relaxed);
-    let (on, off) = (on.join().unwrap(), off.join().unwrap());
-    let lost_on = missing_of(&next_client, "on2", on.0.iter().map(|a| a.0));
-    let lost_off = missing_of(&next_client, "off2", off.0.iter().map(|a| a.0));
+    let (on, off) = (on.finish(), off.finish());
+    let lost_on = on.missing_on(&next_client).len();
+    let lost_off = off.missing_on(&next_client).len();
     eprintln!(
         "next failover: fence on lost {lost_on} of {}, fence off lost {lost_off} of {}",
-        on.0.len(),
-        off.0.len()
+        on.acks.len(),
+        off.acks.len()
     );
     assert_eq!(
         lost_on, 0,
         "the fenced pool lost writes in the failover after the cut"
     );
-    assert_eq!((on.1, off.1), (0, 0), "errors surfaced");
+    assert!(
+        on.errors.is_empty() && off.errors.is_empty(),
+        "errors surfaced: {:?} {:?}",
+        on.errors,
+        off.errors
+    );
 }

@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use r2d2_redis_sentinel::{RetryPolicy, SentinelPool, redis};
+use r2d2_redis_sentinel::{NodeAddr, RetryPolicy, SentinelPool, redis};
 
 /// The image `docker/build-image.sh` builds.
 const LOCAL_IMAGE: &str = "r2d2-redis-sentinel/redis:bookworm";
@@ -201,6 +201,29 @@ pub fn pool_builder() -> r2d2_redis_sentinel::Builder {
     .address_map(map)
     .max_size(4)
     .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(60)))
+}
+
+/// The compose service of the data node announced at `announced`.
+pub fn service_of(announced: &str) -> &'static str {
+    DATA.iter()
+        .find(|(_, redis, _)| *redis == announced)
+        .map(|(service, _, _)| *service)
+        .expect("a data node")
+}
+
+/// Waits up to `timeout` until every pool of `pools` writes to `node`.
+pub fn until_pools_write_to(
+    what: &str,
+    pools: &[&SentinelPool],
+    node: &NodeAddr,
+    timeout: Duration,
+) {
+    crate::support::eventually(what, timeout, || {
+        pools
+            .iter()
+            .all(|p| p.with_retry(|c| Ok(c.addr().clone())).ok().as_ref() == Some(node))
+            .then_some(())
+    });
 }
 
 /// The `client` network address of a data node announced at `announced`.
