@@ -10,14 +10,10 @@ use redis::{ConnectionLike, ErrorKind, RedisError, RedisResult, Role, ServerErro
 
 use crate::{
     NodeAddr,
+    class::{self, STALE},
     generation::Generation,
     node::{NodeRole, NodeSettings, RoleProbe},
-    retry,
 };
-
-/// The error code of a request a connection refused to send because the pool moved to a new
-/// generation after the connection was checked out. Nothing was sent: safe to retry.
-pub(crate) const STALE: &str = "STALE";
 
 /// A connection to a Redis data node, handed out by the pool inside an
 /// [`r2d2::PooledConnection`].
@@ -383,8 +379,8 @@ impl Connection {
     fn observe(&mut self, err: &RedisError) {
         // On a replica, `READONLY` answers a write sent to the wrong pool: no failover.
         if self.serves == NodeRole::Master
-            && retry::classify(err).is_failover()
-            && (!retry::is_unblocked(err) || self.demoted())
+            && class::classify(err).is_failover()
+            && (!class::is_unblocked(err) || self.demoted())
         {
             self.failover_error = Some(err.clone());
         }

@@ -208,7 +208,7 @@ impl Error {
             Error::CheckoutTimeout { cause, .. } | Error::RetriesExhausted { last: cause, .. } => {
                 cause.is_retryable()
             }
-            Error::Redis(source) => crate::retry::classify(source).is_safe_to_retry(),
+            Error::Redis(source) => crate::class::classify(source).is_safe_to_retry(),
             _ => false,
         }
     }

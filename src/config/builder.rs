@@ -1,0 +1,486 @@
+//! The [`Builder`]: every option with its default, and the three ways to start a pool.
+
+use std::time::Duration;
+
+use redis::ProtocolVersion;
+
+use super::{FenceResume, REDACTED, Validation, redact_url};
+use crate::{Error, NodeAddr, RetryPolicy, SentinelPool, node::MapFn};
+
+/// Builds a [`SentinelPool`]; made by [`SentinelPool::builder`].
+///
+/// Every setter documents its default. Nothing is checked until [`build`](Builder::build),
+/// which validates every option and asks the sentinels for the master. Every duration must be
+/// longer than zero and at most one year. Its `Debug` output shows no password, not even one
+/// inside a sentinel URL.
+#[derive(Clone)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct Builder {
+    pub(crate) sentinels: Vec<String>,
+    pub(crate) service: String,
+    pub(crate) max_size: u32,
+    pub(crate) min_idle: Option<u32>,
+    pub(crate) connection_timeout: Duration,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) max_lifetime: Option<Duration>,
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<String>,
+    pub(crate) sentinel_username: Option<String>,
+    pub(crate) sentinel_password: Option<String>,
+    pub(crate) db: i64,
+    pub(crate) protocol: ProtocolVersion,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) read_timeout: Duration,
+    pub(crate) write_timeout: Duration,
+    pub(crate) sentinel_timeout: Duration,
+    pub(crate) validation: Validation,
+    /// `None`: the default, its deadline grown to cover the deployment's failovers.
+    pub(crate) retry: Option<RetryPolicy>,
+    pub(crate) watcher: bool,
+    pub(crate) discover_sentinels: bool,
+    pub(crate) max_sentinels: usize,
+    pub(crate) fence: bool,
+    pub(crate) fence_timeout: Duration,
+    pub(crate) fence_resume: FenceResume,
+    pub(crate) replicas: Option<crate::ReplicaOptions>,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::TlsOptions>,
+    pub(crate) address_pairs: Vec<(String, String)>,
+    pub(crate) address_function: Option<std::sync::Arc<MapFn>>,
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |password: &Option<String>| password.as_ref().map(|_| REDACTED);
+        let sentinels: Vec<String> = self.sentinels.iter().map(|s| redact_url(s)).collect();
+        let mut f = f.debug_struct("Builder");
+        f.field("sentinels", &sentinels)
+            .field("service", &self.service)
+            .field("max_size", &self.max_size)
+            .field("min_idle", &self.min_idle)
+            .field("connection_timeout", &self.connection_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_lifetime", &self.max_lifetime)
+            .field("username", &self.username)
+            .field("password", &hidden(&self.password))
+            .field("sentinel_username", &self.sentinel_username)
+            .field("sentinel_password", &hidden(&self.sentinel_password))
+            .field("db", &self.db)
+            .field("protocol", &self.protocol)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("read_timeout", &self.read_timeout)
+            .field("write_timeout", &self.write_timeout)
+            .field("sentinel_timeout", &self.sentinel_timeout)
+            .field("validation", &self.validation)
+            .field("retry", &self.retry)
+            .field("watcher", &self.watcher)
+            .field("discover_sentinels", &self.discover_sentinels)
+            .field("max_sentinels", &self.max_sentinels)
+            .field("fence", &self.fence)
+            .field("fence_timeout", &self.fence_timeout)
+            .field("fence_resume", &self.fence_resume)
+            .field("replicas", &self.replicas);
+        #[cfg(feature = "tls")]
+        f.field("tls", &self.tls);
+        f.field("address_map", &self.address_pairs)
+            .field(
+                "map_addresses",
+                &self.address_function.as_ref().map(|_| "<function>"),
+            )
+            .finish()
+    }
+}
+
+impl Builder {
+    pub(crate) fn new(sentinels: Vec<String>, service: String) -> Self {
+        Builder {
+            sentinels,
+            service,
+            max_size: 10,
+            min_idle: None,
+            connection_timeout: Duration::from_secs(5),
+            idle_timeout: Some(Duration::from_secs(10 * 60)),
+            max_lifetime: Some(Duration::from_secs(30 * 60)),
+            username: None,
+            password: None,
+            sentinel_username: None,
+            sentinel_password: None,
+            db: 0,
+            protocol: ProtocolVersion::RESP2,
+            connect_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(3),
+            write_timeout: Duration::from_secs(3),
+            sentinel_timeout: Duration::from_millis(500),
+            validation: Validation::PingRole,
+            retry: None,
+            watcher: true,
+            discover_sentinels: true,
+            max_sentinels: 16,
+            fence: true,
+            fence_timeout: Duration::from_secs(3),
+            fence_resume: FenceResume::Commit,
+            replicas: None,
+            #[cfg(feature = "tls")]
+            tls: None,
+            address_pairs: Vec::new(),
+            address_function: None,
+        }
+    }
+
+    /// The most connections the pool keeps open, idle or in use; at most 10,000.
+    ///
+    /// Defaults to 10.
+    pub fn max_size(mut self, max_size: u32) -> Self {
+        self.max_size = max_size;
+        self
+    }
+
+    /// How many idle connections the pool tries to keep open; `None` keeps `max_size`.
+    ///
+    /// Defaults to `None`.
+    pub fn min_idle(mut self, min_idle: Option<u32>) -> Self {
+        self.min_idle = min_idle;
+        self
+    }
+
+    /// How long [`get`](crate::SentinelPool::get) waits for a connection before it fails.
+    ///
+    /// Defaults to 5 seconds.
+    pub fn connection_timeout(mut self, timeout: Duration) -> Self {
+        self.connection_timeout = timeout;
+        self
+    }
+
+    /// How long a connection may stay idle before it is closed; `None` keeps it.
+    ///
+    /// Defaults to 10 minutes.
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// How long a connection may live before it is closed; `None` keeps it.
+    ///
+    /// Defaults to 30 minutes.
+    pub fn max_lifetime(mut self, lifetime: Option<Duration>) -> Self {
+        self.max_lifetime = lifetime;
+        self
+    }
+
+    /// The ACL user for the data nodes (master and replicas).
+    ///
+    /// Defaults to none (the `default` user).
+    pub fn username(mut self, username: impl Into<String>) -> Self {
+        self.username = Some(username.into());
+        self
+    }
+
+    /// The password for the data nodes (their `requirepass` or the ACL user's password).
+    ///
+    /// Defaults to none.
+    pub fn password(mut self, password: impl Into<String>) -> Self {
+        self.password = Some(password.into());
+        self
+    }
+
+    /// The ACL user for the sentinels, which is separate from the data nodes'.
+    ///
+    /// Defaults to none (the `default` user), or the user named in the sentinel URL.
+    pub fn sentinel_username(mut self, username: impl Into<String>) -> Self {
+        self.sentinel_username = Some(username.into());
+        self
+    }
+
+    /// The password for the sentinels (their own `requirepass`), which is separate from the data
+    /// nodes'.
+    ///
+    /// Defaults to none, or the password in the sentinel URL.
+    pub fn sentinel_password(mut self, password: impl Into<String>) -> Self {
+        self.sentinel_password = Some(password.into());
+        self
+    }
+
+    /// The database index selected on every data-node connection.
+    ///
+    /// Defaults to 0.
+    pub fn db(mut self, db: i64) -> Self {
+        self.db = db;
+        self
+    }
+
+    /// The protocol spoken with the data nodes (RESP2 or RESP3).
+    ///
+    /// Defaults to RESP2.
+    pub fn protocol(mut self, protocol: ProtocolVersion) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// How long opening a connection to a data node may take: TCP connect plus the
+    /// authentication handshake.
+    ///
+    /// Defaults to 1 second.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long a data-node connection waits for a reply. Raise it above the longest blocking
+    /// command you send (`BLPOP ... 10` needs more than 10 seconds).
+    ///
+    /// Defaults to 3 seconds.
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = timeout;
+        self
+    }
+
+    /// How long a data-node connection waits to send a request.
+    ///
+    /// Defaults to 3 seconds.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// How long asking one sentinel may take, connecting to it included. A sentinel that
+    /// accepts connections and never answers costs this much in each lookup that reaches it;
+    /// after it failed, it is asked only when no other sentinel answers, for a few seconds.
+    ///
+    /// Defaults to 500 milliseconds.
+    pub fn sentinel_timeout(mut self, timeout: Duration) -> Self {
+        self.sentinel_timeout = timeout;
+        self
+    }
+
+    /// How connections are checked at checkout; see [`Validation`].
+    ///
+    /// Defaults to [`Validation::PingRole`].
+    pub fn validation(mut self, validation: Validation) -> Self {
+        self.validation = validation;
+        self
+    }
+
+    /// How [`with_retry`](crate::SentinelPool::with_retry) retries; see [`RetryPolicy`].
+    ///
+    /// Defaults to [`RetryPolicy::default`] with a deadline that covers a crash failover of
+    /// this deployment: the service's `down-after-milliseconds`, which the sentinels report,
+    /// plus 10 s for the election, the promotion and the announcement, never under 10 s nor
+    /// over 2 minutes (40 s at Sentinel's default 30 s; 11 s at 1 s). [`Stats::retry_deadline`](crate::Stats)
+    /// shows the one in force. A policy set here is used as it is: a web request that must
+    /// answer within its own budget sets a shorter deadline and maps the error to a 503.
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+
+    /// Whether to run the watcher: background threads subscribed to every sentinel's
+    /// `+switch-master`, which move the pool to a new master within milliseconds of its
+    /// announcement. Without it the pool still recovers, later: from errors and `ROLE` checks,
+    /// which after a planned failover means only once the old master is demoted (seconds later,
+    /// writes it acknowledged meanwhile are lost).
+    ///
+    /// Defaults to `true`.
+    pub fn watcher(mut self, enabled: bool) -> Self {
+        self.watcher = enabled;
+        self
+    }
+
+    /// Whether the watcher learns sentinels other than those given (from `+sentinel` and
+    /// `SENTINEL SENTINELS`), listens to them and uses them for lookups. Turn it off when the
+    /// sentinels announce addresses this client cannot reach, or to use exactly the list
+    /// given.
+    ///
+    /// Defaults to `true`.
+    pub fn discover_sentinels(mut self, enabled: bool) -> Self {
+        self.discover_sentinels = enabled;
+        self
+    }
+
+    /// The most sentinels the pool knows, those given included; learned ones beyond it are
+    /// ignored. Each known sentinel costs a thread and two connections. At least the number of
+    /// sentinels given.
+    ///
+    /// Defaults to 16.
+    pub fn max_sentinels(mut self, max: usize) -> Self {
+        self.max_sentinels = max;
+        self
+    }
+
+    /// Whether the watcher fences the old master while a failover promotes a replica.
+    ///
+    /// Sentinel announces a failover (`+switch-master`) only after it promoted a replica:
+    /// about 0.1 to 1 s later, seconds for the leader. During `SENTINEL FAILOVER` the old master
+    /// accepts writes all that time, and every write it acknowledges after the promotion is
+    /// lost when it is demoted: thousands. With the fence, the watcher follows the failover
+    /// leader's steps: when the leader selects the replica to promote (about 0.1 s before it
+    /// sends `REPLICAOF NO ONE`), the pool stops handing out connections to the old master,
+    /// drops the idle ones, makes checked-out ones refuse their next request (not sent, so
+    /// [`with_retry`](crate::SentinelPool::with_retry) retries it) and holds new checkouts.
+    /// It resumes on the promoted replica when the failover is committed (or earlier: see
+    /// [`fence_resume`](Self::fence_resume)). The fence comes down without a new master, and
+    /// checkouts go where the sentinels say, when the leader aborts (`-failover-abort-*`,
+    /// back to the old master at once), when the watcher loses its subscription to the leader
+    /// (it died or froze: its failover cannot commit), and after
+    /// [`fence_timeout`](Self::fence_timeout). A subscriber that (re)joins while a failover is
+    /// under way learns it from its sentinel's state and raises the fence too.
+    ///
+    /// The trade-off: writes pause for about a second per failover (from the selection to the
+    /// commit), instead of a second of acknowledged writes being lost. In no failure of the
+    /// failover itself (its leader crashing or freezing at any step, the promoted replica
+    /// lost, a watcher that joins late) does the fence lose a write that a pool without it
+    /// would have kept. It needs the watcher, and a replica address this client can reach
+    /// (see [`address_map`](Self::address_map)).
+    ///
+    /// What it cannot protect: writes other clients send to the old master, and writes the
+    /// old master acknowledged but had not yet replicated when the replica was promoted
+    /// (asynchronous replication; `WAIT` narrows that window).
+    ///
+    /// Defaults to `true`.
+    pub fn fence(mut self, enabled: bool) -> Self {
+        self.fence = enabled;
+        self
+    }
+
+    /// The longest a fence holds checkouts: after it, the pool asks the sentinels for the
+    /// master again, as without the fence. A checkout never waits longer than its own
+    /// [`connection_timeout`](Self::connection_timeout) either. At most 30 seconds: a
+    /// failover that has not committed by then is stuck, and Sentinel itself gives it up only
+    /// after its `failover-timeout` (three minutes by default).
+    ///
+    /// Defaults to 3 seconds (a healthy failover commits within about 1.5 s of the step that
+    /// raises the fence).
+    pub fn fence_timeout(mut self, timeout: Duration) -> Self {
+        self.fence_timeout = timeout;
+        self
+    }
+
+    /// Where a fenced pool resumes writes: when the failover is committed (safe against its
+    /// leader dying midway), or as soon as the promoted replica answers master (faster, at
+    /// that risk). See [`FenceResume`] for the figures.
+    ///
+    /// Defaults to [`FenceResume::Commit`].
+    pub fn fence_resume(mut self, resume: FenceResume) -> Self {
+        self.fence_resume = resume;
+        self
+    }
+
+    /// Speaks TLS to the sentinels and the data nodes (the `tls` feature; a connection
+    /// string's `rediss+sentinel://`).
+    ///
+    /// Defaults to none: plain TCP.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls(mut self, options: crate::TlsOptions) -> Self {
+        self.tls = Some(options);
+        self
+    }
+
+    /// Builds a pool of reads from the replicas instead of the master: what
+    /// [`SentinelPool::replica_pool`](crate::SentinelPool::replica_pool) gives, for a program
+    /// that only reads (a connection string's `?role=replica`). The master's watcher runs
+    /// behind it. `build` still checks the master first; `build_manager` gives a manager
+    /// whose connections go to replicas.
+    ///
+    /// Defaults to none: the pool serves the master.
+    pub fn replicas(mut self, options: crate::ReplicaOptions) -> Self {
+        self.replicas = Some(options);
+        self
+    }
+
+    /// Addresses to use instead of those the sentinels announce, as `"host:port"` pairs
+    /// (announced, reachable): for nodes behind Docker or NAT that announce addresses this
+    /// client cannot reach. Applied to everything learned from sentinels: masters, sentinels
+    /// discovered, the watcher's messages. Not to the sentinel addresses you give.
+    ///
+    /// ```no_run
+    /// # use r2d2_redis_sentinel::SentinelPool;
+    /// let pool = SentinelPool::builder(["redis://127.0.0.1:26379"], "mymaster")
+    ///     .address_map([("172.17.0.2:6379", "127.0.0.1:6379"), ("172.17.0.3:6379", "127.0.0.1:6380")])
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// Defaults to none.
+    pub fn address_map<I, A, B>(mut self, pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (A, B)>,
+        A: AsRef<str>,
+        B: AsRef<str>,
+    {
+        self.address_pairs = pairs
+            .into_iter()
+            .map(|(a, b)| (a.as_ref().to_owned(), b.as_ref().to_owned()))
+            .collect();
+        self
+    }
+
+    /// The general form of [`address_map`](Builder::address_map): a function from an announced
+    /// address to the one to use, `None` to keep it. Exact pairs are looked up first.
+    ///
+    /// Defaults to none.
+    pub fn map_addresses(
+        mut self,
+        map: impl Fn(&NodeAddr) -> Option<NodeAddr> + Send + Sync + 'static,
+    ) -> Self {
+        self.address_function = Some(std::sync::Arc::new(map));
+        self
+    }
+
+    /// Validates every option, asks the sentinels for the master of the service, opens one
+    /// connection to it, and starts the pool. Idle connections are then opened in the
+    /// background up to `min_idle`.
+    ///
+    /// # Errors
+    ///
+    /// A configuration error ([`Error::NoSentinels`], [`Error::InvalidSentinelAddress`],
+    /// [`Error::InvalidConfig`]); [`Error::UnknownService`] when no sentinel monitors the
+    /// service; [`Error::NotASentinel`], [`Error::SentinelAuth`] or
+    /// [`Error::SentinelsUnreachable`] when no sentinel answers as it should; [`Error::Auth`] or
+    /// [`Error::Connect`] when the master cannot be used; [`Error::MasterDown`] or
+    /// [`Error::WrongRole`] during a failover.
+    pub fn build(self) -> Result<SentinelPool, Error> {
+        let replicas = self.replicas;
+        let pool = SentinelPool::start(self.validate()?, false)?;
+        match replicas {
+            Some(options) => pool.replica_pool(options),
+            None => Ok(pool),
+        }
+    }
+
+    /// Validates every option and starts the pool without asking anything: for a service that
+    /// starts while its sentinels are still coming up (Kubernetes start order). Connections
+    /// are made once the sentinels answer; until then [`get`](SentinelPool::get) returns the
+    /// same typed errors [`build`](Builder::build) would (a configuration error as it is, the
+    /// others in a [`CheckoutTimeout`](Error::CheckoutTimeout)). Like r2d2's
+    /// `build_unchecked`.
+    ///
+    /// # Errors
+    ///
+    /// A configuration error; [`Error::ThreadSpawn`].
+    pub fn build_unchecked(self) -> Result<SentinelPool, Error> {
+        let replicas = self.replicas;
+        let pool = SentinelPool::start(self.validate()?, true)?;
+        match replicas {
+            Some(options) => pool.replica_pool(options),
+            None => Ok(pool),
+        }
+    }
+
+    /// Validates every option and makes the connection manager alone, with its watcher
+    /// running, for a plain `r2d2::Pool` built the r2d2 way (your connection customizer, event
+    /// handler, thread pool); see [`SentinelManager`](crate::SentinelManager) for what holds
+    /// there and what needs [`SentinelPool`](crate::SentinelPool). No I/O until the pool connects.
+    ///
+    /// # Errors
+    ///
+    /// A configuration error; [`Error::ThreadSpawn`].
+    pub fn build_manager(self) -> Result<crate::SentinelManager, Error> {
+        let replicas = self.replicas;
+        let manager = crate::SentinelManager::new(self.validate()?);
+        manager.start_watcher()?;
+        Ok(match replicas {
+            Some(options) => manager.for_replicas(options),
+            None => manager,
+        })
+    }
+}

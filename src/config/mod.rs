@@ -1,0 +1,144 @@
+//! Every option of the pool: the modes ([`Validation`], [`FenceResume`]), the [`Builder`] that
+//! sets them (`builder.rs`), their validation into the [`Config`] the pool's parts share
+//! (`validate.rs`), and the sentinel addresses users write (`sentinel_address.rs`).
+
+use std::time::Duration;
+
+use crate::{
+    Error, NodeAddr, RetryPolicy,
+    node::{AddressMap, NodeSettings},
+};
+
+mod builder;
+mod sentinel_address;
+mod validate;
+
+pub use builder::Builder;
+pub(crate) use sentinel_address::{REDACTED, parse_sentinel, percent_decode, redact_url};
+
+/// The largest pool: r2d2 allocates a slot per connection up front, and Redis's default
+/// `maxclients` is 10,000.
+pub(crate) const MAX_POOL_SIZE: u32 = 10_000;
+
+/// The longest duration any option takes. Longer values are surely mistakes, and would
+/// overflow the clock arithmetic of the waits they bound.
+pub(crate) const LONGEST: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// How a pooled connection is checked before it is handed out.
+///
+/// Whatever the mode, a connection from an older generation (one opened before the last
+/// failover or [`invalidate`](crate::SentinelPool::invalidate)), or one left in a bad state
+/// (inside `MULTI`, subscribed, after an I/O error), is never handed out; that check costs no
+/// round trip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Validation {
+    /// `PING` and `ROLE`, pipelined in one round trip, within one
+    /// [`read_timeout`](crate::Builder::read_timeout): the node must answer and must still be
+    /// a master. A node demoted behind the pool's back is never handed out. For an ACL user
+    /// that may not run `ROLE`, `HELLO` (which reports the role too) takes its place. The
+    /// default.
+    PingRole,
+    /// No round trip for a connection whose node answered less than `window` ago, in the
+    /// current generation, while the watcher is subscribed to at least one sentinel (so a
+    /// failover would already have invalidated it); `PING` and `ROLE` otherwise. A busy pool
+    /// skips almost every round trip and keeps the guarantee that a demoted master is not
+    /// handed out, as long as the watcher hears the failover. A connection that died within
+    /// the window surfaces on first use (which [`with_retry`](crate::SentinelPool::with_retry)
+    /// absorbs).
+    Fast {
+        /// How recent the last good answer must be. A second is a sound choice.
+        window: Duration,
+    },
+    /// No round trip: only the generation and the connection's own state are checked. Faster;
+    /// a dead connection surfaces on first use instead (which
+    /// [`with_retry`](crate::SentinelPool::with_retry) absorbs), and a master demoted behind
+    /// the watcher's back is not noticed until a write fails.
+    Off,
+}
+
+/// Where a fenced pool resumes writes during a failover: see
+/// [`Builder::fence_resume`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum FenceResume {
+    /// When the failover is committed: a sentinel names the promoted replica as master
+    /// (`+switch-master`, or its answer to `SENTINEL MASTER`). Sentinel commits a failover
+    /// when the leader's new configuration reaches the other sentinels, about 0.1 s after it
+    /// saw the promotion, which itself comes up to a second after `REPLICAOF NO ONE` (the
+    /// leader polls a promoted replica's `INFO` once a second). Until then a leader that dies
+    /// leaves the other sentinels naming the old master, and they convert the promoted replica
+    /// back, wiping what it accepted; so the fence holds writes until then. A planned
+    /// failover pauses writes for about a second and loses none; no failure of the failover
+    /// itself makes the pool lose a write that a pool without the fence would have kept. The
+    /// default.
+    #[default]
+    Commit,
+    /// When the promoted replica answers `ROLE` master (asked every 2 ms while the fence is
+    /// up), before any sentinel announces it: writes pause for about 0.1 s instead of a
+    /// second, and after a master crash resume a few milliseconds after the promotion. The
+    /// risk: if the failover leader dies (or is cut off) between the promotion and the moment
+    /// its configuration reaches another sentinel, the others convert the promoted replica
+    /// back and every write it acknowledged meanwhile is lost, where a pool without the fence
+    /// would have kept writing to the old master.
+    Promotion,
+}
+
+/// The longest [`Builder::fence_timeout`] accepted. A healthy failover commits within about
+/// 1.5 s of the step that raises the fence, whatever Sentinel's own timings; a fence still up
+/// long after that follows a failover that is stuck (its leader frozen, its replica refusing
+/// the promotion), which Sentinel gives up only after `failover-timeout` (three minutes by
+/// default). Holding every write that long is worse than what the fence prevents.
+pub(crate) const LONGEST_FENCE: Duration = Duration::from_secs(30);
+
+/// The validated options, shared by the pool's parts.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) sentinels: Vec<NodeAddr>,
+    pub(crate) service: String,
+    pub(crate) max_size: u32,
+    pub(crate) min_idle: Option<u32>,
+    pub(crate) connection_timeout: Duration,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) max_lifetime: Option<Duration>,
+    pub(crate) data: NodeSettings,
+    pub(crate) sentinel: NodeSettings,
+    pub(crate) validation: Validation,
+    /// `None`: the default, its deadline grown to cover the deployment's failovers.
+    pub(crate) retry: Option<RetryPolicy>,
+    pub(crate) watcher: bool,
+    pub(crate) discover_sentinels: bool,
+    pub(crate) max_sentinels: usize,
+    /// `None`: no fence.
+    pub(crate) fence: Option<FenceOptions>,
+    pub(crate) address_map: AddressMap,
+}
+
+/// How the watcher fences a failover.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FenceOptions {
+    /// How long a fence holds checkouts at most.
+    pub(crate) timeout: Duration,
+    pub(crate) resume: FenceResume,
+}
+
+/// A duration option must be longer than zero and at most [`LONGEST`].
+pub(crate) fn check_duration(option: &'static str, value: Duration) -> Result<(), Error> {
+    if value.is_zero() {
+        invalid(option, "must be longer than zero")
+    } else if value > LONGEST {
+        invalid(
+            option,
+            format!("{value:?} is longer than the longest allowed, one year"),
+        )
+    } else {
+        Ok(())
+    }
+}
+
+pub(crate) fn invalid<T>(option: &'static str, reason: impl Into<String>) -> Result<T, Error> {
+    Err(Error::InvalidConfig {
+        option,
+        reason: reason.into(),
+    })
+}

@@ -1,0 +1,167 @@
+//! Sentinel addresses as users write them (`redis://user:password@host:port` or
+//! `host:port`), and how the crate shows them without their passwords.
+
+use redis::IntoConnectionInfo;
+
+use crate::{Error, NodeAddr};
+
+pub(crate) struct SentinelUrl {
+    pub(super) addr: NodeAddr,
+    pub(super) username: Option<String>,
+    pub(super) password: Option<String>,
+}
+
+/// What stands for a password wherever the crate shows one.
+pub(crate) const REDACTED: &str = "<redacted>";
+
+/// `address` with the password of its user info, if any, replaced by [`REDACTED`]:
+/// `redis://user:secret@host:1` shows as `redis://user:<redacted>@host:1`. User info without a
+/// colon is hidden whole, as it may be a password alone. The user info runs to the last `@`:
+/// a password may hold `/`, `?`, `#` or `@` unencoded, and whatever follows the last `@` is
+/// the only part sure to hold none of it.
+pub(crate) fn redact_url(address: &str) -> String {
+    let start = address.find("://").map_or(0, |i| i + 3);
+    let rest = &address[start..];
+    let Some(at) = rest.rfind('@') else {
+        return address.to_owned();
+    };
+    let user = match rest[..at].split_once(':') {
+        Some((user, _)) if !user.contains(['/', '?', '#']) => format!("{user}:{REDACTED}"),
+        _ => REDACTED.to_owned(),
+    };
+    format!("{}{user}{}", &address[..start], &rest[at..])
+}
+
+/// Parses `redis://[user:pass@]host:port` or a bare `host:port`. The user info runs to the
+/// last `@`, so a password may hold reserved characters unencoded (`%XX` escapes are decoded
+/// too); the host and port are checked by redis-rs without it, so that no error can quote it.
+pub(crate) fn parse_sentinel(address: &str) -> Result<SentinelUrl, Error> {
+    let rejected = |reason: &str| Error::InvalidSentinelAddress {
+        address: redact_url(address),
+        reason: reason.to_owned(),
+    };
+    let trimmed = address.trim();
+    if trimmed.is_empty() {
+        return Err(rejected("it is empty"));
+    }
+    let rest = match trimmed.split_once("://") {
+        Some(("redis", rest)) => rest,
+        Some(_) => {
+            return Err(rejected(
+                "only the redis:// scheme is supported for sentinels",
+            ));
+        }
+        None => trimmed,
+    };
+    let (userinfo, after) = match rest.rsplit_once('@') {
+        Some((userinfo, after)) => (Some(userinfo), after),
+        None => (None, rest),
+    };
+    let host_port = after.split(['/', '?', '#']).next().unwrap_or(after);
+    // `[v6]:port` or `host:port`: an IPv6 literal's own colons are no port.
+    let has_port = match host_port.rsplit_once(']') {
+        Some((_, after)) => after.starts_with(':'),
+        None => host_port.contains(':'),
+    };
+    if !has_port {
+        return Err(rejected(
+            "the port is missing (sentinels usually listen on 26379)",
+        ));
+    }
+    let info = format!("redis://{host_port}")
+        .as_str()
+        .into_connection_info()
+        .map_err(|e| rejected(&e.to_string()))?;
+    let (username, password) = match userinfo {
+        None => (None, None),
+        Some(userinfo) => {
+            let decoded = |part: &str| {
+                percent_decode(part).ok_or_else(|| {
+                    rejected("its user or password has a % not followed by two hex digits, or is not UTF-8 once decoded")
+                })
+            };
+            match userinfo.split_once(':') {
+                Some((user, password)) => (
+                    Some(decoded(user)?).filter(|u| !u.is_empty()),
+                    Some(decoded(password)?),
+                ),
+                None => (Some(decoded(userinfo)?), None),
+            }
+        }
+    };
+    match info.addr() {
+        redis::ConnectionAddr::Tcp(_, 0) => Err(rejected("port 0 is no port to connect to")),
+        redis::ConnectionAddr::Tcp(host, port) => Ok(SentinelUrl {
+            addr: NodeAddr::new(host.clone(), *port),
+            username,
+            password,
+        }),
+        _ => Err(rejected("sentinels are reached over plain TCP")),
+    }
+}
+
+/// Decodes `%XX` escapes; `None` when one is malformed or the result is not UTF-8.
+pub(crate) fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_in_urls_are_redacted() {
+        for (url, shown) in [
+            ("redis://user:pw@h:1", "redis://user:<redacted>@h:1"),
+            ("redis://:pw@h:1/0", "redis://:<redacted>@h:1/0"),
+            ("redis://pw@h:1", "redis://<redacted>@h:1"),
+            ("user:p@ss@h:1", "user:<redacted>@h:1"),
+            ("redis://h:1", "redis://h:1"),
+            ("h:1", "h:1"),
+            // Reserved characters left unencoded in a password: hidden all the same.
+            ("redis://:pa/ss@h:1", "redis://:<redacted>@h:1"),
+            ("redis://u:p?w@h:1", "redis://u:<redacted>@h:1"),
+            ("redis://u:p#w@h:1", "redis://u:<redacted>@h:1"),
+            ("redis://u:p@w@h:1", "redis://u:<redacted>@h:1"),
+            ("redis://pa/ss:x@h:1", "redis://<redacted>@h:1"),
+            // An `@` after the host cannot be told from one in a password: hidden too.
+            ("redis://h:1/?x=a@b", "redis://h:<redacted>@b"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn passwords_with_reserved_characters_reach_the_sentinel_settings() {
+        for (url, user, password) in [
+            ("redis://:pa/ss@h:1", None, "pa/ss"),
+            ("redis://u:p?w@h:1", Some("u"), "p?w"),
+            ("u:p#w@h:1", Some("u"), "p#w"),
+            ("redis://u:p@w@h:1/", Some("u"), "p@w"),
+            ("redis://u:p%40w%3A@h:1", Some("u"), "p@w:"),
+            ("redis://u:p:w@h:1", Some("u"), "p:w"),
+        ] {
+            let parsed = parse_sentinel(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert_eq!(parsed.addr, NodeAddr::new("h", 1), "{url}");
+            assert_eq!(parsed.username.as_deref(), user, "{url}");
+            assert_eq!(parsed.password.as_deref(), Some(password), "{url}");
+        }
+        assert!(parse_sentinel("redis://u:%zz@h:1").is_err());
+    }
+}

@@ -1,0 +1,301 @@
+//! [`Builder::validate`]: every option checked, with an error naming it, into a [`Config`].
+
+use redis::RedisConnectionInfo;
+
+use super::{
+    Builder, Config, FenceOptions, LONGEST_FENCE, MAX_POOL_SIZE, check_duration, invalid,
+    parse_sentinel,
+};
+use crate::{
+    Error, NodeAddr,
+    node::{AddressMap, NodeSettings},
+};
+
+impl Builder {
+    pub(super) fn validate(self) -> Result<Config, Error> {
+        if self.sentinels.is_empty() {
+            return Err(Error::NoSentinels);
+        }
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() {
+            crate::TlsOptions::install_crypto_provider();
+        }
+        let sentinels = self
+            .sentinels
+            .iter()
+            .map(|address| parse_sentinel(address))
+            .collect::<Result<Vec<_>, _>>()?;
+        if self.max_sentinels < sentinels.len() || self.max_sentinels > MAX_POOL_SIZE as usize {
+            return invalid(
+                "max_sentinels",
+                format!(
+                    "{} is out of range: give at least the {} sentinels listed, at most \
+                     {MAX_POOL_SIZE}",
+                    self.max_sentinels,
+                    sentinels.len()
+                ),
+            );
+        }
+        if self.service.trim().is_empty() {
+            return invalid("service_name", "the service (master) name is empty");
+        }
+        // `sentinel monitor <name> ...` takes the name as one word: no sentinel can monitor a
+        // name with white space or control characters.
+        if self
+            .service
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return invalid(
+                "service_name",
+                "the service (master) name has white space or control characters; use the \
+                 name from `sentinel monitor` in sentinel.conf",
+            );
+        }
+        if self.db < 0 {
+            return invalid(
+                "db",
+                format!("{} is negative: databases count from 0", self.db),
+            );
+        }
+        if self.max_size == 0 || self.max_size > MAX_POOL_SIZE {
+            return invalid(
+                "max_size",
+                format!(
+                    "{} is out of range: give 1 to {MAX_POOL_SIZE} (Redis's default maxclients)",
+                    self.max_size
+                ),
+            );
+        }
+        if let Some(min_idle) = self.min_idle
+            && min_idle > self.max_size
+        {
+            return invalid(
+                "min_idle",
+                format!("{min_idle} is larger than max_size {}", self.max_size),
+            );
+        }
+        for (option, value) in [
+            ("connection_timeout", self.connection_timeout),
+            ("connect_timeout", self.connect_timeout),
+            ("read_timeout", self.read_timeout),
+            ("write_timeout", self.write_timeout),
+            ("sentinel_timeout", self.sentinel_timeout),
+            ("fence_timeout", self.fence_timeout),
+        ] {
+            check_duration(option, value)?;
+        }
+        for (option, value) in [
+            ("idle_timeout", self.idle_timeout),
+            ("max_lifetime", self.max_lifetime),
+        ] {
+            if let Some(value) = value {
+                check_duration(option, value)?;
+            }
+        }
+        if self.fence_timeout > LONGEST_FENCE {
+            return invalid(
+                "fence_timeout",
+                format!(
+                    "{:?} is longer than the longest allowed, {LONGEST_FENCE:?}: a failover \
+                     that has not committed by then is stuck, and holding writes for it is \
+                     worse than what the fence prevents",
+                    self.fence_timeout
+                ),
+            );
+        }
+        if let Some(retry) = &self.retry {
+            retry.validate()?;
+        }
+        if self.username.is_some() && self.password.is_none() {
+            return invalid(
+                "username",
+                "a username needs a password: set `password` to the ACL user's password",
+            );
+        }
+
+        let mut data = RedisConnectionInfo::default()
+            .set_db(self.db)
+            .set_protocol(self.protocol);
+        if let Some(username) = &self.username {
+            data = data.set_username(username);
+        }
+        if let Some(password) = &self.password {
+            data = data.set_password(password);
+        }
+        let mut sentinel = RedisConnectionInfo::default();
+        let sentinel_username = self
+            .sentinel_username
+            .as_deref()
+            .or(sentinels.iter().find_map(|s| s.username.as_deref()));
+        let sentinel_password = self
+            .sentinel_password
+            .as_deref()
+            .or(sentinels.iter().find_map(|s| s.password.as_deref()));
+        if sentinel_username.is_some() && sentinel_password.is_none() {
+            return invalid(
+                "sentinel_username",
+                "a username needs a password: set `sentinel_password` to the sentinel ACL \
+                 user's password",
+            );
+        }
+        if let Some(username) = sentinel_username {
+            sentinel = sentinel.set_username(username);
+        }
+        if let Some(password) = sentinel_password {
+            sentinel = sentinel.set_password(password);
+        }
+
+        let mut address_map = AddressMap {
+            exact: Default::default(),
+            function: self.address_function.clone(),
+        };
+        for (announced, reachable) in &self.address_pairs {
+            let parse = |text: &str| {
+                parse_host_port(text).ok_or_else(|| Error::InvalidConfig {
+                    option: "address_map",
+                    reason: format!("{text:?} is not host:port (a port from 1 to 65535)"),
+                })
+            };
+            address_map
+                .exact
+                .insert(parse(announced)?, parse(reachable)?);
+        }
+
+        Ok(Config {
+            address_map,
+            sentinels: sentinels.into_iter().map(|s| s.addr).collect(),
+            service: self.service,
+            max_size: self.max_size,
+            min_idle: self.min_idle,
+            connection_timeout: self.connection_timeout,
+            idle_timeout: self.idle_timeout,
+            max_lifetime: self.max_lifetime,
+            data: NodeSettings {
+                redis: data,
+                #[cfg(feature = "tls")]
+                tls: self.tls.clone(),
+                connect_timeout: self.connect_timeout,
+                read_timeout: self.read_timeout,
+                write_timeout: self.write_timeout,
+            },
+            sentinel: NodeSettings {
+                redis: sentinel,
+                #[cfg(feature = "tls")]
+                tls: self.tls.clone(),
+                connect_timeout: self.sentinel_timeout,
+                read_timeout: self.sentinel_timeout,
+                write_timeout: self.sentinel_timeout,
+            },
+            validation: self.validation,
+            retry: self.retry,
+            watcher: self.watcher,
+            discover_sentinels: self.discover_sentinels,
+            max_sentinels: self.max_sentinels,
+            fence: self.fence.then_some(FenceOptions {
+                timeout: self.fence_timeout,
+                resume: self.fence_resume,
+            }),
+        })
+    }
+}
+
+/// `host:port` or `[v6]:port`, port not 0.
+fn parse_host_port(text: &str) -> Option<NodeAddr> {
+    let (host, port) = text.trim().rsplit_once(':')?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
+    (!host.is_empty() && !host.contains(char::is_whitespace)).then(|| NodeAddr::new(host, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::RetryPolicy;
+
+    fn builder(sentinels: &[&str]) -> Builder {
+        Builder::new(
+            sentinels.iter().map(|s| s.to_string()).collect(),
+            "mymaster".into(),
+        )
+    }
+
+    #[test]
+    fn sentinel_addresses_parse_with_or_without_scheme() {
+        let config = builder(&[
+            "redis://127.0.0.1:26379",
+            "10.1.2.3:26380",
+            "redis://:pw@h:1",
+        ])
+        .validate()
+        .unwrap();
+        assert_eq!(
+            config.sentinels,
+            vec![
+                NodeAddr::new("127.0.0.1", 26379),
+                NodeAddr::new("10.1.2.3", 26380),
+                NodeAddr::new("h", 1)
+            ]
+        );
+        assert_eq!(config.sentinel.redis.password(), Some("pw"));
+    }
+
+    #[test]
+    fn malformed_sentinel_addresses_are_rejected_with_the_address() {
+        for bad in [
+            "",
+            "http://h:1",
+            "127.0.0.1",
+            "redis://h:notaport",
+            "redis+unix:///tmp/s",
+        ] {
+            match builder(&[bad]).validate() {
+                Err(Error::InvalidSentinelAddress { address, .. }) => assert_eq!(address, bad),
+                other => panic!("{bad:?} gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn bad_options_name_the_option() {
+        let cases: Vec<(Builder, &str)> = vec![
+            (builder(&["h:1"]).max_size(0), "max_size"),
+            (builder(&["h:1"]).min_idle(Some(11)), "min_idle"),
+            (
+                builder(&["h:1"]).read_timeout(Duration::ZERO),
+                "read_timeout",
+            ),
+            (
+                builder(&["h:1"]).sentinel_timeout(Duration::ZERO),
+                "sentinel_timeout",
+            ),
+            (
+                builder(&["h:1"]).retry_policy(RetryPolicy::default().max_attempts(0)),
+                "retry_policy",
+            ),
+        ];
+        for (builder, expected) in cases {
+            match builder.validate() {
+                Err(Error::InvalidConfig { option, .. }) => assert_eq!(option, expected),
+                other => panic!("expected InvalidConfig for {expected}, got {other:?}"),
+            }
+        }
+        assert!(matches!(builder(&[]).validate(), Err(Error::NoSentinels)));
+    }
+
+    #[test]
+    fn sentinel_and_data_credentials_are_separate() {
+        let config = builder(&["h:1"])
+            .password("data")
+            .sentinel_password("sentinel")
+            .validate()
+            .unwrap();
+        assert_eq!(config.data.redis.password(), Some("data"));
+        assert_eq!(config.sentinel.redis.password(), Some("sentinel"));
+    }
+}
