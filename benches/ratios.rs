@@ -12,9 +12,11 @@
 //!   `MGET` of 1,000 keys;
 //! - rebuilding 32 connections after a failover (an invalidation) against building a plain pool
 //!   at the master, and `LockedSentinelClient`'s build;
-//! - `GET` through a replica pool (two replicas) against the master pool, at 2, 8, 16 threads.
+//! - `GET` through a replica pool (two replicas) against the master pool, at 2, 8, 16 threads;
+//! - `TCP_NODELAY` on (the default) against off: one `SET`, and a pipeline of 100 `SET`s of
+//!   1 KiB (larger than loopback's 64 KiB segment, so that its tail is a short segment).
 //!
-//! `cargo bench --bench ratios` (about 3 minutes); `CASES=checkout,wrapper,rebuild,reads` runs
+//! `cargo bench --bench ratios` (about 3 minutes); `CASES=checkout,wrapper,rebuild,reads,nodelay` runs
 //! some of them. Results in BENCHMARKS.md. Criterion's benches (`checkout`, `wrapper`,
 //! `rebuild`) keep the absolute figures, statistics and plots.
 
@@ -59,6 +61,9 @@ fn main() {
     }
     if wanted("reads") {
         reads(&topology);
+    }
+    if wanted("nodelay") {
+        nodelay(&topology);
     }
 }
 
@@ -176,5 +181,43 @@ fn reads(topology: &Topology) {
         ];
         let rates = interleave(&mut sides, SLICE, ROUNDS);
         print(&format!("`GET`, {threads} threads"), "requests", &rates, 0);
+    }
+}
+
+fn nodelay(topology: &Topology) {
+    let pool = |nodelay: bool| {
+        topology
+            .pool_builder()
+            .max_size(1)
+            .tcp_nodelay(nodelay)
+            .build()
+            .expect("pool")
+    };
+    let (on, off) = (pool(true), pool(false));
+    let value = vec![b'x'; 1024];
+    let mut large = redis::pipe();
+    for i in 0..100 {
+        large.set(format!("nodelay:{i}"), &value).ignore();
+    }
+    let mut single = redis::pipe();
+    single.set("nodelay:one", 1).ignore();
+    for (case, request) in [
+        ("one `SET`", &single),
+        ("pipeline of 100 1 KiB `SET`s", &large),
+    ] {
+        let times = |pool: &r2d2_redis_sentinel::SentinelPool, iters: u64| {
+            let mut conn = pool.get().expect("checkout");
+            let start = std::time::Instant::now();
+            for _ in 0..iters {
+                request.query::<()>(&mut *conn).expect("request");
+            }
+            start.elapsed()
+        };
+        let mut sides = vec![
+            Contender::new("`TCP_NODELAY` off", |iters| times(&off, iters)),
+            Contender::new("`TCP_NODELAY` on (default)", |iters| times(&on, iters)),
+        ];
+        let rates = interleave(&mut sides, SLICE, ROUNDS);
+        print(case, "requests", &rates, 0);
     }
 }

@@ -24,7 +24,9 @@ use crate::{
 /// `MULTI` or `WATCH`, subscribed, with its session changed (`SELECT`, `AUTH`, `HELLO`,
 /// `RESET`, `CLIENT SETNAME`...), after an I/O error or timeout (a reply may still be in
 /// flight), after a failover error (`READONLY`: the node is no longer master), or while its
-/// thread panics.
+/// thread panics. What an r2d2 connection customizer sets before the first checkout
+/// ([`Builder::connection_customizer`](crate::Builder::connection_customizer)) is the
+/// connection's baseline instead: it stays, and the connection with it.
 ///
 /// Once the pool moves to a new generation (a failover, or
 /// [`invalidate`](crate::SentinelPool::invalidate)), a master connection of an older one

@@ -15,7 +15,7 @@ use std::{
 
 use redis::{
     ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisConnectionInfo, RedisError, RedisResult,
-    Role, ServerErrorKind, Value,
+    Role, ServerErrorKind, Value, io::tcp::TcpSettings,
 };
 
 /// The address of a Redis node (master, replica or sentinel), as the sentinels announce it.
@@ -84,6 +84,10 @@ impl fmt::Debug for AddressMap {
 #[derive(Debug, Clone)]
 pub(crate) struct NodeSettings {
     pub(crate) redis: RedisConnectionInfo,
+    /// `CLIENT SETNAME` on every connection, if set.
+    pub(crate) client_name: Option<String>,
+    /// `TCP_NODELAY` and keepalive.
+    pub(crate) tcp: TcpSettings,
     /// TLS, when the pool speaks it.
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::TlsOptions>,
@@ -100,9 +104,17 @@ pub(crate) fn connect(addr: &NodeAddr, settings: &NodeSettings) -> RedisResult<r
     let redis = settings.redis.clone().set_db(0).set_skip_set_lib_name();
     let client = client(addr, settings, redis)?;
     let mut conn = client.get_connection_with_timeout(settings.connect_timeout)?;
+    // The db and the name in one round trip, after the handshake.
+    let mut setup = redis::pipe();
     if db != 0 {
+        setup.cmd("SELECT").arg(db).ignore();
+    }
+    if let Some(name) = &settings.client_name {
+        setup.cmd("CLIENT").arg("SETNAME").arg(name).ignore();
+    }
+    if !setup.is_empty() {
         bound(&conn, deadline)?;
-        redis::cmd("SELECT").arg(db).query::<()>(&mut conn)?;
+        setup.query::<()>(&mut conn)?;
     }
     conn.set_read_timeout(Some(settings.read_timeout))?;
     conn.set_write_timeout(Some(settings.write_timeout))?;
@@ -124,14 +136,16 @@ fn client(
             tls_params: None,
         }
         .into_connection_info()?
-        .set_redis_settings(redis);
+        .set_redis_settings(redis)
+        .set_tcp_settings(settings.tcp.clone());
         return redis::Client::build_with_tls(info, tls.certificates());
     }
     #[cfg(not(feature = "tls"))]
     let _ = settings;
     let info = ConnectionAddr::Tcp(addr.host.clone(), addr.port)
         .into_connection_info()?
-        .set_redis_settings(redis);
+        .set_redis_settings(redis)
+        .set_tcp_settings(settings.tcp.clone());
     redis::Client::open(info)
 }
 

@@ -288,7 +288,7 @@ impl SentinelPool {
         let handle = manager.clone();
         let core = Arc::clone(&manager.core);
         let config = &core.config;
-        let pool = r2d2::Pool::builder()
+        let mut builder = r2d2::Pool::builder()
             .max_size(max_size)
             .min_idle(config.min_idle)
             .connection_timeout(config.connection_timeout)
@@ -307,8 +307,15 @@ impl SentinelPool {
                     .thread_name_pattern("r2d2-sentinel-{}")
                     .on_drop_behavior(OnPoolDropBehavior::DiscardPendingScheduled)
                     .build(),
-            ))
-            .build_unchecked(manager);
+            ));
+        let hooks = &config.hooks;
+        if let Some(customizer) = &hooks.customizer {
+            builder = builder.connection_customizer(Box::new(Shared(Arc::clone(customizer))));
+        }
+        if let Some(handler) = &hooks.event_handler {
+            builder = builder.event_handler(Box::new(Shared(Arc::clone(handler))));
+        }
+        let pool = builder.build_unchecked(manager);
         let stop_evicting = Arc::new(AtomicBool::new(false));
         let evict = start_evicting(
             pool.clone(),
@@ -573,5 +580,44 @@ impl SentinelPool {
 
     pub(crate) fn connection_timeout(&self) -> Duration {
         self.core().config.connection_timeout
+    }
+}
+
+/// A hook given to the builder, shared by the master pool and its replica pools (r2d2 takes
+/// each hook in a `Box` of its own).
+#[derive(Debug)]
+struct Shared<T: ?Sized>(Arc<T>);
+
+impl r2d2::CustomizeConnection<Connection, Error>
+    for Shared<dyn r2d2::CustomizeConnection<Connection, Error>>
+{
+    fn on_acquire(&self, conn: &mut Connection) -> Result<(), Error> {
+        self.0.on_acquire(conn)
+    }
+
+    fn on_release(&self, conn: Connection) {
+        self.0.on_release(conn);
+    }
+}
+
+impl r2d2::HandleEvent for Shared<dyn r2d2::HandleEvent> {
+    fn handle_acquire(&self, event: r2d2::event::AcquireEvent) {
+        self.0.handle_acquire(event);
+    }
+
+    fn handle_release(&self, event: r2d2::event::ReleaseEvent) {
+        self.0.handle_release(event);
+    }
+
+    fn handle_checkout(&self, event: r2d2::event::CheckoutEvent) {
+        self.0.handle_checkout(event);
+    }
+
+    fn handle_timeout(&self, event: r2d2::event::TimeoutEvent) {
+        self.0.handle_timeout(event);
+    }
+
+    fn handle_checkin(&self, event: r2d2::event::CheckinEvent) {
+        self.0.handle_checkin(event);
     }
 }

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use redis::ProtocolVersion;
 
-use super::{FenceResume, REDACTED, Validation, redact_url};
-use crate::{Error, NodeAddr, RetryPolicy, SentinelPool, node::MapFn};
+use super::{FenceResume, Hooks, REDACTED, Validation, redact_url};
+use crate::{Connection, Error, NodeAddr, RetryPolicy, SentinelPool, node::MapFn};
 
 /// Builds a [`SentinelPool`]; made by [`SentinelPool::builder`].
 ///
@@ -47,6 +47,10 @@ pub struct Builder {
     pub(crate) tls: Option<crate::TlsOptions>,
     pub(crate) address_pairs: Vec<(String, String)>,
     pub(crate) address_function: Option<std::sync::Arc<MapFn>>,
+    pub(crate) client_name: Option<String>,
+    pub(crate) tcp_nodelay: bool,
+    pub(crate) tcp_keepalive: Option<Duration>,
+    pub(crate) hooks: Hooks,
 }
 
 impl std::fmt::Debug for Builder {
@@ -87,6 +91,10 @@ impl std::fmt::Debug for Builder {
                 "map_addresses",
                 &self.address_function.as_ref().map(|_| "<function>"),
             )
+            .field("client_name", &self.client_name)
+            .field("tcp_nodelay", &self.tcp_nodelay)
+            .field("tcp_keepalive", &self.tcp_keepalive)
+            .field("hooks", &self.hooks)
             .finish()
     }
 }
@@ -124,6 +132,10 @@ impl Builder {
             tls: None,
             address_pairs: Vec::new(),
             address_function: None,
+            client_name: None,
+            tcp_nodelay: true,
+            tcp_keepalive: Some(Duration::from_secs(60)),
+            hooks: Hooks::default(),
         }
     }
 
@@ -423,6 +435,68 @@ impl Builder {
         map: impl Fn(&NodeAddr) -> Option<NodeAddr> + Send + Sync + 'static,
     ) -> Self {
         self.address_function = Some(std::sync::Arc::new(map));
+        self
+    }
+
+    /// A name every data-node connection gives itself (`CLIENT SETNAME`, in the round trip
+    /// that opens it), so that `CLIENT LIST` on a master or replica shows which service holds
+    /// which connection. Redis takes printable ASCII without spaces.
+    ///
+    /// Defaults to none (the connections stay unnamed).
+    pub fn client_name(mut self, name: impl Into<String>) -> Self {
+        self.client_name = Some(name.into());
+        self
+    }
+
+    /// Whether connections set `TCP_NODELAY`, sending each request at once instead of
+    /// holding a short segment until the previous one is acknowledged (Nagle's algorithm).
+    /// A pipeline whose last segment is short otherwise waits for the server's delayed
+    /// acknowledgement (tens of milliseconds on a real network); hiredis, Jedis and go-redis
+    /// set it too. Applies to data nodes and sentinels.
+    ///
+    /// Defaults to `true` (redis-rs alone defaults to `false`).
+    pub fn tcp_nodelay(mut self, nodelay: bool) -> Self {
+        self.tcp_nodelay = nodelay;
+        self
+    }
+
+    /// TCP keepalive on every connection, to data nodes and sentinels: after `idle` without
+    /// traffic the kernel probes the peer every 10 seconds, and gives the connection up after 3
+    /// unanswered probes. It keeps idle pooled connections and the watcher's subscriptions
+    /// alive through NAT and firewalls that forget quiet flows, and ends one whose peer
+    /// vanished. `None` leaves the sockets as the OS makes them (no keepalive on Linux).
+    ///
+    /// Defaults to `Some(60 s)`: a vanished peer is noticed after about 90 seconds of silence.
+    pub fn tcp_keepalive(mut self, idle: Option<Duration>) -> Self {
+        self.tcp_keepalive = idle;
+        self
+    }
+
+    /// r2d2's connection customizer: its `on_acquire` runs on every new connection before
+    /// the pool keeps it, its `on_release` when the pool closes one. What `on_acquire` sets on
+    /// the connection (`CLIENT SETNAME`, `CLIENT TRACKING`, a `SELECT`...) is the connection's
+    /// baseline: kept across checkouts, not a change that retires the connection, as the same
+    /// command from a caller does. Replica pools made from this builder use it too. An error
+    /// from `on_acquire` discards the connection, and the checkout waiting for it gets that
+    /// error in a [`CheckoutTimeout`](Error::CheckoutTimeout) if no other connection comes.
+    ///
+    /// Defaults to none.
+    pub fn connection_customizer(
+        mut self,
+        customizer: Box<dyn r2d2::CustomizeConnection<Connection, Error>>,
+    ) -> Self {
+        self.hooks.customizer = Some(customizer.into());
+        self
+    }
+
+    /// r2d2's event handler: told of every connection acquired, released, checked out (with
+    /// the wait), checked in (with the time held) and timed out, for metrics. Replica pools
+    /// made from this builder report to it too. Failovers are told by
+    /// [`SentinelPool::events`](crate::SentinelPool::events) instead.
+    ///
+    /// Defaults to none.
+    pub fn event_handler(mut self, handler: Box<dyn r2d2::HandleEvent>) -> Self {
+        self.hooks.event_handler = Some(handler.into());
         self
     }
 

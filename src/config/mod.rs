@@ -2,10 +2,10 @@
 //! sets them (`builder.rs`), their validation into the [`Config`] the pool's parts share
 //! (`validate.rs`), and the sentinel addresses users write (`sentinel_address.rs`).
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use crate::{
-    Error, NodeAddr, RetryPolicy,
+    Connection, Error, NodeAddr, RetryPolicy,
     node::{AddressMap, NodeSettings},
 };
 
@@ -112,6 +112,23 @@ pub(crate) struct Config {
     /// `None`: no fence.
     pub(crate) fence: Option<FenceOptions>,
     pub(crate) address_map: AddressMap,
+    pub(crate) hooks: Hooks,
+}
+
+/// The r2d2 hooks given to the builder, shared by the master pool and its replica pools.
+#[derive(Clone, Default)]
+pub(crate) struct Hooks {
+    pub(crate) customizer: Option<Arc<dyn r2d2::CustomizeConnection<Connection, Error>>>,
+    pub(crate) event_handler: Option<Arc<dyn r2d2::HandleEvent>>,
+}
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooks")
+            .field("customizer", &self.customizer)
+            .field("event_handler", &self.event_handler)
+            .finish()
+    }
 }
 
 /// How the watcher fences a failover.

@@ -1,6 +1,11 @@
 //! [`Builder::validate`]: every option checked, with an error naming it, into a [`Config`].
 
-use redis::RedisConnectionInfo;
+use std::time::Duration;
+
+use redis::{
+    RedisConnectionInfo,
+    io::tcp::{TcpSettings, socket2::TcpKeepalive},
+};
 
 use super::{
     Builder, Config, FenceOptions, LONGEST_FENCE, MAX_POOL_SIZE, check_duration, invalid,
@@ -107,6 +112,18 @@ impl Builder {
         if let Some(retry) = &self.retry {
             retry.validate()?;
         }
+        if let Some(name) = &self.client_name
+            && (name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return invalid(
+                "client_name",
+                "Redis takes a client name of printable ASCII without spaces (letters, digits, \
+                 - _ . : and the like), and not an empty one",
+            );
+        }
+        if let Some(idle) = self.tcp_keepalive {
+            check_duration("tcp_keepalive", idle)?;
+        }
         if self.username.is_some() && self.password.is_none() {
             return invalid(
                 "username",
@@ -162,6 +179,11 @@ impl Builder {
                 .insert(parse(announced)?, parse(reachable)?);
         }
 
+        let mut tcp = TcpSettings::default().set_nodelay(self.tcp_nodelay);
+        if let Some(idle) = self.tcp_keepalive {
+            tcp = tcp.set_keepalive(keepalive(idle));
+        }
+
         Ok(Config {
             address_map,
             sentinels: sentinels.into_iter().map(|s| s.addr).collect(),
@@ -173,6 +195,8 @@ impl Builder {
             max_lifetime: self.max_lifetime,
             data: NodeSettings {
                 redis: data,
+                client_name: self.client_name,
+                tcp: tcp.clone(),
                 #[cfg(feature = "tls")]
                 tls: self.tls.clone(),
                 connect_timeout: self.connect_timeout,
@@ -181,6 +205,8 @@ impl Builder {
             },
             sentinel: NodeSettings {
                 redis: sentinel,
+                client_name: None,
+                tcp,
                 #[cfg(feature = "tls")]
                 tls: self.tls.clone(),
                 connect_timeout: self.sentinel_timeout,
@@ -196,8 +222,24 @@ impl Builder {
                 timeout: self.fence_timeout,
                 resume: self.fence_resume,
             }),
+            hooks: self.hooks,
         })
     }
+}
+
+/// Keepalive probes after `idle` of silence, every 10 s (or `idle`, if shorter), 3 of them.
+fn keepalive(idle: Duration) -> TcpKeepalive {
+    let probes = TcpKeepalive::new()
+        .with_time(idle)
+        .with_interval(idle.min(Duration::from_secs(10)));
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "macos",
+        target_os = "freebsd"
+    ))]
+    let probes = probes.with_retries(3);
+    probes
 }
 
 /// `host:port` or `[v6]:port`, port not 0.
@@ -277,6 +319,12 @@ mod tests {
             (
                 builder(&["h:1"]).retry_policy(RetryPolicy::default().max_attempts(0)),
                 "retry_policy",
+            ),
+            (builder(&["h:1"]).client_name("two words"), "client_name"),
+            (builder(&["h:1"]).client_name(""), "client_name"),
+            (
+                builder(&["h:1"]).tcp_keepalive(Some(Duration::ZERO)),
+                "tcp_keepalive",
             ),
         ];
         for (builder, expected) in cases {

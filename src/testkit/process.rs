@@ -41,6 +41,8 @@ impl Access {
         }
         node::NodeSettings {
             redis,
+            client_name: None,
+            tcp: Default::default(),
             #[cfg(feature = "tls")]
             tls: self.tls.clone(),
             connect_timeout: Duration::from_secs(1),
