@@ -2,7 +2,10 @@
 //! `docker/README.md` use: `REDIS_SENTINEL_URL`, or `SENTINELS` and `SERVICE`, and
 //! `ADDRESS_MAP`.
 
-use crate::{Builder, Error, SentinelPool, url::invalid};
+use crate::{
+    Builder, Error, SentinelPool,
+    url::{address_pairs, invalid},
+};
 
 /// The builder the variables `lookup` finds describe, or `None` when neither
 /// `REDIS_SENTINEL_URL` nor `SENTINELS` is set.
@@ -24,26 +27,10 @@ pub(crate) fn builder(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<
     } else {
         return Ok(None);
     };
-    let map = lookup("ADDRESS_MAP").unwrap_or_default();
-    let pairs = map
-        .split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            pair.split_once('=')
-                .map(|(a, b)| (a.trim().to_owned(), b.trim().to_owned()))
-                .ok_or_else(|| {
-                    invalid(
-                        "ADDRESS_MAP",
-                        format!(
-                            "{pair:?} is not announced=reachable: give comma-separated \
-                             host:port=host:port pairs"
-                        ),
-                    )
-                })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Some(builder.address_map(pairs)))
+    Ok(Some(match lookup("ADDRESS_MAP") {
+        Some(map) => builder.address_map(address_pairs("ADDRESS_MAP", &map)?),
+        None => builder,
+    }))
 }
 
 #[cfg(test)]

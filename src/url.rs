@@ -1,11 +1,23 @@
 //! One string of configuration, for programs configured from one environment variable:
 //!
 //! ```text
-//! redis+sentinel://[user:password@]host:port[,host:port...]/service[/db][?sentinel_username=...&sentinel_password=...&role=master|replica]
+//! redis+sentinel://[user:password@]host[:port][,host[:port]...]/service[/db][?param=value&...]
 //! ```
 //!
 //! The user and password are the data nodes'; the sentinels' come as query parameters, since
-//! they are separate. Reserved characters in any part are percent-encoded (`%40` for `@`).
+//! they are separate. A sentinel without a port listens on 26379. Reserved characters in any
+//! part are percent-encoded (`%40` for `@`). The parameters (the anchors are go-redis's
+//! `ParseFailoverURL` and Lettuce's `redis-sentinel://...?timeout=`):
+//!
+//! | parameter | builder option | value |
+//! | --- | --- | --- |
+//! | `sentinel_username`, `sentinel_password` | the sentinels' ACL user | text |
+//! | `role` | `master` (default) or `replica` ([`Builder::replicas`]) | word |
+//! | `connect_timeout`, `read_timeout`, `write_timeout`, `sentinel_timeout`, `connection_timeout` | the timeout of the same name | `500ms`, `3s`, `1m`; a bare number is seconds |
+//! | `max_size`, `min_idle` | pool sizes | number |
+//! | `client_name` | [`Builder::client_name`] | text |
+//! | `address_map` | [`Builder::address_map`] | `announced=reachable` pairs, comma-separated |
+//!
 //! The result is a [`Builder`], whose options still override what the string said.
 
 use crate::{Builder, Error, SentinelPool};
@@ -104,6 +116,17 @@ pub(crate) fn parse(url: &str) -> Result<Builder, Error> {
         builder = match key {
             "sentinel_username" => builder.sentinel_username(decode(value)?),
             "sentinel_password" => builder.sentinel_password(decode(value)?),
+            "connect_timeout" => builder.connect_timeout(duration("connect_timeout", value)?),
+            "read_timeout" => builder.read_timeout(duration("read_timeout", value)?),
+            "write_timeout" => builder.write_timeout(duration("write_timeout", value)?),
+            "sentinel_timeout" => builder.sentinel_timeout(duration("sentinel_timeout", value)?),
+            "connection_timeout" => {
+                builder.connection_timeout(duration("connection_timeout", value)?)
+            }
+            "max_size" => builder.max_size(number("max_size", value)?),
+            "min_idle" => builder.min_idle(Some(number("min_idle", value)?)),
+            "client_name" => builder.client_name(decode(value)?),
+            "address_map" => builder.address_map(address_pairs("address_map", &decode(value)?)?),
             "role" if value == "master" => builder,
             "role" if value == "replica" => builder.replicas(crate::ReplicaOptions::default()),
             "role" => {
@@ -118,8 +141,10 @@ pub(crate) fn parse(url: &str) -> Result<Builder, Error> {
                     "url",
                     format!(
                         "parameter {} (counting from 1) is not one of sentinel_username, \
-                         sentinel_password or role; a & or = inside a value must be \
-                         percent-encoded (%26, %3D)",
+                         sentinel_password, role, connect_timeout, read_timeout, \
+                         write_timeout, sentinel_timeout, connection_timeout, max_size, \
+                         min_idle, client_name or address_map; a & inside a value must be \
+                         percent-encoded (%26)",
                         position + 1
                     ),
                 ));
@@ -127,6 +152,65 @@ pub(crate) fn parse(url: &str) -> Result<Builder, Error> {
         };
     }
     Ok(builder)
+}
+
+/// A duration parameter: a number (fractions allowed) and a unit, `ms`, `s` or `m`; a bare
+/// number is seconds, as in go-redis.
+fn duration(key: &'static str, value: &str) -> Result<std::time::Duration, Error> {
+    let split = value
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let scale = match unit {
+        "ms" => 0.001,
+        "" | "s" => 1.0,
+        "m" => 60.0,
+        _ => f64::NAN,
+    };
+    number
+        .parse::<f64>()
+        .ok()
+        .and_then(|n| std::time::Duration::try_from_secs_f64(n * scale).ok())
+        .ok_or_else(|| {
+            invalid(
+                key,
+                format!(
+                    "{value:?} is not a duration: write 500ms, 3s or 1m (a bare number is seconds)"
+                ),
+            )
+        })
+}
+
+/// A count parameter.
+fn number(key: &'static str, value: &str) -> Result<u32, Error> {
+    value
+        .parse()
+        .map_err(|_| invalid(key, format!("{value:?} is not a whole number")))
+}
+
+/// `announced=reachable` pairs of `host:port`, comma-separated (`ADDRESS_MAP`'s form too);
+/// each address is checked by `build`.
+pub(crate) fn address_pairs(
+    option: &'static str,
+    text: &str,
+) -> Result<Vec<(String, String)>, Error> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            pair.split_once('=')
+                .map(|(a, b)| (a.trim().to_owned(), b.trim().to_owned()))
+                .ok_or_else(|| {
+                    invalid(
+                        option,
+                        format!(
+                            "{pair:?} is not announced=reachable: give comma-separated \
+                             host:port=host:port pairs"
+                        ),
+                    )
+                })
+        })
+        .collect()
 }
 
 /// Decodes `%XX` escapes; the result must be UTF-8. Errors never quote the text (it may be a
@@ -157,6 +241,47 @@ mod tests {
         assert_eq!(decode("n%C3%B6").unwrap(), "nö");
         for bad in ["%", "%2", "%zz", "%ff"] {
             assert!(decode(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn parameters_set_timeouts_sizes_the_name_and_the_address_map() {
+        let builder = parse(
+            "redis+sentinel://s1,s2:26380/cache?connect_timeout=250ms&read_timeout=2&\
+             write_timeout=1.5s&sentinel_timeout=100ms&connection_timeout=1m&max_size=32&\
+             min_idle=4&client_name=orders&address_map=10.0.0.5:6379%3D127.0.0.1:7000",
+        )
+        .unwrap();
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(builder.connect_timeout, ms(250));
+        assert_eq!(builder.read_timeout, ms(2000));
+        assert_eq!(builder.write_timeout, ms(1500));
+        assert_eq!(builder.sentinel_timeout, ms(100));
+        assert_eq!(builder.connection_timeout, ms(60_000));
+        assert_eq!((builder.max_size, builder.min_idle), (32, Some(4)));
+        assert_eq!(builder.client_name.as_deref(), Some("orders"));
+        assert_eq!(
+            builder.address_pairs,
+            vec![("10.0.0.5:6379".to_owned(), "127.0.0.1:7000".to_owned())]
+        );
+        // A sentinel without a port listens on 26379.
+        let config = builder.validate().unwrap();
+        assert_eq!(config.sentinels[0], crate::NodeAddr::new("s1", 26379));
+    }
+
+    #[test]
+    fn a_bad_parameter_value_names_its_parameter() {
+        for (query, option) in [
+            ("read_timeout=soon", "read_timeout"),
+            ("connect_timeout=5h", "connect_timeout"),
+            ("max_size=-1", "max_size"),
+            ("address_map=10.0.0.5:6379", "address_map"),
+            ("nonsense=1", "url"),
+        ] {
+            match parse(&format!("redis+sentinel://h:1/m?{query}")) {
+                Err(Error::InvalidConfig { option: o, .. }) => assert_eq!(o, option, "{query}"),
+                other => panic!("{query}: {other:?}"),
+            }
         }
     }
 }

@@ -9,6 +9,9 @@ pub(crate) struct SentinelUrl {
     pub(super) addr: NodeAddr,
     pub(super) username: Option<String>,
     pub(super) password: Option<String>,
+    /// `Some(true)` for `rediss://` or `valkeys://`, `Some(false)` for `redis://` or
+    /// `valkey://`, `None` without a scheme.
+    pub(super) tls: Option<bool>,
 }
 
 /// What stands for a password wherever the crate shows one.
@@ -32,7 +35,8 @@ pub(crate) fn redact_url(address: &str) -> String {
     format!("{}{user}{}", &address[..start], &rest[at..])
 }
 
-/// Parses `redis://[user:pass@]host:port` or a bare `host:port`. The user info runs to the
+/// Parses `redis://[user:pass@]host[:port]` (or `rediss://`, `valkey://`, `valkeys://`) or a
+/// bare `host[:port]`; the port defaults to 26379. The user info runs to the
 /// last `@`, so a password may hold reserved characters unencoded (`%XX` escapes are decoded
 /// too); the host and port are checked by redis-rs without it, so that no error can quote it.
 pub(crate) fn parse_sentinel(address: &str) -> Result<SentinelUrl, Error> {
@@ -44,14 +48,16 @@ pub(crate) fn parse_sentinel(address: &str) -> Result<SentinelUrl, Error> {
     if trimmed.is_empty() {
         return Err(rejected("it is empty"));
     }
-    let rest = match trimmed.split_once("://") {
-        Some(("redis", rest)) => rest,
+    let (tls, rest) = match trimmed.split_once("://") {
+        Some(("redis" | "valkey", rest)) => (Some(false), rest),
+        Some(("rediss" | "valkeys", rest)) => (Some(true), rest),
         Some(_) => {
             return Err(rejected(
-                "only the redis:// scheme is supported for sentinels",
+                "sentinels are reached with redis:// or valkey://, or rediss:// or valkeys:// \
+                 over TLS",
             ));
         }
-        None => trimmed,
+        None => (None, trimmed),
     };
     let (userinfo, after) = match rest.rsplit_once('@') {
         Some((userinfo, after)) => (Some(userinfo), after),
@@ -63,12 +69,9 @@ pub(crate) fn parse_sentinel(address: &str) -> Result<SentinelUrl, Error> {
         Some((_, after)) => after.starts_with(':'),
         None => host_port.contains(':'),
     };
-    if !has_port {
-        return Err(rejected(
-            "the port is missing (sentinels usually listen on 26379)",
-        ));
-    }
-    let info = format!("redis://{host_port}")
+    // Sentinel's own port when none is given, as other clients assume.
+    let port = if has_port { "" } else { ":26379" };
+    let info = format!("redis://{host_port}{port}")
         .as_str()
         .into_connection_info()
         .map_err(|e| rejected(&e.to_string()))?;
@@ -95,6 +98,7 @@ pub(crate) fn parse_sentinel(address: &str) -> Result<SentinelUrl, Error> {
             addr: NodeAddr::new(host.clone(), *port),
             username,
             password,
+            tls,
         }),
         _ => Err(rejected("sentinels are reached over plain TCP")),
     }

@@ -17,19 +17,41 @@ use crate::{
 };
 
 impl Builder {
-    pub(super) fn validate(self) -> Result<Config, Error> {
+    // `mut` for the TLS a rediss:// address turns on.
+    #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
+    pub(crate) fn validate(mut self) -> Result<Config, Error> {
         if self.sentinels.is_empty() {
             return Err(Error::NoSentinels);
-        }
-        #[cfg(feature = "tls")]
-        if self.tls.is_some() {
-            crate::TlsOptions::install_crypto_provider();
         }
         let sentinels = self
             .sentinels
             .iter()
             .map(|address| parse_sentinel(address))
             .collect::<Result<Vec<_>, _>>()?;
+        // A TLS scheme turns TLS on for the pool, which speaks it to every node or to none.
+        let schemes: Vec<bool> = sentinels.iter().filter_map(|s| s.tls).collect();
+        if schemes.contains(&true) {
+            if schemes.contains(&false) {
+                return invalid(
+                    "sentinels",
+                    "some addresses are rediss:// (TLS) and others redis://: the pool speaks \
+                     TLS to every node or to none",
+                );
+            }
+            #[cfg(feature = "tls")]
+            if self.tls.is_none() {
+                self.tls = Some(crate::TlsOptions::default());
+            }
+            #[cfg(not(feature = "tls"))]
+            return invalid(
+                "sentinels",
+                "a rediss:// (TLS) sentinel address needs the crate's `tls` feature",
+            );
+        }
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() {
+            crate::TlsOptions::install_crypto_provider();
+        }
         if self.max_sentinels < sentinels.len() || self.max_sentinels > MAX_POOL_SIZE as usize {
             return invalid(
                 "max_sentinels",
@@ -273,6 +295,9 @@ mod tests {
             "redis://127.0.0.1:26379",
             "10.1.2.3:26380",
             "redis://:pw@h:1",
+            "valkey://v:2",
+            "s1",
+            "redis://[::1]",
         ])
         .validate()
         .unwrap();
@@ -281,7 +306,10 @@ mod tests {
             vec![
                 NodeAddr::new("127.0.0.1", 26379),
                 NodeAddr::new("10.1.2.3", 26380),
-                NodeAddr::new("h", 1)
+                NodeAddr::new("h", 1),
+                NodeAddr::new("v", 2),
+                NodeAddr::new("s1", 26379),
+                NodeAddr::new("::1", 26379),
             ]
         );
         assert_eq!(config.sentinel.redis.password(), Some("pw"));
@@ -292,7 +320,6 @@ mod tests {
         for bad in [
             "",
             "http://h:1",
-            "127.0.0.1",
             "redis://h:notaport",
             "redis+unix:///tmp/s",
         ] {
@@ -301,6 +328,41 @@ mod tests {
                 other => panic!("{bad:?} gave {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_tls_scheme_turns_tls_on_and_cannot_be_mixed_with_plain() {
+        let mixed = builder(&["rediss://h:1", "redis://h:2"]).validate();
+        assert!(
+            matches!(
+                &mixed,
+                Err(Error::InvalidConfig {
+                    option: "sentinels",
+                    ..
+                })
+            ),
+            "{mixed:?}"
+        );
+        let tls = builder(&["rediss://h:1", "valkeys://h:2", "h:3"]).validate();
+        #[cfg(feature = "tls")]
+        assert!(tls.unwrap().data.tls.is_some());
+        #[cfg(not(feature = "tls"))]
+        assert!(matches!(
+            tls,
+            Err(Error::InvalidConfig {
+                option: "sentinels",
+                ..
+            })
+        ));
+        #[cfg(feature = "tls")]
+        assert!(
+            builder(&["redis://h:1"])
+                .validate()
+                .unwrap()
+                .data
+                .tls
+                .is_none()
+        );
     }
 
     #[test]
