@@ -7,7 +7,11 @@ use redis::RedisError;
 /// Everything that can go wrong when building a pool, checking out a connection or running a
 /// command through [`SentinelPool::with_retry`](crate::SentinelPool::with_retry).
 ///
-/// Each variant says when it happens; its message says what to fix. Use the predicates
+/// Each variant says when it happens; its message says what to fix, and holds the messages of
+/// its causes, so that printing it (`{}`) tells the whole story and `source()` is empty (a
+/// reporter walking the chain would show each cause twice). The causes themselves are the
+/// variants' fields: a [`RedisError`], or the [`Error`] a [`CheckoutTimeout`](Error::CheckoutTimeout)
+/// or [`RetriesExhausted`](Error::RetriesExhausted) ended on. Use the predicates
 /// ([`is_timeout`](Error::is_timeout), [`is_retryable`](Error::is_retryable),
 /// [`is_config`](Error::is_config)) rather than matching messages.
 #[derive(Debug, Clone)]
@@ -377,24 +381,10 @@ impl fmt::Display for Error {
     }
 }
 
-impl error::Error for Error {
-    fn source(&self) -> Option<&(dyn error::Error + 'static)> {
-        match self {
-            Error::SentinelAuth { source, .. }
-            | Error::Auth { source, .. }
-            | Error::NoPermission { source, .. }
-            | Error::Connect { source, .. }
-            | Error::Redis(source)
-            | Error::MaybeApplied { source, .. } => Some(source),
-            Error::SentinelsUnreachable { failures } => failures
-                .last()
-                .map(|f| &f.source as &(dyn error::Error + 'static)),
-            Error::CheckoutTimeout { cause, .. } => Some(cause.as_ref()),
-            Error::RetriesExhausted { last, .. } => Some(last.as_ref()),
-            _ => None,
-        }
-    }
-}
+/// No `source()`: each message already holds its causes' (a reporter that walks the chain,
+/// such as anyhow's `{:?}`, would print every cause twice). The causes are the variants'
+/// fields, typed.
+impl error::Error for Error {}
 
 impl From<RedisError> for Error {
     fn from(err: RedisError) -> Self {
@@ -413,5 +403,31 @@ mod tests {
         let shown = Quoted(&long).to_string();
         assert!(shown.ends_with("... (200 bytes)"), "{shown}");
         assert_eq!(shown.matches('é').count(), QUOTE_LIMIT);
+    }
+
+    #[test]
+    fn each_cause_is_shown_once_and_no_chain_repeats_it() {
+        let io = RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "refused by the test",
+        ));
+        let err = Error::RetriesExhausted {
+            attempts: 3,
+            elapsed: Duration::from_secs(1),
+            last: Box::new(Error::CheckoutTimeout {
+                waited: Duration::from_secs(1),
+                cause: Box::new(Error::Connect {
+                    address: "127.0.0.1:1".into(),
+                    source: io,
+                }),
+            }),
+        };
+        let mut report = err.to_string();
+        let mut cause = error::Error::source(&err);
+        while let Some(next) = cause {
+            report.push_str(&next.to_string());
+            cause = next.source();
+        }
+        assert_eq!(report.matches("refused by the test").count(), 1, "{report}");
     }
 }
