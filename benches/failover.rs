@@ -12,7 +12,7 @@
 //!
 //! The first failover of each scenario is also written, as acknowledged and lost writes per
 //! 10 ms with Sentinel's steps marked, to `target/failover-timeline/<scenario>.json`, which
-//! `cargo run --example plot_failover` draws into `benches/failover.png`.
+//! `cargo run -p plot --bin failover` draws into `benches/failover.png`.
 //!
 //! `cargo bench --bench failover` (`FAILOVERS=10` per scenario by default; about 18 minutes).
 //! `cargo bench --bench failover -- "watcher off"` runs the scenarios without the watcher.

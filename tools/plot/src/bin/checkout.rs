@@ -1,15 +1,12 @@
 //! Draws `benches/checkout.png` from the results of `cargo bench --bench checkout`: operations
 //! per second against threads, one line per contender, one panel per pool size.
 //!
-//! `cargo bench --bench checkout && cargo run --example plot_checkout`
+//! `cargo bench --bench checkout && cargo run -p plot --bin checkout`
 //!
 //! It reads criterion's estimates under `target/criterion/` and the DejaVu Sans font
 //! (Debian/Ubuntu: `apt-get install fonts-dejavu-core`; or set `PLOT_FONT` to any TTF file).
 
 use std::{collections::BTreeMap, error::Error, fs, path::Path};
-
-#[path = "support/plot.rs"]
-mod plot;
 
 use ab_glyph::{FontVec, PxScale};
 use image::{Rgb, RgbImage};

@@ -3,15 +3,12 @@
 //! with the fence on and off; writes the final master lacks in red; Sentinel's steps and the
 //! pool's moves marked.
 //!
-//! `cargo bench --bench failover && cargo run --example plot_failover`
+//! `cargo bench --bench failover && cargo run -p plot --bin failover`
 //!
 //! It reads `target/failover-timeline/*.json` and the DejaVu Sans font (Debian/Ubuntu:
 //! `apt-get install fonts-dejavu-core`; or set `PLOT_FONT` to any TTF file).
 
 use std::{error::Error, fs};
-
-#[path = "support/plot.rs"]
-mod plot;
 
 use ab_glyph::{FontVec, PxScale};
 use image::{Rgb, RgbImage};

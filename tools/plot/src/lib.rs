@@ -1,11 +1,14 @@
-//! What the plotting examples share: the font.
+//! Draws the benchmark figures from the benches' results, run from the repository's root:
+//! `cargo run -p plot --bin checkout` (after `cargo bench --bench checkout`) and
+//! `cargo run -p plot --bin failover` (after `cargo bench --bench failover`). What both share:
+//! the font.
 
 use std::{error::Error, fs};
 
 use ab_glyph::FontVec;
 
 /// The DejaVu Sans font, or the TTF file `PLOT_FONT` names.
-pub(crate) fn font() -> Result<FontVec, Box<dyn Error>> {
+pub fn font() -> Result<FontVec, Box<dyn Error>> {
     let path = std::env::var("PLOT_FONT")
         .unwrap_or_else(|_| "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf".into());
     let bytes = fs::read(&path).map_err(|e| {
