@@ -244,6 +244,11 @@ impl Process {
         Ok(())
     }
 
+    /// The process id while it runs.
+    pub(super) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+
     /// Running and not frozen: it answers.
     pub(super) fn is_running(&self) -> bool {
         self.child.is_some() && !self.frozen

@@ -279,6 +279,17 @@ impl Topology {
         self.data.iter().map(|s| s.addr()).collect()
     }
 
+    /// The process id of the node at `addr` (data node or sentinel), while it runs: for
+    /// tools that show what they started. `None` for an address not in the topology or a
+    /// node killed.
+    pub fn pid(&self, addr: &NodeAddr) -> Option<u32> {
+        self.data
+            .iter()
+            .chain(&self.sentinels)
+            .find(|node| &node.addr() == addr)
+            .and_then(Process::pid)
+    }
+
     /// A pool builder for this topology: its sentinels, service name and passwords.
     pub fn pool_builder(&self) -> Builder {
         let mut builder = SentinelPool::builder(self.sentinel_urls(), self.service_name());
