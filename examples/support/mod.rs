@@ -1,5 +1,8 @@
 //! What the examples share: where the sentinels are, and how an example ends.
 
+// Each example uses part of what is here.
+#![allow(dead_code)]
+
 use r2d2_redis_sentinel::{Builder, SentinelPool, testkit::Topology};
 
 /// The deployment an example talks to.
