@@ -13,6 +13,8 @@ mod event;
 #[doc(hidden)]
 pub mod fuzzing;
 mod generation;
+#[doc = include_str!("../docs/guide.md")]
+pub mod guide {}
 mod manager;
 mod message;
 mod node;
