@@ -33,6 +33,9 @@ mod tls;
 mod url;
 mod watcher;
 
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+pub use config::PoolConfig;
 pub use config::{Builder, FenceResume, Validation};
 pub use connection::Connection;
 pub use error::{Error, SentinelFailure};

@@ -156,7 +156,7 @@ pub(crate) fn parse(url: &str) -> Result<Builder, Error> {
 
 /// A duration parameter: a number (fractions allowed) and a unit, `ms`, `s` or `m`; a bare
 /// number is seconds, as in go-redis.
-fn duration(key: &'static str, value: &str) -> Result<std::time::Duration, Error> {
+pub(crate) fn duration(key: &'static str, value: &str) -> Result<std::time::Duration, Error> {
     let split = value
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(value.len());

@@ -150,13 +150,15 @@ fn local_port(conn: &mut Connection) -> u16 {
     addr.rsplit_once(':').unwrap().1.parse().unwrap()
 }
 
-/// The `tr` (timer kind) of the IPv4 socket bound to loopback `port`, from /proc/net/tcp.
+/// The `tr` (timer kind) of the established IPv4 socket bound to loopback `port`, from
+/// /proc/net/tcp (an older socket of the same port may linger there in `TIME_WAIT`).
 fn timer_kind(port: u16) -> Option<u8> {
     let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
     let local = format!("0100007F:{port:04X}");
     table.lines().skip(1).find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        (fields.get(1) == Some(&local.as_str()))
+        // Column 3 is the state; 01 is ESTABLISHED.
+        (fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"01"))
             .then(|| fields[5].split(':').next()?.parse().ok())
             .flatten()
     })

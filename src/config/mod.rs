@@ -10,10 +10,14 @@ use crate::{
 };
 
 mod builder;
+#[cfg(feature = "serde")]
+mod file;
 mod sentinel_address;
 mod validate;
 
 pub use builder::Builder;
+#[cfg(feature = "serde")]
+pub use file::PoolConfig;
 pub(crate) use sentinel_address::{REDACTED, parse_sentinel, percent_decode, redact_url};
 
 /// The largest pool: r2d2 allocates a slot per connection up front, and Redis's default

@@ -1,0 +1,183 @@
+//! [`PoolConfig`]: the pool's options as a service keeps them in its configuration file (the
+//! `serde` feature), read with any serde format.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::{Builder, Error, SentinelPool};
+
+/// The pool's options as plain data, for a service's configuration file (TOML, YAML, JSON:
+/// any serde format). Every field is optional but where the sentinels are: either `url` (a
+/// connection string, as [`SentinelPool::from_url`] reads it) or `sentinels`, with `service`
+/// (`mymaster` when unset). Durations are written `"500ms"`, `"3s"` or `"1m"`. Fields set here
+/// override what the `url` says; a field not set keeps the builder's default. Unknown fields
+/// are refused, so that a misspelt option is not silently ignored.
+///
+/// ```
+/// # #[cfg(feature = "serde")] {
+/// use r2d2_redis_sentinel::PoolConfig;
+///
+/// let config: PoolConfig = serde_json::from_str(r#"{
+///     "sentinels": ["10.0.0.1:26379", "10.0.0.2:26379"],
+///     "service": "orders",
+///     "max_size": 32,
+///     "read_timeout": "2s",
+///     "client_name": "orders-api"
+/// }"#)?;
+/// let builder = config.builder()?; // then .build()
+/// # }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PoolConfig {
+    /// A connection string (`redis+sentinel://...`); instead of `sentinels` and `service`.
+    pub url: Option<String>,
+    /// Sentinel addresses (`host:port`, `redis://...`), when no `url` is given.
+    pub sentinels: Vec<String>,
+    /// The service (master) name; `mymaster` when unset.
+    pub service: Option<String>,
+    /// [`Builder::username`].
+    pub username: Option<String>,
+    /// [`Builder::password`].
+    pub password: Option<String>,
+    /// [`Builder::sentinel_username`].
+    pub sentinel_username: Option<String>,
+    /// [`Builder::sentinel_password`].
+    pub sentinel_password: Option<String>,
+    /// [`Builder::db`].
+    pub db: Option<i64>,
+    /// [`Builder::max_size`].
+    pub max_size: Option<u32>,
+    /// [`Builder::min_idle`].
+    pub min_idle: Option<u32>,
+    /// [`Builder::connection_timeout`].
+    #[serde(deserialize_with = "duration")]
+    pub connection_timeout: Option<Duration>,
+    /// [`Builder::connect_timeout`].
+    #[serde(deserialize_with = "duration")]
+    pub connect_timeout: Option<Duration>,
+    /// [`Builder::read_timeout`].
+    #[serde(deserialize_with = "duration")]
+    pub read_timeout: Option<Duration>,
+    /// [`Builder::write_timeout`].
+    #[serde(deserialize_with = "duration")]
+    pub write_timeout: Option<Duration>,
+    /// [`Builder::sentinel_timeout`].
+    #[serde(deserialize_with = "duration")]
+    pub sentinel_timeout: Option<Duration>,
+    /// [`Builder::client_name`].
+    pub client_name: Option<String>,
+    /// [`Builder::address_map`]: announced address to reachable address, `host:port` each.
+    pub address_map: std::collections::BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for PoolConfig {
+    /// The passwords, and a URL's, never show.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |password: &Option<String>| password.as_ref().map(|_| super::REDACTED);
+        f.debug_struct("PoolConfig")
+            .field("url", &self.url.as_deref().map(super::redact_url))
+            .field("sentinels", &self.sentinels)
+            .field("service", &self.service)
+            .field("username", &self.username)
+            .field("password", &hidden(&self.password))
+            .field("sentinel_username", &self.sentinel_username)
+            .field("sentinel_password", &hidden(&self.sentinel_password))
+            .field("db", &self.db)
+            .field("max_size", &self.max_size)
+            .field("min_idle", &self.min_idle)
+            .field("connection_timeout", &self.connection_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("read_timeout", &self.read_timeout)
+            .field("write_timeout", &self.write_timeout)
+            .field("sentinel_timeout", &self.sentinel_timeout)
+            .field("client_name", &self.client_name)
+            .field("address_map", &self.address_map)
+            .finish()
+    }
+}
+
+impl PoolConfig {
+    /// The builder these options describe; set more on it, then `build`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] when both `url` and `sentinels` are given, or neither, or the
+    /// `url` does not parse. Everything else is checked by `build`, as the builder's options.
+    pub fn builder(&self) -> Result<Builder, Error> {
+        let mut builder = match (&self.url, self.sentinels.is_empty()) {
+            (Some(url), true) => SentinelPool::from_url(url)?,
+            (None, false) => SentinelPool::builder(
+                &self.sentinels,
+                self.service.as_deref().unwrap_or("mymaster"),
+            ),
+            (Some(_), false) => {
+                return super::invalid("sentinels", "give either `url` or `sentinels`, not both");
+            }
+            (None, true) => {
+                return super::invalid(
+                    "sentinels",
+                    "give the sentinels: `url` (redis+sentinel://...) or `sentinels` with \
+                     `service`",
+                );
+            }
+        };
+        if self.url.is_some() && self.service.is_some() {
+            return super::invalid("service", "the `url` names the service: drop `service`");
+        }
+        let strings = [
+            (
+                &self.username,
+                Builder::username as fn(Builder, String) -> Builder,
+            ),
+            (&self.password, Builder::password),
+            (&self.sentinel_username, Builder::sentinel_username),
+            (&self.sentinel_password, Builder::sentinel_password),
+            (&self.client_name, Builder::client_name),
+        ];
+        for (value, set) in strings {
+            if let Some(value) = value {
+                builder = set(builder, value.clone());
+            }
+        }
+        let durations = [
+            (
+                self.connection_timeout,
+                Builder::connection_timeout as fn(Builder, Duration) -> Builder,
+            ),
+            (self.connect_timeout, Builder::connect_timeout),
+            (self.read_timeout, Builder::read_timeout),
+            (self.write_timeout, Builder::write_timeout),
+            (self.sentinel_timeout, Builder::sentinel_timeout),
+        ];
+        for (value, set) in durations {
+            if let Some(value) = value {
+                builder = set(builder, value);
+            }
+        }
+        if let Some(db) = self.db {
+            builder = builder.db(db);
+        }
+        if let Some(max_size) = self.max_size {
+            builder = builder.max_size(max_size);
+        }
+        if let Some(min_idle) = self.min_idle {
+            builder = builder.min_idle(Some(min_idle));
+        }
+        if !self.address_map.is_empty() {
+            builder = builder.address_map(&self.address_map);
+        }
+        Ok(builder)
+    }
+}
+
+/// `"500ms"`, `"3s"`, `"1m"`, as connection strings write durations.
+fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    crate::url::duration("duration", &text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
