@@ -95,7 +95,7 @@ fn builders_and_configuration_errors_hide_passwords() {
         for bad in [
             format!("redis://:{password}@127.0.0.1:notaport"),
             format!("http://user:{password}@127.0.0.1:26379"),
-            format!("redis://user:{password}@127.0.0.1"),
+            format!("redis://user:{password}@127.0.0.1:0"),
             format!("redis://user:{password}@"),
         ] {
             let err = SentinelPool::builder([bad.as_str()], "mymaster")
