@@ -53,6 +53,10 @@ impl Class {
 /// alone.
 pub(crate) fn classify(err: &RedisError) -> Class {
     match err.kind() {
+        // Durable mode: applied on the master, not confirmed by enough replicas.
+        ErrorKind::Extension if err.code() == Some(crate::durable::NOT_REPLICATED) => {
+            Class::MaybeApplied
+        }
         // A transaction aborted at EXEC: what was refused while queued says why.
         ErrorKind::Server(ServerErrorKind::ExecAbort) => classify_all(err),
         // Server errors, of one command or of several in a pipeline: redis-rs's pipeline
@@ -110,7 +114,8 @@ fn classify_one(err: &RedisError) -> Class {
         ErrorKind::Extension => match err.code() {
             // A blocked command was released because the node became a replica.
             Some("UNBLOCKED") => Class::NotApplied { failover: true },
-            // `min-replicas-to-write` not met: the write was refused.
+            // `min-replicas-to-write` not met (or, in durable mode, no replica connected):
+            // the write was refused, unsent.
             Some("NOREPLICAS") => Class::NotApplied { failover: false },
             // The pool refused to send on a connection of an older generation; the generation
             // already moved, so this is no new evidence.

@@ -9,8 +9,9 @@ use std::{
 use redis::{ConnectionLike, ErrorKind, RedisError, RedisResult, Role, ServerErrorKind, Value};
 
 use crate::{
-    NodeAddr,
+    Durability, NodeAddr,
     class::{self, STALE},
+    durable,
     generation::Generation,
     node::{NodeRole, NodeSettings, RoleProbe},
 };
@@ -80,6 +81,12 @@ pub struct Connection {
     /// The last request sent held only reads (nor a transaction's `EXEC` of writes, nor
     /// anything this crate could not read): if it met an I/O error, nothing was applied.
     sent_only_reads: bool,
+    /// Durable mode: a write is confirmed by `WAIT` in its own round trip. `None` for a
+    /// replica connection or a pool without it.
+    durability: Option<Durability>,
+    /// How many replicas the master listed as connected at the last `ROLE`; `None` when
+    /// unknown (asked with `HELLO`).
+    connected_replicas: Option<u32>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -129,6 +136,8 @@ impl Connection {
             queued_write: false,
             effects: Vec::new(),
             sent_only_reads: false,
+            durability: settings.durability.filter(|_| serves == NodeRole::Master),
+            connected_replicas: None,
         }
     }
 
@@ -271,7 +280,12 @@ impl Connection {
             self.inner.set_read_timeout(Some(per_reply))?;
         }
         // Straight on the socket: the probe changes nothing the connection tracks.
-        let role = probe.ask(&mut self.inner, ping, self.protocol);
+        let role = probe
+            .ask_counting(&mut self.inner, ping, self.protocol)
+            .map(|(role, replicas)| {
+                self.connected_replicas = replicas;
+                role
+            });
         match &role {
             Ok(_) => self.last_ok = Instant::now(),
             Err(err) => self.observe(err),
@@ -401,14 +415,94 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// In durable mode, for the request `before` just read: the number of replicas its `WAIT`
+    /// asks for, or `None` when it writes nothing (or the mode is off). An error, the
+    /// request unsent, when no replica is connected to confirm it, or when the request
+    /// leaves a transaction open with writes before it (a `WAIT` would be queued): the
+    /// connection is then retired, since `before` already counted the unsent request.
+    fn durable_wait(&mut self) -> RedisResult<Option<u32>> {
+        let Some(durability) = self.durability else {
+            return Ok(None);
+        };
+        if !self.effects.contains(&true) || self.subscribed {
+            return Ok(None);
+        }
+        if self.in_transaction {
+            self.session_changed = true;
+            return Err(redis::make_extension_error(
+                "DURABLE".to_owned(),
+                Some(
+                    "durable mode: this request writes and then leaves MULTI open, so no WAIT \
+                     can confirm its writes; send MULTI ... EXEC in one request (an atomic \
+                     pipeline). It was not sent"
+                        .to_owned(),
+                ),
+            ));
+        }
+        if durability.replicas == durable::Replicas::All && self.connected_replicas == Some(0) {
+            // Unsent, but `before` took it as sent (an `EXEC` it read closed a transaction
+            // the server still has open): the connection is retired when it returns.
+            self.session_changed = true;
+            return Err(durable::no_replicas(&self.addr));
+        }
+        Ok(Some(durability.asked(self.connected_replicas)))
+    }
+
+    /// Runs `f` with durable mode set to `durability` on this connection (`None`: off),
+    /// whatever the pool's setting, for one call: a write that must be confirmed by replicas
+    /// in a pool that does not ask it of every write, or the other way round.
+    ///
+    /// ```no_run
+    /// use r2d2_redis_sentinel::{Durability, SentinelPool, redis::Commands};
+    ///
+    /// let pool = SentinelPool::builder(["127.0.0.1:26379"], "mymaster").build()?;
+    /// let _: () = pool.with_retry(|c| {
+    ///     c.with_durability(Some(Durability::all_replicas()), |c| c.set("balance:7", 100))
+    /// })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_durability<T>(
+        &mut self,
+        durability: Option<Durability>,
+        f: impl FnOnce(&mut Self) -> RedisResult<T>,
+    ) -> RedisResult<T> {
+        let kept = std::mem::replace(
+            &mut self.durability,
+            durability.filter(|_| self.serves == NodeRole::Master),
+        );
+        let result = f(self);
+        self.durability = kept;
+        result
+    }
+}
+
 impl ConnectionLike for Connection {
     fn req_packed_command(&mut self, cmd: &[u8]) -> RedisResult<Value> {
         self.refuse_if_stale()?;
         self.before(cmd);
-        let result = self.inner.req_packed_command(cmd);
-        if let Ok(reply) = &result {
-            self.observe_reply(reply, self.effect(0));
-        }
+        let Some(asked) = self.durable_wait()? else {
+            let result = self.inner.req_packed_command(cmd);
+            if let Ok(reply) = &result {
+                self.observe_reply(reply, self.effect(0));
+            }
+            return self.after(result);
+        };
+        // The write and its WAIT in one round trip.
+        let packed = [cmd, &self.durability.expect("durable").packed_wait(asked)].concat();
+        let result = self
+            .inner
+            .req_packed_commands(&packed, 0, 2)
+            .and_then(|mut replies| {
+                let wait = replies.pop().unwrap_or(Value::Nil);
+                let reply = replies.pop().unwrap_or(Value::Nil);
+                self.observe_reply(&reply, self.effect(0));
+                if matches!(reply, Value::ServerError(_)) {
+                    // Refused: nothing to confirm.
+                    return Ok(reply);
+                }
+                durable::check(wait, asked).map(|()| reply)
+            });
         self.after(result)
     }
 
@@ -420,14 +514,27 @@ impl ConnectionLike for Connection {
     ) -> RedisResult<Vec<Value>> {
         self.refuse_if_stale()?;
         self.before(cmd);
-        let result = self.inner.req_packed_commands(cmd, offset, count);
-        if let Ok(replies) = &result {
+        let asked = self.durable_wait()?;
+        let result = match asked {
+            None => self.inner.req_packed_commands(cmd, offset, count),
+            Some(asked) => {
+                // The WAIT after the last command (after an atomic pipeline's EXEC).
+                let packed = [cmd, &self.durability.expect("durable").packed_wait(asked)].concat();
+                self.inner.req_packed_commands(&packed, offset, count + 1)
+            }
+        };
+        let result = result.and_then(|mut replies| {
+            let wait = asked.map(|_| replies.pop().unwrap_or(Value::Nil));
             // The replies skipped (`offset`: an atomic pipeline's `MULTI` and `+QUEUED`s) are
             // not returned; those returned line up with the commands from there.
             for (i, reply) in replies.iter().enumerate() {
                 self.observe_reply(reply, self.effect(offset + i));
             }
-        }
+            match (wait, asked) {
+                (Some(wait), Some(asked)) => durable::check(wait, asked).map(|()| replies),
+                _ => Ok(replies),
+            }
+        });
         self.after(result)
     }
 

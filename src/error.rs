@@ -155,6 +155,16 @@ pub enum Error {
         /// The error that broke the connection.
         source: RedisError,
     },
+    /// Durable mode ([`Builder::durability`](crate::Builder::durability)): the master applied
+    /// the write, and fewer replicas than asked confirmed it within the durability timeout. It
+    /// may be lost if the master fails before they catch up. Not retried unless the operation
+    /// was declared idempotent.
+    NotReplicated {
+        /// Replicas asked to confirm.
+        asked: u32,
+        /// Replicas that confirmed.
+        confirmed: u32,
+    },
     /// Retries were exhausted (attempts or deadline of the
     /// [`RetryPolicy`](crate::RetryPolicy)); `last` is the last failure.
     RetriesExhausted {
@@ -369,6 +379,13 @@ impl fmt::Display for Error {
                  it may or may not have been applied, so it was not run again; use \
                  `with_retry_idempotent` for operations that are safe to repeat"
             ),
+            Error::NotReplicated { asked, confirmed } => write!(
+                f,
+                "the master applied the write, but only {confirmed} of the {asked} replicas \
+                 asked confirmed it within the durability timeout: it may be lost if the master \
+                 fails now. Check the replicas' links and lag, or give the durability a longer \
+                 timeout; retry it only if it is safe to repeat"
+            ),
             Error::RetriesExhausted {
                 attempts,
                 elapsed,
@@ -387,8 +404,13 @@ impl fmt::Display for Error {
 impl error::Error for Error {}
 
 impl From<RedisError> for Error {
+    /// [`Error::NotReplicated`] for a durable write fewer replicas confirmed than asked,
+    /// [`Error::Redis`] otherwise.
     fn from(err: RedisError) -> Self {
-        Error::Redis(err)
+        match crate::durable::counts(&err) {
+            Some((asked, confirmed)) => Error::NotReplicated { asked, confirmed },
+            None => Error::Redis(err),
+        }
     }
 }
 

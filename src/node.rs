@@ -88,6 +88,8 @@ pub(crate) struct NodeSettings {
     pub(crate) client_name: Option<String>,
     /// `TCP_NODELAY` and keepalive.
     pub(crate) tcp: TcpSettings,
+    /// Durable mode (data nodes only).
+    pub(crate) durability: Option<crate::Durability>,
     /// TLS, when the pool speaks it.
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::TlsOptions>,
@@ -271,6 +273,18 @@ impl RoleProbe {
         ping: bool,
         protocol: redis::ProtocolVersion,
     ) -> RedisResult<NodeRole> {
+        self.ask_counting(conn, ping, protocol)
+            .map(|(role, _)| role)
+    }
+
+    /// As [`ask`](Self::ask), with the number of replicas a master lists as connected
+    /// (`ROLE` tells, `HELLO` does not).
+    pub(crate) fn ask_counting(
+        self,
+        conn: &mut impl redis::ConnectionLike,
+        ping: bool,
+        protocol: redis::ProtocolVersion,
+    ) -> RedisResult<(NodeRole, Option<u32>)> {
         let mut pipe = redis::pipe();
         if ping {
             pipe.cmd("PING");
@@ -300,8 +314,15 @@ impl RoleProbe {
             }
         }
         match self {
-            RoleProbe::Role => Ok(NodeRole::from_role(&redis::from_redis_value(reply)?)),
-            RoleProbe::Hello => NodeRole::from_hello(reply),
+            RoleProbe::Role => {
+                let role: Role = redis::from_redis_value(reply)?;
+                let replicas = match &role {
+                    Role::Primary { replicas, .. } => u32::try_from(replicas.len()).ok(),
+                    _ => None,
+                };
+                Ok((NodeRole::from_role(&role), replicas))
+            }
+            RoleProbe::Hello => NodeRole::from_hello(reply).map(|role| (role, None)),
         }
     }
 }

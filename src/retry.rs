@@ -137,6 +137,9 @@ impl RetryPolicy {
 /// during it: `applied_before` is [`Connection::applied`] when the attempt started.
 pub(crate) fn classify_attempt(err: &RedisError, conn: &Connection, applied_before: u64) -> Class {
     match classify(err) {
+        // Durable mode: applied on the master, not confirmed by enough replicas. Retried only
+        // when idempotent; the connection is in step.
+        Class::MaybeApplied if crate::durable::counts(err).is_some() => Class::MaybeApplied,
         // A replica refuses writes: the caller sent one to a replica pool. Not a failover, and
         // no other replica will take it.
         Class::NotApplied { failover: true }
@@ -196,18 +199,21 @@ pub(crate) fn run<T>(
                 match op(&mut conn) {
                     Ok(value) => return Ok(value),
                     Err(err) => match classify_attempt(&err, &conn, applied_before) {
-                        Class::Final => return Err(Error::Redis(err)),
+                        Class::Final => return Err(Error::from(err)),
                         Class::MaybeApplied if !idempotent => {
-                            return Err(Error::MaybeApplied {
-                                attempts: attempt,
-                                source: err,
+                            return Err(match Error::from(err) {
+                                Error::Redis(err) => Error::MaybeApplied {
+                                    attempts: attempt,
+                                    source: err,
+                                },
+                                not_replicated => not_replicated,
                             });
                         }
                         _ => {
                             // Returning `conn` (at the end of this arm) invalidates the pool if the
                             // error showed a failover, so the backoff below ends at once.
                             log::debug!("attempt {attempt} on {} failed: {err}", conn.addr());
-                            Error::Redis(err)
+                            Error::from(err)
                         }
                     },
                 }

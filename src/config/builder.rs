@@ -51,6 +51,7 @@ pub struct Builder {
     pub(crate) tcp_nodelay: bool,
     pub(crate) tcp_keepalive: Option<Duration>,
     pub(crate) hooks: Hooks,
+    pub(crate) durability: Option<crate::Durability>,
 }
 
 impl std::fmt::Debug for Builder {
@@ -95,6 +96,7 @@ impl std::fmt::Debug for Builder {
             .field("tcp_nodelay", &self.tcp_nodelay)
             .field("tcp_keepalive", &self.tcp_keepalive)
             .field("hooks", &self.hooks)
+            .field("durability", &self.durability)
             .finish()
     }
 }
@@ -136,6 +138,7 @@ impl Builder {
             tcp_nodelay: true,
             tcp_keepalive: Some(Duration::from_secs(60)),
             hooks: Hooks::default(),
+            durability: None,
         }
     }
 
@@ -497,6 +500,28 @@ impl Builder {
     /// Defaults to none.
     pub fn event_handler(mut self, handler: Box<dyn r2d2::HandleEvent>) -> Self {
         self.hooks.event_handler = Some(handler.into());
+        self
+    }
+
+    /// Durable mode: every write through the pool is reported done only once the replicas
+    /// asked for confirm it (`WAIT`, sent in the write's own round trip, after it); when fewer
+    /// do within the durability's timeout, the call fails with
+    /// [`Error::NotReplicated`](crate::Error::NotReplicated) (through
+    /// [`with_retry`](crate::SentinelPool::with_retry)) or a `NOTREPLICATED` error (on a
+    /// connection), never `Ok`: the write was applied on the master and may be lost.
+    /// Reads are not waited for. [`Connection::with_durability`] sets it for one call.
+    ///
+    /// What it cannot do: confirm writes that a request sends inside a `MULTI` it leaves
+    /// open (such a request is refused unsent: send `MULTI ... EXEC` in one request, an
+    /// atomic pipeline); protect against two failures at once (the master and the replicas
+    /// that confirmed), or a replica lost after it confirmed. A blocking command that writes
+    /// (`BLMOVE`) waits for its own timeout, then for the confirmations, within the read
+    /// timeout. Inside a script, `WAIT` cannot run: the script's writes are confirmed after
+    /// it, as one write.
+    ///
+    /// Defaults to none: a write is done when the master acknowledges it.
+    pub fn durability(mut self, durability: crate::Durability) -> Self {
+        self.durability = Some(durability);
         self
     }
 

@@ -146,6 +146,25 @@ impl Builder {
         if let Some(idle) = self.tcp_keepalive {
             check_duration("tcp_keepalive", idle)?;
         }
+        if let Some(durability) = self.durability {
+            if durability.replicas == crate::durable::Replicas::AtLeast(0) {
+                return invalid(
+                    "durability",
+                    "Durability::at_least(0) confirms nothing: ask for at least one replica",
+                );
+            }
+            check_duration("durability", durability.timeout)?;
+            if durability.timeout >= self.read_timeout {
+                return invalid(
+                    "durability",
+                    format!(
+                        "its timeout {:?} must be shorter than read_timeout {:?}, which bounds \
+                         the write and its confirmation together",
+                        durability.timeout, self.read_timeout
+                    ),
+                );
+            }
+        }
         if self.username.is_some() && self.password.is_none() {
             return invalid(
                 "username",
@@ -216,6 +235,7 @@ impl Builder {
             idle_timeout: self.idle_timeout,
             max_lifetime: self.max_lifetime,
             data: NodeSettings {
+                durability: self.durability,
                 redis: data,
                 client_name: self.client_name,
                 tcp: tcp.clone(),
@@ -226,6 +246,7 @@ impl Builder {
                 write_timeout: self.write_timeout,
             },
             sentinel: NodeSettings {
+                durability: None,
                 redis: sentinel,
                 client_name: None,
                 tcp,

@@ -43,6 +43,7 @@ impl Access {
             redis,
             client_name: None,
             tcp: Default::default(),
+            durability: None,
             #[cfg(feature = "tls")]
             tls: self.tls.clone(),
             connect_timeout: Duration::from_secs(1),

@@ -1,0 +1,395 @@
+//! Durable mode: a write is reported done only once the replicas confirm it (`WAIT` in the
+//! write's round trip); fewer confirmations are a typed error, never `Ok`; and a master crash
+//! with replication lag loses no write durable mode acknowledged, where the default mode
+//! loses some.
+
+mod support;
+
+#[path = "support/fence.rs"]
+mod fence_kit;
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::Duration,
+};
+
+use r2d2_redis_sentinel::{
+    Durability, Error, RetryPolicy, SentinelPool,
+    redis::{self, Commands},
+    testkit::Topology,
+};
+use support::{direct, eventually, init_logging};
+
+fn durable(topology: &Topology) -> SentinelPool {
+    topology
+        .pool_builder()
+        .max_size(2)
+        .durability(Durability::all_replicas().timeout(Duration::from_millis(300)))
+        .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(1)))
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn fewer_confirmations_than_asked_is_an_error_never_ok() {
+    init_logging();
+    let mut topology = Topology::start().unwrap();
+    let master = topology.master().unwrap();
+    let replicas: Vec<_> = topology
+        .data_addrs()
+        .into_iter()
+        .filter(|a| *a != master)
+        .collect();
+    let pool = durable(&topology);
+    let plain = topology.pool_builder().max_size(2).build().unwrap();
+
+    // Confirmed by both replicas before `Ok`: each has it the moment the call returns.
+    let _: () = pool.with_retry(|c| c.set("durable:k", 1)).unwrap();
+    for replica in &replicas {
+        let value: Option<u32> = direct(replica).get("durable:k").unwrap();
+        assert_eq!(value, Some(1), "on {replica}");
+    }
+
+    // Replicas frozen: the master applies each write, no replica confirms it.
+    for replica in &replicas {
+        topology.pause(replica).unwrap();
+    }
+    match pool.with_retry(|c| c.set::<_, _, ()>("durable:frozen", 1)) {
+        Err(Error::NotReplicated { asked, confirmed }) => assert_eq!((asked, confirmed), (2, 0)),
+        other => panic!("{other:?}"),
+    }
+    // Safe to repeat: retried until the deadline, the last failure said.
+    match pool.with_retry_idempotent(|c| c.set::<_, _, ()>("durable:frozen", 2)) {
+        Err(Error::RetriesExhausted { last, .. }) => {
+            assert!(matches!(*last, Error::NotReplicated { .. }), "{last:?}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // A pipeline, and an atomic one, get the error too: its WAIT follows its last command.
+    let mut conn = pool.get().unwrap();
+    let err = redis::pipe()
+        .set("durable:p1", 1)
+        .set("durable:p2", 2)
+        .query::<()>(&mut *conn)
+        .unwrap_err();
+    assert!(matches!(Error::from(err), Error::NotReplicated { .. }));
+    let err = redis::pipe()
+        .atomic()
+        .set("durable:t1", 1)
+        .incr("durable:t2", 1)
+        .query::<()>(&mut *conn)
+        .unwrap_err();
+    assert!(matches!(Error::from(err), Error::NotReplicated { .. }));
+    // Reads are not waited for.
+    let value: Option<u32> = conn.get("durable:k").unwrap();
+    assert_eq!(value, Some(1));
+    drop(conn);
+    // The default mode acknowledges what no replica has: the loss durable mode prevents.
+    let _: () = plain.with_retry(|c| c.set("plain:frozen", 1)).unwrap();
+    // The per-call form on a pool without durable mode.
+    let err = plain
+        .get()
+        .unwrap()
+        .with_durability(
+            Some(Durability::at_least(1).timeout(Duration::from_millis(200))),
+            |c| c.set::<_, _, ()>("plain:durable", 1),
+        )
+        .unwrap_err();
+    assert!(matches!(
+        Error::from(err),
+        Error::NotReplicated {
+            asked: 1,
+            confirmed: 0
+        }
+    ));
+
+    for replica in &replicas {
+        topology.resume(replica).unwrap();
+    }
+    eventually(
+        "durable writes confirmed again",
+        Duration::from_secs(10),
+        || {
+            pool.with_retry(|c| c.set::<_, _, ()>("durable:again", 1))
+                .ok()
+        },
+    );
+    // A request that writes and leaves MULTI open cannot be confirmed: refused unsent.
+    let mut conn = pool.get().unwrap();
+    let err = redis::pipe()
+        .set("durable:before-multi", 1)
+        .cmd("MULTI")
+        .query::<()>(&mut *conn)
+        .unwrap_err();
+    assert_eq!(err.code(), Some("DURABLE"), "{err}");
+    drop(conn);
+    let value: Option<u32> = direct(&master).get("durable:before-multi").unwrap();
+    assert_eq!(value, None, "not sent");
+}
+
+/// Writes `prefix:i` with a 16 KiB value until stopped, keeping the indexes acknowledged.
+fn writer(
+    pool: SentinelPool,
+    prefix: &'static str,
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<u64>>>,
+) -> thread::JoinHandle<()> {
+    let value = vec![b'x'; 16 * 1024];
+    thread::spawn(move || {
+        let mut i = 0;
+        while !stop.load(Ordering::Relaxed) {
+            i += 1;
+            let Ok(mut conn) = pool.get_timeout(Duration::from_millis(200)) else {
+                continue;
+            };
+            if conn
+                .set::<_, _, ()>(format!("{prefix}:{i}"), &value)
+                .is_ok()
+            {
+                acked.lock().unwrap().push(i);
+            }
+        }
+    })
+}
+
+#[test]
+fn a_crash_with_replication_lag_loses_no_durable_write_and_some_default_ones() {
+    init_logging();
+    let mut topology = Topology::start().unwrap();
+    let master = topology.master().unwrap();
+    let replicas: Vec<_> = topology
+        .data_addrs()
+        .into_iter()
+        .filter(|a| *a != master)
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (durable_acked, plain_acked) = (Arc::default(), Arc::default());
+    let writers = [
+        writer(
+            durable(&topology),
+            "durable",
+            Arc::clone(&stop),
+            Arc::clone(&durable_acked),
+        ),
+        writer(
+            topology.pool_builder().max_size(2).build().unwrap(),
+            "plain",
+            Arc::clone(&stop),
+            Arc::clone(&plain_acked),
+        ),
+    ];
+    eventually("both writers under way", Duration::from_secs(10), || {
+        (durable_acked.lock().unwrap().len() > 10 && plain_acked.lock().unwrap().len() > 10)
+            .then_some(())
+    });
+
+    // The replicas stop reading: what the master acknowledges from now on piles up in its
+    // buffers (64 MiB, far more than the sockets hold), and dies with it.
+    for replica in &replicas {
+        topology.pause(replica).unwrap();
+    }
+    let before = plain_acked.lock().unwrap().len();
+    eventually(
+        "64 MiB acknowledged past the replicas",
+        Duration::from_secs(20),
+        || (plain_acked.lock().unwrap().len() >= before + 4096).then_some(()),
+    );
+    let old = topology.kill_master().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for replica in &replicas {
+        topology.resume(replica).unwrap();
+    }
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let new = topology
+        .wait_for_new_master(&old, Duration::from_secs(30))
+        .unwrap();
+    let missing = |prefix: &str, acked: &Mutex<Vec<u64>>| {
+        let mut conn = direct(&new);
+        acked
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|i| !conn.exists::<_, bool>(format!("{prefix}:{i}")).unwrap())
+            .count()
+    };
+    let (durable_lost, plain_lost) = (
+        missing("durable", &durable_acked),
+        missing("plain", &plain_acked),
+    );
+    println!(
+        "acknowledged and lost: durable {durable_lost} of {}, default {plain_lost} of {}",
+        durable_acked.lock().unwrap().len(),
+        plain_acked.lock().unwrap().len()
+    );
+    assert_eq!(durable_lost, 0, "durable mode lost acknowledged writes");
+    assert!(
+        plain_lost > 0,
+        "the default mode lost nothing: the scenario made no lag"
+    );
+}
+
+#[test]
+fn durable_writes_follow_a_planned_failover_and_a_crash_with_no_loss_and_no_error() {
+    init_logging();
+    let mut topology = Topology::start().unwrap();
+    let pool = topology
+        .pool_builder()
+        .max_size(4)
+        .durability(Durability::all_replicas())
+        .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(30)))
+        .build()
+        .unwrap();
+    let writer = fence_kit::Writer::start(&pool);
+    let promoted = topology.failover().unwrap();
+    eventually(
+        "the pool on the promoted master",
+        Duration::from_secs(30),
+        || (pool.with_retry(|c| Ok(c.addr().clone())).ok() == Some(promoted.clone())).then_some(()),
+    );
+    let old = topology.kill_master().unwrap();
+    let new = topology
+        .wait_for_new_master(&old, Duration::from_secs(30))
+        .unwrap();
+    eventually(
+        "durable writes on the crashed master's successor",
+        Duration::from_secs(30),
+        || (pool.with_retry(|c| Ok(c.addr().clone())).ok() == Some(new.clone())).then_some(()),
+    );
+    let report = writer.finish();
+    let missing = report.missing_on(&new);
+    println!(
+        "durable through a planned failover and a crash: {} acknowledged, {} missing, {} \
+         errors, longest gap {:?}",
+        report.acks.len(),
+        missing.len(),
+        report.errors.len(),
+        report.longest_gap
+    );
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged writes lost",
+        missing.len()
+    );
+    assert!(
+        report.acks.iter().any(|a| a.by == new),
+        "the writer reached the new master"
+    );
+}
+
+/// The replicas' fields as a sentinel lists them.
+fn replicas_seen(topology: &Topology) -> Vec<std::collections::HashMap<String, String>> {
+    redis::cmd("SENTINEL")
+        .arg("REPLICAS")
+        .arg(topology.service_name())
+        .query(&mut direct(&topology.sentinel_addrs()[0]))
+        .unwrap()
+}
+
+#[test]
+fn one_confirmation_is_not_enough_when_sentinel_promotes_another_replica() {
+    init_logging();
+    let mut topology = Topology::start().unwrap();
+    let master = topology.master().unwrap();
+    let replicas: Vec<_> = topology
+        .data_addrs()
+        .into_iter()
+        .filter(|a| *a != master)
+        .collect();
+    // Sentinel prefers the replica with the lower replica-priority, whatever its offset.
+    let (confirming, preferred) = (&replicas[0], &replicas[1]);
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("replica-priority")
+        .arg(10)
+        .query(&mut direct(preferred))
+        .unwrap();
+    eventually(
+        "the sentinel to read the priority",
+        Duration::from_secs(30),
+        || {
+            replicas_seen(&topology)
+                .iter()
+                .any(|r| {
+                    r.get("port") == Some(&preferred.port.to_string())
+                        && r.get("slave-priority").map(String::as_str) == Some("10")
+                })
+                .then_some(())
+        },
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let one = |topology: &Topology, durability: Durability| {
+        topology
+            .pool_builder()
+            .max_size(2)
+            .durability(durability.timeout(Duration::from_millis(300)))
+            .build()
+            .unwrap()
+    };
+    let (one_acked, all_acked) = (Arc::default(), Arc::default());
+    let writers = [
+        writer(
+            one(&topology, Durability::at_least(1)),
+            "one",
+            Arc::clone(&stop),
+            Arc::clone(&one_acked),
+        ),
+        writer(
+            one(&topology, Durability::all_replicas()),
+            "all",
+            Arc::clone(&stop),
+            Arc::clone(&all_acked),
+        ),
+    ];
+    eventually("both writers under way", Duration::from_secs(10), || {
+        (one_acked.lock().unwrap().len() > 10 && all_acked.lock().unwrap().len() > 10).then_some(())
+    });
+    // The preferred replica stops reading; the other one confirms every write.
+    topology.pause(preferred).unwrap();
+    let before = one_acked.lock().unwrap().len();
+    eventually(
+        "32 MiB confirmed by one replica only",
+        Duration::from_secs(20),
+        || (one_acked.lock().unwrap().len() >= before + 2048).then_some(()),
+    );
+    let old = topology.kill_master().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    topology.resume(preferred).unwrap();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let new = topology
+        .wait_for_new_master(&old, Duration::from_secs(30))
+        .unwrap();
+    assert_eq!(
+        &new, preferred,
+        "Sentinel promoted the replica with the better priority"
+    );
+    let missing = |prefix: &str, acked: &Mutex<Vec<u64>>| {
+        let mut conn = direct(&new);
+        acked
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|i| !conn.exists::<_, bool>(format!("{prefix}:{i}")).unwrap())
+            .count()
+    };
+    let (one_lost, all_lost) = (missing("one", &one_acked), missing("all", &all_acked));
+    println!(
+        "confirmed by {confirming}, {preferred} promoted; lost: at_least(1) {one_lost} of {}, \
+         all_replicas {all_lost} of {}",
+        one_acked.lock().unwrap().len(),
+        all_acked.lock().unwrap().len()
+    );
+    assert_eq!(all_lost, 0, "all_replicas lost acknowledged writes");
+    assert!(
+        one_lost > 0,
+        "at_least(1) lost nothing: the scenario made no lag"
+    );
+}
