@@ -10,7 +10,8 @@
 //!   previous one's new master answers.
 //!
 //! `cargo bench --bench chaos` (about 5 minutes); `FENCE=off` runs both with the pool's fence
-//! off, to see the window it closes. Results in BENCHMARKS.md and the README.
+//! off, to see the window it closes; `DURABLE=on` in durable mode (every write confirmed by
+//! all connected replicas); `FAILOVERS=0` or `STORM=0` skips a run. Results in BENCHMARKS.md and the README.
 
 #[path = "../tests/support/chaos.rs"]
 mod chaos;
@@ -31,6 +32,7 @@ fn main() {
     let storm = count("STORM", 6);
     let fence = env::var("FENCE").map_or(true, |v| v != "off");
     let idempotent = env::var("RETRY").map_or(true, |v| v != "plain");
+    let durable = env::var("DURABLE").is_ok_and(|v| v == "on");
     let alternating: Vec<Step> = (0..failovers)
         .map(|i| {
             if i % 2 == 0 {
@@ -45,8 +47,16 @@ fn main() {
         ("alternating, settled before each", alternating),
         ("storm, back to back", vec![Step::Storm(storm)]),
     ] {
-        let report = chaos::run(&steps, 8, fence, idempotent);
-        let fenced = if fence { "fence on" } else { "fence off" };
+        if steps.iter().all(|s| matches!(s, Step::Storm(0))) || steps.is_empty() {
+            continue;
+        }
+        let report = chaos::run(&steps, 8, fence, idempotent, durable);
+        let fenced = match (fence, durable) {
+            (true, false) => "fence on",
+            (false, false) => "fence off",
+            (true, true) => "fence on, durable",
+            (false, true) => "fence off, durable",
+        };
         let retry = if idempotent {
             "with_retry_idempotent"
         } else {

@@ -14,8 +14,9 @@
 //! their names are the first column's). `TIMINGS=default` runs the matrix at Sentinel's default
 //! timings (`down-after-milliseconds` 30 s, `failover-timeout` 3 minutes) instead of 1 s and
 //! 10 s, without the killed-candidate row: there the sentinels need the dead node's 30 s of
-//! silence and then the stuck failover's 3 minutes before they can fail over again. Results in
-//! BENCHMARKS.md.
+//! silence and then the stuck failover's 3 minutes before they can fail over again.
+//! `DURABLE=on` compares two fenced pools, one in durable mode, instead of the fence on with
+//! off. Results in BENCHMARKS.md.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -126,7 +127,8 @@ fn settled_master(topology: &Topology, live: &[NodeAddr]) -> NodeAddr {
     )
 }
 
-fn run(fault: Fault, defaults: bool) -> Row {
+/// `durable`: the two pools are both fenced, one in durable mode and one not.
+fn run(fault: Fault, defaults: bool, durable: bool) -> Row {
     let mut topology = Topology::builder().timeout(Duration::from_secs(90));
     if defaults {
         topology = topology
@@ -136,10 +138,17 @@ fn run(fault: Fault, defaults: bool) -> Row {
     let mut topology = topology.start().expect("topology");
     let sentinels = topology.sentinel_addrs();
     let leader = sentinels[0].clone();
-    let (fenced, unfenced) = (
-        fence_kit::pool(&topology),
-        fence_kit::pool_without_fence(&topology),
-    );
+    let (fenced, unfenced) = if durable {
+        (
+            fence_kit::durable_pool(&topology),
+            fence_kit::pool(&topology),
+        )
+    } else {
+        (
+            fence_kit::pool(&topology),
+            fence_kit::pool_without_fence(&topology),
+        )
+    };
     let (with, without) = (
         Writer::start_with(&fenced, "fenced"),
         Writer::start_with(&unfenced, "unfenced"),
@@ -263,12 +272,18 @@ fn main() {
     faults.extend(STEPS.iter().map(|s| Fault::KillLeader(s)));
     faults.extend(STEPS.iter().map(|s| Fault::FreezeLeader(s)));
     let defaults = env::var("TIMINGS").is_ok_and(|t| t == "default");
+    let durable = env::var("DURABLE").is_ok_and(|d| d == "on");
+    let (a, b) = if durable {
+        ("durable", "default")
+    } else {
+        ("fence on", "fence off")
+    };
     if !defaults {
         faults.push(Fault::KillCandidate);
     }
     faults.extend(STEPS.iter().map(|s| Fault::CutSubscriptions(s)));
     println!(
-        "| fault | fence on: lost during the fault / in the next failover | fence off: the same | longest write gap, on / off | errors, on / off |\n| --- | --- | --- | --- | --- |"
+        "| fault | {a}: lost during the fault / in the next failover | {b}: the same | longest write gap, {a} / {b} | errors, {a} / {b} |\n| --- | --- | --- | --- | --- |"
     );
     for fault in faults {
         let name = fault.name();
@@ -278,7 +293,7 @@ fn main() {
         {
             continue;
         }
-        match catch_unwind(AssertUnwindSafe(|| run(fault, defaults))) {
+        match catch_unwind(AssertUnwindSafe(|| run(fault, defaults, durable))) {
             Ok(row) => println!(
                 "| {name} | {} / {} | {} / {} | {:.2} / {:.2} s | {} / {} |",
                 row.on.0,

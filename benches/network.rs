@@ -12,7 +12,8 @@
 //!
 //! `cargo bench --bench network` (needs a Docker engine, root for `tc`, and the image
 //! `docker/build-image.sh` builds; about 5 minutes). `FAILOVERS=N` of each kind (3), `RATE`
-//! the shaped rate (`tc` units, 4mbit). The kernel here has no `netem`, so latency is not
+//! the shaped rate (`tc` units, 4mbit). `DURABLE=on` compares durable mode with the default
+//! (both fenced) instead of the fence on with off. The kernel here has no `netem`, so latency is not
 //! added: a token bucket is what it has. Results in BENCHMARKS.md.
 
 #[path = "../tests/support/mod.rs"]
@@ -226,7 +227,8 @@ fn failover(
     let writers: Vec<Writer> = pools
         .iter()
         .map(|(name, pool)| {
-            let prefix: &'static str = Box::leak(format!("{name}{round}").into_boxed_str());
+            let prefix: &'static str =
+                Box::leak(format!("{}{round}", name.replace(' ', "-")).into_boxed_str());
             Writer::start_with(pool, prefix)
         })
         .collect();
@@ -295,13 +297,30 @@ fn main() {
     for (service, _, _) in DATA {
         shape(&compose, service, &rate());
     }
-    let pools = [
-        ("on", pool_builder().build().expect("fenced pool")),
-        (
-            "off",
-            pool_builder().fence(false).build().expect("unfenced pool"),
-        ),
-    ];
+    // `DURABLE=on`: durable mode (every write confirmed by all connected replicas) against
+    // the default, both fenced; otherwise the fence on against off.
+    let durable = env::var("DURABLE").is_ok_and(|v| v == "on");
+    let pools = if durable {
+        [
+            (
+                "durable",
+                pool_builder()
+                    .durability(r2d2_redis_sentinel::Durability::all_replicas())
+                    .build()
+                    .expect("durable pool"),
+            ),
+            ("default", pool_builder().build().expect("default pool")),
+        ]
+    } else {
+        [
+            ("fence on", pool_builder().build().expect("fenced pool")),
+            (
+                "fence off",
+                pool_builder().fence(false).build().expect("unfenced pool"),
+            ),
+        ]
+    };
+    let (a, b) = (pools[0].0, pools[1].0);
     let mut rows: Vec<(Kind, Vec<Loss>, Option<u64>)> = Vec::new();
     for round in 0..failovers * 2 {
         let kind = if round % 2 == 0 {
@@ -311,7 +330,7 @@ fn main() {
         };
         let (losses, lag) = failover(&compose, kind, round, &pools);
         eprintln!(
-            "{kind:?}: lag {lag:?} B; fence on lost {}/{}/{} of {}, off {}/{}/{} of {}",
+            "{kind:?}: lag {lag:?} B; {a} lost {}/{}/{} of {}, {b} {}/{}/{} of {}",
             losses[0].before,
             losses[0].window,
             losses[0].after,
@@ -324,7 +343,7 @@ fn main() {
         rows.push((kind, losses, lag));
     }
     println!(
-        "| failover | replication lag when it began | fence on: lost before it began / in the announcement window / after | fence off: the same | longest write gap, on / off | errors, on / off | acknowledged, on / off |"
+        "| failover | replication lag when it began | {a}: lost before it began / in the announcement window / after | {b}: the same | longest write gap, {a} / {b} | errors, {a} / {b} | acknowledged, {a} / {b} |"
     );
     println!("| --- | --- | --- | --- | --- | --- | --- |");
     for (kind, losses, lag) in &rows {

@@ -14,9 +14,12 @@
 //!   at the master, and `LockedSentinelClient`'s build;
 //! - `GET` through a replica pool (two replicas) against the master pool, at 2, 8, 16 threads;
 //! - `TCP_NODELAY` on (the default) against off: one `SET`, and a pipeline of 100 `SET`s of
-//!   1 KiB (larger than loopback's 64 KiB segment, so that its tail is a short segment).
+//!   1 KiB (larger than loopback's 64 KiB segment, so that its tail is a short segment);
+//! - durable mode (`WAIT` for both replicas in the write's round trip) against the default:
+//!   one `SET`, a pipeline of 1,000 `SET`s; and a bare `WAIT 2` after a `SET`, the physical
+//!   limit (one replication round trip).
 //!
-//! `cargo bench --bench ratios` (about 3 minutes); `CASES=checkout,wrapper,rebuild,reads,nodelay` runs
+//! `cargo bench --bench ratios` (about 3 minutes); `CASES=checkout,wrapper,rebuild,reads,nodelay,durable` runs
 //! some of them. Results in BENCHMARKS.md. Criterion's benches (`checkout`, `wrapper`,
 //! `rebuild`) keep the absolute figures, statistics and plots.
 
@@ -64,6 +67,9 @@ fn main() {
     }
     if wanted("nodelay") {
         nodelay(&topology);
+    }
+    if wanted("durable") {
+        durable(&topology);
     }
 }
 
@@ -217,6 +223,68 @@ fn nodelay(topology: &Topology) {
             Contender::new("`TCP_NODELAY` off", |iters| times(&off, iters)),
             Contender::new("`TCP_NODELAY` on (default)", |iters| times(&on, iters)),
         ];
+        let rates = interleave(&mut sides, SLICE, ROUNDS);
+        print(case, "requests", &rates, 0);
+    }
+}
+
+fn durable(topology: &Topology) {
+    let pool = |durable: bool| {
+        let builder = topology.pool_builder().max_size(1);
+        if durable {
+            builder.durability(r2d2_redis_sentinel::Durability::all_replicas())
+        } else {
+            builder
+        }
+        .build()
+        .expect("pool")
+    };
+    let (default, durable) = (pool(false), pool(true));
+    let master = topology.master().expect("master");
+    let client = redis::Client::open(format!("redis://{master}")).expect("client");
+    let mut single = redis::pipe();
+    single.set("durable:one", 1).ignore();
+    let mut bare = redis::pipe();
+    bare.set("durable:one", 1)
+        .ignore()
+        .cmd("WAIT")
+        .arg(2)
+        .arg(1000)
+        .ignore();
+    let large = pipeline();
+    for (case, request, physical) in [
+        ("one `SET`", &single, Some(&bare)),
+        ("pipeline of 1,000 `SET`s", &large, None),
+    ] {
+        let times = |pool: &r2d2_redis_sentinel::SentinelPool, iters: u64| {
+            let mut conn = pool.get().expect("checkout");
+            let start = std::time::Instant::now();
+            for _ in 0..iters {
+                request.query::<()>(&mut *conn).expect("request");
+            }
+            start.elapsed()
+        };
+        let mut raw = client
+            .get_connection_with_timeout(Duration::from_secs(1))
+            .expect("raw connection");
+        let mut sides = vec![
+            Contender::new("default", |iters| times(&default, iters)),
+            Contender::new("durable (`WAIT` 2 replicas)", |iters| {
+                times(&durable, iters)
+            }),
+        ];
+        if let Some(bare) = physical {
+            sides.push(Contender::new(
+                "raw `SET` + `WAIT 2` (one replication round trip)",
+                move |iters| {
+                    let start = std::time::Instant::now();
+                    for _ in 0..iters {
+                        bare.query::<()>(&mut raw).expect("request");
+                    }
+                    start.elapsed()
+                },
+            ));
+        }
         let rates = interleave(&mut sides, SLICE, ROUNDS);
         print(case, "requests", &rates, 0);
     }

@@ -16,7 +16,7 @@ use support::init_logging;
 fn writers_see_no_error_and_nothing_is_lost_after_the_pool_knew() {
     init_logging();
     let steps = [Step::Planned, Step::Crash, Step::Storm(2)];
-    let report = chaos::run(&steps, 8, true, true);
+    let report = chaos::run(&steps, 8, true, true, false);
     eprintln!("{}\n{}", chaos::Report::HEADER, report.row("cargo test"));
     assert_eq!(
         report.errors, 0,

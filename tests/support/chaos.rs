@@ -153,7 +153,14 @@ enum Belief {
 /// # Panics
 ///
 /// When the topology cannot be started or does not fail over as asked.
-pub(crate) fn run(steps: &[Step], writers: usize, fence: bool, idempotent: bool) -> Report {
+/// `durable`: the pool in durable mode (every write confirmed by all connected replicas).
+pub(crate) fn run(
+    steps: &[Step],
+    writers: usize,
+    fence: bool,
+    idempotent: bool,
+    durable: bool,
+) -> Report {
     let started = Instant::now();
     // Sentinel refreshes its view of replicas every 10 s: settling after a crash, a restart and
     // a +convert-to-slave can take longer than the kit's default 30 s.
@@ -162,13 +169,15 @@ pub(crate) fn run(steps: &[Step], writers: usize, fence: bool, idempotent: bool)
         .start()
         .expect("topology");
     let nodes = topology.data_addrs();
-    let pool = topology
+    let mut builder = topology
         .pool_builder()
         .max_size(u32::try_from(writers).expect("a few writers"))
         .fence(fence)
-        .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(60)))
-        .build()
-        .expect("pool");
+        .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(60)));
+    if durable {
+        builder = builder.durability(r2d2_redis_sentinel::Durability::all_replicas());
+    }
+    let pool = builder.build().expect("pool");
     let first_master = topology.master().expect("master");
     let events = record_events(&pool);
     // When failovers really began: their leaders' +try-failover. A planned one begins there

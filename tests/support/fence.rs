@@ -147,6 +147,17 @@ pub fn pool_resuming_at(topology: &Topology, resume: FenceResume) -> SentinelPoo
         .unwrap()
 }
 
+/// The same pool as [`pool`] in durable mode: every write confirmed by all connected replicas.
+pub fn durable_pool(topology: &Topology) -> SentinelPool {
+    topology
+        .pool_builder()
+        .max_size(4)
+        .durability(r2d2_redis_sentinel::Durability::all_replicas())
+        .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(30)))
+        .build()
+        .unwrap()
+}
+
 /// Lets the writer run until a hundred writes reached `node`.
 pub fn until_writes_reach(pool: &SentinelPool, node: &NodeAddr) {
     eventually(
