@@ -2,7 +2,9 @@
 //! the checkout bench, at 1 to 16 threads on pools of 8 and 16: criterion's batches give
 //! throughput, this gives the distribution. Each cell runs one second after a short warm-up.
 //!
-//! `cargo bench --bench latency`; results in BENCHMARKS.md.
+//! `cargo bench --bench latency`; results in BENCHMARKS.md. `DURABLE=on` measures durable
+//! mode against the default instead: checkout + `SET` + return at 1 and 8 threads on a pool of
+//! 8, and a pipeline of 1,000 `SET`s on one thread.
 
 use std::{
     sync::{Arc, Barrier},
@@ -17,6 +19,10 @@ mod support;
 
 fn main() {
     let topology = Topology::start().expect("topology");
+    if std::env::var("DURABLE").is_ok_and(|d| d == "on") {
+        durable(&topology);
+        return;
+    }
     println!("| pool | contender | threads | ops/s | p50 | p99 |");
     println!("| --- | --- | --- | --- | --- | --- |");
     for pool_size in POOL_SIZES {
@@ -32,6 +38,54 @@ fn main() {
                     p99.as_secs_f64() * 1e6
                 );
             }
+        }
+    }
+}
+
+/// Durable mode against the default, same topology, one after the other.
+fn durable(topology: &Topology) {
+    println!("| request | mode | threads | ops/s | p50 | p99 |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    let pool = |durable: bool| {
+        let builder = topology.pool_builder().max_size(8);
+        if durable {
+            builder.durability(r2d2_redis_sentinel::Durability::all_replicas())
+        } else {
+            builder
+        }
+        .build()
+        .expect("pool")
+    };
+    let pipeline = Arc::new(support::pipeline());
+    for (mode, pool) in [("default", pool(false)), ("durable", pool(true))] {
+        let set: Op = {
+            let pool = pool.clone();
+            Arc::new(move || {
+                use r2d2_redis_sentinel::redis::Commands;
+                let _: () = pool.get().expect("checkout").set("k", 1).expect("SET");
+            })
+        };
+        let pipe: Op = {
+            let (pool, pipeline) = (pool.clone(), Arc::clone(&pipeline));
+            Arc::new(move || {
+                pipeline
+                    .query::<()>(&mut *pool.get().expect("checkout"))
+                    .expect("pipeline");
+            })
+        };
+        for (request, op, threads) in [
+            ("checkout + `SET`", &set, 1),
+            ("checkout + `SET`", &set, 8),
+            ("pipeline of 1,000 `SET`s", &pipe, 1),
+        ] {
+            measure(op, threads, Duration::from_millis(200));
+            let (ops, p50, p99) = measure(op, threads, Duration::from_secs(1));
+            println!(
+                "| {request} | {mode} | {threads} | {:.1}k | {:.0} µs | {:.0} µs |",
+                ops / 1e3,
+                p50.as_secs_f64() * 1e6,
+                p99.as_secs_f64() * 1e6
+            );
         }
     }
 }
