@@ -1,7 +1,12 @@
-//! Throwaway certificates for TLS topologies, made with the `openssl` command: a CA, a server
-//! certificate it signs for 127.0.0.1 and localhost, and a client certificate it signs.
+//! Throwaway certificates for TLS topologies, made in-process (rcgen, ECDSA P-256): a CA, a
+//! server certificate it signs for 127.0.0.1 and localhost, and a client certificate it signs.
 
-use std::{fs, path::Path, process::Command};
+use std::{fs, path::Path};
+
+use rcgen::{
+    BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
 
 use super::{Error, error::io_error};
 
@@ -13,29 +18,41 @@ pub(super) struct Certs {
     pub(super) client_key: Vec<u8>,
 }
 
-/// Makes `root/certs/{ca,server,client}.{crt,key}` and returns what clients need.
+/// Makes `root/certs/{ca,server,client}.{crt,key}` (the nodes read the CA and the server's)
+/// and returns what clients need.
 pub(super) fn make(root: &Path) -> Result<Certs, Error> {
     let dir = root.join("certs");
     fs::create_dir_all(&dir).map_err(io_error("create the certificates folder"))?;
-    let ca = self_signed_ca(&dir, "ca")?;
-    signed_by_ca(
-        &dir,
-        "server",
-        "/CN=127.0.0.1",
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    let (ca, ca_key) = authority("r2d2-redis-sentinel test CA")?;
+    // The nodes present it as clients too: a replica to its master (`tls-replication`), a
+    // sentinel to the nodes it monitors.
+    let server = leaf(
+        &["127.0.0.1", "localhost"],
+        "127.0.0.1",
+        &[
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ],
+        &ca,
+        &ca_key,
     )?;
-    // An extension makes a version 3 certificate: rustls refuses version 1.
-    signed_by_ca(
-        &dir,
-        "client",
-        "/CN=r2d2-redis-sentinel test client",
-        "extendedKeyUsage=clientAuth\n",
+    let client = leaf(
+        &[],
+        "r2d2-redis-sentinel test client",
+        &[ExtendedKeyUsagePurpose::ClientAuth],
+        &ca,
+        &ca_key,
     )?;
-    let read = |name: &str| fs::read(dir.join(name)).map_err(io_error("read a certificate"));
+    let write = |name: &str, pem: &str| {
+        fs::write(dir.join(name), pem).map_err(io_error("write a certificate"))
+    };
+    write("ca.crt", &ca.pem())?;
+    write("server.crt", &server.0.pem())?;
+    write("server.key", &server.1.serialize_pem())?;
     Ok(Certs {
-        ca,
-        client_cert: read("client.crt")?,
-        client_key: read("client.key")?,
+        ca: ca.pem().into_bytes(),
+        client_cert: client.0.pem().into_bytes(),
+        client_key: client.1.serialize_pem().into_bytes(),
     })
 }
 
@@ -43,86 +60,42 @@ pub(super) fn make(root: &Path) -> Result<Certs, Error> {
 ///
 /// # Errors
 ///
-/// [`Error::MissingBinary`] without `openssl`; [`Error::Io`] when it fails.
+/// [`Error::Io`] if the certificate cannot be made.
 pub fn throwaway_ca_pem() -> Result<Vec<u8>, Error> {
-    let dir = super::process::unique_dir()?;
-    let ca = self_signed_ca(&dir, "other-ca");
-    let _ = fs::remove_dir_all(&dir);
-    ca
+    Ok(authority("another test CA")?.0.pem().into_bytes())
 }
 
-/// Makes `{name}.key` and `{name}.crt` in `dir`: a key, and a certificate for `subject` with
-/// `extensions` (an `openssl x509 -extfile`), signed by `ca.crt`.
-fn signed_by_ca(dir: &Path, name: &str, subject: &str, extensions: &str) -> Result<(), Error> {
-    let (key, csr, ext, cert) = (
-        format!("{name}.key"),
-        format!("{name}.csr"),
-        format!("{name}.ext"),
-        format!("{name}.crt"),
-    );
-    openssl(
-        dir,
-        &[
-            "req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", subject,
-        ],
-    )?;
-    fs::write(dir.join(&ext), extensions).map_err(io_error("write the certificate extensions"))?;
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            &cert,
-            "-days",
-            "2",
-            "-extfile",
-            &ext,
-        ],
-    )
+/// A self-signed CA certificate and its key.
+fn authority(name: &str) -> Result<(Certificate, KeyPair), Error> {
+    let key = KeyPair::generate().map_err(failed)?;
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(failed)?;
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    Ok((params.self_signed(&key).map_err(failed)?, key))
 }
 
-fn self_signed_ca(dir: &Path, name: &str) -> Result<Vec<u8>, Error> {
-    let (key, cert) = (format!("{name}.key"), format!("{name}.crt"));
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &cert,
-            "-days",
-            "2",
-            "-subj",
-            "/CN=r2d2-redis-sentinel test CA",
-        ],
-    )?;
-    fs::read(dir.join(&cert)).map_err(io_error("read the CA certificate"))
+/// A certificate for `names` (IP addresses or host names) for `usages`, signed by the CA.
+fn leaf(
+    names: &[&str],
+    common_name: &str,
+    usages: &[ExtendedKeyUsagePurpose],
+    ca: &Certificate,
+    ca_key: &KeyPair,
+) -> Result<(Certificate, KeyPair), Error> {
+    let key = KeyPair::generate().map_err(failed)?;
+    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    let mut params = CertificateParams::new(names).map_err(failed)?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params.extended_key_usages = usages.to_vec();
+    Ok((params.signed_by(&key, ca, ca_key).map_err(failed)?, key))
 }
 
-fn openssl(dir: &Path, args: &[&str]) -> Result<(), Error> {
-    let output = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .map_err(|_| Error::MissingBinary { name: "openssl" })?;
-    if output.status.success() {
-        return Ok(());
+fn failed(err: rcgen::Error) -> Error {
+    Error::Io {
+        context: "make a test certificate".to_owned(),
+        source: std::io::Error::other(err.to_string()),
     }
-    Err(Error::Io {
-        context: format!("openssl {}", args.join(" ")),
-        source: std::io::Error::other(String::from_utf8_lossy(&output.stderr).into_owned()),
-    })
 }

@@ -39,10 +39,6 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::MissingBinary { name: "openssl" } => f.write_str(
-                "`openssl` was not found on PATH: a TLS topology makes its certificates with it \
-                 (Debian/Ubuntu: `apt-get install openssl`)",
-            ),
             Error::MissingBinary { name } => write!(
                 f,
                 "`{name}` was not found on PATH: install Redis (Debian/Ubuntu: `apt-get install \

@@ -140,7 +140,7 @@ impl TopologyBuilder {
 
     /// Every node and sentinel speaks TLS only (`port 0`, `tls-port`, `tls-replication yes`)
     /// and requires client certificates (`tls-auth-clients yes`), with certificates for
-    /// 127.0.0.1 from a throwaway CA made at start with the `openssl` command;
+    /// 127.0.0.1 from a throwaway CA made in-process at start;
     /// [`pool_builder`](Topology::pool_builder) trusts that CA and presents a client
     /// certificate it signed ([`tls_options`](Topology::tls_options)). Needs the `tls`
     /// feature.
