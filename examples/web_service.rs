@@ -144,7 +144,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let (status, health) = send(addr, "GET", "/health")?;
     println!("GET /health -> {status} {health}");
 
-    server.unblock();
+    // Each unblock ends one worker's wait (tiny_http queues them): one per worker.
+    for _ in &workers {
+        server.unblock();
+    }
     for worker in workers {
         let _ = worker.join();
     }
