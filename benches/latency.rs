@@ -46,16 +46,7 @@ fn main() {
 fn durable(topology: &Topology) {
     println!("| request | mode | threads | ops/s | p50 | p99 |");
     println!("| --- | --- | --- | --- | --- | --- |");
-    let pool = |durable: bool| {
-        let builder = topology.pool_builder().max_size(8);
-        if durable {
-            builder.durability(r2d2_redis_sentinel::Durability::all_replicas())
-        } else {
-            builder
-        }
-        .build()
-        .expect("pool")
-    };
+    let pool = |durable: bool| support::pool_durable_or_not(topology, 8, durable);
     let pipeline = Arc::new(support::pipeline());
     for (mode, pool) in [("default", pool(false)), ("durable", pool(true))] {
         let set: Op = {

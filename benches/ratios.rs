@@ -190,6 +190,15 @@ fn reads(topology: &Topology) {
     }
 }
 
+/// The time `request` takes `iters` times in a row on `conn`.
+fn repeat(conn: &mut dyn redis::ConnectionLike, request: &redis::Pipeline, iters: u64) -> Duration {
+    let start = std::time::Instant::now();
+    for _ in 0..iters {
+        request.query::<()>(conn).expect("request");
+    }
+    start.elapsed()
+}
+
 fn nodelay(topology: &Topology) {
     let pool = |nodelay: bool| {
         topology
@@ -212,12 +221,7 @@ fn nodelay(topology: &Topology) {
         ("pipeline of 100 1 KiB `SET`s", &large),
     ] {
         let times = |pool: &r2d2_redis_sentinel::SentinelPool, iters: u64| {
-            let mut conn = pool.get().expect("checkout");
-            let start = std::time::Instant::now();
-            for _ in 0..iters {
-                request.query::<()>(&mut *conn).expect("request");
-            }
-            start.elapsed()
+            repeat(&mut *pool.get().expect("checkout"), request, iters)
         };
         let mut sides = vec![
             Contender::new("`TCP_NODELAY` off", |iters| times(&off, iters)),
@@ -229,16 +233,7 @@ fn nodelay(topology: &Topology) {
 }
 
 fn durable(topology: &Topology) {
-    let pool = |durable: bool| {
-        let builder = topology.pool_builder().max_size(1);
-        if durable {
-            builder.durability(r2d2_redis_sentinel::Durability::all_replicas())
-        } else {
-            builder
-        }
-        .build()
-        .expect("pool")
-    };
+    let pool = |durable: bool| support::pool_durable_or_not(topology, 1, durable);
     let (default, durable) = (pool(false), pool(true));
     let master = topology.master().expect("master");
     let client = redis::Client::open(format!("redis://{master}")).expect("client");
@@ -257,12 +252,7 @@ fn durable(topology: &Topology) {
         ("pipeline of 1,000 `SET`s", &large, None),
     ] {
         let times = |pool: &r2d2_redis_sentinel::SentinelPool, iters: u64| {
-            let mut conn = pool.get().expect("checkout");
-            let start = std::time::Instant::now();
-            for _ in 0..iters {
-                request.query::<()>(&mut *conn).expect("request");
-            }
-            start.elapsed()
+            repeat(&mut *pool.get().expect("checkout"), request, iters)
         };
         let mut raw = client
             .get_connection_with_timeout(Duration::from_secs(1))
@@ -276,13 +266,7 @@ fn durable(topology: &Topology) {
         if let Some(bare) = physical {
             sides.push(Contender::new(
                 "raw `SET` + `WAIT 2` (one replication round trip)",
-                move |iters| {
-                    let start = std::time::Instant::now();
-                    for _ in 0..iters {
-                        bare.query::<()>(&mut raw).expect("request");
-                    }
-                    start.elapsed()
-                },
+                move |iters| repeat(&mut raw, bare, iters),
             ));
         }
         let rates = interleave(&mut sides, SLICE, ROUNDS);

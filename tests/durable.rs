@@ -18,20 +18,37 @@ use std::{
 };
 
 use r2d2_redis_sentinel::{
-    Durability, Error, RetryPolicy, SentinelPool,
+    Durability, Error, NodeAddr, RetryPolicy, SentinelPool,
     redis::{self, Commands},
     testkit::Topology,
 };
 use support::{direct, eventually, init_logging};
 
-fn durable(topology: &Topology) -> SentinelPool {
+/// A pool of 2 in durable mode `durability`, waiting 300 ms for confirmations, with a 1 s
+/// retry deadline.
+fn durable_with(topology: &Topology, durability: Durability) -> SentinelPool {
     topology
         .pool_builder()
         .max_size(2)
-        .durability(Durability::all_replicas().timeout(Duration::from_millis(300)))
+        .durability(durability.timeout(Duration::from_millis(300)))
         .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(1)))
         .build()
         .unwrap()
+}
+
+fn durable(topology: &Topology) -> SentinelPool {
+    durable_with(topology, Durability::all_replicas())
+}
+
+/// How many of the writes `<prefix>:<i>` acknowledged the node at `on` lacks.
+fn lost(on: &NodeAddr, prefix: &str, acked: &Mutex<Vec<u64>>) -> usize {
+    let mut conn = direct(on);
+    acked
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|i| !conn.exists::<_, bool>(format!("{prefix}:{i}")).unwrap())
+        .count()
 }
 
 #[test]
@@ -39,11 +56,7 @@ fn fewer_confirmations_than_asked_is_an_error_never_ok() {
     init_logging();
     let mut topology = Topology::start().unwrap();
     let master = topology.master().unwrap();
-    let replicas: Vec<_> = topology
-        .data_addrs()
-        .into_iter()
-        .filter(|a| *a != master)
-        .collect();
+    let replicas = support::replicas(&topology, &master);
     let pool = durable(&topology);
     let plain = topology.pool_builder().max_size(2).build().unwrap();
 
@@ -161,11 +174,7 @@ fn a_crash_with_replication_lag_loses_no_durable_write_and_some_default_ones() {
     init_logging();
     let mut topology = Topology::start().unwrap();
     let master = topology.master().unwrap();
-    let replicas: Vec<_> = topology
-        .data_addrs()
-        .into_iter()
-        .filter(|a| *a != master)
-        .collect();
+    let replicas = support::replicas(&topology, &master);
     let stop = Arc::new(AtomicBool::new(false));
     let (durable_acked, plain_acked) = (Arc::default(), Arc::default());
     let writers = [
@@ -209,18 +218,9 @@ fn a_crash_with_replication_lag_loses_no_durable_write_and_some_default_ones() {
     let new = topology
         .wait_for_new_master(&old, Duration::from_secs(30))
         .unwrap();
-    let missing = |prefix: &str, acked: &Mutex<Vec<u64>>| {
-        let mut conn = direct(&new);
-        acked
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|i| !conn.exists::<_, bool>(format!("{prefix}:{i}")).unwrap())
-            .count()
-    };
     let (durable_lost, plain_lost) = (
-        missing("durable", &durable_acked),
-        missing("plain", &plain_acked),
+        lost(&new, "durable", &durable_acked),
+        lost(&new, "plain", &plain_acked),
     );
     println!(
         "acknowledged and lost: durable {durable_lost} of {}, default {plain_lost} of {}",
@@ -297,11 +297,7 @@ fn one_confirmation_is_not_enough_when_sentinel_promotes_another_replica() {
     init_logging();
     let mut topology = Topology::start().unwrap();
     let master = topology.master().unwrap();
-    let replicas: Vec<_> = topology
-        .data_addrs()
-        .into_iter()
-        .filter(|a| *a != master)
-        .collect();
+    let replicas = support::replicas(&topology, &master);
     // Sentinel prefers the replica with the lower replica-priority, whatever its offset.
     let (confirming, preferred) = (&replicas[0], &replicas[1]);
     let _: () = redis::cmd("CONFIG")
@@ -324,24 +320,16 @@ fn one_confirmation_is_not_enough_when_sentinel_promotes_another_replica() {
         },
     );
     let stop = Arc::new(AtomicBool::new(false));
-    let one = |topology: &Topology, durability: Durability| {
-        topology
-            .pool_builder()
-            .max_size(2)
-            .durability(durability.timeout(Duration::from_millis(300)))
-            .build()
-            .unwrap()
-    };
     let (one_acked, all_acked) = (Arc::default(), Arc::default());
     let writers = [
         writer(
-            one(&topology, Durability::at_least(1)),
+            durable_with(&topology, Durability::at_least(1)),
             "one",
             Arc::clone(&stop),
             Arc::clone(&one_acked),
         ),
         writer(
-            one(&topology, Durability::all_replicas()),
+            durable(&topology),
             "all",
             Arc::clone(&stop),
             Arc::clone(&all_acked),
@@ -371,16 +359,7 @@ fn one_confirmation_is_not_enough_when_sentinel_promotes_another_replica() {
         &new, preferred,
         "Sentinel promoted the replica with the better priority"
     );
-    let missing = |prefix: &str, acked: &Mutex<Vec<u64>>| {
-        let mut conn = direct(&new);
-        acked
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|i| !conn.exists::<_, bool>(format!("{prefix}:{i}")).unwrap())
-            .count()
-    };
-    let (one_lost, all_lost) = (missing("one", &one_acked), missing("all", &all_acked));
+    let (one_lost, all_lost) = (lost(&new, "one", &one_acked), lost(&new, "all", &all_acked));
     println!(
         "confirmed by {confirming}, {preferred} promoted; lost: at_least(1) {one_lost} of {}, \
          all_replicas {all_lost} of {}",

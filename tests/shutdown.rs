@@ -165,11 +165,7 @@ fn dropping_a_pool_whose_nodes_hang_returns_within_its_bound() {
         .unwrap();
     drop((0..4).map(|_| reads.get().unwrap()).collect::<Vec<_>>());
     let master = topology.master().unwrap();
-    let replicas: Vec<_> = topology
-        .data_addrs()
-        .into_iter()
-        .filter(|a| *a != master)
-        .collect();
+    let replicas = support::replicas(&topology, &master);
     for replica in &replicas {
         topology.pause(replica).unwrap();
     }

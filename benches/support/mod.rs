@@ -177,3 +177,20 @@ pub(crate) fn contenders(topology: &Topology, pool_size: u32) -> Vec<(&'static s
         ("locked-sentinel-client/ping", locked),
     ]
 }
+
+/// A pool of `max_size` on `topology`, in durable mode (every write confirmed by all
+/// connected replicas) or not: the two contenders of the durable cases.
+pub(crate) fn pool_durable_or_not(
+    topology: &Topology,
+    max_size: u32,
+    durable: bool,
+) -> r2d2_redis_sentinel::SentinelPool {
+    let builder = topology.pool_builder().max_size(max_size);
+    if durable {
+        builder.durability(r2d2_redis_sentinel::Durability::all_replicas())
+    } else {
+        builder
+    }
+    .build()
+    .expect("pool")
+}

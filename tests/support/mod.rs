@@ -146,6 +146,18 @@ pub fn replica(topology: &r2d2_redis_sentinel::testkit::Topology, master: &NodeA
         .expect("the topology has a replica")
 }
 
+/// Every data node of the topology but `master`.
+pub fn replicas(
+    topology: &r2d2_redis_sentinel::testkit::Topology,
+    master: &NodeAddr,
+) -> Vec<NodeAddr> {
+    topology
+        .data_addrs()
+        .into_iter()
+        .filter(|a| a != master)
+        .collect()
+}
+
 /// Demotes `node` to a replica of `of`, behind the sentinels' back.
 pub fn demote(node: &NodeAddr, of: &NodeAddr) {
     let _: () = redis::cmd("REPLICAOF")
