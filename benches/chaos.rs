@@ -11,14 +11,16 @@
 //!
 //! `cargo bench --bench chaos` (about 5 minutes); `FENCE=off` runs both with the pool's fence
 //! off, to see the window it closes; `DURABLE=on` in durable mode (every write confirmed by
-//! all connected replicas); `FAILOVERS=0` or `STORM=0` skips a run. Results in BENCHMARKS.md and the README.
+//! all connected replicas); `REDIS_DEFAULTS=on` keeps Redis's replication defaults (a full
+//! resync waits 5 seconds before it starts, so a storm promotes replicas still waiting);
+//! `FAILOVERS=0` or `STORM=0` skips a run. Results in BENCHMARKS.md and the README.
 
 #[path = "../tests/support/chaos.rs"]
 mod chaos;
 
 use std::env;
 
-use chaos::{Report, Step};
+use chaos::{Report, Setup, Step};
 
 fn count(var: &str, default: usize) -> usize {
     env::var(var)
@@ -33,6 +35,7 @@ fn main() {
     let fence = env::var("FENCE").map_or(true, |v| v != "off");
     let idempotent = env::var("RETRY").map_or(true, |v| v != "plain");
     let durable = env::var("DURABLE").is_ok_and(|v| v == "on");
+    let redis_defaults = env::var("REDIS_DEFAULTS").is_ok_and(|v| v == "on");
     let alternating: Vec<Step> = (0..failovers)
         .map(|i| {
             if i % 2 == 0 {
@@ -50,7 +53,16 @@ fn main() {
         if steps.iter().all(|s| matches!(s, Step::Storm(0))) || steps.is_empty() {
             continue;
         }
-        let report = chaos::run(&steps, 8, fence, idempotent, durable);
+        let report = chaos::run(
+            &steps,
+            Setup {
+                fence,
+                idempotent,
+                durable,
+                redis_defaults,
+                ..Setup::default()
+            },
+        );
         let fenced = match (fence, durable) {
             (true, false) => "fence on",
             (false, false) => "fence off",

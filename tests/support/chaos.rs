@@ -144,28 +144,56 @@ enum Belief {
     Unknown,
 }
 
-/// Runs `steps` with `writers` threads writing unique keys, with the pool's fence on or off,
-/// then accounts for every acknowledged write on the final master. Through
-/// `with_retry_idempotent` when `idempotent` (a `SET` of a key no other write uses may run
-/// twice), else through plain `with_retry`, which returns `MaybeApplied` where the other
-/// retries.
+/// How a run's pool and topology are set up.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Setup {
+    /// Writer threads (and the pool's size).
+    pub(crate) writers: usize,
+    /// The pool's fence on or off.
+    pub(crate) fence: bool,
+    /// Writes through `with_retry_idempotent` (a `SET` of a key no other write uses may run
+    /// twice), else through plain `with_retry`, which returns `MaybeApplied` where the other
+    /// retries.
+    pub(crate) idempotent: bool,
+    /// The pool in durable mode (every write confirmed by all connected replicas).
+    pub(crate) durable: bool,
+    /// The nodes keep Redis's replication defaults: a full resync then waits 5 seconds
+    /// (`repl-diskless-sync-delay`) before it starts, which the kit otherwise sets to 0.
+    pub(crate) redis_defaults: bool,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self {
+            writers: 8,
+            fence: true,
+            idempotent: true,
+            durable: false,
+            redis_defaults: false,
+        }
+    }
+}
+
+/// Runs `steps` with `setup.writers` threads writing unique keys, then accounts for every
+/// acknowledged write on the final master.
 ///
 /// # Panics
 ///
 /// When the topology cannot be started or does not fail over as asked.
-/// `durable`: the pool in durable mode (every write confirmed by all connected replicas).
-pub(crate) fn run(
-    steps: &[Step],
-    writers: usize,
-    fence: bool,
-    idempotent: bool,
-    durable: bool,
-) -> Report {
+pub(crate) fn run(steps: &[Step], setup: Setup) -> Report {
+    let Setup {
+        writers,
+        fence,
+        idempotent,
+        durable,
+        redis_defaults,
+    } = setup;
     let started = Instant::now();
     // Sentinel refreshes its view of replicas every 10 s: settling after a crash, a restart and
     // a +convert-to-slave can take longer than the kit's default 30 s.
     let mut topology = Topology::builder()
         .timeout(Duration::from_secs(120))
+        .redis_defaults(redis_defaults)
         .start()
         .expect("topology");
     let nodes = topology.data_addrs();
