@@ -4,7 +4,10 @@
 //!
 //! `cargo bench --bench latency`; results in BENCHMARKS.md. `DURABLE=on` measures durable
 //! mode against the default instead: checkout + `SET` + return at 1 and 8 threads on a pool of
-//! 8, and a pipeline of 1,000 `SET`s on one thread.
+//! 8, and a pipeline of 1,000 `SET`s on one thread. `DURABLE=disk` measures the same for
+//! durable mode on disk (`WAITAOF`) on nodes with append-only files, fsynced every second and
+//! at every write, beside `WAIT` on the same nodes; each cell runs 5 seconds. It needs a
+//! server with `WAITAOF` (Redis 7.2 or later, Valkey): `REDIS_BIN_DIR` names its folder.
 
 use std::{
     sync::{Arc, Barrier},
@@ -12,15 +15,27 @@ use std::{
     time::{Duration, Instant},
 };
 
-use r2d2_redis_sentinel::testkit::Topology;
+use r2d2_redis_sentinel::{Durability, NodeAddr, SentinelPool, redis, testkit::Topology};
 use support::{Op, POOL_SIZES, THREADS, contenders};
 
 mod support;
 
 fn main() {
+    let durable_mode = std::env::var("DURABLE").unwrap_or_default();
+    if durable_mode == "disk" {
+        on_disk();
+        return;
+    }
     let topology = Topology::start().expect("topology");
-    if std::env::var("DURABLE").is_ok_and(|d| d == "on") {
-        durable(&topology);
+    if durable_mode == "on" {
+        let pool = |durable: bool| support::pool_durable_or_not(&topology, 8, durable);
+        durable(
+            &[
+                ("default", pool(false), None),
+                ("durable", pool(true), None),
+            ],
+            Duration::from_secs(1),
+        );
         return;
     }
     println!("| pool | contender | threads | ops/s | p50 | p99 |");
@@ -42,13 +57,67 @@ fn main() {
     }
 }
 
-/// Durable mode against the default, same topology, one after the other.
-fn durable(topology: &Topology) {
+/// Durable mode on disk against `WAIT`, on nodes that keep append-only files.
+fn on_disk() {
+    let topology = Topology::builder()
+        .appendonly(true)
+        .start()
+        .expect("topology");
+    let version = topology.server_version();
+    if !version.at_least(7, 2) {
+        println!("{version} has no WAITAOF: give REDIS_BIN_DIR a Redis 7.2+ or Valkey");
+        return;
+    }
+    let pool = |durability: Durability| {
+        topology
+            .pool_builder()
+            .max_size(8)
+            .durability(durability)
+            .build()
+            .expect("pool")
+    };
+    let wait = Durability::all_replicas();
+    let nodes = topology.data_addrs();
+    durable(
+        &[
+            ("durable (`WAIT`)", pool(wait), Some((&nodes, "everysec"))),
+            (
+                "on disk, `appendfsync everysec`",
+                pool(wait.on_disk()),
+                Some((&nodes, "everysec")),
+            ),
+            (
+                "on disk, `appendfsync always`",
+                pool(wait.on_disk()),
+                Some((&nodes, "always")),
+            ),
+        ],
+        Duration::from_secs(5),
+    );
+}
+
+/// A durable mode: its name, its pool, and the `appendfsync` its nodes get first.
+type Mode<'a> = (&'a str, SentinelPool, Option<(&'a Vec<NodeAddr>, &'a str)>);
+
+/// Each mode, one after the other, each cell for `duration`.
+fn durable(modes: &[Mode], duration: Duration) {
     println!("| request | mode | threads | ops/s | p50 | p99 |");
     println!("| --- | --- | --- | --- | --- | --- |");
-    let pool = |durable: bool| support::pool_durable_or_not(topology, 8, durable);
     let pipeline = Arc::new(support::pipeline());
-    for (mode, pool) in [("default", pool(false)), ("durable", pool(true))] {
+    for (mode, pool, fsync) in modes {
+        if let Some((nodes, fsync)) = fsync {
+            for node in nodes.iter() {
+                let mut conn = redis::Client::open(format!("redis://{node}"))
+                    .and_then(|c| c.get_connection())
+                    .expect("node");
+                redis::cmd("CONFIG")
+                    .arg("SET")
+                    .arg("appendfsync")
+                    .arg(fsync)
+                    .query::<()>(&mut conn)
+                    .expect("CONFIG SET appendfsync");
+            }
+        }
         let set: Op = {
             let pool = pool.clone();
             Arc::new(move || {
@@ -70,9 +139,9 @@ fn durable(topology: &Topology) {
             ("pipeline of 1,000 `SET`s", &pipe, 1),
         ] {
             measure(op, threads, Duration::from_millis(200));
-            let (ops, p50, p99) = measure(op, threads, Duration::from_secs(1));
+            let (ops, p50, p99) = measure(op, threads, duration);
             println!(
-                "| {request} | {mode} | {threads} | {:.1}k | {:.0} µs | {:.0} µs |",
+                "| {request} | {mode} | {threads} | {:.2}k | {:.0} µs | {:.0} µs |",
                 ops / 1e3,
                 p50.as_secs_f64() * 1e6,
                 p99.as_secs_f64() * 1e6

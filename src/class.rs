@@ -54,7 +54,12 @@ impl Class {
 pub(crate) fn classify(err: &RedisError) -> Class {
     match err.kind() {
         // Durable mode: applied on the master, not confirmed by enough replicas.
-        ErrorKind::Extension if err.code() == Some(crate::durable::NOT_REPLICATED) => {
+        ErrorKind::Extension
+            if matches!(
+                err.code(),
+                Some(crate::durable::NOT_REPLICATED | crate::durable::NOT_PERSISTED)
+            ) =>
+        {
             Class::MaybeApplied
         }
         // A transaction aborted at EXEC: what was refused while queued says why.

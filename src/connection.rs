@@ -87,6 +87,8 @@ pub struct Connection {
     /// How many replicas the master listed as connected at the last `ROLE`; `None` when
     /// unknown (asked with `HELLO`).
     connected_replicas: Option<u32>,
+    /// The master answered `WAITAOF` (durable mode on disk can confirm writes here).
+    on_disk_checked: bool,
 }
 
 impl std::fmt::Debug for Connection {
@@ -138,6 +140,7 @@ impl Connection {
             sent_only_reads: false,
             durability: settings.durability.filter(|_| serves == NodeRole::Master),
             connected_replicas: None,
+            on_disk_checked: false,
         }
     }
 
@@ -446,7 +449,40 @@ impl Connection {
             self.session_changed = true;
             return Err(durable::no_replicas(&self.addr));
         }
+        if let Err(err) = self.check_on_disk() {
+            self.session_changed = true;
+            return Err(err);
+        }
         Ok(Some(durability.asked(self.connected_replicas)))
+    }
+
+    /// In durable mode [on disk](Durability::on_disk), once per connection: asks the master a
+    /// `WAITAOF` that confirms nothing, so that a master that cannot confirm writes on disk
+    /// (a server before 7.2, no append-only file) is found before a write is sent to it. Its
+    /// refusal comes back as an error with the code `DURABLE` that says what to change.
+    pub(crate) fn check_on_disk(&mut self) -> RedisResult<()> {
+        let Some(durability) = self.durability.filter(|d| d.on_disk) else {
+            return Ok(());
+        };
+        if self.on_disk_checked {
+            return Ok(());
+        }
+        let reply = self
+            .inner
+            .req_packed_command(&durability.packed_on_disk_probe())
+            .inspect_err(|err| self.observe(err))?;
+        if let Value::ServerError(refusal) = reply {
+            if refusal.code() == "NOPERM" {
+                // The ACL user may not run it: said as the server said it.
+                return Err(refusal.into());
+            }
+            return Err(redis::make_extension_error(
+                "DURABLE".to_owned(),
+                Some(durable::cannot_persist(&self.addr, &refusal)),
+            ));
+        }
+        self.on_disk_checked = true;
+        Ok(())
     }
 
     /// Runs `f` with durable mode set to `durability` on this connection (`None`: off),
@@ -489,7 +525,8 @@ impl ConnectionLike for Connection {
             return self.after(result);
         };
         // The write and its WAIT in one round trip.
-        let packed = [cmd, &self.durability.expect("durable").packed_wait(asked)].concat();
+        let durability = self.durability.expect("durable");
+        let packed = [cmd, &durability.packed_wait(asked)].concat();
         let result = self
             .inner
             .req_packed_commands(&packed, 0, 2)
@@ -501,7 +538,7 @@ impl ConnectionLike for Connection {
                     // Refused: nothing to confirm.
                     return Ok(reply);
                 }
-                durable::check(wait, asked).map(|()| reply)
+                durability.check(wait, asked).map(|()| reply)
             });
         self.after(result)
     }
@@ -531,7 +568,11 @@ impl ConnectionLike for Connection {
                 self.observe_reply(reply, self.effect(offset + i));
             }
             match (wait, asked) {
-                (Some(wait), Some(asked)) => durable::check(wait, asked).map(|()| replies),
+                (Some(wait), Some(asked)) => self
+                    .durability
+                    .expect("durable")
+                    .check(wait, asked)
+                    .map(|()| replies),
                 _ => Ok(replies),
             }
         });

@@ -1,5 +1,6 @@
 //! Durable acknowledgements: a write is reported done only once `WAIT` confirms that the
-//! replicas asked for received it, in the write's own round trip.
+//! replicas asked for received it (or `WAITAOF`, that it is in their append-only files and the
+//! master's), in the write's own round trip.
 
 use std::time::Duration;
 
@@ -8,6 +9,10 @@ use redis::{RedisError, Value};
 /// The code of the error a durable write gets when fewer replicas confirmed it than asked:
 /// the master applied it, and it may be lost if the master fails before they catch up.
 pub(crate) const NOT_REPLICATED: &str = "NOTREPLICATED";
+
+/// The code of the error a durable write [on disk](Durability::on_disk) gets when `WAITAOF`
+/// did not confirm it on the master's disk or on enough replicas' disks.
+pub(crate) const NOT_PERSISTED: &str = "NOTPERSISTED";
 
 /// Which replicas must confirm a write before a durable pool reports it done; see
 /// [`Builder::durability`](crate::Builder::durability).
@@ -22,7 +27,9 @@ pub(crate) const NOT_REPLICATED: &str = "NOTREPLICATED";
 #[non_exhaustive]
 pub struct Durability {
     pub(crate) replicas: Replicas,
-    pub(crate) timeout: Duration,
+    /// `None`: the default, which depends on `on_disk`.
+    timeout: Option<Duration>,
+    pub(crate) on_disk: bool,
 }
 
 /// How many replicas a durable write waits for.
@@ -54,7 +61,8 @@ impl Durability {
     pub fn all_replicas() -> Self {
         Durability {
             replicas: Replicas::All,
-            timeout: Duration::from_secs(1),
+            timeout: None,
+            on_disk: false,
         }
     }
 
@@ -64,7 +72,8 @@ impl Durability {
     pub fn at_least(replicas: u32) -> Self {
         Durability {
             replicas: Replicas::AtLeast(replicas),
-            timeout: Duration::from_secs(1),
+            timeout: None,
+            on_disk: false,
         }
     }
 
@@ -73,10 +82,46 @@ impl Durability {
     /// [`read_timeout`](crate::Builder::read_timeout), which bounds the write and the wait
     /// together.
     ///
-    /// Defaults to 1 s.
+    /// Defaults to 1 s, and to 2.5 s [on disk](Durability::on_disk).
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// How long `WAIT` (or `WAITAOF`) waits.
+    pub(crate) fn wait_timeout(self) -> Duration {
+        self.timeout.unwrap_or(if self.on_disk {
+            Duration::from_millis(2500)
+        } else {
+            Duration::from_secs(1)
+        })
+    }
+
+    /// Confirms each write on disk: `WAITAOF 1 <replicas> <timeout>` instead of `WAIT`, so a
+    /// write is done once it is in the master's append-only file and in the replicas', each
+    /// fsynced. This survives what `WAIT` does not: every node of the service restarting at
+    /// once (a power cut), since a node that restarts reloads its file. Not confirmed in time,
+    /// the write gets [`Error::NotPersisted`](crate::Error::NotPersisted).
+    ///
+    /// Needs Redis 7.2 or later (or Valkey) with `appendonly yes` on the master and on the
+    /// replicas. The pool checks the master when it opens a connection to it (one `WAITAOF`
+    /// that writes nothing) and refuses it with
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) where `WAITAOF` is unknown or
+    /// the master keeps no append-only file, so no write is ever sent to a master that could
+    /// not confirm it; [`with_durability`](crate::Connection::with_durability) makes the same
+    /// check before the first write of its kind on a connection. A replica without an
+    /// append-only file never confirms: every write then fails with `NotPersisted`.
+    ///
+    /// It is slow where writes are few: a replica reports what it has fsynced when the master
+    /// asks or once a second, so a lone writer can wait up to a second per write, with
+    /// `appendfsync everysec` (Redis's default) and, measured, with `always` too; with
+    /// `always` and several writers at once, a write takes milliseconds (Valkey 8.1 on
+    /// loopback: see BENCHMARKS.md). Hence the longer default timeout, 2.5 s, which the pool's
+    /// [`read_timeout`](crate::Builder::read_timeout) must exceed.
+    #[must_use]
+    pub fn on_disk(mut self) -> Self {
+        self.on_disk = true;
         self
     }
 
@@ -89,48 +134,104 @@ impl Durability {
         }
     }
 
-    /// `WAIT <asked> <timeout in ms>`, packed.
+    /// `WAIT <asked> <timeout in ms>` (on disk: `WAITAOF 1 <asked> <timeout in ms>`),
+    /// packed.
     pub(crate) fn packed_wait(self, asked: u32) -> Vec<u8> {
-        let millis = u64::try_from(self.timeout.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        redis::cmd("WAIT")
-            .arg(asked)
-            .arg(millis)
+        let mut wait = if self.on_disk {
+            let mut cmd = redis::cmd("WAITAOF");
+            cmd.arg(1);
+            cmd
+        } else {
+            redis::cmd("WAIT")
+        };
+        wait.arg(asked).arg(self.millis()).get_packed_command()
+    }
+
+    /// `WAITAOF 1 0 <timeout in ms>`, packed: on a connection that has written nothing yet it
+    /// answers at once, and where `WAITAOF` cannot confirm a write (an older server, no
+    /// append-only file) it is refused.
+    pub(crate) fn packed_on_disk_probe(self) -> Vec<u8> {
+        redis::cmd("WAITAOF")
+            .arg(1)
+            .arg(0)
+            .arg(self.millis())
             .get_packed_command()
     }
-}
 
-/// Checks `WAIT`'s reply against `asked`: `Ok` when enough replicas confirmed, else the
-/// `NOTREPLICATED` error naming how many did.
-pub(crate) fn check(reply: Value, asked: u32) -> Result<(), RedisError> {
-    let confirmed = match reply {
-        Value::Int(n) => n,
-        Value::ServerError(err) => return Err(err.into()),
-        other => {
-            return Err(RedisError::from((
+    fn millis(self) -> u64 {
+        u64::try_from(self.wait_timeout().as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    /// Checks the reply of [`packed_wait`](Durability::packed_wait) against `asked`: `Ok`
+    /// when enough replicas confirmed (and, on disk, the master), else the `NOTREPLICATED` or
+    /// `NOTPERSISTED` error naming how many did.
+    pub(crate) fn check(self, reply: Value, asked: u32) -> Result<(), RedisError> {
+        let unexpected = |other: Value| {
+            RedisError::from((
                 redis::ErrorKind::UnexpectedReturnType,
-                "WAIT did not answer a count",
+                "WAIT or WAITAOF did not answer counts",
                 format!("{other:?}"),
-            )));
+            ))
+        };
+        let (local, confirmed) = match reply {
+            Value::ServerError(err) => return Err(err.into()),
+            Value::Int(n) if !self.on_disk => (1, n),
+            Value::Array(counts) if self.on_disk => match counts.as_slice() {
+                [Value::Int(local), Value::Int(n)] => (*local, *n),
+                _ => return Err(unexpected(Value::Array(counts))),
+            },
+            other => return Err(unexpected(other)),
+        };
+        if local >= 1 && confirmed >= i64::from(asked) {
+            return Ok(());
         }
-    };
-    if confirmed >= i64::from(asked) {
-        return Ok(());
+        let (code, detail) = if self.on_disk {
+            (
+                NOT_PERSISTED,
+                format!("{confirmed} of {asked}, master {local}"),
+            )
+        } else {
+            (NOT_REPLICATED, format!("{confirmed} of {asked}"))
+        };
+        Err(redis::make_extension_error(code.to_owned(), Some(detail)))
     }
-    Err(redis::make_extension_error(
-        NOT_REPLICATED.to_owned(),
-        Some(format!("{confirmed} of {asked}")),
-    ))
 }
 
-/// The counts a `NOTREPLICATED` error carries: (asked, confirmed).
-pub(crate) fn counts(err: &RedisError) -> Option<(u32, u32)> {
-    if err.code() != Some(NOT_REPLICATED) {
-        return None;
+/// The error a `NOTREPLICATED` or `NOTPERSISTED` error stands for, with its counts; `None`
+/// for any other error.
+pub(crate) fn shortfall(err: &RedisError) -> Option<crate::Error> {
+    let (code, detail) = (err.code()?, err.detail()?);
+    let (confirmed, rest) = detail.split_once(" of ")?;
+    let confirmed = confirmed.parse().ok()?;
+    match code {
+        NOT_REPLICATED => Some(crate::Error::NotReplicated {
+            asked: rest.parse().ok()?,
+            confirmed,
+        }),
+        NOT_PERSISTED => {
+            let (asked, local) = rest.split_once(", master ")?;
+            Some(crate::Error::NotPersisted {
+                on_master: local != "0",
+                asked: asked.parse().ok()?,
+                confirmed,
+            })
+        }
+        _ => None,
     }
-    let (confirmed, asked) = err.detail()?.split_once(" of ")?;
-    Some((asked.parse().ok()?, confirmed.parse().ok()?))
+}
+
+/// The error of a durable write on disk refused unsent: the master answered the probe
+/// ([`Durability::packed_on_disk_probe`]) with `refusal`.
+pub(crate) fn cannot_persist(addr: &crate::NodeAddr, refusal: &redis::ServerError) -> String {
+    format!(
+        "durable mode on disk: the master {addr} cannot confirm writes with WAITAOF \
+         ({} {}); it needs Redis 7.2 or later (or Valkey) with appendonly yes on the master \
+         and on its replicas. No write was sent",
+        refusal.code(),
+        refusal.details().unwrap_or_default().trim_end()
+    )
 }
 
 /// The error of a durable write refused unsent: no replica is connected to confirm it.
@@ -150,11 +251,45 @@ mod tests {
 
     #[test]
     fn fewer_confirmations_than_asked_is_an_error_that_counts_them() {
-        assert!(check(Value::Int(2), 2).is_ok());
-        assert!(check(Value::Int(3), 2).is_ok());
-        let err = check(Value::Int(1), 2).unwrap_err();
-        assert_eq!(counts(&err), Some((2, 1)));
-        assert!(check(Value::Nil, 1).is_err());
+        let wait = Durability::all_replicas();
+        assert!(wait.check(Value::Int(2), 2).is_ok());
+        assert!(wait.check(Value::Int(3), 2).is_ok());
+        let err = wait.check(Value::Int(1), 2).unwrap_err();
+        assert!(matches!(
+            shortfall(&err),
+            Some(crate::Error::NotReplicated {
+                asked: 2,
+                confirmed: 1
+            })
+        ));
+        assert!(wait.check(Value::Nil, 1).is_err());
+        assert!(wait.check(Value::Array(vec![]), 1).is_err());
+    }
+
+    #[test]
+    fn on_disk_the_master_and_the_replicas_must_confirm() {
+        let aof = Durability::all_replicas().on_disk();
+        let counts = |local, n| Value::Array(vec![Value::Int(local), Value::Int(n)]);
+        assert!(aof.check(counts(1, 2), 2).is_ok());
+        let shortfalls = [
+            (counts(1, 1), true, 1),
+            (counts(0, 2), false, 2),
+            (counts(0, 0), false, 0),
+        ];
+        for (reply, on_master, confirmed) in shortfalls {
+            let err = aof.check(reply, 2).unwrap_err();
+            match shortfall(&err) {
+                Some(crate::Error::NotPersisted {
+                    on_master: m,
+                    asked: 2,
+                    confirmed: c,
+                }) => assert_eq!((m, c), (on_master, confirmed)),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(aof.check(Value::Int(2), 2).is_err(), "WAIT's reply");
+        let wait = String::from_utf8(aof.packed_wait(2)).unwrap();
+        assert!(wait.contains("WAITAOF"), "{wait}");
     }
 
     #[test]

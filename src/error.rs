@@ -165,6 +165,19 @@ pub enum Error {
         /// Replicas that confirmed.
         confirmed: u32,
     },
+    /// Durable mode [on disk](crate::Durability::on_disk): the master applied the write, and
+    /// `WAITAOF` did not confirm it in the master's append-only file (`on_master` false) or in
+    /// as many replicas' files as asked within the durability timeout. It may be lost if the
+    /// master fails (or every node restarts) now. Not retried unless the operation was
+    /// declared idempotent.
+    NotPersisted {
+        /// The master fsynced the write to its append-only file.
+        on_master: bool,
+        /// Replicas asked to confirm.
+        asked: u32,
+        /// Replicas that confirmed.
+        confirmed: u32,
+    },
     /// Retries were exhausted (attempts or deadline of the
     /// [`RetryPolicy`](crate::RetryPolicy)); `last` is the last failure.
     RetriesExhausted {
@@ -386,6 +399,23 @@ impl fmt::Display for Error {
                  fails now. Check the replicas' links and lag, or give the durability a longer \
                  timeout; retry it only if it is safe to repeat"
             ),
+            Error::NotPersisted {
+                on_master,
+                asked,
+                confirmed,
+            } => write!(
+                f,
+                "the master applied the write, but within the durability timeout WAITAOF found \
+                 it on disk {} and on {confirmed} of the {asked} replicas asked: it may be lost \
+                 if the master fails now. Check appendonly and the disks of the master and \
+                 replicas, or give the durability a longer timeout; retry it only if it is safe \
+                 to repeat",
+                if *on_master {
+                    "on the master"
+                } else {
+                    "not on the master"
+                }
+            ),
             Error::RetriesExhausted {
                 attempts,
                 elapsed,
@@ -404,13 +434,10 @@ impl fmt::Display for Error {
 impl error::Error for Error {}
 
 impl From<RedisError> for Error {
-    /// [`Error::NotReplicated`] for a durable write fewer replicas confirmed than asked,
-    /// [`Error::Redis`] otherwise.
+    /// [`Error::NotReplicated`] (or [`Error::NotPersisted`]) for a durable write fewer
+    /// replicas confirmed than asked, [`Error::Redis`] otherwise.
     fn from(err: RedisError) -> Self {
-        match crate::durable::counts(&err) {
-            Some((asked, confirmed)) => Error::NotReplicated { asked, confirmed },
-            None => Error::Redis(err),
-        }
+        crate::durable::shortfall(&err).unwrap_or(Error::Redis(err))
     }
 }
 

@@ -434,7 +434,16 @@ impl SentinelManager {
         );
         let left = deadline.saturating_duration_since(Instant::now());
         match self.role_of(&mut conn, false, left)? {
-            role if role == expected => Ok(conn),
+            // Durable mode on disk: a master that cannot confirm writes so is refused now,
+            // before any write reaches it.
+            role if role == expected => match conn.check_on_disk() {
+                Ok(()) => Ok(conn),
+                Err(err) if err.code() == Some("DURABLE") => Err(Error::InvalidConfig {
+                    option: "durability",
+                    reason: err.detail().unwrap_or_default().to_owned(),
+                }),
+                Err(err) => Err(data_node_error(addr, err, "WAITAOF")),
+            },
             role => Err(Error::WrongRole {
                 address: addr.to_string(),
                 expected: expected.name(),

@@ -139,7 +139,7 @@ pub(crate) fn classify_attempt(err: &RedisError, conn: &Connection, applied_befo
     match classify(err) {
         // Durable mode: applied on the master, not confirmed by enough replicas. Retried only
         // when idempotent; the connection is in step.
-        Class::MaybeApplied if crate::durable::counts(err).is_some() => Class::MaybeApplied,
+        Class::MaybeApplied if crate::durable::shortfall(err).is_some() => Class::MaybeApplied,
         // A replica refuses writes: the caller sent one to a replica pool. Not a failover, and
         // no other replica will take it.
         Class::NotApplied { failover: true }

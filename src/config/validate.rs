@@ -153,14 +153,15 @@ impl Builder {
                     "Durability::at_least(0) confirms nothing: ask for at least one replica",
                 );
             }
-            check_duration("durability", durability.timeout)?;
-            if durability.timeout >= self.read_timeout {
+            check_duration("durability", durability.wait_timeout())?;
+            if durability.wait_timeout() >= self.read_timeout {
                 return invalid(
                     "durability",
                     format!(
                         "its timeout {:?} must be shorter than read_timeout {:?}, which bounds \
                          the write and its confirmation together",
-                        durability.timeout, self.read_timeout
+                        durability.wait_timeout(),
+                        self.read_timeout
                     ),
                 );
             }

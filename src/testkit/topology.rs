@@ -33,6 +33,7 @@ pub struct TopologyBuilder {
     down_after: Duration,
     failover_timeout: Duration,
     redis_defaults: bool,
+    appendonly: bool,
     password: Option<String>,
     sentinel_password: Option<String>,
     timeout: Duration,
@@ -51,6 +52,7 @@ impl std::fmt::Debug for TopologyBuilder {
             .field("down_after", &self.down_after)
             .field("failover_timeout", &self.failover_timeout)
             .field("redis_defaults", &self.redis_defaults)
+            .field("appendonly", &self.appendonly)
             .field("hostnames", &self.hostnames)
             .field("password", &hidden(&self.password))
             .field("sentinel_password", &hidden(&self.sentinel_password))
@@ -68,6 +70,7 @@ impl Default for TopologyBuilder {
             down_after: Duration::from_millis(1000),
             failover_timeout: Duration::from_secs(10),
             redis_defaults: false,
+            appendonly: false,
             password: None,
             sentinel_password: None,
             timeout: Duration::from_secs(30),
@@ -127,6 +130,16 @@ impl TopologyBuilder {
     /// Defaults to `false`.
     pub fn redis_defaults(mut self, keep: bool) -> Self {
         self.redis_defaults = keep;
+        self
+    }
+
+    /// The data nodes keep an append-only file (`appendonly yes`, fsynced every second), as
+    /// durable mode's [`on_disk`](crate::Durability::on_disk) needs. Otherwise they persist
+    /// nothing.
+    ///
+    /// Defaults to `false`.
+    pub fn appendonly(mut self, enabled: bool) -> Self {
+        self.appendonly = enabled;
         self
     }
 
@@ -619,10 +632,11 @@ impl Topology {
             fs::create_dir_all(&dir).map_err(io_error("create a node folder"))?;
             let mut conf = format!(
                 "{listen}bind 127.0.0.1\nprotected-mode no\ndaemonize no\ndir {dir}\n\
-                 logfile {log}\nsave \"\"\nappendonly no\n",
+                 logfile {log}\nsave \"\"\nappendonly {appendonly}\n",
                 listen = self.listen_conf(port),
                 dir = dir.display(),
                 log = dir.join("redis.log").display(),
+                appendonly = if self.options.appendonly { "yes" } else { "no" },
             );
             // `DEBUG` is refused from 7.0 on unless enabled; 6.x knows no such option.
             if self.binaries.version.at_least(7, 0) {
