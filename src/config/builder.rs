@@ -510,6 +510,14 @@ impl Builder {
     /// [`with_retry`](crate::SentinelPool::with_retry)) or a `NOTREPLICATED` error (on a
     /// connection), never `Ok`: the write was applied on the master and may be lost.
     /// Reads are not waited for. [`Connection::with_durability`] sets it for one call.
+    /// [`Durability::on_disk`](crate::Durability::on_disk) waits with `WAITAOF` instead, for
+    /// the append-only files ([`Error::NotPersisted`](crate::Error::NotPersisted) when short).
+    ///
+    /// # Errors
+    ///
+    /// With `on_disk`, [`build`](Builder::build) returns
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) when the master cannot confirm
+    /// writes on disk (no `WAITAOF` before Redis 7.2, or `appendonly no`).
     ///
     /// What it cannot do: confirm writes that a request sends inside a `MULTI` it leaves
     /// open (such a request is refused unsent: send `MULTI ... EXEC` in one request, an
