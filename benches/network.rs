@@ -13,8 +13,11 @@
 //! `cargo bench --bench network` (needs a Docker engine, root for `tc`, and the image
 //! `docker/build-image.sh` builds; about 5 minutes). `FAILOVERS=N` of each kind (3), `RATE`
 //! the shaped rate (`tc` units, 4mbit). `DURABLE=on` compares durable mode with the default
-//! (both fenced) instead of the fence on with off. The kernel here has no `netem`, so latency is not
-//! added: a token bucket is what it has. Results in BENCHMARKS.md.
+//! (both fenced) instead of the fence on with off. `COST=on` runs no failover: it measures
+//! what a durable write costs over this network (p50 and p99 of one `SET`, and of a pipeline
+//! of 100 1 KiB `SET`s, durable against default and against a raw connection sending the
+//! request and `WAIT 2`), unshaped, then shaped at `RATE`. The kernel here has no `netem`, so
+//! latency is not added: a token bucket is what it has. Results in BENCHMARKS.md.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -278,6 +281,97 @@ fn failover(
     (losses, lag)
 }
 
+/// p50 and p99 of `request` run one after the other for 3 seconds (after 0.3 s of warm-up).
+fn percentiles(mut request: impl FnMut()) -> (Duration, Duration) {
+    let mut run = |length: Duration| {
+        let end = Instant::now() + length;
+        let mut times = Vec::new();
+        while Instant::now() < end {
+            let start = Instant::now();
+            request();
+            times.push(start.elapsed());
+        }
+        times
+    };
+    run(Duration::from_millis(300));
+    let mut times = run(Duration::from_secs(3));
+    times.sort();
+    let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
+    (at(0.5), at(0.99))
+}
+
+/// `COST=on`: durable writes against default ones over the containers' network, unshaped
+/// and then shaped at [`rate`].
+fn cost(compose: &Compose) {
+    let master = support::eventually("the sentinels to agree", Duration::from_secs(90), || {
+        agreed(&SENTINELS)
+    });
+    let master = NodeAddr::new(to_client_addr(&master), 6379);
+    let durable = pool_builder()
+        .durability(r2d2_redis_sentinel::Durability::all_replicas())
+        .build()
+        .expect("durable pool");
+    let default = pool_builder().build().expect("default pool");
+    let mut raw = redis::Client::open(format!("redis://{master}"))
+        .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
+        .expect("raw connection");
+    raw.set_read_timeout(Some(Duration::from_secs(70)))
+        .expect("read timeout");
+    let mut single = redis::pipe();
+    single.set("cost:one", 1).ignore();
+    let mut large = redis::pipe();
+    let value = vec![b'x'; 1024];
+    for i in 0..100 {
+        large.set(format!("cost:{i}"), &value).ignore();
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "| link | request | default: p50 / p99 | durable: p50 / p99 | raw request + `WAIT 2`: p50 / p99 |"
+    );
+    println!("| --- | --- | --- | --- | --- |");
+    for link in ["unshaped".to_owned(), rate()] {
+        if link != "unshaped" {
+            for (service, _, _) in DATA {
+                shape(compose, service, &link);
+            }
+        }
+        for (name, request) in [
+            ("one `SET`", &single),
+            ("pipeline of 100 1 KiB `SET`s", &large),
+        ] {
+            let on = |pool: &SentinelPool| {
+                percentiles(|| {
+                    request
+                        .query::<()>(&mut *pool.get().expect("checkout"))
+                        .expect("request");
+                })
+            };
+            // The writes that wait first: the default's, which do not, leave a backlog on
+            // a shaped link that the next waits would include.
+            let durable = on(&durable);
+            let mut waited = request.clone();
+            waited.cmd("WAIT").arg(2).arg(1000).ignore();
+            let bare = percentiles(|| waited.query::<()>(&mut raw).expect("raw request"));
+            let default = on(&default);
+            // Replication catches up before the next case.
+            let _: i64 = redis::cmd("WAIT")
+                .arg(2)
+                .arg(60_000)
+                .query(&mut raw)
+                .expect("replicas caught up");
+            println!(
+                "| {link} | {name} | {:.2} / {:.2} ms | {:.2} / {:.2} ms | {:.2} / {:.2} ms |",
+                ms(default.0),
+                ms(default.1),
+                ms(durable.0),
+                ms(durable.1),
+                ms(bare.0),
+                ms(bare.1)
+            );
+        }
+    }
+}
+
 fn rate() -> String {
     env::var("RATE").unwrap_or_else(|_| "4mbit".to_owned())
 }
@@ -294,6 +388,10 @@ fn main() {
     support::eventually("the containers to settle", Duration::from_secs(90), || {
         docker_kit::settled()
     });
+    if env::var("COST").is_ok_and(|v| v == "on") {
+        cost(&compose);
+        return;
+    }
     for (service, _, _) in DATA {
         shape(&compose, service, &rate());
     }
