@@ -55,9 +55,14 @@ impl Durability {
     /// [`Validation`](crate::Validation)), at least one. With no replica
     /// connected a write is refused unsent, with `NOREPLICAS` (which
     /// [`with_retry`](crate::SentinelPool::with_retry) retries: replicas reconnect, or a
-    /// failover brings others). A replica that is down (or cut off) cannot be promoted by
-    /// Sentinel, so it is not waited for. An ACL user that may not run `ROLE` cannot count
-    /// them: give [`at_least`](Durability::at_least) instead. Waits at most 1 s.
+    /// failover brings others). A replica that is down cannot be promoted by Sentinel, so it
+    /// is not waited for. One whose link to the master broke is not waited for either, yet
+    /// Sentinel may promote it until that link has been down for 10 × its
+    /// `down-after-milliseconds`, and does when its `replica-priority` is better: where
+    /// priorities differ, give [`at_least`](Durability::at_least) with every replica counted
+    /// (writes then fail while one is away, rather than be confirmed by the others). An ACL
+    /// user that may not run `ROLE` cannot count them: give `at_least` too. Waits at most
+    /// 1 s.
     pub fn all_replicas() -> Self {
         Durability {
             replicas: Replicas::All,
