@@ -84,9 +84,13 @@ pub struct Connection {
     /// Durable mode: a write is confirmed by `WAIT` in its own round trip. `None` for a
     /// replica connection or a pool without it.
     durability: Option<Durability>,
-    /// How many replicas the master listed as connected at the last `ROLE`; `None` when
-    /// unknown (asked with `HELLO`).
-    connected_replicas: Option<u32>,
+    /// The replicas the master listed as connected at the last `ROLE` (announced
+    /// addresses); `None` when unknown (asked with `HELLO`).
+    listed_replicas: Option<Vec<NodeAddr>>,
+    /// Durable mode: why writes cannot be confirmed by every replica Sentinel may promote (one
+    /// left the master and the sentinels still list it as a healthy replica), as found at
+    /// the last check; such writes are refused unsent.
+    unconfirmable: Option<String>,
     /// The master answered `WAITAOF` (durable mode on disk can confirm writes here).
     on_disk_checked: bool,
 }
@@ -139,7 +143,8 @@ impl Connection {
             effects: Vec::new(),
             sent_only_reads: false,
             durability: settings.durability.filter(|_| serves == NodeRole::Master),
-            connected_replicas: None,
+            listed_replicas: None,
+            unconfirmable: None,
             on_disk_checked: false,
         }
     }
@@ -264,6 +269,17 @@ impl Connection {
         self.failover_error.as_ref()
     }
 
+    /// The replicas the master listed as connected at the last `ROLE`, if it was asked so.
+    pub(crate) fn listed_replicas(&self) -> Option<&[NodeAddr]> {
+        self.listed_replicas.as_deref()
+    }
+
+    /// Durable mode: why this master cannot confirm writes on every replica Sentinel may
+    /// promote (`None`: it can), as the pool found at this checkout.
+    pub(crate) fn set_unconfirmable(&mut self, why: Option<String>) {
+        self.unconfirmable = why;
+    }
+
     /// Asks the node its role with `probe`, after a `PING` in the same round trip when
     /// `ping`, within `budget` (at most the read timeout). Each reply is read within its share
     /// of the budget, so a node that never answers costs the budget once, not once per reply.
@@ -283,12 +299,13 @@ impl Connection {
             self.inner.set_read_timeout(Some(per_reply))?;
         }
         // Straight on the socket: the probe changes nothing the connection tracks.
-        let role = probe
-            .ask_counting(&mut self.inner, ping, self.protocol)
-            .map(|(role, replicas)| {
-                self.connected_replicas = replicas;
-                role
-            });
+        let role =
+            probe
+                .ask_listing(&mut self.inner, ping, self.protocol)
+                .map(|(role, replicas)| {
+                    self.listed_replicas = replicas;
+                    role
+                });
         match &role {
             Ok(_) => self.last_ok = Instant::now(),
             Err(err) => self.observe(err),
@@ -443,17 +460,27 @@ impl Connection {
                 ),
             ));
         }
-        if durability.replicas == durable::Replicas::All && self.connected_replicas == Some(0) {
+        let connected = self
+            .listed_replicas
+            .as_ref()
+            .and_then(|listed| u32::try_from(listed.len()).ok());
+        if durability.replicas == durable::Replicas::All {
             // Unsent, but `before` took it as sent (an `EXEC` it read closed a transaction
             // the server still has open): the connection is retired when it returns.
-            self.session_changed = true;
-            return Err(durable::no_replicas(&self.addr));
+            if connected == Some(0) {
+                self.session_changed = true;
+                return Err(durable::no_replicas(&self.addr));
+            }
+            if let Some(why) = &self.unconfirmable {
+                self.session_changed = true;
+                return Err(durable::unconfirmable(&self.addr, why));
+            }
         }
         if let Err(err) = self.check_on_disk() {
             self.session_changed = true;
             return Err(err);
         }
-        Ok(Some(durability.asked(self.connected_replicas)))
+        Ok(Some(durability.asked(connected)))
     }
 
     /// In durable mode [on disk](Durability::on_disk), once per connection: asks the master a

@@ -45,8 +45,12 @@ use std::{
 use parking_lot::Mutex;
 
 use crate::{
-    Error, Event, FailoverSource, NodeAddr, config::Config, event::EventSink,
-    generation::Generation, node::RoleProbe, sentinel::Sentinels,
+    Error, Event, FailoverSource, NodeAddr,
+    config::Config,
+    event::EventSink,
+    generation::Generation,
+    node::RoleProbe,
+    sentinel::{Listing, Sentinels},
 };
 
 /// How long a replica list stays in use within one generation: a replica that goes down or
@@ -70,7 +74,7 @@ pub(crate) struct Core {
     pub(crate) events: EventSink,
     /// The replicas the sentinels last listed as healthy, for which generation, and when.
     /// Held for no I/O.
-    replicas: Mutex<Option<(u64, Instant, Vec<NodeAddr>)>>,
+    replicas: Mutex<Option<(u64, Instant, Listing)>>,
     /// The replica set's version: see [`replicas_changed`](Core::replicas_changed).
     replica_set: AtomicU64,
     failovers: AtomicU64,
@@ -88,6 +92,9 @@ pub(crate) struct Core {
     /// The service's `down-after-milliseconds` as the sentinels last said (lookups and the
     /// watcher's refreshes); 0 until one did.
     down_after_ms: AtomicU64,
+    /// Durable mode: the replicas seen connected to the master of a generation (the master's
+    /// `ROLE`, through the address map), so that one that leaves is noticed. Held for no I/O.
+    replicas_seen: Mutex<Option<(u64, NodeAddr, Vec<NodeAddr>)>>,
 }
 
 /// How many fences went up, and how each came down; read by `stats`.
@@ -173,6 +180,7 @@ impl Core {
             lookup: Mutex::new(lookup),
             events: EventSink::new(),
             replicas: Mutex::new(None),
+            replicas_seen: Mutex::new(None),
             replica_set: AtomicU64::new(0),
             failovers: AtomicU64::new(0),
             last_failover: Mutex::new(None),
@@ -236,27 +244,110 @@ impl Core {
     /// need one meanwhile share it), ending by `deadline`. Not held by the fence: replicas keep
     /// serving reads while a failover promotes one of them.
     pub(crate) fn replicas(&self, deadline: Instant) -> Result<Vec<NodeAddr>, Error> {
-        let fresh = |cache: &Option<(u64, Instant, Vec<NodeAddr>)>| {
+        self.listing(deadline).map(|listing| listing.healthy)
+    }
+
+    /// The sentinels' replica list, cached for the current generation for
+    /// [`REPLICAS_FRESH`], else one lookup ending by `deadline`.
+    fn listing(&self, deadline: Instant) -> Result<Listing, Error> {
+        let fresh = |cache: &Option<(u64, Instant, Listing)>| {
             cache
                 .as_ref()
                 .filter(|(generation, at, _)| {
                     *generation == self.generation.current() && at.elapsed() < REPLICAS_FRESH
                 })
-                .map(|(_, _, list)| list.clone())
+                .map(|(_, _, listing)| listing.clone())
         };
-        if let Some(list) = fresh(&self.replicas.lock()) {
-            return Ok(list);
+        if let Some(listing) = fresh(&self.replicas.lock()) {
+            return Ok(listing);
         }
         let mut lookup = self.lookup.lock();
-        if let Some(list) = fresh(&self.replicas.lock()) {
-            return Ok(list);
+        if let Some(listing) = fresh(&self.replicas.lock()) {
+            return Ok(listing);
         }
         let generation = self.generation.current();
         lookup.sync(&self.sentinels.lock());
-        let list = lookup.replicas(&self.config.service, deadline)?;
+        let listing = lookup.replicas(&self.config.service, deadline)?;
         self.keep_order(&lookup.addrs());
-        *self.replicas.lock() = Some((generation, Instant::now(), list.clone()));
-        Ok(list)
+        *self.replicas.lock() = Some((generation, Instant::now(), listing.clone()));
+        Ok(listing)
+    }
+
+    /// Durable mode: whether the master `master` of `generation`, which lists `listed` as
+    /// its connected replicas, can have a write confirmed by every replica Sentinel may
+    /// promote. `None` when it can; otherwise why not.
+    ///
+    /// `WAIT` counts the replicas connected now. One that was connected and left may still be
+    /// promoted: in a failover the replica being promoted leaves the old master first, and
+    /// the others confirm writes it will never have; a replica cut off from the master may be
+    /// promoted for a while too. So every replica seen connected to this master in this
+    /// generation is remembered, and one missing now is asked about (the sentinels' replica
+    /// list, cached for a second): it is forgotten only once they would not promote it
+    /// (down, disconnected, priority 0, cut off for more than 10 × `down-after-milliseconds`);
+    /// until then writes cannot be confirmed. One the sentinels do not list as a replica at
+    /// all (they may name it master already) is waited for too.
+    pub(crate) fn unconfirmable(
+        &self,
+        generation: u64,
+        master: &NodeAddr,
+        listed: &[NodeAddr],
+    ) -> Option<String> {
+        let listed: Vec<NodeAddr> = listed
+            .iter()
+            .map(|addr| self.config.address_map.apply(addr.clone()))
+            .collect();
+        let missing: Vec<NodeAddr> = {
+            let mut seen = self.replicas_seen.lock();
+            match &mut *seen {
+                Some((g, m, known)) if *g == generation && m == master => {
+                    for addr in &listed {
+                        if !known.contains(addr) {
+                            known.push(addr.clone());
+                        }
+                    }
+                    known
+                        .iter()
+                        .filter(|addr| !listed.contains(addr))
+                        .cloned()
+                        .collect()
+                }
+                _ => {
+                    *seen = Some((generation, master.clone(), listed.clone()));
+                    Vec::new()
+                }
+            }
+        };
+        if missing.is_empty() {
+            return None;
+        }
+        let deadline = Instant::now() + self.config.sentinel.read_timeout;
+        let unpromotable = match self.listing(deadline) {
+            Ok(listing) => listing.unpromotable,
+            Err(err) => {
+                return Some(format!(
+                    "{} left it, and the sentinels could not say whether it may be promoted: \
+                     {err}",
+                    list(&missing)
+                ));
+            }
+        };
+        let promotable: Vec<NodeAddr> = missing
+            .into_iter()
+            .filter(|addr| !unpromotable.contains(addr))
+            .collect();
+        if let Some((g, m, known)) = &mut *self.replicas_seen.lock()
+            && *g == generation
+            && m == master
+        {
+            known.retain(|addr| listed.contains(addr) || promotable.contains(addr));
+        }
+        (!promotable.is_empty()).then(|| {
+            format!(
+                "{} left it and the sentinels may still promote it (a failover may be \
+                 promoting it now)",
+                list(&promotable)
+            )
+        })
     }
 
     /// Forgets the replica list: a replica in it failed.
@@ -615,5 +706,15 @@ impl Core {
     /// Asks roles with `HELLO` from now on.
     pub(crate) fn use_hello_for_roles(&self) {
         self.role_via_hello.store(true, Ordering::Relaxed);
+    }
+}
+
+/// `a, b and c`, for a message.
+fn list(addrs: &[NodeAddr]) -> String {
+    let names: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+    match names.split_last() {
+        Some((last, [])) => format!("replica {last}"),
+        Some((last, rest)) => format!("replicas {} and {last}", rest.join(", ")),
+        None => "no replica".to_owned(),
     }
 }

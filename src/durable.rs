@@ -250,6 +250,18 @@ pub(crate) fn no_replicas(addr: &crate::NodeAddr) -> RedisError {
     )
 }
 
+/// The error of a durable write refused unsent: a replica that left the master may still
+/// be promoted (`why` says which), so the replicas left cannot vouch for the write.
+pub(crate) fn unconfirmable(addr: &crate::NodeAddr, why: &str) -> RedisError {
+    redis::make_extension_error(
+        "NOREPLICAS".to_owned(),
+        Some(format!(
+            "durable mode: the master {addr} cannot have the write confirmed by every replica \
+             Sentinel may promote ({why}); it was not sent"
+        )),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

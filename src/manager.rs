@@ -437,7 +437,10 @@ impl SentinelManager {
             // Durable mode on disk: a master that cannot confirm writes so is refused now,
             // before any write reaches it.
             role if role == expected => match conn.check_on_disk() {
-                Ok(()) => Ok(conn),
+                Ok(()) => {
+                    self.check_replicas(&mut conn);
+                    Ok(conn)
+                }
                 Err(err) if err.code() == Some("DURABLE") => Err(Error::InvalidConfig {
                     option: "durability",
                     reason: err.detail().unwrap_or_default().to_owned(),
@@ -450,6 +453,29 @@ impl SentinelManager {
                 actual: role.name().to_owned(),
             }),
         }
+    }
+
+    /// Durable mode with every replica: after `ROLE` on a master connection, whether a
+    /// replica that may be promoted left the master ([`Core::unconfirmable`]); durable writes
+    /// on the connection are refused unsent until a checkout finds otherwise.
+    fn check_replicas(&self, conn: &mut Connection) {
+        let all = self
+            .core
+            .config
+            .data
+            .durability
+            .is_some_and(|d| d.replicas == crate::durable::Replicas::All);
+        if !all || conn.serves() != NodeRole::Master {
+            return;
+        }
+        let why = conn.listed_replicas().and_then(|listed| {
+            self.core
+                .unconfirmable(conn.generation(), conn.addr(), listed)
+        });
+        if let Some(why) = &why {
+            log::info!("durable writes to {} wait: {why}", conn.addr());
+        }
+        conn.set_unconfirmable(why);
     }
 
     /// Asks a data node its role (after a `PING` in the same round trip when `ping`), within
@@ -550,7 +576,10 @@ impl r2d2::ManageConnection for SentinelManager {
             return Ok(());
         }
         match self.role_of(conn, true, core.config.data.read_timeout)? {
-            role if role == conn.serves() => Ok(()),
+            role if role == conn.serves() => {
+                self.check_replicas(conn);
+                Ok(())
+            }
             role => {
                 if conn.serves() == NodeRole::Master {
                     core.invalidate_from(conn.generation(), "a pooled master is no longer master");

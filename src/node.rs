@@ -273,18 +273,17 @@ impl RoleProbe {
         ping: bool,
         protocol: redis::ProtocolVersion,
     ) -> RedisResult<NodeRole> {
-        self.ask_counting(conn, ping, protocol)
-            .map(|(role, _)| role)
+        self.ask_listing(conn, ping, protocol).map(|(role, _)| role)
     }
 
-    /// As [`ask`](Self::ask), with the number of replicas a master lists as connected
-    /// (`ROLE` tells, `HELLO` does not).
-    pub(crate) fn ask_counting(
+    /// As [`ask`](Self::ask), with the replicas a master lists as connected, by the address
+    /// they announce (`ROLE` tells, `HELLO` does not).
+    pub(crate) fn ask_listing(
         self,
         conn: &mut impl redis::ConnectionLike,
         ping: bool,
         protocol: redis::ProtocolVersion,
-    ) -> RedisResult<(NodeRole, Option<u32>)> {
+    ) -> RedisResult<(NodeRole, Option<Vec<NodeAddr>>)> {
         let mut pipe = redis::pipe();
         if ping {
             pipe.cmd("PING");
@@ -317,7 +316,12 @@ impl RoleProbe {
             RoleProbe::Role => {
                 let role: Role = redis::from_redis_value(reply)?;
                 let replicas = match &role {
-                    Role::Primary { replicas, .. } => u32::try_from(replicas.len()).ok(),
+                    Role::Primary { replicas, .. } => Some(
+                        replicas
+                            .iter()
+                            .map(|r| NodeAddr::new(r.ip.as_str(), r.port))
+                            .collect(),
+                    ),
                     _ => None,
                 };
                 Ok((NodeRole::from_role(&role), replicas))

@@ -233,11 +233,7 @@ impl Sentinels {
     /// The replicas of `service` that a sentinel lists as healthy: not flagged down or
     /// disconnected, linked to their master. Asks the sentinels in order (those that failed
     /// recently last); the first that answers wins.
-    pub(crate) fn replicas(
-        &mut self,
-        service: &str,
-        deadline: Instant,
-    ) -> Result<Vec<NodeAddr>, Error> {
+    pub(crate) fn replicas(&mut self, service: &str, deadline: Instant) -> Result<Listing, Error> {
         let order: Vec<usize> = (0..self.nodes.len())
             .filter(|&i| !self.nodes[i].quarantined())
             .chain((0..self.nodes.len()).filter(|&i| self.nodes[i].quarantined()))
@@ -250,10 +246,13 @@ impl Sentinels {
             match self.query::<Vec<HashMap<String, String>>>(i, &replicas_cmd(service), deadline) {
                 Ok(reply) => {
                     self.prefer(i, service);
-                    return Ok(parse_replicas(&reply)
-                        .into_iter()
-                        .map(|addr| self.map.apply(addr))
-                        .collect());
+                    let map = |addrs: Vec<NodeAddr>| {
+                        addrs.into_iter().map(|addr| self.map.apply(addr)).collect()
+                    };
+                    return Ok(Listing {
+                        healthy: map(parse_replicas(&reply)),
+                        unpromotable: map(parse_unpromotable(&reply, self.down_after)),
+                    });
                 }
                 Err(Error::Redis(source)) => {
                     self.nodes[i].failed_at = Some(Instant::now());
@@ -477,6 +476,44 @@ pub(crate) fn parse_replicas(reply: &[HashMap<String, String>]) -> Vec<NodeAddr>
         .collect()
 }
 
+/// What a sentinel's `SENTINEL REPLICAS` says, through the address map.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Listing {
+    /// The replicas that can serve reads ([`parse_replicas`]).
+    pub(crate) healthy: Vec<NodeAddr>,
+    /// The replicas Sentinel would not promote ([`parse_unpromotable`]).
+    pub(crate) unpromotable: Vec<NodeAddr>,
+}
+
+/// The replicas a `SENTINEL REPLICAS` reply lists that Sentinel would not promote
+/// (`sentinelSelectSlave`): flagged down or disconnected, `replica-priority` 0, or cut off
+/// from the master for more than 10 × `down-after-milliseconds` (when that is known).
+/// Whoever is not listed here, listed or not, may be promoted as far as durable mode knows.
+pub(crate) fn parse_unpromotable(
+    reply: &[HashMap<String, String>],
+    down_after: Option<Duration>,
+) -> Vec<NodeAddr> {
+    let longest_cut = down_after.map(|d| d.saturating_mul(10));
+    reply
+        .iter()
+        .filter(|r| {
+            let flags = r.get("flags").map_or("", String::as_str);
+            let down = ["s_down", "o_down", "disconnected"];
+            let number = |field: &str| r.get(field).and_then(|v| v.parse::<u64>().ok());
+            flags.split(',').any(|f| down.contains(&f))
+                || number("slave-priority") == Some(0)
+                || longest_cut
+                    .zip(number("master-link-down-time"))
+                    .is_some_and(|(longest, cut)| Duration::from_millis(cut) > longest)
+        })
+        .filter_map(|r| {
+            let ip = r.get("ip")?;
+            let port = r.get("port")?.parse().ok().filter(|p| *p != 0)?;
+            Some(NodeAddr::new(ip.as_str(), port))
+        })
+        .collect()
+}
+
 /// Whether a `SENTINEL MASTER` reply carries `failover_in_progress`: the sentinel that gave it
 /// runs a failover of the master now (only a failover's leader sets the flag).
 pub(crate) fn leads_failover(master: &HashMap<String, String>) -> bool {
@@ -684,6 +721,35 @@ mod tests {
             parse_replicas(&list),
             vec![NodeAddr::new("10.0.0.2", 1), NodeAddr::new("10.0.0.2", 6)]
         );
+    }
+
+    #[test]
+    fn replicas_sentinel_would_not_promote_are_told_apart() {
+        let replica = |port: &str, flags: &str, priority: &str, cut_ms: &str| {
+            reply(&[
+                ("ip", "10.0.0.2"),
+                ("port", port),
+                ("flags", flags),
+                ("slave-priority", priority),
+                ("master-link-down-time", cut_ms),
+            ])
+        };
+        let list = [
+            replica("1", "slave", "100", "0"),
+            replica("2", "s_down,slave", "100", "0"),
+            replica("3", "slave,disconnected", "100", "0"),
+            replica("4", "slave", "0", "0"),
+            // Cut off from the master for 9 s, then 11 s, with down-after 1 s.
+            replica("5", "slave", "100", "9000"),
+            replica("6", "slave", "100", "11000"),
+        ];
+        let ports = |addrs: Vec<NodeAddr>| addrs.iter().map(|a| a.port).collect::<Vec<_>>();
+        assert_eq!(
+            ports(parse_unpromotable(&list, Some(Duration::from_secs(1)))),
+            [2, 3, 4, 6]
+        );
+        // Unknown down-after: a cut-off replica may still be promoted.
+        assert_eq!(ports(parse_unpromotable(&list, None)), [2, 3, 4]);
     }
 
     #[test]

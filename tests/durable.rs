@@ -372,3 +372,71 @@ fn one_confirmation_is_not_enough_when_sentinel_promotes_another_replica() {
         "at_least(1) lost nothing: the scenario made no lag"
     );
 }
+
+#[test]
+fn a_replica_that_left_the_master_is_waited_for_while_sentinel_may_promote_it() {
+    init_logging();
+    let mut topology = Topology::start().unwrap();
+    let master = topology.master().unwrap();
+    let replicas = support::replicas(&topology, &master);
+    let pool = durable(&topology);
+    let _: () = pool.with_retry(|c| c.set("left:before", 1)).unwrap();
+    let listed = |n: usize| {
+        let master = master.clone();
+        move || match redis::cmd("ROLE").query(&mut direct(&master)).unwrap() {
+            redis::Role::Primary { replicas, .. } => (replicas.len() == n).then_some(()),
+            _ => None,
+        }
+    };
+
+    // A replica stops replicating, as the one a failover promotes does first (`REPLICAOF NO
+    // ONE`); the sentinels still list it as a healthy replica. The other replica would
+    // confirm writes it will never have: they are refused unsent.
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query(&mut direct(&replicas[0]))
+        .unwrap();
+    eventually(
+        "the master to list one replica",
+        Duration::from_secs(10),
+        listed(1),
+    );
+    let err = pool
+        .get()
+        .unwrap()
+        .set::<_, _, ()>("left:during", 1)
+        .unwrap_err();
+    assert_eq!(err.code(), Some("NOREPLICAS"), "{err}");
+    assert!(err.to_string().contains(&replicas[0].to_string()), "{err}");
+    assert!(
+        !direct(&master).exists::<_, bool>("left:during").unwrap(),
+        "the refused write was sent"
+    );
+
+    // Back under the master: confirmed by both again.
+    let _: () = redis::cmd("REPLICAOF")
+        .arg(&master.host)
+        .arg(master.port)
+        .query(&mut direct(&replicas[0]))
+        .unwrap();
+    eventually("durable writes to resume", Duration::from_secs(20), || {
+        pool.with_retry(|c| c.set::<_, _, ()>("left:after", 1)).ok()
+    });
+
+    // A replica that dies cannot be promoted: once the sentinels see it gone, writes go on,
+    // confirmed by the one left.
+    topology.kill(&replicas[1]).unwrap();
+    eventually(
+        "the master to list one replica",
+        Duration::from_secs(10),
+        listed(1),
+    );
+    eventually(
+        "durable writes without the dead replica",
+        Duration::from_secs(10),
+        || pool.with_retry(|c| c.set::<_, _, ()>("left:dead", 1)).ok(),
+    );
+    let value: Option<u32> = direct(&replicas[0]).get("left:dead").unwrap();
+    assert_eq!(value, Some(1), "confirmed by the replica left");
+}
