@@ -55,14 +55,18 @@ impl Durability {
     /// [`Validation`](crate::Validation)), at least one. With no replica
     /// connected a write is refused unsent, with `NOREPLICAS` (which
     /// [`with_retry`](crate::SentinelPool::with_retry) retries: replicas reconnect, or a
-    /// failover brings others). A replica that is down cannot be promoted by Sentinel, so it
-    /// is not waited for. One whose link to the master broke is not waited for either, yet
-    /// Sentinel may promote it until that link has been down for 10 × its
-    /// `down-after-milliseconds`, and does when its `replica-priority` is better: where
-    /// priorities differ, give [`at_least`](Durability::at_least) with every replica counted
-    /// (writes then fail while one is away, rather than be confirmed by the others). An ACL
-    /// user that may not run `ROLE` cannot count them: give `at_least` too. Waits at most
-    /// 1 s.
+    /// failover brings others).
+    ///
+    /// A replica that was connected and left is waited for as long as Sentinel may promote
+    /// it: in a failover the replica being promoted leaves the old master first, and one cut
+    /// off from the master can be promoted for a while (by priority, or on an offset
+    /// Sentinel read before it fell behind). Writes are then refused unsent (`NOREPLICAS`),
+    /// until it is back or the sentinels list it as down, disconnected, of priority 0, or cut
+    /// off for more than 10 × `down-after-milliseconds` (asked once a second at most, and
+    /// only while a replica is missing). This holds for pools built with it; the per-call
+    /// [`with_durability`](crate::Connection::with_durability) counts the replicas connected
+    /// only. An ACL user that may not run `ROLE` cannot count them: give
+    /// [`at_least`](Durability::at_least) instead. Waits at most 1 s.
     pub fn all_replicas() -> Self {
         Durability {
             replicas: Replicas::All,
