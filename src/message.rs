@@ -71,7 +71,8 @@ pub(crate) enum SentinelMessage {
 ///
 /// Measured on Redis 7.0 (`SENTINEL FAILOVER`, loopback): `+selected-slave` and
 /// `+failover-state-send-slaveof-noone` come together; the leader sends `REPLICAOF NO ONE`
-/// on its next timer tick, 80 to 100 ms later, and publishes
+/// on its next timer tick, 53 to 100 ms later (Sentinel draws its timer's rate between 10
+/// and 19 Hz at every tick), and publishes
 /// `+failover-state-wait-promotion` as it does; the replica is master a millisecond or two
 /// after that; `+promoted-slave` follows when the leader next reads the replica's `INFO` (4 ms
 /// to 1 s later), and `+switch-master` when the failover ends (other sentinels: about 0.1 to

@@ -5,11 +5,14 @@
 //! # Which step raises the fence
 //!
 //! The first step that names the replica to promote: `+selected-slave`, published with
-//! `+failover-state-send-slaveof-noone` one timer tick (80 to 100 ms, measured) before the
-//! leader sends `REPLICAOF NO ONE`. Until that command runs, the old master is the only master
+//! `+failover-state-send-slaveof-noone` one timer tick before the leader sends `REPLICAOF NO
+//! ONE`: 53 to 100 ms, since Sentinel draws its timer's rate between 10 and 19 Hz at every
+//! tick (measured 80 to 100 ms on an idle machine, 57 to 102 ms on a starved one). Until that command runs, the old master is the only master
 //! and every write it acknowledges reaches the replica through replication; after it, every
 //! write it acknowledges is lost. Raising the fence at `+selected-slave` closes the window with
-//! a tick to spare. Earlier steps (`+try-failover`, `+elected-leader`) would hold writes for
+//! a tick to spare, if the pool hears the step and acts within that tick: on a machine so
+//! starved that it does not, writes in between are lost (BENCHMARKS.md, durable mode on a
+//! starved machine); durable mode does not depend on this margin. Earlier steps (`+try-failover`, `+elected-leader`) would hold writes for
 //! failovers that then find no replica to promote, and cannot say which node to watch.
 //!
 //! # When it comes down
