@@ -230,9 +230,9 @@ impl Sentinels {
         }
     }
 
-    /// The replicas of `service` that a sentinel lists as healthy: not flagged down or
-    /// disconnected, linked to their master. Asks the sentinels in order (those that failed
-    /// recently last); the first that answers wins.
+    /// The replicas of `service` as a sentinel lists them: those healthy (not flagged down or
+    /// disconnected, linked to their master) and those it would not promote. Asks the
+    /// sentinels in order (those that failed recently last); the first that answers wins.
     pub(crate) fn replicas(&mut self, service: &str, deadline: Instant) -> Result<Listing, Error> {
         let order: Vec<usize> = (0..self.nodes.len())
             .filter(|&i| !self.nodes[i].quarantined())
@@ -463,17 +463,25 @@ pub(crate) fn parse_replicas(reply: &[HashMap<String, String>]) -> Vec<NodeAddr>
     reply
         .iter()
         .filter(|r| {
-            let flags = r.get("flags").map_or("", String::as_str);
-            let bad = ["s_down", "o_down", "disconnected"];
-            flags.split(',').all(|f| !bad.contains(&f))
-                && r.get("master-link-status").map(String::as_str) == Some("ok")
+            !flagged_down(r) && r.get("master-link-status").map(String::as_str) == Some("ok")
         })
-        .filter_map(|r| {
-            let ip = r.get("ip")?;
-            let port = r.get("port")?.parse().ok().filter(|p| *p != 0)?;
-            Some(NodeAddr::new(ip.as_str(), port))
-        })
+        .filter_map(replica_addr)
         .collect()
+}
+
+/// Whether a sentinel flags the instance of one `SENTINEL REPLICAS` entry down or
+/// disconnected.
+fn flagged_down(entry: &HashMap<String, String>) -> bool {
+    let flags = entry.get("flags").map_or("", String::as_str);
+    let down = ["s_down", "o_down", "disconnected"];
+    flags.split(',').any(|f| down.contains(&f))
+}
+
+/// The address of one `SENTINEL REPLICAS` entry, when it has a valid one.
+fn replica_addr(entry: &HashMap<String, String>) -> Option<NodeAddr> {
+    let ip = entry.get("ip")?;
+    let port = entry.get("port")?.parse().ok().filter(|p| *p != 0)?;
+    Some(NodeAddr::new(ip.as_str(), port))
 }
 
 /// What a sentinel's `SENTINEL REPLICAS` says, through the address map.
@@ -497,20 +505,14 @@ pub(crate) fn parse_unpromotable(
     reply
         .iter()
         .filter(|r| {
-            let flags = r.get("flags").map_or("", String::as_str);
-            let down = ["s_down", "o_down", "disconnected"];
             let number = |field: &str| r.get(field).and_then(|v| v.parse::<u64>().ok());
-            flags.split(',').any(|f| down.contains(&f))
+            flagged_down(r)
                 || number("slave-priority") == Some(0)
                 || longest_cut
                     .zip(number("master-link-down-time"))
                     .is_some_and(|(longest, cut)| Duration::from_millis(cut) > longest)
         })
-        .filter_map(|r| {
-            let ip = r.get("ip")?;
-            let port = r.get("port")?.parse().ok().filter(|p| *p != 0)?;
-            Some(NodeAddr::new(ip.as_str(), port))
-        })
+        .filter_map(replica_addr)
         .collect()
 }
 
