@@ -88,8 +88,8 @@ pub struct Connection {
     /// addresses); `None` when unknown (asked with `HELLO`).
     listed_replicas: Option<Vec<NodeAddr>>,
     /// Durable mode: why writes cannot be confirmed by every replica Sentinel may promote (one
-    /// left the master and the sentinels still list it as a healthy replica), as found at
-    /// the last check; such writes are refused unsent.
+    /// left the master and the sentinels may still promote it), as found at the last check;
+    /// such writes are refused unsent.
     unconfirmable: Option<String>,
     /// The master answered `WAITAOF` (durable mode on disk can confirm writes here).
     on_disk_checked: bool,
@@ -436,12 +436,12 @@ impl Connection {
 }
 
 impl Connection {
-    /// In durable mode, for the request `before` just read: the number of replicas its `WAIT`
-    /// asks for, or `None` when it writes nothing (or the mode is off). An error, the
+    /// In durable mode, for the request `before` just read: the durability and the number of
+    /// replicas its `WAIT` asks for, or `None` when it writes nothing (or the mode is off). An error, the
     /// request unsent, when no replica is connected to confirm it, or when the request
     /// leaves a transaction open with writes before it (a `WAIT` would be queued): the
     /// connection is then retired, since `before` already counted the unsent request.
-    fn durable_wait(&mut self) -> RedisResult<Option<u32>> {
+    fn durable_wait(&mut self) -> RedisResult<Option<(Durability, u32)>> {
         let Some(durability) = self.durability else {
             return Ok(None);
         };
@@ -480,7 +480,7 @@ impl Connection {
             self.session_changed = true;
             return Err(err);
         }
-        Ok(Some(durability.asked(connected)))
+        Ok(Some((durability, durability.asked(connected))))
     }
 
     /// In durable mode [on disk](Durability::on_disk), once per connection: asks the master a
@@ -544,7 +544,7 @@ impl ConnectionLike for Connection {
     fn req_packed_command(&mut self, cmd: &[u8]) -> RedisResult<Value> {
         self.refuse_if_stale()?;
         self.before(cmd);
-        let Some(asked) = self.durable_wait()? else {
+        let Some((durability, asked)) = self.durable_wait()? else {
             let result = self.inner.req_packed_command(cmd);
             if let Ok(reply) = &result {
                 self.observe_reply(reply, self.effect(0));
@@ -552,7 +552,6 @@ impl ConnectionLike for Connection {
             return self.after(result);
         };
         // The write and its WAIT in one round trip.
-        let durability = self.durability.expect("durable");
         let packed = [cmd, &durability.packed_wait(asked)].concat();
         let result = self
             .inner
@@ -578,28 +577,26 @@ impl ConnectionLike for Connection {
     ) -> RedisResult<Vec<Value>> {
         self.refuse_if_stale()?;
         self.before(cmd);
-        let asked = self.durable_wait()?;
-        let result = match asked {
+        let durable = self.durable_wait()?;
+        let result = match durable {
             None => self.inner.req_packed_commands(cmd, offset, count),
-            Some(asked) => {
+            Some((durability, asked)) => {
                 // The WAIT after the last command (after an atomic pipeline's EXEC).
-                let packed = [cmd, &self.durability.expect("durable").packed_wait(asked)].concat();
+                let packed = [cmd, &durability.packed_wait(asked)].concat();
                 self.inner.req_packed_commands(&packed, offset, count + 1)
             }
         };
         let result = result.and_then(|mut replies| {
-            let wait = asked.map(|_| replies.pop().unwrap_or(Value::Nil));
+            let wait = durable.map(|_| replies.pop().unwrap_or(Value::Nil));
             // The replies skipped (`offset`: an atomic pipeline's `MULTI` and `+QUEUED`s) are
             // not returned; those returned line up with the commands from there.
             for (i, reply) in replies.iter().enumerate() {
                 self.observe_reply(reply, self.effect(offset + i));
             }
-            match (wait, asked) {
-                (Some(wait), Some(asked)) => self
-                    .durability
-                    .expect("durable")
-                    .check(wait, asked)
-                    .map(|()| replies),
+            match (wait, durable) {
+                (Some(wait), Some((durability, asked))) => {
+                    durability.check(wait, asked).map(|()| replies)
+                }
                 _ => Ok(replies),
             }
         });

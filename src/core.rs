@@ -92,8 +92,8 @@ pub(crate) struct Core {
     /// The service's `down-after-milliseconds` as the sentinels last said (lookups and the
     /// watcher's refreshes); 0 until one did.
     down_after_ms: AtomicU64,
-    /// Durable mode: the replicas seen connected to the master of a generation (the master's
-    /// `ROLE`, through the address map), so that one that leaves is noticed. Held for no I/O.
+    /// Durable mode: the replicas seen connected to the master of a generation (as the
+    /// master's `ROLE` names them), so that one that leaves is noticed. Held for no I/O.
     replicas_seen: Mutex<Option<(u64, NodeAddr, Vec<NodeAddr>)>>,
 }
 
@@ -292,15 +292,13 @@ impl Core {
         master: &NodeAddr,
         listed: &[NodeAddr],
     ) -> Option<String> {
-        let listed: Vec<NodeAddr> = listed
-            .iter()
-            .map(|addr| self.config.address_map.apply(addr.clone()))
-            .collect();
+        // Kept as the master announces them; only the missing ones go through the address
+        // map, to be looked up in the sentinels' list.
         let missing: Vec<NodeAddr> = {
             let mut seen = self.replicas_seen.lock();
             match &mut *seen {
                 Some((g, m, known)) if *g == generation && m == master => {
-                    for addr in &listed {
+                    for addr in listed {
                         if !known.contains(addr) {
                             known.push(addr.clone());
                         }
@@ -308,11 +306,11 @@ impl Core {
                     known
                         .iter()
                         .filter(|addr| !listed.contains(addr))
-                        .cloned()
+                        .map(|addr| self.config.address_map.apply(addr.clone()))
                         .collect()
                 }
                 _ => {
-                    *seen = Some((generation, master.clone(), listed.clone()));
+                    *seen = Some((generation, master.clone(), listed.to_vec()));
                     Vec::new()
                 }
             }
@@ -331,16 +329,19 @@ impl Core {
                 ));
             }
         };
-        let promotable: Vec<NodeAddr> = missing
-            .into_iter()
-            .filter(|addr| !unpromotable.contains(addr))
-            .collect();
         if let Some((g, m, known)) = &mut *self.replicas_seen.lock()
             && *g == generation
             && m == master
         {
-            known.retain(|addr| listed.contains(addr) || promotable.contains(addr));
+            known.retain(|addr| {
+                listed.contains(addr)
+                    || !unpromotable.contains(&self.config.address_map.apply(addr.clone()))
+            });
         }
+        let promotable: Vec<NodeAddr> = missing
+            .into_iter()
+            .filter(|addr| !unpromotable.contains(addr))
+            .collect();
         (!promotable.is_empty()).then(|| {
             format!(
                 "{} left it and the sentinels may still promote it (a failover may be \

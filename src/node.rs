@@ -315,16 +315,17 @@ impl RoleProbe {
         match self {
             RoleProbe::Role => {
                 let role: Role = redis::from_redis_value(reply)?;
-                let replicas = match &role {
+                let node_role = NodeRole::from_role(&role);
+                let replicas = match role {
                     Role::Primary { replicas, .. } => Some(
                         replicas
-                            .iter()
-                            .map(|r| NodeAddr::new(r.ip.as_str(), r.port))
+                            .into_iter()
+                            .map(|r| NodeAddr::new(r.ip, r.port))
                             .collect(),
                     ),
                     _ => None,
                 };
-                Ok((NodeRole::from_role(&role), replicas))
+                Ok((node_role, replicas))
             }
             RoleProbe::Hello => NodeRole::from_hello(reply).map(|role| (role, None)),
         }
