@@ -169,63 +169,86 @@ fn writer(
     })
 }
 
+/// A master crash under replication lag, two pools writing side by side: `frozen` stops
+/// reading once both writers are under way, the master is SIGKILLed once the first pool had
+/// `past` more writes acknowledged (`what` says what that means), and `frozen` is thawed.
+/// Returns the new master and, for each pool, its writes lost there and acknowledged.
+fn crash_under_lag(
+    topology: &mut Topology,
+    pools: [(SentinelPool, &'static str); 2],
+    frozen: &[NodeAddr],
+    past: usize,
+    what: &str,
+) -> (NodeAddr, [(usize, usize); 2]) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked: [Arc<Mutex<Vec<u64>>>; 2] = Default::default();
+    let writers: Vec<_> = pools
+        .into_iter()
+        .zip(&acked)
+        .map(|((pool, prefix), acked)| {
+            (
+                prefix,
+                writer(pool, prefix, Arc::clone(&stop), Arc::clone(acked)),
+            )
+        })
+        .collect();
+    eventually("both writers under way", Duration::from_secs(10), || {
+        acked
+            .iter()
+            .all(|a| a.lock().unwrap().len() > 10)
+            .then_some(())
+    });
+    for node in frozen {
+        topology.pause(node).unwrap();
+    }
+    let before = acked[0].lock().unwrap().len();
+    eventually(what, Duration::from_secs(20), || {
+        (acked[0].lock().unwrap().len() >= before + past).then_some(())
+    });
+    let old = topology.kill_master().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for node in frozen {
+        topology.resume(node).unwrap();
+    }
+    let prefixes: Vec<&str> = writers
+        .into_iter()
+        .map(|(prefix, writer)| {
+            writer.join().unwrap();
+            prefix
+        })
+        .collect();
+    let new = topology
+        .wait_for_new_master(&old, Duration::from_secs(30))
+        .unwrap();
+    let counts = [0, 1].map(|i| {
+        (
+            lost(&new, prefixes[i], &acked[i]),
+            acked[i].lock().unwrap().len(),
+        )
+    });
+    (new, counts)
+}
+
 #[test]
 fn a_crash_with_replication_lag_loses_no_durable_write_and_some_default_ones() {
     init_logging();
     let mut topology = Topology::start().unwrap();
     let master = topology.master().unwrap();
     let replicas = support::replicas(&topology, &master);
-    let stop = Arc::new(AtomicBool::new(false));
-    let (durable_acked, plain_acked) = (Arc::default(), Arc::default());
-    let writers = [
-        writer(
-            durable(&topology),
-            "durable",
-            Arc::clone(&stop),
-            Arc::clone(&durable_acked),
-        ),
-        writer(
-            topology.pool_builder().max_size(2).build().unwrap(),
-            "plain",
-            Arc::clone(&stop),
-            Arc::clone(&plain_acked),
-        ),
-    ];
-    eventually("both writers under way", Duration::from_secs(10), || {
-        (durable_acked.lock().unwrap().len() > 10 && plain_acked.lock().unwrap().len() > 10)
-            .then_some(())
-    });
-
     // The replicas stop reading: what the master acknowledges from now on piles up in its
     // buffers (64 MiB, far more than the sockets hold), and dies with it.
-    for replica in &replicas {
-        topology.pause(replica).unwrap();
-    }
-    let before = plain_acked.lock().unwrap().len();
-    eventually(
+    let plain = topology.pool_builder().max_size(2).build().unwrap();
+    let durable = durable(&topology);
+    let (_, [(plain_lost, plain_acked), (durable_lost, durable_acked)]) = crash_under_lag(
+        &mut topology,
+        [(plain, "plain"), (durable, "durable")],
+        &replicas,
+        4096,
         "64 MiB acknowledged past the replicas",
-        Duration::from_secs(20),
-        || (plain_acked.lock().unwrap().len() >= before + 4096).then_some(()),
-    );
-    let old = topology.kill_master().unwrap();
-    stop.store(true, Ordering::Relaxed);
-    for replica in &replicas {
-        topology.resume(replica).unwrap();
-    }
-    for writer in writers {
-        writer.join().unwrap();
-    }
-    let new = topology
-        .wait_for_new_master(&old, Duration::from_secs(30))
-        .unwrap();
-    let (durable_lost, plain_lost) = (
-        lost(&new, "durable", &durable_acked),
-        lost(&new, "plain", &plain_acked),
     );
     println!(
-        "acknowledged and lost: durable {durable_lost} of {}, default {plain_lost} of {}",
-        durable_acked.lock().unwrap().len(),
-        plain_acked.lock().unwrap().len()
+        "acknowledged and lost: durable {durable_lost} of {durable_acked}, default \
+         {plain_lost} of {plain_acked}"
     );
     assert_eq!(durable_lost, 0, "durable mode lost acknowledged writes");
     assert!(
@@ -319,52 +342,23 @@ fn one_confirmation_is_not_enough_when_sentinel_promotes_another_replica() {
                 .then_some(())
         },
     );
-    let stop = Arc::new(AtomicBool::new(false));
-    let (one_acked, all_acked) = (Arc::default(), Arc::default());
-    let writers = [
-        writer(
-            durable_with(&topology, Durability::at_least(1)),
-            "one",
-            Arc::clone(&stop),
-            Arc::clone(&one_acked),
-        ),
-        writer(
-            durable(&topology),
-            "all",
-            Arc::clone(&stop),
-            Arc::clone(&all_acked),
-        ),
-    ];
-    eventually("both writers under way", Duration::from_secs(10), || {
-        (one_acked.lock().unwrap().len() > 10 && all_acked.lock().unwrap().len() > 10).then_some(())
-    });
     // The preferred replica stops reading; the other one confirms every write.
-    topology.pause(preferred).unwrap();
-    let before = one_acked.lock().unwrap().len();
-    eventually(
+    let one = durable_with(&topology, Durability::at_least(1));
+    let all = durable(&topology);
+    let (new, [(one_lost, one_acked), (all_lost, all_acked)]) = crash_under_lag(
+        &mut topology,
+        [(one, "one"), (all, "all")],
+        std::slice::from_ref(preferred),
+        2048,
         "32 MiB confirmed by one replica only",
-        Duration::from_secs(20),
-        || (one_acked.lock().unwrap().len() >= before + 2048).then_some(()),
     );
-    let old = topology.kill_master().unwrap();
-    stop.store(true, Ordering::Relaxed);
-    topology.resume(preferred).unwrap();
-    for writer in writers {
-        writer.join().unwrap();
-    }
-    let new = topology
-        .wait_for_new_master(&old, Duration::from_secs(30))
-        .unwrap();
     assert_eq!(
         &new, preferred,
         "Sentinel promoted the replica with the better priority"
     );
-    let (one_lost, all_lost) = (lost(&new, "one", &one_acked), lost(&new, "all", &all_acked));
     println!(
-        "confirmed by {confirming}, {preferred} promoted; lost: at_least(1) {one_lost} of {}, \
-         all_replicas {all_lost} of {}",
-        one_acked.lock().unwrap().len(),
-        all_acked.lock().unwrap().len()
+        "confirmed by {confirming}, {preferred} promoted; lost: at_least(1) {one_lost} of \
+         {one_acked}, all_replicas {all_lost} of {all_acked}"
     );
     assert_eq!(all_lost, 0, "all_replicas lost acknowledged writes");
     assert!(
