@@ -11,10 +11,15 @@ use redis::{ConnectionLike, ErrorKind, RedisError, RedisResult, Role, ServerErro
 use crate::{
     Durability, NodeAddr,
     class::{self, STALE},
-    durable,
+    core::Core,
+    durable::{self, Replicas},
     generation::Generation,
     node::{NodeRole, NodeSettings, RoleProbe},
 };
+
+/// How old the replica count a durable write waits for may be: older, the master is asked
+/// again (`ROLE`) before the write is sent.
+const LISTING_FRESH: Duration = Duration::from_secs(1);
 
 /// A connection to a Redis data node, handed out by the pool inside an
 /// [`r2d2::PooledConnection`].
@@ -55,14 +60,11 @@ pub struct Connection {
     read_timeout: Duration,
     /// The protocol the connection speaks, which a role probe's `HELLO` keeps.
     protocol: redis::ProtocolVersion,
-    in_transaction: bool,
-    watching: bool,
-    /// A caller changed what the connection is (db, user, protocol, reply mode, name).
-    session_changed: bool,
+    /// What the requests sent so far left the server's session in.
+    tracked: Tracked,
     /// Handed out at least once. What an r2d2 connection customizer does to a new connection
     /// before that (`CLIENT SETNAME`, say) is the connection's baseline, not a change.
     handed_out: bool,
-    subscribed: bool,
     /// An error on the wire (I/O, timeout, unparsable reply): a reply may still be in flight.
     out_of_step: bool,
     /// The error that showed the node is no longer a writable master, if one did.
@@ -73,11 +75,9 @@ pub struct Connection {
     /// script, a transaction's `EXEC`, any command not known to only read), over the
     /// connection's life: when this grows, something was applied.
     applied: u64,
-    /// Inside `MULTI`: whether a queued command may change data, which its `EXEC` applies.
-    queued_write: bool,
-    /// For each command of the request being sent: whether a reply to it that is not an
-    /// error means something was applied. Reused from request to request.
-    effects: Vec<bool>,
+    /// For each command of the request being sent: what a reply to it that is not an error
+    /// says was applied. Reused from request to request.
+    effects: Vec<Effect>,
     /// The last request sent held only reads (nor a transaction's `EXEC` of writes, nor
     /// anything this crate could not read): if it met an I/O error, nothing was applied.
     sent_only_reads: bool,
@@ -87,12 +87,84 @@ pub struct Connection {
     /// The replicas the master listed as connected at the last `ROLE` (announced
     /// addresses); `None` when unknown (asked with `HELLO`).
     listed_replicas: Option<Vec<NodeAddr>>,
-    /// Durable mode: why writes cannot be confirmed by every replica Sentinel may promote (one
-    /// left the master and the sentinels may still promote it), as found at the last check;
-    /// such writes are refused unsent.
-    unconfirmable: Option<String>,
-    /// The master answered `WAITAOF` (durable mode on disk can confirm writes here).
-    on_disk_checked: bool,
+    /// When the node last answered a role probe.
+    listed_at: Option<Instant>,
+    /// The durable modes this master was found able to confirm writes for: `WAIT` (our
+    /// user may run it) and `WAITAOF` (on disk).
+    durable_checked: DurableChecked,
+    /// What the pool's parts share: durable mode's memory of the master's replicas, and how
+    /// the node is asked its role.
+    shared: Arc<Core>,
+}
+
+/// What the requests sent on a connection left the server's session in: a request refused
+/// unsent sets it back to what it was before.
+#[derive(Debug, Clone, Copy, Default)]
+struct Tracked {
+    in_transaction: bool,
+    watching: bool,
+    /// A caller changed what the connection is (db, user, protocol, reply mode, name).
+    session_changed: bool,
+    subscribed: bool,
+    /// Inside `MULTI`: whether a queued command may change data, which its `EXEC` applies.
+    queued_write: bool,
+}
+
+/// Which durable modes a master connection was checked for.
+#[derive(Debug, Clone, Copy, Default)]
+struct DurableChecked {
+    wait: bool,
+    on_disk: bool,
+}
+
+/// What a reply that is not an error says about the command it answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Effect {
+    /// It only reads: nothing was applied.
+    Read,
+    /// Something may have been applied.
+    Write,
+    /// A write whose nil (or empty) reply says it changed nothing: a pop or a move from an
+    /// empty list, a blocking one that timed out, a `GETDEL` of no key.
+    WriteUnlessNil,
+    /// A write whose reply 0 says it changed nothing: a conditional write whose condition
+    /// failed (`SETNX`, `EXPIRE NX`...), a removal of nothing (`DEL`, `SREM`...).
+    WriteUnlessZero,
+}
+
+impl Effect {
+    fn of(name: &[u8]) -> Effect {
+        // A binary search in each table, as it runs for every command sent.
+        let listed = |list: &[&str]| {
+            list.binary_search_by(|r| r.bytes().cmp(name.iter().map(u8::to_ascii_uppercase)))
+                .is_ok()
+        };
+        if listed(ONLY_READ) {
+            Effect::Read
+        } else if listed(UNLESS_NIL) {
+            Effect::WriteUnlessNil
+        } else if listed(UNLESS_ZERO) {
+            Effect::WriteUnlessZero
+        } else {
+            Effect::Write
+        }
+    }
+
+    fn may_write(self) -> bool {
+        self != Effect::Read
+    }
+
+    /// Whether `reply` (not an error) says something was applied.
+    fn applied(self, reply: &Value) -> bool {
+        match self {
+            Effect::Read => false,
+            Effect::Write => true,
+            Effect::WriteUnlessNil => {
+                !matches!(reply, Value::Nil) && !matches!(reply, Value::Array(a) if a.is_empty())
+            }
+            Effect::WriteUnlessZero => !matches!(reply, Value::Int(0)),
+        }
+    }
 }
 
 impl std::fmt::Debug for Connection {
@@ -100,10 +172,7 @@ impl std::fmt::Debug for Connection {
         f.debug_struct("Connection")
             .field("addr", &self.addr)
             .field("generation", &self.generation)
-            .field("in_transaction", &self.in_transaction)
-            .field("watching", &self.watching)
-            .field("session_changed", &self.session_changed)
-            .field("subscribed", &self.subscribed)
+            .field("tracked", &self.tracked)
             .field("out_of_step", &self.out_of_step)
             .field("failover_error", &self.failover_error)
             .finish_non_exhaustive()
@@ -116,7 +185,7 @@ impl Connection {
         addr: NodeAddr,
         generation: u64,
         serves: NodeRole,
-        current: Arc<Generation>,
+        shared: &Arc<Core>,
         settings: &NodeSettings,
     ) -> Self {
         Connection {
@@ -126,26 +195,23 @@ impl Connection {
             serves,
             replica_set: 0,
             detour_since: None,
-            current,
+            current: Arc::clone(&shared.generation),
             db: settings.redis.db(),
             read_timeout: settings.read_timeout,
             protocol: settings.redis.protocol(),
-            in_transaction: false,
-            watching: false,
-            session_changed: false,
+            tracked: Tracked::default(),
             handed_out: false,
-            subscribed: false,
             out_of_step: false,
             failover_error: None,
             last_ok: Instant::now(),
             applied: 0,
-            queued_write: false,
             effects: Vec::new(),
             sent_only_reads: false,
             durability: settings.durability.filter(|_| serves == NodeRole::Master),
             listed_replicas: None,
-            unconfirmable: None,
-            on_disk_checked: false,
+            listed_at: None,
+            durable_checked: DurableChecked::default(),
+            shared: Arc::clone(shared),
         }
     }
 
@@ -204,10 +270,10 @@ impl Connection {
     /// True while nothing has made the connection unfit for another caller.
     pub(crate) fn is_reusable(&self) -> bool {
         !self.out_of_step
-            && !self.subscribed
-            && !self.in_transaction
-            && !self.watching
-            && !self.session_changed
+            && !self.tracked.subscribed
+            && !self.tracked.in_transaction
+            && !self.tracked.watching
+            && !self.tracked.session_changed
             && self.failover_error.is_none()
             && self.inner.is_open()
     }
@@ -269,15 +335,10 @@ impl Connection {
         self.failover_error.as_ref()
     }
 
-    /// The replicas the master listed as connected at the last `ROLE`, if it was asked so.
-    pub(crate) fn listed_replicas(&self) -> Option<&[NodeAddr]> {
-        self.listed_replicas.as_deref()
-    }
-
-    /// Durable mode: why this master cannot confirm writes on every replica Sentinel may
-    /// promote (`None`: it can), as the pool found at this checkout.
-    pub(crate) fn set_unconfirmable(&mut self, why: Option<String>) {
-        self.unconfirmable = why;
+    /// True when the node is a master whose replicas durable mode can count (`None`
+    /// unknown: its role was asked with `HELLO`).
+    pub(crate) fn counts_replicas(&self) -> bool {
+        self.listed_replicas.is_some()
     }
 
     /// Asks the node its role with `probe`, after a `PING` in the same round trip when
@@ -304,6 +365,7 @@ impl Connection {
                 .ask_listing(&mut self.inner, ping, self.protocol)
                 .map(|(role, replicas)| {
                     self.listed_replicas = replicas;
+                    self.listed_at = Some(Instant::now());
                     role
                 });
         match &role {
@@ -337,41 +399,53 @@ impl Connection {
 
     fn before(&mut self, packed: &[u8]) {
         self.effects.clear();
-        for (name, arg) in commands(packed) {
+        let mut parsed = commands(packed);
+        for (name, arg) in parsed.by_ref() {
             let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
-            let mut effect = false;
+            let mut effect = Effect::Read;
             if is("MULTI") {
-                self.in_transaction = true;
-                self.queued_write = false;
+                self.tracked.in_transaction = true;
+                self.tracked.queued_write = false;
             } else if is("EXEC") || is("DISCARD") {
-                effect = is("EXEC") && self.queued_write;
-                self.in_transaction = false;
-                self.queued_write = false;
-                self.watching = false;
+                if is("EXEC") && self.tracked.queued_write {
+                    effect = Effect::Write;
+                }
+                self.tracked.in_transaction = false;
+                self.tracked.queued_write = false;
+                self.tracked.watching = false;
             } else if is("WATCH") {
-                self.watching = true;
+                self.tracked.watching = true;
             } else if is("UNWATCH") {
-                self.watching = false;
+                self.tracked.watching = false;
+            } else if changes_session(name, arg) {
+                // The session, not the data: nothing to apply or confirm.
+                if self.handed_out {
+                    self.tracked.session_changed = true;
+                }
             } else {
                 if is_subscribe(name) {
                     // Subscribed connections only take (un)subscribe commands: never reuse one.
-                    self.subscribed = true;
-                } else if self.handed_out && changes_session(name, arg) {
-                    self.session_changed = true;
+                    self.tracked.subscribed = true;
                 }
-                let writes = !only_reads(name);
-                if self.in_transaction {
+                let of = Effect::of(name);
+                if self.tracked.in_transaction {
                     // Queued: applied by the `EXEC`, if it comes.
-                    self.queued_write |= writes;
+                    self.tracked.queued_write |= of.may_write();
                 } else {
-                    effect = writes;
+                    effect = of;
                 }
             }
             self.effects.push(effect);
         }
+        if !parsed.rest().is_empty() {
+            // Something this crate could not read (inline commands, trailing bytes): it may
+            // write.
+            self.effects.push(Effect::Write);
+        }
         // Commands queued in `MULTI` count as reads here: a connection that breaks before
         // their `EXEC` applies none of them.
-        self.sent_only_reads = !(self.effects.is_empty() || self.effects.contains(&true));
+        self.sent_only_reads =
+            !(self.effects.is_empty() || self.effects.iter().any(|e| e.may_write()));
     }
 
     fn after<T>(&mut self, result: RedisResult<T>) -> RedisResult<T> {
@@ -397,19 +471,19 @@ impl Connection {
         !matches!(role, Ok(NodeRole::Master))
     }
 
-    /// `effect`: whether the command answered may change data.
-    fn observe_reply(&mut self, reply: &Value, effect: bool) {
+    /// `effect`: what a reply to the command answered says was applied.
+    fn observe_reply(&mut self, reply: &Value, effect: Effect) {
         if let Value::ServerError(err) = reply {
             self.observe(&RedisError::from(err.clone()));
-        } else if effect {
+        } else if effect.applied(reply) {
             self.applied += 1;
         }
     }
 
-    /// Whether the reply at `index` (counted from the request's first command) answers a
-    /// command that may change data; a request this crate could not read counts as one.
-    fn effect(&self, index: usize) -> bool {
-        self.effects.get(index).copied().unwrap_or(true)
+    /// What the reply at `index` (counted from the request's first command) says was
+    /// applied; a request this crate could not read counts as one that writes.
+    fn effect(&self, index: usize) -> Effect {
+        self.effects.get(index).copied().unwrap_or(Effect::Write)
     }
 
     fn observe(&mut self, err: &RedisError) {
@@ -429,92 +503,177 @@ impl Connection {
             self.out_of_step = true;
         }
         if err.kind() == ErrorKind::Server(ServerErrorKind::ExecAbort) {
-            self.in_transaction = false;
-            self.watching = false;
+            self.tracked.in_transaction = false;
+            self.tracked.watching = false;
         }
     }
 }
 
 impl Connection {
-    /// In durable mode, for the request `before` just read: the durability and the number of
-    /// replicas its `WAIT` asks for, or `None` when it writes nothing (or the mode is off). An error, the
-    /// request unsent, when no replica is connected to confirm it, or when the request
-    /// leaves a transaction open with writes before it (a `WAIT` would be queued): the
-    /// connection is then retired, since `before` already counted the unsent request.
-    fn durable_wait(&mut self) -> RedisResult<Option<(Durability, u32)>> {
+    /// In durable mode, for the request `before` just read (`kept`: the session as it was
+    /// before it): the durability and the number of replicas its `WAIT` asks for, or `None`
+    /// when it writes nothing (or the mode is off, or the pool is still setting the
+    /// connection up). An error, the request unsent and the session set back to what the
+    /// server has, when the write cannot be confirmed: see [`durable_refusal`].
+    ///
+    /// [`durable_refusal`]: Connection::durable_refusal
+    fn durable_wait(&mut self, kept: Tracked) -> RedisResult<Option<(Durability, u32)>> {
         let Some(durability) = self.durability else {
             return Ok(None);
         };
-        if !self.effects.contains(&true) || self.subscribed {
+        if !self.handed_out || !self.effects.iter().any(|e| e.may_write()) {
             return Ok(None);
         }
-        if self.in_transaction {
-            self.session_changed = true;
+        match self.durable_refusal(durability, kept) {
+            Ok(asked) => Ok(Some((durability, asked))),
+            Err(err) => {
+                self.unsend(kept);
+                Err(err)
+            }
+        }
+    }
+
+    /// Why a write in durable mode cannot be sent, if it cannot; else how many replicas its
+    /// `WAIT` asks for:
+    /// - it writes on a subscribed connection, or writes and then leaves `MULTI` open: no
+    ///   `WAIT` can follow it;
+    /// - the master cannot confirm writes ([`check_durable`](Connection::check_durable));
+    /// - with every replica: the master's replicas cannot be counted (our user may not run
+    ///   `ROLE`), none is connected, or one Sentinel may promote is not
+    ///   ([`Core::unconfirmable`]). The count is the master's `ROLE` of less than
+    ///   [`LISTING_FRESH`] ago: older, it is asked again first (never inside `MULTI`, where
+    ///   it would be queued: a transaction uses the count read when it opened).
+    fn durable_refusal(&mut self, durability: Durability, kept: Tracked) -> RedisResult<u32> {
+        let refuse = |why: &str| {
+            Err(redis::make_extension_error(
+                "DURABLE".to_owned(),
+                Some(format!("durable mode: {why}. It was not sent")),
+            ))
+        };
+        if self.tracked.subscribed {
+            return refuse(
+                "this request writes on a subscribed connection, where no WAIT can follow \
+                 it; send writes and SUBSCRIBE on separate connections",
+            );
+        }
+        if self.tracked.in_transaction {
+            return refuse(
+                "this request writes and then leaves MULTI open, so no WAIT can confirm its \
+                 writes; send MULTI ... EXEC in one request (an atomic pipeline)",
+            );
+        }
+        self.check_durable(durability, kept.in_transaction)?;
+        let Replicas::All = durability.replicas else {
+            return Ok(durability.asked(None));
+        };
+        let stale = self
+            .listed_at
+            .is_none_or(|at| at.elapsed() >= LISTING_FRESH);
+        if stale && !kept.in_transaction {
+            let probe = self.shared.role_probe(&self.addr);
+            let role = self.probe_role(probe, false, self.read_timeout);
+            // Nothing of the request was sent: an error here applied nothing.
+            self.sent_only_reads = true;
+            if role? != NodeRole::Master {
+                // The write goes, and the node refuses it itself (`READONLY`).
+                return Ok(1);
+            }
+        }
+        let Some(connected) = self.listed_replicas.as_deref() else {
+            return Err(durable::uncountable(&self.addr));
+        };
+        if connected.is_empty() {
+            return Err(durable::no_replicas(&self.addr));
+        }
+        if let Some(why) = self.shared.unconfirmable(&self.addr, connected) {
+            log::debug!("durable write to {} refused: {why}", self.addr);
+            return Err(durable::unconfirmable(&self.addr, &why));
+        }
+        Ok(u32::try_from(connected.len()).unwrap_or(u32::MAX))
+    }
+
+    /// Sets the session back to `kept` after a request was refused unsent. When the server
+    /// was inside `MULTI` (the refused request holds its `EXEC`), the transaction is
+    /// discarded there, so that no later command of the caller's is queued into it.
+    fn unsend(&mut self, kept: Tracked) {
+        self.tracked = kept;
+        if kept.in_transaction {
+            match self
+                .inner
+                .req_packed_command(&redis::cmd("DISCARD").get_packed_command())
+            {
+                Ok(Value::Okay) => {
+                    self.tracked.in_transaction = false;
+                    self.tracked.queued_write = false;
+                    self.tracked.watching = false;
+                }
+                Ok(_) | Err(_) => self.out_of_step = true,
+            }
+        }
+    }
+
+    /// In durable mode, once per connection and mode, before the first write of its kind:
+    /// asks the master a `WAIT 0 0` (or, on disk, a `WAITAOF 1 0`) that confirms nothing, so
+    /// that a master that cannot confirm writes (our user may not run `WAIT`; a server before
+    /// 7.2, or no append-only file, on disk) is found before a write is sent to it. Its
+    /// refusal comes back as an error with the code `DURABLE` that says what to change.
+    /// `in_multi`: the server is inside `MULTI`, where the check would be queued: refused.
+    fn check_durable(&mut self, durability: Durability, in_multi: bool) -> RedisResult<()> {
+        let checked = if durability.on_disk {
+            self.durable_checked.on_disk
+        } else {
+            self.durable_checked.wait
+        };
+        if checked {
+            return Ok(());
+        }
+        if in_multi {
             return Err(redis::make_extension_error(
                 "DURABLE".to_owned(),
                 Some(
-                    "durable mode: this request writes and then leaves MULTI open, so no WAIT \
-                     can confirm its writes; send MULTI ... EXEC in one request (an atomic \
-                     pipeline). It was not sent"
+                    "durable mode: the master was not yet checked for it on this connection, \
+                     and that cannot be done inside MULTI; call with_durability around the \
+                     whole transaction. It was not sent"
                         .to_owned(),
                 ),
             ));
         }
-        let connected = self
-            .listed_replicas
-            .as_ref()
-            .and_then(|listed| u32::try_from(listed.len()).ok());
-        if durability.replicas == durable::Replicas::All {
-            // Unsent, but `before` took it as sent (an `EXEC` it read closed a transaction
-            // the server still has open): the connection is retired when it returns.
-            if connected == Some(0) {
-                self.session_changed = true;
-                return Err(durable::no_replicas(&self.addr));
-            }
-            if let Some(why) = &self.unconfirmable {
-                self.session_changed = true;
-                return Err(durable::unconfirmable(&self.addr, why));
-            }
-        }
-        if let Err(err) = self.check_on_disk() {
-            self.session_changed = true;
-            return Err(err);
-        }
-        Ok(Some((durability, durability.asked(connected))))
-    }
-
-    /// In durable mode [on disk](Durability::on_disk), once per connection: asks the master a
-    /// `WAITAOF` that confirms nothing, so that a master that cannot confirm writes on disk
-    /// (a server before 7.2, no append-only file) is found before a write is sent to it. Its
-    /// refusal comes back as an error with the code `DURABLE` that says what to change.
-    pub(crate) fn check_on_disk(&mut self) -> RedisResult<()> {
-        let Some(durability) = self.durability.filter(|d| d.on_disk) else {
-            return Ok(());
-        };
-        if self.on_disk_checked {
-            return Ok(());
-        }
         let reply = self
             .inner
-            .req_packed_command(&durability.packed_on_disk_probe())
+            .req_packed_command(&durability.packed_probe())
             .inspect_err(|err| self.observe(err))?;
         if let Value::ServerError(refusal) = reply {
-            if refusal.code() == "NOPERM" {
-                // The ACL user may not run it: said as the server said it.
-                return Err(refusal.into());
-            }
             return Err(redis::make_extension_error(
                 "DURABLE".to_owned(),
-                Some(durable::cannot_persist(&self.addr, &refusal)),
+                Some(durable::cannot_confirm(&self.addr, durability, &refusal)),
             ));
         }
-        self.on_disk_checked = true;
+        if durability.on_disk {
+            self.durable_checked.on_disk = true;
+        } else {
+            self.durable_checked.wait = true;
+        }
+        Ok(())
+    }
+
+    /// Durable mode, when the pool opens a connection: the master's check
+    /// ([`check_durable`](Connection::check_durable)), and, with every replica, that its
+    /// replicas can be counted. Nothing is checked on a replica or without durable mode.
+    pub(crate) fn check_durable_at_open(&mut self) -> RedisResult<()> {
+        let Some(durability) = self.durability else {
+            return Ok(());
+        };
+        self.check_durable(durability, false)?;
+        if durability.replicas == Replicas::All && !self.counts_replicas() {
+            return Err(durable::uncountable(&self.addr));
+        }
         Ok(())
     }
 
     /// Runs `f` with durable mode set to `durability` on this connection (`None`: off),
     /// whatever the pool's setting, for one call: a write that must be confirmed by replicas
-    /// in a pool that does not ask it of every write, or the other way round.
+    /// in a pool that does not ask it of every write, or the other way round. The setting
+    /// comes back when `f` returns or panics.
     ///
     /// ```no_run
     /// use r2d2_redis_sentinel::{Durability, SentinelPool, redis::Commands};
@@ -525,26 +684,39 @@ impl Connection {
     /// })?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// `f`'s error; without calling `f`, a `DURABLE` error when `durability` is not valid
+    /// for this pool (as [`Builder::durability`](crate::Builder::durability) would refuse
+    /// it: a timeout not shorter than the read timeout, `at_least(0)`).
     pub fn with_durability<T>(
         &mut self,
         durability: Option<Durability>,
         f: impl FnOnce(&mut Self) -> RedisResult<T>,
     ) -> RedisResult<T> {
+        if let Some(why) = durability.and_then(|d| d.invalid_with(self.read_timeout)) {
+            return Err(redis::make_extension_error(
+                "DURABLE".to_owned(),
+                Some(format!("durable mode: {why}")),
+            ));
+        }
         let kept = std::mem::replace(
             &mut self.durability,
             durability.filter(|_| self.serves == NodeRole::Master),
         );
-        let result = f(self);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self)));
         self.durability = kept;
-        result
+        result.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
 }
 
 impl ConnectionLike for Connection {
     fn req_packed_command(&mut self, cmd: &[u8]) -> RedisResult<Value> {
         self.refuse_if_stale()?;
+        let (kept, applied) = (self.tracked, self.applied);
         self.before(cmd);
-        let Some((durability, asked)) = self.durable_wait()? else {
+        let Some((durability, asked)) = self.durable_wait(kept)? else {
             let result = self.inner.req_packed_command(cmd);
             if let Ok(reply) = &result {
                 self.observe_reply(reply, self.effect(0));
@@ -560,8 +732,8 @@ impl ConnectionLike for Connection {
                 let wait = replies.pop().unwrap_or(Value::Nil);
                 let reply = replies.pop().unwrap_or(Value::Nil);
                 self.observe_reply(&reply, self.effect(0));
-                if matches!(reply, Value::ServerError(_)) {
-                    // Refused: nothing to confirm.
+                if self.applied == applied {
+                    // Refused, or it changed nothing: nothing to confirm.
                     return Ok(reply);
                 }
                 durability.check(wait, asked).map(|()| reply)
@@ -576,8 +748,9 @@ impl ConnectionLike for Connection {
         count: usize,
     ) -> RedisResult<Vec<Value>> {
         self.refuse_if_stale()?;
+        let (kept, applied) = (self.tracked, self.applied);
         self.before(cmd);
-        let durable = self.durable_wait()?;
+        let durable = self.durable_wait(kept)?;
         let result = match durable {
             None => self.inner.req_packed_commands(cmd, offset, count),
             Some((durability, asked)) => {
@@ -594,7 +767,8 @@ impl ConnectionLike for Connection {
                 self.observe_reply(reply, self.effect(offset + i));
             }
             match (wait, durable) {
-                (Some(wait), Some((durability, asked))) => {
+                // Every write refused, or none changed anything: its own replies say so.
+                (Some(wait), Some((durability, asked))) if self.applied > applied => {
                     durability.check(wait, asked).map(|()| replies)
                 }
                 _ => Ok(replies),
@@ -709,13 +883,55 @@ const ONLY_READ: &[&str] = &[
     "ZUNION",
 ];
 
-/// Whether `name` (in any case) is in [`ONLY_READ`]: a binary search, as it runs for every
-/// command sent.
-fn only_reads(name: &[u8]) -> bool {
-    ONLY_READ
-        .binary_search_by(|r| r.bytes().cmp(name.iter().map(u8::to_ascii_uppercase)))
-        .is_ok()
-}
+/// Writes whose nil (or empty) reply says they changed nothing ([`Effect::WriteUnlessNil`]).
+/// Sorted by bytes. `SET` is not here: with `GET`, a nil reply means it did set.
+const UNLESS_NIL: &[&str] = &[
+    "BLMOVE",
+    "BLMPOP",
+    "BLPOP",
+    "BRPOP",
+    "BRPOPLPUSH",
+    "BZMPOP",
+    "BZPOPMAX",
+    "BZPOPMIN",
+    "GETDEL",
+    "LMOVE",
+    "LMPOP",
+    "LPOP",
+    "RPOP",
+    "RPOPLPUSH",
+    "SPOP",
+    "XREADGROUP",
+    "ZMPOP",
+    "ZPOPMAX",
+    "ZPOPMIN",
+];
+
+/// Writes whose reply 0 says they changed nothing ([`Effect::WriteUnlessZero`]). Sorted by
+/// bytes. `HSET` and `ZADD` are not here: they count what they added, not what they updated.
+const UNLESS_ZERO: &[&str] = &[
+    "DEL",
+    "EXPIRE",
+    "EXPIREAT",
+    "HDEL",
+    "HSETNX",
+    "LPUSHX",
+    "LREM",
+    "MSETNX",
+    "PERSIST",
+    "PEXPIRE",
+    "PEXPIREAT",
+    "RENAMENX",
+    "RPUSHX",
+    "SADD",
+    "SETNX",
+    "SMOVE",
+    "SREM",
+    "UNLINK",
+    "XACK",
+    "XDEL",
+    "ZREM",
+];
 
 fn is_subscribe(name: &[u8]) -> bool {
     [&b"SUBSCRIBE"[..], b"PSUBSCRIBE", b"SSUBSCRIBE", b"MONITOR"]
@@ -745,11 +961,30 @@ fn changes_session(name: &[u8], arg: Option<&[u8]>) -> bool {
 }
 
 /// The name and first argument of each command in a packed request (RESP arrays of bulk
-/// strings, as redis-rs writes them). Stops quietly at anything it does not understand.
-pub(crate) fn commands(mut packed: &[u8]) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
-    std::iter::from_fn(move || {
-        let (args, rest) = read_header(packed, b'*')?;
-        let mut rest = rest;
+/// strings, as redis-rs writes them). Stops quietly at anything it does not understand, which
+/// [`Commands::rest`] then holds.
+pub(crate) fn commands(packed: &[u8]) -> Commands<'_> {
+    Commands { rest: packed }
+}
+
+/// The iterator of [`commands`].
+#[derive(Debug)]
+pub(crate) struct Commands<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Commands<'a> {
+    /// What was not read: empty once every command was.
+    pub(crate) fn rest(&self) -> &'a [u8] {
+        self.rest
+    }
+}
+
+impl<'a> Iterator for Commands<'a> {
+    type Item = (&'a [u8], Option<&'a [u8]>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (args, mut rest) = read_header(self.rest, b'*')?;
         let (mut name, mut first) = (None, None);
         for i in 0..args {
             let (len, after) = read_header(rest, b'$')?;
@@ -761,9 +996,10 @@ pub(crate) fn commands(mut packed: &[u8]) -> impl Iterator<Item = (&[u8], Option
             }
             rest = after.get(len + 2..)?;
         }
-        packed = rest;
-        Some((name?, first))
-    })
+        let name = name?;
+        self.rest = rest;
+        Some((name, first))
+    }
 }
 
 /// Reads `<marker><number>\r\n` at the start of `buf`.
@@ -812,12 +1048,23 @@ mod tests {
     }
 
     #[test]
-    fn the_read_only_list_is_sorted_and_found_in_any_case() {
-        assert!(ONLY_READ.windows(2).all(|w| w[0] < w[1]));
-        for name in ONLY_READ {
-            assert!(only_reads(name.as_bytes()), "{name}");
-            assert!(only_reads(name.to_ascii_lowercase().as_bytes()), "{name}");
+    fn the_command_tables_are_sorted_and_found_in_any_case() {
+        for (list, effect) in [
+            (ONLY_READ, Effect::Read),
+            (UNLESS_NIL, Effect::WriteUnlessNil),
+            (UNLESS_ZERO, Effect::WriteUnlessZero),
+        ] {
+            assert!(list.windows(2).all(|w| w[0] < w[1]));
+            for name in list {
+                assert_eq!(Effect::of(name.as_bytes()), effect, "{name}");
+                assert_eq!(
+                    Effect::of(name.to_ascii_lowercase().as_bytes()),
+                    effect,
+                    "{name}"
+                );
+            }
         }
+        let only_reads = |name: &[u8]| Effect::of(name) == Effect::Read;
         for name in [
             "SET",
             "INCR",
@@ -833,8 +1080,29 @@ mod tests {
     }
 
     #[test]
-    fn command_names_stops_at_garbage() {
+    fn command_names_stops_at_garbage_and_keeps_what_it_did_not_read() {
         assert!(names(b"PING\r\n").is_empty());
+        assert_eq!(commands(b"PING\r\n").rest(), b"PING\r\n");
         assert_eq!(names(b"*1\r\n$4\r\nPING\r\n*9"), ["PING"]);
+        let mut parsed = commands(b"*1\r\n$4\r\nPING\r\n*9");
+        parsed.by_ref().for_each(drop);
+        assert_eq!(parsed.rest(), b"*9");
+        let mut whole = commands(b"*1\r\n$4\r\nPING\r\n");
+        whole.by_ref().for_each(drop);
+        assert!(whole.rest().is_empty());
+    }
+
+    #[test]
+    fn a_reply_that_shows_nothing_changed_applied_nothing() {
+        let empty = Value::Array(vec![]);
+        let text = Value::BulkString(b"job".to_vec());
+        assert!(!Effect::of(b"BLMOVE").applied(&Value::Nil));
+        assert!(!Effect::of(b"ZPOPMIN").applied(&empty));
+        assert!(Effect::of(b"BLMOVE").applied(&text));
+        assert!(!Effect::of(b"SETNX").applied(&Value::Int(0)));
+        assert!(Effect::of(b"SETNX").applied(&Value::Int(1)));
+        // A nil from SET may mean it set (SET ... GET of a key that did not exist).
+        assert!(Effect::of(b"SET").applied(&Value::Nil));
+        assert!(!Effect::of(b"GET").applied(&text));
     }
 }

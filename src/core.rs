@@ -34,7 +34,7 @@
 //! uses its answer, so rebuilding 32 connections after a failover asks the sentinels once.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeSet, HashMap},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
@@ -47,10 +47,11 @@ use parking_lot::Mutex;
 use crate::{
     Error, Event, FailoverSource, NodeAddr,
     config::Config,
+    durable::KnownReplicas,
     event::EventSink,
     generation::Generation,
     node::RoleProbe,
-    sentinel::{Listing, Sentinels},
+    sentinel::{PromotionView, Sentinels},
 };
 
 /// How long a replica list stays in use within one generation: a replica that goes down or
@@ -74,7 +75,10 @@ pub(crate) struct Core {
     pub(crate) events: EventSink,
     /// The replicas the sentinels last listed as healthy, for which generation, and when.
     /// Held for no I/O.
-    replicas: Mutex<Option<(u64, Instant, Listing)>>,
+    replicas: Mutex<Option<(u64, Instant, Vec<NodeAddr>)>>,
+    /// Durable mode: what the sentinels last said about promoting the replicas, for which
+    /// generation, and when. Held for no I/O.
+    promotion: Mutex<Option<(u64, Instant, PromotionView)>>,
     /// The replica set's version: see [`replicas_changed`](Core::replicas_changed).
     replica_set: AtomicU64,
     failovers: AtomicU64,
@@ -85,16 +89,20 @@ pub(crate) struct Core {
     subscribed: Mutex<BTreeSet<NodeAddr>>,
     /// How many of them: what fast validation reads on every checkout, without a lock.
     live_subscriptions: AtomicUsize,
-    /// Set once a data node refused `ROLE` to our ACL user (`NOPERM`): roles are asked with
-    /// `HELLO` from then on.
-    role_via_hello: AtomicBool,
+    /// Set once a data node refused `ROLE` to our ACL user (`NOPERM`): what fast paths read
+    /// before they look in `roles_via_hello`.
+    any_role_via_hello: AtomicBool,
+    /// The data nodes that refused `ROLE` to our ACL user (`NOPERM`): they are asked their
+    /// role with `HELLO` from then on; the others keep `ROLE`. Held for no I/O.
+    roles_via_hello: Mutex<BTreeSet<NodeAddr>>,
     fences: FenceCounts,
     /// The service's `down-after-milliseconds` as the sentinels last said (lookups and the
     /// watcher's refreshes); 0 until one did.
     down_after_ms: AtomicU64,
-    /// Durable mode: the replicas seen connected to the master of a generation (as the
-    /// master's `ROLE` names them), so that one that leaves is noticed. Held for no I/O.
-    replicas_seen: Mutex<Option<(u64, NodeAddr, Vec<NodeAddr>)>>,
+    /// Durable mode: for each node seen as master, the replicas it is known to have
+    /// ([`KnownReplicas`]), so that one that leaves is noticed whatever the generation. Held
+    /// for no I/O.
+    known_replicas: Mutex<HashMap<NodeAddr, KnownReplicas>>,
 }
 
 /// How many fences went up, and how each came down; read by `stats`.
@@ -180,13 +188,15 @@ impl Core {
             lookup: Mutex::new(lookup),
             events: EventSink::new(),
             replicas: Mutex::new(None),
-            replicas_seen: Mutex::new(None),
+            promotion: Mutex::new(None),
+            known_replicas: Mutex::new(HashMap::new()),
             replica_set: AtomicU64::new(0),
             failovers: AtomicU64::new(0),
             last_failover: Mutex::new(None),
             subscribed: Mutex::new(BTreeSet::new()),
             live_subscriptions: AtomicUsize::new(0),
-            role_via_hello: AtomicBool::new(false),
+            any_role_via_hello: AtomicBool::new(false),
+            roles_via_hello: Mutex::new(BTreeSet::new()),
             fences: FenceCounts::default(),
             down_after_ms: AtomicU64::new(0),
         }
@@ -244,109 +254,101 @@ impl Core {
     /// need one meanwhile share it), ending by `deadline`. Not held by the fence: replicas keep
     /// serving reads while a failover promotes one of them.
     pub(crate) fn replicas(&self, deadline: Instant) -> Result<Vec<NodeAddr>, Error> {
-        self.listing(deadline).map(|listing| listing.healthy)
+        self.cached(&self.replicas, deadline, |lookup, service, deadline| {
+            lookup.replicas(service, deadline)
+        })
     }
 
-    /// The sentinels' replica list, cached for the current generation for
-    /// [`REPLICAS_FRESH`], else one lookup ending by `deadline`.
-    fn listing(&self, deadline: Instant) -> Result<Listing, Error> {
-        let fresh = |cache: &Option<(u64, Instant, Listing)>| {
+    /// What `cache` holds when it is of the current generation and younger than
+    /// [`REPLICAS_FRESH`], else `ask`'s answer, asked under the lookup lock (connects that
+    /// need one meanwhile share it) and kept in `cache`.
+    fn cached<T: Clone>(
+        &self,
+        cache: &Mutex<Option<(u64, Instant, T)>>,
+        deadline: Instant,
+        ask: impl FnOnce(&mut Sentinels, &str, Instant) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let fresh = |cache: &Option<(u64, Instant, T)>| {
             cache
                 .as_ref()
                 .filter(|(generation, at, _)| {
                     *generation == self.generation.current() && at.elapsed() < REPLICAS_FRESH
                 })
-                .map(|(_, _, listing)| listing.clone())
+                .map(|(_, _, answer)| answer.clone())
         };
-        if let Some(listing) = fresh(&self.replicas.lock()) {
-            return Ok(listing);
+        if let Some(answer) = fresh(&cache.lock()) {
+            return Ok(answer);
         }
         let mut lookup = self.lookup.lock();
-        if let Some(listing) = fresh(&self.replicas.lock()) {
-            return Ok(listing);
+        if let Some(answer) = fresh(&cache.lock()) {
+            return Ok(answer);
         }
         let generation = self.generation.current();
         lookup.sync(&self.sentinels.lock());
-        let listing = lookup.replicas(&self.config.service, deadline)?;
+        let answer = ask(&mut lookup, &self.config.service, deadline);
         self.keep_order(&lookup.addrs());
-        *self.replicas.lock() = Some((generation, Instant::now(), listing.clone()));
-        Ok(listing)
+        let answer = answer?;
+        *cache.lock() = Some((generation, Instant::now(), answer.clone()));
+        Ok(answer)
     }
 
-    /// Durable mode: whether the master `master` of `generation`, which lists `listed` as
-    /// its connected replicas, can have a write confirmed by every replica Sentinel may
-    /// promote. `None` when it can; otherwise why not.
+    /// Durable mode: whether the master `master`, which lists `connected` as its connected
+    /// replicas (as it announces them), can have a write confirmed by every replica Sentinel
+    /// may promote. `None` when it can; otherwise why not.
     ///
-    /// `WAIT` counts the replicas connected now. One that was connected and left may still be
-    /// promoted: in a failover the replica being promoted leaves the old master first, and
-    /// the others confirm writes it will never have; a replica cut off from the master may be
-    /// promoted for a while too. So every replica seen connected to this master in this
-    /// generation is remembered, and one missing now is asked about (the sentinels' replica
-    /// list, cached for a second): it is forgotten only once they would not promote it
-    /// (down, disconnected, priority 0, cut off for more than 10 × `down-after-milliseconds`);
-    /// until then writes cannot be confirmed. One the sentinels do not list as a replica at
-    /// all (they may name it master already) is waited for too.
+    /// `WAIT` counts the replicas connected now. One that is not may still be promoted: in a
+    /// failover the replica being promoted leaves the old master first, and the others
+    /// confirm writes it will never have; a replica cut off from the master may be promoted
+    /// too. So the replicas seen on each master are remembered ([`KnownReplicas`]: whatever
+    /// the generation), and while one is missing the sentinels are asked (every one that
+    /// answers, cached for a second) whether any of them may promote it; until none may,
+    /// writes cannot be confirmed.
     pub(crate) fn unconfirmable(
         &self,
-        generation: u64,
         master: &NodeAddr,
-        listed: &[NodeAddr],
+        connected: &[NodeAddr],
     ) -> Option<String> {
-        // Kept as the master announces them; only the missing ones go through the address
-        // map, to be looked up in the sentinels' list.
-        let missing: Vec<NodeAddr> = {
-            let mut seen = self.replicas_seen.lock();
-            match &mut *seen {
-                Some((g, m, known)) if *g == generation && m == master => {
-                    for addr in listed {
-                        if !known.contains(addr) {
-                            known.push(addr.clone());
-                        }
-                    }
-                    known
-                        .iter()
-                        .filter(|addr| !listed.contains(addr))
-                        .map(|addr| self.config.address_map.apply(addr.clone()))
-                        .collect()
-                }
-                _ => {
-                    *seen = Some((generation, master.clone(), listed.to_vec()));
-                    Vec::new()
-                }
-            }
-        };
-        if missing.is_empty() {
+        let ask = self
+            .known_replicas
+            .lock()
+            .entry(master.clone())
+            .or_default()
+            .note(connected);
+        if !ask {
             return None;
         }
-        let deadline = Instant::now() + self.config.sentinel.read_timeout;
-        let unpromotable = match self.listing(deadline) {
-            Ok(listing) => listing.unpromotable,
+        // Each sentinel within its read timeout: one that hangs costs it once (it is asked last
+        // for a while after), and the others are still asked.
+        let asked = u32::try_from(self.sentinels.lock().len()).unwrap_or(u32::MAX);
+        let deadline = Instant::now() + self.config.sentinel.read_timeout.saturating_mul(asked);
+        let view = match self.cached(&self.promotion, deadline, |lookup, service, deadline| {
+            lookup.promotion_view(service, deadline)
+        }) {
+            Ok(view) => view,
             Err(err) => {
                 return Some(format!(
-                    "{} left it, and the sentinels could not say whether it may be promoted: \
-                     {err}",
-                    list(&missing)
+                    "the sentinels could not say which of its replicas they may promote: {err}"
                 ));
             }
         };
-        if let Some((g, m, known)) = &mut *self.replicas_seen.lock()
-            && *g == generation
-            && m == master
-        {
-            known.retain(|addr| {
-                listed.contains(addr)
-                    || !unpromotable.contains(&self.config.address_map.apply(addr.clone()))
-            });
+        if view.lists_as_replica(master) {
+            // They moved on: the replica missing may be the new master.
+            return Some(
+                "the sentinels list it as a replica now: a failover moved the master".to_owned(),
+            );
         }
-        let promotable: Vec<NodeAddr> = missing
-            .into_iter()
-            .filter(|addr| !unpromotable.contains(addr))
-            .collect();
-        (!promotable.is_empty()).then(|| {
+        let waited = self
+            .known_replicas
+            .lock()
+            .entry(master.clone())
+            .or_default()
+            .learn(&view, connected);
+        (!waited.is_empty()).then(|| {
             format!(
-                "{} left it and the sentinels may still promote it (a failover may be \
-                 promoting it now)",
-                list(&promotable)
+                "{} not connected to it, and a sentinel may promote {} (a failover may be \
+                 promoting it now, or it is still syncing)",
+                list(&waited),
+                if waited.len() == 1 { "it" } else { "them" }
             )
         })
     }
@@ -694,28 +696,31 @@ impl Core {
         self.live_subscriptions.load(Ordering::Acquire) > 0
     }
 
-    /// How data nodes are asked their role: `ROLE`, or `HELLO` once our user turned out not
-    /// to be allowed `ROLE`.
-    pub(crate) fn role_probe(&self) -> RoleProbe {
-        if self.role_via_hello.load(Ordering::Relaxed) {
+    /// How the data node at `addr` is asked its role: `ROLE`, or `HELLO` once our user
+    /// turned out not to be allowed `ROLE` there. One atomic load while every node allows it.
+    pub(crate) fn role_probe(&self, addr: &NodeAddr) -> RoleProbe {
+        if self.any_role_via_hello.load(Ordering::Acquire)
+            && self.roles_via_hello.lock().contains(addr)
+        {
             RoleProbe::Hello
         } else {
             RoleProbe::Role
         }
     }
 
-    /// Asks roles with `HELLO` from now on.
-    pub(crate) fn use_hello_for_roles(&self) {
-        self.role_via_hello.store(true, Ordering::Relaxed);
+    /// Asks the data node at `addr` its role with `HELLO` from now on.
+    pub(crate) fn use_hello_for_roles(&self, addr: &NodeAddr) {
+        self.roles_via_hello.lock().insert(addr.clone());
+        self.any_role_via_hello.store(true, Ordering::Release);
     }
 }
 
-/// `a, b and c`, for a message.
+/// `replica a is`, `replicas a, b and c are`, for a message.
 fn list(addrs: &[NodeAddr]) -> String {
     let names: Vec<String> = addrs.iter().map(ToString::to_string).collect();
     match names.split_last() {
-        Some((last, [])) => format!("replica {last}"),
-        Some((last, rest)) => format!("replicas {} and {last}", rest.join(", ")),
-        None => "no replica".to_owned(),
+        Some((last, [])) => format!("replica {last} is"),
+        Some((last, rest)) => format!("replicas {} and {last} are", rest.join(", ")),
+        None => "no replica is".to_owned(),
     }
 }

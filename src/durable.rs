@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use redis::{RedisError, Value};
 
+use crate::{NodeAddr, sentinel::PromotionView};
+
 /// The code of the error a durable write gets when fewer replicas confirmed it than asked:
 /// the master applied it, and it may be lost if the master fails before they catch up.
 pub(crate) const NOT_REPLICATED: &str = "NOTREPLICATED";
@@ -156,15 +158,45 @@ impl Durability {
         wait.arg(asked).arg(self.millis()).get_packed_command()
     }
 
-    /// `WAITAOF 1 0 <timeout in ms>`, packed: on a connection that has written nothing yet it
-    /// answers at once, and where `WAITAOF` cannot confirm a write (an older server, no
-    /// append-only file) it is refused.
-    pub(crate) fn packed_on_disk_probe(self) -> Vec<u8> {
-        redis::cmd("WAITAOF")
-            .arg(1)
-            .arg(0)
-            .arg(self.millis())
-            .get_packed_command()
+    /// What a connection sends once before its first durable write, packed: `WAIT 0 0`
+    /// (on disk: `WAITAOF 1 0 <timeout in ms>`). It confirms nothing and, on a connection that
+    /// has written nothing yet, answers at once; where the master cannot confirm writes this
+    /// way (our user may not run it; on disk, a server before 7.2 or no append-only file) it
+    /// is refused.
+    pub(crate) fn packed_probe(self) -> Vec<u8> {
+        if self.on_disk {
+            redis::cmd("WAITAOF")
+                .arg(1)
+                .arg(0)
+                .arg(self.millis())
+                .get_packed_command()
+        } else {
+            redis::cmd("WAIT").arg(0).arg(0).get_packed_command()
+        }
+    }
+
+    /// Why this durability cannot serve on a connection whose read timeout is
+    /// `read_timeout`, if it cannot: what [`Builder::durability`](crate::Builder::durability)
+    /// refuses, and the per-call form too.
+    pub(crate) fn invalid_with(self, read_timeout: Duration) -> Option<String> {
+        if self.replicas == Replicas::AtLeast(0) {
+            return Some(
+                "Durability::at_least(0) confirms nothing: ask for at least one replica".to_owned(),
+            );
+        }
+        if let Err(crate::Error::InvalidConfig { reason, .. }) =
+            crate::config::check_duration("durability", self.wait_timeout())
+        {
+            return Some(format!("its timeout {reason}"));
+        }
+        (self.wait_timeout() >= read_timeout).then(|| {
+            format!(
+                "its timeout {:?} must be shorter than read_timeout {:?}, which bounds the \
+                 write and its confirmation together",
+                self.wait_timeout(),
+                read_timeout
+            )
+        })
     }
 
     fn millis(self) -> u64 {
@@ -208,6 +240,49 @@ impl Durability {
     }
 }
 
+/// Durable mode's memory of one master's replicas: every replica seen connected to it (in its
+/// `ROLE`), as the master announces them. Kept for the master, whatever the pool's
+/// generation: a fence that times out, an invalidation or a failover back to the same node
+/// must not make it forget a replica that left (the one a failover is promoting leaves
+/// first).
+///
+/// A write can be confirmed by every replica Sentinel may promote when each replica
+/// remembered and not connected now is one no sentinel would promote. One that they would not
+/// promote (down, priority 0, cut off too long) is kept and waited for again once one would;
+/// one that no sentinel lists any more is forgotten (they cannot promote what they do not
+/// know: a replica removed and the sentinels reset). Should they list the master itself as a
+/// replica, they have moved on, and the missing one may be the new master: the caller refuses
+/// the write without asking this memory.
+#[derive(Debug, Default)]
+pub(crate) struct KnownReplicas {
+    replicas: Vec<NodeAddr>,
+}
+
+impl KnownReplicas {
+    /// Remembers `connected` (the master's `ROLE` now). Returns whether the sentinels must be
+    /// asked before a write can be confirmed: a replica remembered is missing.
+    pub(crate) fn note(&mut self, connected: &[NodeAddr]) -> bool {
+        for addr in connected {
+            if !self.replicas.contains(addr) {
+                self.replicas.push(addr.clone());
+            }
+        }
+        self.replicas.iter().any(|r| !connected.contains(r))
+    }
+
+    /// Takes in what the sentinels say about the replicas of this master and returns those
+    /// missing from `connected` that writes must wait for.
+    pub(crate) fn learn(&mut self, view: &PromotionView, connected: &[NodeAddr]) -> Vec<NodeAddr> {
+        self.replicas
+            .retain(|r| connected.contains(r) || view.listed.contains(r));
+        self.replicas
+            .iter()
+            .filter(|r| !connected.contains(r) && view.promotable.contains(r))
+            .cloned()
+            .collect()
+    }
+}
+
 /// The error a `NOTREPLICATED` or `NOTPERSISTED` error stands for, with its counts; `None`
 /// for any other error.
 pub(crate) fn shortfall(err: &RedisError) -> Option<crate::Error> {
@@ -231,20 +306,52 @@ pub(crate) fn shortfall(err: &RedisError) -> Option<crate::Error> {
     }
 }
 
-/// The error of a durable write on disk refused unsent: the master answered the probe
-/// ([`Durability::packed_on_disk_probe`]) with `refusal`.
-pub(crate) fn cannot_persist(addr: &crate::NodeAddr, refusal: &redis::ServerError) -> String {
-    format!(
-        "durable mode on disk: the master {addr} cannot confirm writes with WAITAOF \
-         ({} {}); it needs Redis 7.2 or later (or Valkey) with appendonly yes on the master \
-         and on its replicas. No write was sent",
+/// Why durable mode cannot be used on the master at `addr`: it answered the probe
+/// ([`Durability::packed_probe`]) with `refusal`. Said before any write is sent.
+pub(crate) fn cannot_confirm(
+    addr: &NodeAddr,
+    durability: Durability,
+    refusal: &redis::ServerError,
+) -> String {
+    let said = format!(
+        "{} {}",
         refusal.code(),
         refusal.details().unwrap_or_default().trim_end()
+    );
+    match (refusal.code(), durability.on_disk) {
+        ("NOPERM", command) => format!(
+            "durable mode: the ACL user may not run {} on the master {addr} ({said}); allow it \
+             (ACL SETUSER <user> +{}). No write was sent",
+            if command { "WAITAOF" } else { "WAIT" },
+            if command { "waitaof" } else { "wait" },
+        ),
+        (_, true) => format!(
+            "durable mode on disk: the master {addr} cannot confirm writes with WAITAOF \
+             ({said}); it needs Redis 7.2 or later (or Valkey) with appendonly yes on the \
+             master and on its replicas. No write was sent"
+        ),
+        (_, false) => format!(
+            "durable mode: the master {addr} cannot confirm writes with WAIT ({said}). No \
+             write was sent"
+        ),
+    }
+}
+
+/// The error of a durable write refused unsent: with every replica, the master's replicas
+/// cannot be counted, since our ACL user may not run `ROLE` there.
+pub(crate) fn uncountable(addr: &NodeAddr) -> RedisError {
+    redis::make_extension_error(
+        "DURABLE".to_owned(),
+        Some(format!(
+            "durable mode with all_replicas counts the replicas of the master {addr} with ROLE, \
+             which the ACL user may not run there: allow it (ACL SETUSER <user> +role), or give \
+             Durability::at_least(n) with the number of replicas to wait for. It was not sent"
+        )),
     )
 }
 
 /// The error of a durable write refused unsent: no replica is connected to confirm it.
-pub(crate) fn no_replicas(addr: &crate::NodeAddr) -> RedisError {
+pub(crate) fn no_replicas(addr: &NodeAddr) -> RedisError {
     redis::make_extension_error(
         "NOREPLICAS".to_owned(),
         Some(format!(
@@ -256,7 +363,7 @@ pub(crate) fn no_replicas(addr: &crate::NodeAddr) -> RedisError {
 
 /// The error of a durable write refused unsent: a replica that left the master may still
 /// be promoted (`why` says which), so the replicas left cannot vouch for the write.
-pub(crate) fn unconfirmable(addr: &crate::NodeAddr, why: &str) -> RedisError {
+pub(crate) fn unconfirmable(addr: &NodeAddr, why: &str) -> RedisError {
     redis::make_extension_error(
         "NOREPLICAS".to_owned(),
         Some(format!(
@@ -311,6 +418,52 @@ mod tests {
         assert!(aof.check(Value::Int(2), 2).is_err(), "WAIT's reply");
         let wait = String::from_utf8(aof.packed_wait(2)).unwrap();
         assert!(wait.contains("WAITAOF"), "{wait}");
+    }
+
+    fn addrs(ports: &[u16]) -> Vec<NodeAddr> {
+        ports
+            .iter()
+            .map(|&p| NodeAddr::new("10.0.0.2", p))
+            .collect()
+    }
+
+    fn view(listed: &[u16], promotable: &[u16]) -> PromotionView {
+        PromotionView {
+            listed: addrs(listed),
+            promotable: addrs(promotable),
+            ..PromotionView::default()
+        }
+    }
+
+    #[test]
+    fn a_replica_that_left_is_waited_for_while_a_sentinel_may_promote_it() {
+        let mut known = KnownReplicas::default();
+        // All three connected: nothing to ask.
+        assert!(!known.note(&addrs(&[1, 2, 3])));
+        // 1 leaves (a failover promotes it first): waited for, however often asked.
+        assert!(known.note(&addrs(&[2, 3])));
+        for _ in 0..3 {
+            let waited = known.learn(&view(&[1, 2, 3], &[1, 2, 3]), &addrs(&[2, 3]));
+            assert_eq!(waited, addrs(&[1]));
+        }
+        // Flagged down: not waited for, but remembered, and waited for again once promotable.
+        assert!(
+            known
+                .learn(&view(&[1, 2, 3], &[2, 3]), &addrs(&[2, 3]))
+                .is_empty()
+        );
+        assert!(known.note(&addrs(&[2, 3])), "still remembered");
+        assert_eq!(
+            known.learn(&view(&[1, 2, 3], &[1, 2, 3]), &addrs(&[2, 3])),
+            addrs(&[1])
+        );
+        // No sentinel lists it any more: forgotten.
+        assert!(
+            known
+                .learn(&view(&[2, 3], &[2, 3]), &addrs(&[2, 3]))
+                .is_empty()
+        );
+        assert!(!known.note(&addrs(&[2, 3])));
     }
 
     #[test]

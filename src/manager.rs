@@ -429,23 +429,20 @@ impl SentinelManager {
             addr.clone(),
             generation,
             expected,
-            Arc::clone(&core.generation),
+            core,
             &core.config.data,
         );
         let left = deadline.saturating_duration_since(Instant::now());
         match self.role_of(&mut conn, false, left)? {
-            // Durable mode on disk: a master that cannot confirm writes so is refused now,
-            // before any write reaches it.
-            role if role == expected => match conn.check_on_disk() {
-                Ok(()) => {
-                    self.check_replicas(&mut conn);
-                    Ok(conn)
-                }
+            // Durable mode: a master that cannot confirm writes (or, with every replica, whose
+            // replicas cannot be counted) is refused now, before any write reaches it.
+            role if role == expected => match conn.check_durable_at_open() {
+                Ok(()) => Ok(conn),
                 Err(err) if err.code() == Some("DURABLE") => Err(Error::InvalidConfig {
                     option: "durability",
                     reason: err.detail().unwrap_or_default().to_owned(),
                 }),
-                Err(err) => Err(data_node_error(addr, err, "WAITAOF")),
+                Err(err) => Err(data_node_error(addr, err, "WAIT")),
             },
             role => Err(Error::WrongRole {
                 address: addr.to_string(),
@@ -453,29 +450,6 @@ impl SentinelManager {
                 actual: role.name().to_owned(),
             }),
         }
-    }
-
-    /// Durable mode with every replica: after `ROLE` on a master connection, whether a
-    /// replica that may be promoted left the master ([`Core::unconfirmable`]); durable writes
-    /// on the connection are refused unsent until a checkout finds otherwise.
-    fn check_replicas(&self, conn: &mut Connection) {
-        let all = self
-            .core
-            .config
-            .data
-            .durability
-            .is_some_and(|d| d.replicas == crate::durable::Replicas::All);
-        if !all || conn.serves() != NodeRole::Master {
-            return;
-        }
-        let why = conn.listed_replicas().and_then(|listed| {
-            self.core
-                .unconfirmable(conn.generation(), conn.addr(), listed)
-        });
-        if let Some(why) = &why {
-            log::info!("durable writes to {} wait: {why}", conn.addr());
-        }
-        conn.set_unconfirmable(why);
     }
 
     /// Asks a data node its role (after a `PING` in the same round trip when `ping`), within
@@ -487,14 +461,14 @@ impl SentinelManager {
         ping: bool,
         budget: Duration,
     ) -> Result<NodeRole, Error> {
-        let probe = self.core.role_probe();
+        let probe = self.core.role_probe(conn.addr());
         match conn.probe_role(probe, ping, budget) {
             Err(err) if probe == RoleProbe::Role && node::is_no_permission(&err) => {
                 log::info!(
-                    "the ACL user may not run ROLE on {} ({err}); asking roles with HELLO",
+                    "the ACL user may not run ROLE on {} ({err}); asking its role with HELLO",
                     conn.addr()
                 );
-                self.core.use_hello_for_roles();
+                self.core.use_hello_for_roles(conn.addr());
                 conn.probe_role(RoleProbe::Hello, ping, budget)
                     .map_err(|err| data_node_error(conn.addr(), err, RoleProbe::Hello.command()))
             }
@@ -576,10 +550,7 @@ impl r2d2::ManageConnection for SentinelManager {
             return Ok(());
         }
         match self.role_of(conn, true, core.config.data.read_timeout)? {
-            role if role == conn.serves() => {
-                self.check_replicas(conn);
-                Ok(())
-            }
+            role if role == conn.serves() => Ok(()),
             role => {
                 if conn.serves() == NodeRole::Master {
                     core.invalidate_from(conn.generation(), "a pooled master is no longer master");

@@ -150,12 +150,8 @@ impl Sentinels {
         let mut down = false;
         let mut avoided = None;
         let mut failures = Vec::new();
-        let order: Vec<usize> = (0..self.nodes.len())
-            .filter(|&i| !self.nodes[i].quarantined())
-            .chain((0..self.nodes.len()).filter(|&i| self.nodes[i].quarantined()))
-            .collect();
         let mut answered = false;
-        for i in order {
+        for i in self.asking_order() {
             if self.nodes[i].quarantined() && answered {
                 break;
             }
@@ -201,11 +197,7 @@ impl Sentinels {
                 }
                 Err(Error::Redis(source)) => {
                     log::debug!("sentinel {} failed: {source}", self.nodes[i].addr);
-                    self.nodes[i].failed_at = Some(Instant::now());
-                    failures.push(SentinelFailure {
-                        address: self.nodes[i].addr.to_string(),
-                        source,
-                    });
+                    failures.push(self.failed(i, source));
                 }
                 Err(other) => return Err(other),
             }
@@ -230,41 +222,85 @@ impl Sentinels {
         }
     }
 
-    /// The replicas of `service` as a sentinel lists them: those healthy (not flagged down or
-    /// disconnected, linked to their master) and those it would not promote. Asks the
-    /// sentinels in order (those that failed recently last); the first that answers wins.
-    pub(crate) fn replicas(&mut self, service: &str, deadline: Instant) -> Result<Listing, Error> {
-        let order: Vec<usize> = (0..self.nodes.len())
-            .filter(|&i| !self.nodes[i].quarantined())
-            .chain((0..self.nodes.len()).filter(|&i| self.nodes[i].quarantined()))
-            .collect();
+    /// The replicas of `service` that can serve reads, as a sentinel lists them (healthy: not
+    /// flagged down or disconnected, linked to their master). Asks the sentinels in order
+    /// (those that failed recently last); the first that answers wins.
+    pub(crate) fn replicas(
+        &mut self,
+        service: &str,
+        deadline: Instant,
+    ) -> Result<Vec<NodeAddr>, Error> {
         let mut failures = Vec::new();
-        for i in order {
+        for i in self.asking_order() {
             if Instant::now() >= deadline {
                 break;
             }
             match self.query::<Vec<HashMap<String, String>>>(i, &replicas_cmd(service), deadline) {
                 Ok(reply) => {
                     self.prefer(i, service);
-                    let map = |addrs: Vec<NodeAddr>| {
-                        addrs.into_iter().map(|addr| self.map.apply(addr)).collect()
-                    };
-                    return Ok(Listing {
-                        healthy: map(parse_replicas(&reply)),
-                        unpromotable: map(parse_unpromotable(&reply, self.down_after)),
-                    });
+                    return Ok(parse_replicas(&reply)
+                        .into_iter()
+                        .map(|addr| self.map.apply(addr))
+                        .collect());
                 }
-                Err(Error::Redis(source)) => {
-                    self.nodes[i].failed_at = Some(Instant::now());
-                    failures.push(SentinelFailure {
-                        address: self.nodes[i].addr.to_string(),
-                        source,
-                    });
-                }
+                Err(Error::Redis(source)) => failures.push(self.failed(i, source)),
                 Err(other) => return Err(other),
             }
         }
         Err(Error::SentinelsUnreachable { failures })
+    }
+
+    /// What every sentinel that answers by `deadline` says about promoting the replicas of
+    /// `service` ([`PromotionView`]), for durable mode. Any of them may lead the next
+    /// failover, so one sentinel's word is not enough: a replica is promotable when one of
+    /// them would promote it. Those that failed recently are asked only when no other one
+    /// answered, so a hung sentinel costs its timeout once, not at every question.
+    pub(crate) fn promotion_view(
+        &mut self,
+        service: &str,
+        deadline: Instant,
+    ) -> Result<PromotionView, Error> {
+        let mut view = PromotionView::default();
+        let mut failures = Vec::new();
+        let mut answered = false;
+        for i in self.asking_order() {
+            if Instant::now() >= deadline || (answered && self.nodes[i].quarantined()) {
+                break;
+            }
+            match self.query::<Vec<HashMap<String, String>>>(i, &replicas_cmd(service), deadline) {
+                Ok(reply) => {
+                    answered = true;
+                    self.nodes[i].failed_at = None;
+                    for (addr, promotable) in parse_promotion(&reply, self.down_after) {
+                        view.add(&self.map, addr, promotable);
+                    }
+                }
+                Err(Error::Redis(source)) => failures.push(self.failed(i, source)),
+                Err(other) => return Err(other),
+            }
+        }
+        if answered {
+            Ok(view)
+        } else {
+            Err(Error::SentinelsUnreachable { failures })
+        }
+    }
+
+    /// Sentinels that did not fail recently first, then the others.
+    fn asking_order(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| !self.nodes[i].quarantined())
+            .chain((0..self.nodes.len()).filter(|&i| self.nodes[i].quarantined()))
+            .collect()
+    }
+
+    /// Notes that sentinel `i` failed to answer with `source`.
+    fn failed(&mut self, i: usize, source: redis::RedisError) -> SentinelFailure {
+        self.nodes[i].failed_at = Some(Instant::now());
+        SentinelFailure {
+            address: self.nodes[i].addr.to_string(),
+            source,
+        }
     }
 
     /// Moves sentinel `i`, which answered, to the front.
@@ -484,35 +520,57 @@ fn replica_addr(entry: &HashMap<String, String>) -> Option<NodeAddr> {
     Some(NodeAddr::new(ip.as_str(), port))
 }
 
-/// What a sentinel's `SENTINEL REPLICAS` says, through the address map.
+/// What the sentinels say about promoting the replicas of a service, for durable mode: the
+/// replicas they list (as the master announces them, which is how its `ROLE` names them too),
+/// and those at least one of them would promote. Their master, should they list it among its
+/// own replicas, is told by [`lists_as_replica`](PromotionView::lists_as_replica).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Listing {
-    /// The replicas that can serve reads ([`parse_replicas`]).
-    pub(crate) healthy: Vec<NodeAddr>,
-    /// The replicas Sentinel would not promote ([`parse_unpromotable`]).
-    pub(crate) unpromotable: Vec<NodeAddr>,
+pub(crate) struct PromotionView {
+    /// Every replica listed by a sentinel that answered, as announced.
+    pub(crate) listed: Vec<NodeAddr>,
+    /// Those a sentinel that answered would promote ([`parse_promotion`]), as announced.
+    pub(crate) promotable: Vec<NodeAddr>,
+    /// The listed replicas through the address map: how this client reaches them.
+    pub(crate) reached_as: Vec<NodeAddr>,
 }
 
-/// The replicas a `SENTINEL REPLICAS` reply lists that Sentinel would not promote
-/// (`sentinelSelectSlave`): flagged down or disconnected, `replica-priority` 0, or cut off
-/// from the master for more than 10 × `down-after-milliseconds` (when that is known).
-/// Whoever is not listed here, listed or not, may be promoted as far as durable mode knows.
-pub(crate) fn parse_unpromotable(
+impl PromotionView {
+    fn add(&mut self, map: &AddressMap, addr: NodeAddr, promotable: bool) {
+        if promotable && !self.promotable.contains(&addr) {
+            self.promotable.push(addr.clone());
+        }
+        if !self.listed.contains(&addr) {
+            self.reached_as.push(map.apply(addr.clone()));
+            self.listed.push(addr);
+        }
+    }
+
+    /// Whether a sentinel lists `node` (an address this client connects to) as a replica:
+    /// it takes another node for the master, and `node` for one of its replicas.
+    pub(crate) fn lists_as_replica(&self, node: &NodeAddr) -> bool {
+        self.reached_as.contains(node)
+    }
+}
+
+/// Each replica a `SENTINEL REPLICAS` reply lists, and whether Sentinel would promote it
+/// (`sentinelSelectSlave`): not if flagged down or disconnected, of `replica-priority` 0, or
+/// cut off from the master for more than 10 × `down-after-milliseconds` (when that is known).
+pub(crate) fn parse_promotion(
     reply: &[HashMap<String, String>],
     down_after: Option<Duration>,
-) -> Vec<NodeAddr> {
+) -> Vec<(NodeAddr, bool)> {
     let longest_cut = down_after.map(|d| d.saturating_mul(10));
     reply
         .iter()
-        .filter(|r| {
+        .filter_map(|r| {
             let number = |field: &str| r.get(field).and_then(|v| v.parse::<u64>().ok());
-            flagged_down(r)
+            let unpromotable = flagged_down(r)
                 || number("slave-priority") == Some(0)
                 || longest_cut
                     .zip(number("master-link-down-time"))
-                    .is_some_and(|(longest, cut)| Duration::from_millis(cut) > longest)
+                    .is_some_and(|(longest, cut)| Duration::from_millis(cut) > longest);
+            replica_addr(r).map(|addr| (addr, !unpromotable))
         })
-        .filter_map(replica_addr)
         .collect()
 }
 
@@ -745,13 +803,21 @@ mod tests {
             replica("5", "slave", "100", "9000"),
             replica("6", "slave", "100", "11000"),
         ];
-        let ports = |addrs: Vec<NodeAddr>| addrs.iter().map(|a| a.port).collect::<Vec<_>>();
-        assert_eq!(
-            ports(parse_unpromotable(&list, Some(Duration::from_secs(1)))),
-            [2, 3, 4, 6]
-        );
+        let unpromotable = |down_after| {
+            parse_promotion(&list, down_after)
+                .into_iter()
+                .filter(|(_, promotable)| !promotable)
+                .map(|(addr, _)| addr.port)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(unpromotable(Some(Duration::from_secs(1))), [2, 3, 4, 6]);
         // Unknown down-after: a cut-off replica may still be promoted.
-        assert_eq!(ports(parse_unpromotable(&list, None)), [2, 3, 4]);
+        assert_eq!(unpromotable(None), [2, 3, 4]);
+        assert_eq!(
+            parse_promotion(&list, None).len(),
+            6,
+            "every replica is listed"
+        );
     }
 
     #[test]

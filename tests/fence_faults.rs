@@ -344,3 +344,113 @@ fn a_pool_whose_connects_beat_its_watcher_reports_no_failover_at_start() {
     );
     assert_eq!(pool.stats().failovers, 0);
 }
+
+/// The fault behind durable mode's worst loss: the failover's leader sends `REPLICAOF NO ONE`
+/// to the candidate and stalls (here frozen for 1.6 s, under Sentinel's 2 s TILT trigger),
+/// long enough for the fence to come down on the old master (its timeout, 1 s), and then
+/// commits the promotion. The candidate left the old master while the fence was up, so the
+/// old master lists one replica: a durable pool that confirmed writes on it alone would have
+/// them wiped by the commit. Both durable pools, fenced and unfenced, must lose nothing.
+#[test]
+fn a_leader_stalled_after_the_promotion_costs_durable_pools_no_write() {
+    init_logging();
+    let mut topology = Topology::builder()
+        .failover_timeout(Duration::from_secs(30))
+        .start()
+        .unwrap();
+    let old = topology.master().unwrap();
+    let replicas = support::replicas(&topology, &old);
+    // The leader's own REPLICAOF NO ONE is refused, so that the test promotes the candidate
+    // itself with the leader frozen: the stall comes right after the promotion, every time.
+    let acl = |addr: &NodeAddr, rule: &str| {
+        let _: () = redis::cmd("ACL")
+            .arg(&["SETUSER", "default"])
+            .arg(format!("{rule}replicaof"))
+            .arg(format!("{rule}slaveof"))
+            .query(&mut direct(addr))
+            .unwrap();
+    };
+    for replica in &replicas {
+        acl(replica, "-");
+    }
+    let durable = |fence: bool| {
+        topology
+            .pool_builder()
+            .max_size(4)
+            .fence(fence)
+            .fence_timeout(Duration::from_secs(1))
+            .durability(r2d2_redis_sentinel::Durability::all_replicas())
+            .retry_policy(
+                r2d2_redis_sentinel::RetryPolicy::default().deadline(Duration::from_secs(30)),
+            )
+            .build()
+            .unwrap()
+    };
+    let (fenced, unfenced) = (durable(true), durable(false));
+    let events = fenced.events();
+    let (with, without) = (
+        Writer::start_with(&fenced, "fenced"),
+        Writer::start_with(&unfenced, "unfenced"),
+    );
+
+    start_failover(&topology);
+    let seen = wait_for_event(&events, "FenceUp", |e| matches!(e, Event::FenceUp { .. }));
+    let Some(Event::FenceUp { candidate, .. }) = seen.last().cloned() else {
+        unreachable!()
+    };
+    let leader = topology.sentinel_addrs()[0].clone();
+    eventually(
+        "the leader to wait for the promotion",
+        Duration::from_secs(10),
+        || {
+            let state: std::collections::HashMap<String, String> = redis::cmd("SENTINEL")
+                .arg(&["MASTER", topology.service_name()])
+                .query(&mut direct(&leader))
+                .ok()?;
+            (state.get("failover-state").map(String::as_str) == Some("wait_promotion"))
+                .then_some(())
+        },
+    );
+    topology.pause(&leader).unwrap();
+    let frozen_at = Instant::now();
+    acl(&candidate, "+");
+    let _: () = redis::cmd("REPLICAOF")
+        .arg(&["NO", "ONE"])
+        .query(&mut direct(&candidate))
+        .unwrap();
+    // The stall is the fault itself: the fence times out during it.
+    std::thread::sleep(Duration::from_millis(1600).saturating_sub(frozen_at.elapsed()));
+    topology.resume(&leader).unwrap();
+    for replica in &replicas {
+        acl(replica, "+");
+    }
+
+    until_writes_reach(&fenced, &candidate);
+    until_writes_reach(&unfenced, &candidate);
+    let (with, without) = (with.finish(), without.finish());
+    let (lost_with, lost_without) = (
+        with.missing_on(&candidate).len(),
+        without.missing_on(&candidate).len(),
+    );
+    eprintln!(
+        "leader stalled after the promotion, durable: fence on {} writes, {lost_with} lost, \
+         {} errors, longest gap {:?}; fence off {} writes, {lost_without} lost, {} errors, \
+         longest gap {:?}",
+        with.acks.len(),
+        with.errors.len(),
+        with.longest_gap,
+        without.acks.len(),
+        without.errors.len(),
+        without.longest_gap,
+    );
+    assert_eq!(
+        lost_with, 0,
+        "the fenced durable pool lost acknowledged writes"
+    );
+    assert_eq!(
+        lost_without, 0,
+        "the unfenced durable pool lost acknowledged writes"
+    );
+    assert!(with.errors.is_empty(), "errors: {:?}", with.errors);
+    assert!(without.errors.is_empty(), "errors: {:?}", without.errors);
+}

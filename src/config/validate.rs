@@ -146,25 +146,11 @@ impl Builder {
         if let Some(idle) = self.tcp_keepalive {
             check_duration("tcp_keepalive", idle)?;
         }
-        if let Some(durability) = self.durability {
-            if durability.replicas == crate::durable::Replicas::AtLeast(0) {
-                return invalid(
-                    "durability",
-                    "Durability::at_least(0) confirms nothing: ask for at least one replica",
-                );
-            }
-            check_duration("durability", durability.wait_timeout())?;
-            if durability.wait_timeout() >= self.read_timeout {
-                return invalid(
-                    "durability",
-                    format!(
-                        "its timeout {:?} must be shorter than read_timeout {:?}, which bounds \
-                         the write and its confirmation together",
-                        durability.wait_timeout(),
-                        self.read_timeout
-                    ),
-                );
-            }
+        if let Some(why) = self
+            .durability
+            .and_then(|d| d.invalid_with(self.read_timeout))
+        {
+            return invalid("durability", why);
         }
         if self.username.is_some() && self.password.is_none() {
             return invalid(

@@ -63,13 +63,16 @@ fn run(core: &Core, candidate: &NodeAddr, stop: &Receiver<()>) -> bool {
     loop {
         if let Ok(mut conn) = node::connect(candidate, &settings) {
             loop {
-                match core
-                    .role_probe()
-                    .ask(&mut conn, false, core.config.data.redis.protocol())
-                {
+                match core.role_probe(candidate).ask(
+                    &mut conn,
+                    false,
+                    core.config.data.redis.protocol(),
+                ) {
                     Ok(NodeRole::Master) => return true,
                     Ok(_) => {}
-                    Err(err) if node::is_no_permission(&err) => core.use_hello_for_roles(),
+                    Err(err) if node::is_no_permission(&err) => {
+                        core.use_hello_for_roles(candidate);
+                    }
                     // Killed by the promotion itself, most likely: reconnect at once.
                     Err(_) => break,
                 }
