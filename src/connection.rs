@@ -521,11 +521,20 @@ impl Connection {
         let Some(durability) = self.durability else {
             return Ok(None);
         };
-        if !self.handed_out || !self.effects.iter().any(|e| e.may_write()) {
+        let writes = self.effects.iter().any(|e| e.may_write());
+        let opens_multi = self.tracked.in_transaction && !kept.in_transaction;
+        if !self.handed_out || !(writes || opens_multi) {
             return Ok(None);
         }
-        match self.durable_refusal(durability, kept) {
-            Ok(asked) => Ok(Some((durability, asked))),
+        let checked = if writes {
+            self.durable_refusal(durability, kept).map(Some)
+        } else {
+            // It opens a transaction whose writes its EXEC will apply: what cannot be asked
+            // inside MULTI (where it would be queued) is asked now.
+            self.prepare_durable(durability, false).map(|_| None)
+        };
+        match checked {
+            Ok(asked) => Ok(asked.map(|asked| (durability, asked))),
             Err(err) => {
                 self.unsend(kept);
                 Err(err)
@@ -540,9 +549,7 @@ impl Connection {
     /// - the master cannot confirm writes ([`check_durable`](Connection::check_durable));
     /// - with every replica: the master's replicas cannot be counted (our user may not run
     ///   `ROLE`), none is connected, or one Sentinel may promote is not
-    ///   ([`Core::unconfirmable`]). The count is the master's `ROLE` of less than
-    ///   [`LISTING_FRESH`] ago: older, it is asked again first (never inside `MULTI`, where
-    ///   it would be queued: a transaction uses the count read when it opened).
+    ///   ([`Core::unconfirmable`]).
     fn durable_refusal(&mut self, durability: Durability, kept: Tracked) -> RedisResult<u32> {
         let refuse = |why: &str| {
             Err(redis::make_extension_error(
@@ -562,23 +569,13 @@ impl Connection {
                  writes; send MULTI ... EXEC in one request (an atomic pipeline)",
             );
         }
-        self.check_durable(durability, kept.in_transaction)?;
+        if !self.prepare_durable(durability, kept.in_transaction)? {
+            // The write goes, and the node refuses it itself (`READONLY`).
+            return Ok(1);
+        }
         let Replicas::All = durability.replicas else {
             return Ok(durability.asked(None));
         };
-        let stale = self
-            .listed_at
-            .is_none_or(|at| at.elapsed() >= LISTING_FRESH);
-        if stale && !kept.in_transaction {
-            let probe = self.shared.role_probe(&self.addr);
-            let role = self.probe_role(probe, false, self.read_timeout);
-            // Nothing of the request was sent: an error here applied nothing.
-            self.sent_only_reads = true;
-            if role? != NodeRole::Master {
-                // The write goes, and the node refuses it itself (`READONLY`).
-                return Ok(1);
-            }
-        }
         let Some(connected) = self.listed_replicas.as_deref() else {
             return Err(durable::uncountable(&self.addr));
         };
@@ -590,6 +587,26 @@ impl Connection {
             return Err(durable::unconfirmable(&self.addr, &why));
         }
         Ok(u32::try_from(connected.len()).unwrap_or(u32::MAX))
+    }
+
+    /// What a durable write needs asked of the master before it is sent, asked where it can
+    /// be (`in_multi`: the server is inside `MULTI`, where it would be queued): the master's
+    /// check ([`check_durable`](Connection::check_durable)), and with every replica, its
+    /// `ROLE` when the one read is [`LISTING_FRESH`] old (inside `MULTI`, the count read
+    /// when the transaction opened serves). Returns whether the node is still master.
+    fn prepare_durable(&mut self, durability: Durability, in_multi: bool) -> RedisResult<bool> {
+        self.check_durable(durability, in_multi)?;
+        let stale = self
+            .listed_at
+            .is_none_or(|at| at.elapsed() >= LISTING_FRESH);
+        if durability.replicas != Replicas::All || !stale || in_multi {
+            return Ok(true);
+        }
+        let probe = self.shared.role_probe(&self.addr);
+        let role = self.probe_role(probe, false, self.read_timeout);
+        // Nothing of the request was sent: an error here applied nothing.
+        self.sent_only_reads = true;
+        Ok(role? == NodeRole::Master)
     }
 
     /// Sets the session back to `kept` after a request was refused unsent. When the server
