@@ -47,7 +47,7 @@ use parking_lot::Mutex;
 use crate::{
     Error, Event, FailoverSource, NodeAddr,
     config::Config,
-    durable::KnownReplicas,
+    durable::{KnownReplicas, Unconfirmable},
     event::EventSink,
     generation::Generation,
     node::RoleProbe,
@@ -331,26 +331,23 @@ impl Core {
                 ));
             }
         };
-        if view.lists_as_replica(master) {
-            // They moved on: the replica missing may be the new master.
-            return Some(
-                "the sentinels list it as a replica now: a failover moved the master".to_owned(),
-            );
-        }
-        let waited = self
+        let verdict = self
             .known_replicas
             .lock()
             .entry(master.clone())
             .or_default()
-            .learn(&view, connected);
-        (!waited.is_empty()).then(|| {
-            format!(
+            .learn(&view, master, connected);
+        match verdict? {
+            Unconfirmable::MovedOn => Some(
+                "the sentinels list it as a replica now: a failover moved the master".to_owned(),
+            ),
+            Unconfirmable::Missing(waited) => Some(format!(
                 "{} not connected to it, and a sentinel may promote {} (a failover may be \
                  promoting it now, or it is still syncing)",
                 list(&waited),
                 if waited.len() == 1 { "it" } else { "them" }
-            )
-        })
+            )),
+        }
     }
 
     /// Forgets the replica list: a replica in it failed.

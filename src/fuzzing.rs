@@ -19,7 +19,11 @@ pub fn sentinel_reply(fields: &[(String, String)]) {
     let _ = crate::sentinel::parse_master(&reply);
     let list = [reply];
     let _ = crate::sentinel::parse_replicas(&list);
-    let _ = crate::sentinel::parse_promotion(&list, Some(std::time::Duration::from_secs(1)));
+    let _ = crate::sentinel::parse_promotion(
+        &list,
+        Some(std::time::Duration::from_secs(1)),
+        &crate::node::AddressMap::default(),
+    );
     let _ = crate::sentinel::parse_sentinels(&list);
 }
 

@@ -271,9 +271,8 @@ impl Sentinels {
                 Ok(reply) => {
                     answered = true;
                     self.nodes[i].failed_at = None;
-                    for (addr, promotable) in parse_promotion(&reply, self.down_after) {
-                        view.add(&self.map, addr, promotable);
-                    }
+                    view.sentinels
+                        .push(parse_promotion(&reply, self.down_after, &self.map));
                 }
                 Err(Error::Redis(source)) => failures.push(self.failed(i, source)),
                 Err(other) => return Err(other),
@@ -520,56 +519,75 @@ fn replica_addr(entry: &HashMap<String, String>) -> Option<NodeAddr> {
     Some(NodeAddr::new(ip.as_str(), port))
 }
 
-/// What the sentinels say about promoting the replicas of a service, for durable mode: the
-/// replicas they list (as the master announces them, which is how its `ROLE` names them too),
-/// and those at least one of them would promote. Their master, should they list it among its
-/// own replicas, is told by [`lists_as_replica`](PromotionView::lists_as_replica).
+/// What the sentinels say about promoting the replicas of a service, for durable mode: each
+/// answering sentinel's list of replicas, with what its selection of a replica to promote
+/// looks at.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PromotionView {
-    /// Every replica listed by a sentinel that answered, as announced.
-    pub(crate) listed: Vec<NodeAddr>,
-    /// Those a sentinel that answered would promote ([`parse_promotion`]), as announced.
-    pub(crate) promotable: Vec<NodeAddr>,
-    /// The listed replicas through the address map: how this client reaches them.
-    pub(crate) reached_as: Vec<NodeAddr>,
+    /// One list per sentinel that answered.
+    pub(crate) sentinels: Vec<Vec<Candidate>>,
+}
+
+/// One replica as one sentinel lists it, by the address its master announces (which is how
+/// the master's `ROLE` names it too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Candidate {
+    pub(crate) addr: NodeAddr,
+    /// Through the address map: how this client reaches it.
+    pub(crate) reached_as: NodeAddr,
+    /// Sentinel may promote it at all ([`parse_promotion`]).
+    pub(crate) promotable: bool,
+    /// `replica-priority`: lower is preferred, 0 never.
+    pub(crate) priority: u64,
+    /// The replication offset the sentinel last read from its `INFO` (0: it never reported
+    /// replicating this master's data, like an old master not yet re-pointed).
+    pub(crate) offset: u64,
+    /// The leader of a failover selected it (`promoted`): it is being made master.
+    pub(crate) selected: bool,
 }
 
 impl PromotionView {
-    fn add(&mut self, map: &AddressMap, addr: NodeAddr, promotable: bool) {
-        if promotable && !self.promotable.contains(&addr) {
-            self.promotable.push(addr.clone());
-        }
-        if !self.listed.contains(&addr) {
-            self.reached_as.push(map.apply(addr.clone()));
-            self.listed.push(addr);
-        }
-    }
-
-    /// Whether a sentinel lists `node` (an address this client connects to) as a replica:
-    /// it takes another node for the master, and `node` for one of its replicas.
-    pub(crate) fn lists_as_replica(&self, node: &NodeAddr) -> bool {
-        self.reached_as.contains(node)
+    /// How many sentinels answered, and how many of them list `node` (an address this client
+    /// connects to) as a replica: they take another node for the master.
+    pub(crate) fn listing_as_replica(&self, node: &NodeAddr) -> (usize, usize) {
+        let listing = self
+            .sentinels
+            .iter()
+            .filter(|list| list.iter().any(|c| c.reached_as == *node && !c.selected))
+            .count();
+        (self.sentinels.len(), listing)
     }
 }
 
-/// Each replica a `SENTINEL REPLICAS` reply lists, and whether Sentinel would promote it
-/// (`sentinelSelectSlave`): not if flagged down or disconnected, of `replica-priority` 0, or
-/// cut off from the master for more than 10 × `down-after-milliseconds` (when that is known).
+/// Each replica a `SENTINEL REPLICAS` reply lists, as [`Candidate`]s (through `map`). Sentinel
+/// would not promote one (`sentinelSelectSlave`) flagged down or disconnected, of
+/// `replica-priority` 0, or cut off from the master for more than 10 × `down-after-milliseconds`
+/// (when that is known).
 pub(crate) fn parse_promotion(
     reply: &[HashMap<String, String>],
     down_after: Option<Duration>,
-) -> Vec<(NodeAddr, bool)> {
+    map: &AddressMap,
+) -> Vec<Candidate> {
     let longest_cut = down_after.map(|d| d.saturating_mul(10));
     reply
         .iter()
         .filter_map(|r| {
             let number = |field: &str| r.get(field).and_then(|v| v.parse::<u64>().ok());
+            let priority = number("slave-priority");
             let unpromotable = flagged_down(r)
-                || number("slave-priority") == Some(0)
+                || priority == Some(0)
                 || longest_cut
                     .zip(number("master-link-down-time"))
                     .is_some_and(|(longest, cut)| Duration::from_millis(cut) > longest);
-            replica_addr(r).map(|addr| (addr, !unpromotable))
+            let flags = r.get("flags").map_or("", String::as_str);
+            replica_addr(r).map(|addr| Candidate {
+                reached_as: map.apply(addr.clone()),
+                addr,
+                promotable: !unpromotable,
+                priority: priority.unwrap_or(100),
+                offset: number("slave-repl-offset").unwrap_or(0),
+                selected: flags.split(',').any(|f| f == "promoted"),
+            })
         })
         .collect()
 }
@@ -803,20 +821,23 @@ mod tests {
             replica("5", "slave", "100", "9000"),
             replica("6", "slave", "100", "11000"),
         ];
+        let map = AddressMap::default();
         let unpromotable = |down_after| {
-            parse_promotion(&list, down_after)
+            parse_promotion(&list, down_after, &map)
                 .into_iter()
-                .filter(|(_, promotable)| !promotable)
-                .map(|(addr, _)| addr.port)
+                .filter(|c| !c.promotable)
+                .map(|c| c.addr.port)
                 .collect::<Vec<_>>()
         };
         assert_eq!(unpromotable(Some(Duration::from_secs(1))), [2, 3, 4, 6]);
         // Unknown down-after: a cut-off replica may still be promoted.
         assert_eq!(unpromotable(None), [2, 3, 4]);
+        let listed = parse_promotion(&list, None, &map);
+        assert_eq!(listed.len(), 6, "every replica is listed");
         assert_eq!(
-            parse_promotion(&list, None).len(),
-            6,
-            "every replica is listed"
+            (listed[0].priority, listed[0].offset, listed[0].selected),
+            (100, 0, false),
+            "no offset read: 0"
         );
     }
 

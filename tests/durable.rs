@@ -434,3 +434,47 @@ fn a_replica_that_left_the_master_is_waited_for_while_sentinel_may_promote_it() 
     let value: Option<u32> = direct(&replicas[0]).get("left:dead").unwrap();
     assert_eq!(value, Some(1), "confirmed by the replica left");
 }
+
+/// A replica away from the master when the pool starts (syncing, or left as a failover's
+/// candidate does) was never seen in the master's `ROLE`; the sentinels list it, and may
+/// promote it: durable writes wait for it from the first one.
+#[test]
+fn a_replica_away_when_the_pool_starts_is_waited_for() {
+    init_logging();
+    let topology = Topology::start().unwrap();
+    let master = topology.master().unwrap();
+    let replicas = support::replicas(&topology, &master);
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query(&mut direct(&replicas[0]))
+        .unwrap();
+    eventually(
+        "the master to list one replica",
+        Duration::from_secs(10),
+        || match redis::cmd("ROLE").query(&mut direct(&master)).unwrap() {
+            redis::Role::Primary { replicas, .. } => (replicas.len() == 1).then_some(()),
+            _ => None,
+        },
+    );
+    let pool = durable(&topology);
+    let err = pool
+        .get()
+        .unwrap()
+        .set::<_, _, ()>("away:first", 1)
+        .unwrap_err();
+    assert_eq!(err.code(), Some("NOREPLICAS"), "{err}");
+    assert!(err.to_string().contains(&replicas[0].to_string()), "{err}");
+    assert!(!direct(&master).exists::<_, bool>("away:first").unwrap());
+
+    let _: () = redis::cmd("REPLICAOF")
+        .arg(&master.host)
+        .arg(master.port)
+        .query(&mut direct(&replicas[0]))
+        .unwrap();
+    eventually("durable writes to resume", Duration::from_secs(20), || {
+        pool.with_retry(|c| c.set::<_, _, ()>("away:back", 1)).ok()
+    });
+    let value: Option<u32> = direct(&replicas[0]).get("away:back").unwrap();
+    assert_eq!(value, Some(1), "confirmed by the replica back");
+}

@@ -211,7 +211,8 @@ fn what_durable_mode_needs_is_checked_before_any_write() {
                 option: "durability",
                 reason,
             }) => assert!(reason.contains(needs), "{name}: {reason}"),
-            other => panic!("{name}: {other:?}"),
+            Err(other) => panic!("{name}: {other}"),
+            Ok(_) => panic!("{name}: the pool was built"),
         }
     }
 
