@@ -265,6 +265,15 @@ fn absurd_option_values_are_typed_errors_not_panics() {
                 .retry_policy(r2d2_redis_sentinel::RetryPolicy::default().deadline(Duration::MAX)),
             "retry_policy",
         ),
+        // Linux refuses these (os error 22 on every connect, naming no option).
+        (
+            base().tcp_keepalive(Some(Duration::from_millis(500))),
+            "tcp_keepalive",
+        ),
+        (
+            base().tcp_keepalive(Some(Duration::from_secs(32_768))),
+            "tcp_keepalive",
+        ),
     ];
     for (builder, option) in cases {
         match build_err(builder) {

@@ -91,4 +91,24 @@ fn misspelt_fields_bad_durations_and_missing_sentinels_are_refused() {
         !shown.contains("s3cret") && !shown.contains("an0ther"),
         "{shown}"
     );
+    // Nor the sentinels' passwords, in a sentinel address or as a URL's parameter.
+    for json in [
+        r#"{"sentinels": ["redis://:s3cret@h:1"], "service": "m"}"#,
+        r#"{"url": "redis+sentinel://h:1/m?sentinel_password=s3cret"}"#,
+    ] {
+        let config: PoolConfig = serde_json::from_str(json).unwrap();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        if let Err(err) = config.builder().map(|b| format!("{b:?}")) {
+            assert!(!err.to_string().contains("s3cret"), "{err}");
+        }
+    }
+    // A password the format reads as a number is refused without being quoted.
+    let err = serde_json::from_str::<PoolConfig>(
+        r#"{"url": "redis+sentinel://h:1/m", "password": 918273}"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(!err.contains("918273"), "{err}");
+    assert!(err.contains("quote it"), "{err}");
 }

@@ -470,6 +470,7 @@ impl Builder {
     /// vanished. `None` leaves the sockets as the OS makes them (no keepalive on Linux).
     ///
     /// Defaults to `Some(60 s)`: a vanished peer is noticed after about 90 seconds of silence.
+    /// The kernel takes 1 s to 32,767 s, in whole seconds: `build` refuses anything else.
     pub fn tcp_keepalive(mut self, idle: Option<Duration>) -> Self {
         self.tcp_keepalive = idle;
         self

@@ -42,10 +42,12 @@ pub struct PoolConfig {
     /// [`Builder::username`].
     pub username: Option<String>,
     /// [`Builder::password`].
+    #[serde(deserialize_with = "secret")]
     pub password: Option<String>,
     /// [`Builder::sentinel_username`].
     pub sentinel_username: Option<String>,
     /// [`Builder::sentinel_password`].
+    #[serde(deserialize_with = "secret")]
     pub sentinel_password: Option<String>,
     /// [`Builder::db`].
     pub db: Option<i64>,
@@ -80,7 +82,14 @@ impl std::fmt::Debug for PoolConfig {
         let hidden = |password: &Option<String>| password.as_ref().map(|_| super::REDACTED);
         f.debug_struct("PoolConfig")
             .field("url", &self.url.as_deref().map(super::redact_url))
-            .field("sentinels", &self.sentinels)
+            .field(
+                "sentinels",
+                &self
+                    .sentinels
+                    .iter()
+                    .map(|s| super::redact_url(s))
+                    .collect::<Vec<_>>(),
+            )
             .field("service", &self.service)
             .field("username", &self.username)
             .field("password", &hidden(&self.password))
@@ -180,4 +189,62 @@ fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duratio
     crate::url::duration("duration", &text)
         .map(Some)
         .map_err(serde::de::Error::custom)
+}
+
+/// A password: a string. Anything else is refused with an error that does not quote it, as
+/// serde's own would (`invalid type: integer `12345``): a password the file format read as a
+/// number is still a password.
+fn secret<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    struct Secret;
+    impl serde::de::Visitor<'_> for Secret {
+        type Value = Option<String>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a password, as a string")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Self::Value, E> {
+            Ok(Some(value.to_owned()))
+        }
+
+        fn visit_string<E: serde::de::Error>(self, value: String) -> Result<Self::Value, E> {
+            Ok(Some(value))
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Err(not_text())
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Err(not_text())
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Err(not_text())
+        }
+
+        fn visit_i128<E: serde::de::Error>(self, _: i128) -> Result<Self::Value, E> {
+            Err(not_text())
+        }
+
+        fn visit_u128<E: serde::de::Error>(self, _: u128) -> Result<Self::Value, E> {
+            Err(not_text())
+        }
+
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Err(not_text())
+        }
+    }
+    fn not_text<E: serde::de::Error>() -> E {
+        E::custom("a password must be a string: quote it (its value is not shown)")
+    }
+    deserializer.deserialize_any(Secret)
 }

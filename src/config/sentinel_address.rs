@@ -21,12 +21,25 @@ pub(crate) const REDACTED: &str = "<redacted>";
 /// `redis://user:secret@host:1` shows as `redis://user:<redacted>@host:1`. User info without a
 /// colon is hidden whole, as it may be a password alone. The user info runs to the last `@`:
 /// a password may hold `/`, `?`, `#` or `@` unencoded, and whatever follows the last `@` is
-/// the only part sure to hold none of it.
+/// the only part sure to hold none of it. A query parameter whose name ends in `password`
+/// (`?sentinel_password=...`) is hidden with everything after it, since an unencoded `&` in
+/// it would make its tail look like another parameter.
 pub(crate) fn redact_url(address: &str) -> String {
+    let query_secret = address.find('?').and_then(|q| {
+        let key = "password=";
+        address[q..]
+            .to_ascii_lowercase()
+            .find(key)
+            .map(|at| q + at + key.len())
+    });
+    let address = match query_secret {
+        Some(value) => format!("{}{REDACTED}", &address[..value]),
+        None => address.to_owned(),
+    };
     let start = address.find("://").map_or(0, |i| i + 3);
     let rest = &address[start..];
     let Some(at) = rest.rfind('@') else {
-        return address.to_owned();
+        return address;
     };
     let user = match rest[..at].split_once(':') {
         Some((user, _)) if !user.contains(['/', '?', '#']) => format!("{user}:{REDACTED}"),
@@ -146,6 +159,15 @@ mod tests {
             ("redis://pa/ss:x@h:1", "redis://<redacted>@h:1"),
             // An `@` after the host cannot be told from one in a password: hidden too.
             ("redis://h:1/?x=a@b", "redis://h:<redacted>@b"),
+            // The sentinels' password as a parameter, and all that follows it.
+            (
+                "redis+sentinel://h:1/m?sentinel_password=s3&cret&max_size=2",
+                "redis+sentinel://h:1/m?sentinel_password=<redacted>",
+            ),
+            (
+                "redis+sentinel://u:pw@h:1/m?Sentinel_Password=s",
+                "redis+sentinel://u:<redacted>@h:1/m?Sentinel_Password=<redacted>",
+            ),
         ] {
             assert_eq!(redact_url(url), shown, "{url}");
         }

@@ -145,6 +145,17 @@ impl Builder {
         }
         if let Some(idle) = self.tcp_keepalive {
             check_duration("tcp_keepalive", idle)?;
+            // Linux's TCP_KEEPIDLE, in whole seconds; outside it every connect fails with
+            // `os error 22`, which names no option.
+            if !(Duration::from_secs(1)..=Duration::from_secs(32_767)).contains(&idle) {
+                return invalid(
+                    "tcp_keepalive",
+                    format!(
+                        "{idle:?} is outside what the kernel takes for a keepalive's idle \
+                         time: 1 s to 32,767 s"
+                    ),
+                );
+            }
         }
         if let Some(why) = self
             .durability
