@@ -11,6 +11,7 @@ use redis::{ConnectionLike, ErrorKind, RedisError, RedisResult, Role, ServerErro
 use crate::{
     Durability, NodeAddr,
     class::{self, STALE},
+    command_table::CommandTable,
     core::Core,
     durable::{self, Replicas},
     generation::Generation,
@@ -133,13 +134,19 @@ enum Effect {
 }
 
 impl Effect {
-    fn of(name: &[u8]) -> Effect {
+    /// What the command `name` (first argument `first`) does: whether it writes, as the
+    /// server's `table` says, else as [`ONLY_READ`] says; for a write, whether its reply can
+    /// say it changed nothing.
+    fn of(name: &[u8], first: Option<&[u8]>, table: Option<&CommandTable>) -> Effect {
         // A binary search in each table, as it runs for every command sent.
         let listed = |list: &[&str]| {
             list.binary_search_by(|r| r.bytes().cmp(name.iter().map(u8::to_ascii_uppercase)))
                 .is_ok()
         };
-        if listed(ONLY_READ) {
+        let writes = table
+            .and_then(|table| table.writes(name, first))
+            .unwrap_or_else(|| !listed(ONLY_READ));
+        if !writes {
             Effect::Read
         } else if listed(UNLESS_NIL) {
             Effect::WriteUnlessNil
@@ -335,6 +342,51 @@ impl Connection {
         self.failover_error.as_ref()
     }
 
+    /// Asks the node which commands write (`COMMAND`), once per pool, by `deadline`: the
+    /// first connection the pool opens does (while it asks, others go on without), and every
+    /// connection reads the answer. A refusal (our ACL user may not run it, an endpoint that
+    /// does not know it) leaves the connections on their own list of commands that only read.
+    pub(crate) fn learn_commands(&mut self, deadline: Instant) -> RedisResult<()> {
+        if self.shared.commands.get().is_some() || !self.shared.claim_commands() {
+            return Ok(());
+        }
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .min(self.read_timeout);
+        let asked = if left.is_zero() {
+            Err(crate::node::timed_out())
+        } else {
+            self.inner.set_read_timeout(Some(left)).and_then(|()| {
+                let reply = self.inner.req_packed_command(&CommandTable::request());
+                self.inner.set_read_timeout(Some(self.read_timeout))?;
+                reply
+            })
+        };
+        let reply = match asked {
+            Ok(reply) => reply,
+            Err(err) => {
+                // Another connect asks again.
+                self.shared.unclaim_commands();
+                self.observe(&err);
+                return Err(err);
+            }
+        };
+        let table = CommandTable::parse(&reply);
+        if table.is_none() {
+            log::info!(
+                "{} did not list its commands ({}); telling reads from writes by this crate's \
+                 own list",
+                self.addr,
+                match &reply {
+                    Value::ServerError(err) => err.to_string(),
+                    _ => "an unexpected reply".to_owned(),
+                }
+            );
+        }
+        let _ = self.shared.commands.set(table);
+        Ok(())
+    }
+
     /// True when the node is a master whose replicas durable mode can count (`None`
     /// unknown: its role was asked with `HELLO`).
     pub(crate) fn counts_replicas(&self) -> bool {
@@ -427,7 +479,8 @@ impl Connection {
                     // Subscribed connections only take (un)subscribe commands: never reuse one.
                     self.tracked.subscribed = true;
                 }
-                let of = Effect::of(name);
+                let table = self.shared.commands.get().and_then(Option::as_ref);
+                let of = Effect::of(name, arg, table);
                 if self.tracked.in_transaction {
                     // Queued: applied by the `EXEC`, if it comes.
                     self.tracked.queued_write |= of.may_write();
@@ -1073,15 +1126,15 @@ mod tests {
         ] {
             assert!(list.windows(2).all(|w| w[0] < w[1]));
             for name in list {
-                assert_eq!(Effect::of(name.as_bytes()), effect, "{name}");
+                assert_eq!(Effect::of(name.as_bytes(), None, None), effect, "{name}");
                 assert_eq!(
-                    Effect::of(name.to_ascii_lowercase().as_bytes()),
+                    Effect::of(name.to_ascii_lowercase().as_bytes(), None, None),
                     effect,
                     "{name}"
                 );
             }
         }
-        let only_reads = |name: &[u8]| Effect::of(name) == Effect::Read;
+        let only_reads = |name: &[u8]| Effect::of(name, None, None) == Effect::Read;
         for name in [
             "SET",
             "INCR",
@@ -1113,13 +1166,13 @@ mod tests {
     fn a_reply_that_shows_nothing_changed_applied_nothing() {
         let empty = Value::Array(vec![]);
         let text = Value::BulkString(b"job".to_vec());
-        assert!(!Effect::of(b"BLMOVE").applied(&Value::Nil));
-        assert!(!Effect::of(b"ZPOPMIN").applied(&empty));
-        assert!(Effect::of(b"BLMOVE").applied(&text));
-        assert!(!Effect::of(b"SETNX").applied(&Value::Int(0)));
-        assert!(Effect::of(b"SETNX").applied(&Value::Int(1)));
+        assert!(!Effect::of(b"BLMOVE", None, None).applied(&Value::Nil));
+        assert!(!Effect::of(b"ZPOPMIN", None, None).applied(&empty));
+        assert!(Effect::of(b"BLMOVE", None, None).applied(&text));
+        assert!(!Effect::of(b"SETNX", None, None).applied(&Value::Int(0)));
+        assert!(Effect::of(b"SETNX", None, None).applied(&Value::Int(1)));
         // A nil from SET may mean it set (SET ... GET of a key that did not exist).
-        assert!(Effect::of(b"SET").applied(&Value::Nil));
-        assert!(!Effect::of(b"GET").applied(&text));
+        assert!(Effect::of(b"SET", None, None).applied(&Value::Nil));
+        assert!(!Effect::of(b"GET", None, None).applied(&text));
     }
 }

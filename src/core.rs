@@ -46,6 +46,7 @@ use parking_lot::Mutex;
 
 use crate::{
     Error, Event, FailoverSource, NodeAddr,
+    command_table::CommandTable,
     config::Config,
     durable::{KnownReplicas, Unconfirmable},
     event::EventSink,
@@ -103,6 +104,11 @@ pub(crate) struct Core {
     /// ([`KnownReplicas`]), so that one that leaves is noticed whatever the generation. Held
     /// for no I/O.
     known_replicas: Mutex<HashMap<NodeAddr, KnownReplicas>>,
+    /// Which commands write, as the first data node the pool connected to said (`COMMAND`);
+    /// `None` inside when it refused. Set once.
+    pub(crate) commands: std::sync::OnceLock<Option<CommandTable>>,
+    /// A connect is asking for `commands` now: the others do not.
+    asking_commands: AtomicBool,
 }
 
 /// How many fences went up, and how each came down; read by `stats`.
@@ -190,6 +196,8 @@ impl Core {
             replicas: Mutex::new(None),
             promotion: Mutex::new(None),
             known_replicas: Mutex::new(HashMap::new()),
+            commands: std::sync::OnceLock::new(),
+            asking_commands: AtomicBool::new(false),
             replica_set: AtomicU64::new(0),
             failovers: AtomicU64::new(0),
             last_failover: Mutex::new(None),
@@ -691,6 +699,17 @@ impl Core {
     /// the pool within milliseconds. One atomic load.
     pub(crate) fn watcher_listens(&self) -> bool {
         self.live_subscriptions.load(Ordering::Acquire) > 0
+    }
+
+    /// Takes the turn to ask a data node which commands write; false while another connect
+    /// has it.
+    pub(crate) fn claim_commands(&self) -> bool {
+        !self.asking_commands.swap(true, Ordering::AcqRel)
+    }
+
+    /// Gives the turn back: the asking failed, another connect may ask.
+    pub(crate) fn unclaim_commands(&self) {
+        self.asking_commands.store(false, Ordering::Release);
     }
 
     /// How the data node at `addr` is asked its role: `ROLE`, or `HELLO` once our user

@@ -3,6 +3,7 @@
 
 mod backoff;
 mod class;
+mod command_table;
 mod config;
 mod connection;
 mod core;

@@ -433,7 +433,10 @@ impl SentinelManager {
             &core.config.data,
         );
         let left = deadline.saturating_duration_since(Instant::now());
-        match self.role_of(&mut conn, false, left)? {
+        let role = self.role_of(&mut conn, false, left)?;
+        conn.learn_commands(deadline)
+            .map_err(|err| data_node_error(addr, err, "COMMAND"))?;
+        match role {
             // Durable mode: a master that cannot confirm writes (or, with every replica, whose
             // replicas cannot be counted) is refused now, before any write reaches it.
             role if role == expected => match conn.check_durable_at_open() {

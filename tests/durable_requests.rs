@@ -237,3 +237,85 @@ fn what_durable_mode_needs_is_checked_before_any_write() {
     let read: Option<String> = conn.get("disk").unwrap();
     assert_eq!(read, None, "the connection is left inside MULTI");
 }
+
+/// Names every connection the pool opens, as many services do.
+#[derive(Debug)]
+struct Named;
+
+impl r2d2_redis_sentinel::r2d2::CustomizeConnection<r2d2_redis_sentinel::Connection, Error>
+    for Named
+{
+    fn on_acquire(&self, conn: &mut r2d2_redis_sentinel::Connection) -> Result<(), Error> {
+        redis::cmd("CLIENT")
+            .arg(&["SETNAME", "worker"])
+            .query::<()>(conn)
+            .map_err(Error::from)
+    }
+}
+
+/// What writes is what the server says writes (`COMMAND`): reads outside this crate's own
+/// list go through while a replica is away, where writes are refused; and setting up a
+/// connection is no write to confirm.
+#[test]
+fn reads_the_server_calls_reads_are_not_refused_while_a_replica_is_away() {
+    init_logging();
+    let topology = Topology::start().unwrap();
+    let master = topology.master().unwrap();
+    let replicas = support::replicas(&topology, &master);
+    let mut node = direct(&master);
+    let _: () = redis::cmd("PFADD")
+        .arg(&["hll", "a"])
+        .query(&mut node)
+        .unwrap();
+    let _: () = node.rpush("list", 1).unwrap();
+    let _: () = redis::cmd("XADD")
+        .arg(&["stream", "*", "f", "v"])
+        .query(&mut node)
+        .unwrap();
+    let pool = topology
+        .pool_builder()
+        .max_size(2)
+        .watcher(false)
+        .connection_customizer(Box::new(Named))
+        .durability(Durability::all_replicas().timeout(Duration::from_millis(300)))
+        .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(1)))
+        .build()
+        .unwrap();
+    let _: () = pool.with_retry(|c| c.set("before", 1)).unwrap();
+    detach(&master, &replicas[0]);
+
+    let mut conn = pool.get().unwrap();
+    let reads: Vec<redis::Cmd> = vec![
+        redis::cmd("PFCOUNT").arg("hll").clone(),
+        redis::cmd("OBJECT").arg(&["ENCODING", "list"]).clone(),
+        redis::cmd("TOUCH").arg("list").clone(),
+        redis::cmd("XINFO").arg(&["STREAM", "stream"]).clone(),
+        redis::cmd("MEMORY").arg(&["USAGE", "list"]).clone(),
+        redis::cmd("CONFIG").arg(&["GET", "maxmemory"]).clone(),
+        redis::cmd("SORT").arg("list").clone(),
+    ];
+    for read in &reads {
+        let packed = String::from_utf8_lossy(&read.get_packed_command()).into_owned();
+        if let Err(err) = read.query::<redis::Value>(&mut *conn) {
+            // SORT has the write flag (for its STORE): refused like a write, and that is all.
+            assert!(packed.contains("SORT"), "{packed:?} was refused: {err}");
+            assert_eq!(err.code(), Some("NOREPLICAS"), "{err}");
+        }
+    }
+    let err = conn.set::<_, _, ()>("during", 1).unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some("NOREPLICAS"),
+        "writes are still refused: {err}"
+    );
+    drop(conn);
+
+    // A new connection, named by the customizer, opens although writes are refused.
+    pool.invalidate();
+    let mut conn = pool.get().unwrap();
+    let name: Option<String> = redis::cmd("CLIENT")
+        .arg("GETNAME")
+        .query(&mut *conn)
+        .unwrap();
+    assert_eq!(name.as_deref(), Some("worker"));
+}
