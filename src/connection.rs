@@ -93,9 +93,17 @@ pub struct Connection {
     /// The durable modes this master was found able to confirm writes for: `WAIT` (our
     /// user may run it) and `WAITAOF` (on disk).
     durable_checked: DurableChecked,
-    /// What the pool's parts share: durable mode's memory of the master's replicas, and how
-    /// the node is asked its role.
+    /// What the pool's parts share: durable mode's memory of the master's replicas, how
+    /// the node is asked its role, which commands write, who is blocked.
     shared: Arc<Core>,
+    /// The request being sent holds a command that blocks (`BLPOP`, `XREAD`...), outside
+    /// `MULTI`.
+    blocks: bool,
+    /// The node's id for this connection (`CLIENT ID`), once a blocking command asked it.
+    client_id: Option<i64>,
+    /// While a blocking request is in flight on a master: its entry among the blocked
+    /// connections, and the flag the fence sets when it releases it.
+    blocking: Option<(u64, Arc<std::sync::atomic::AtomicBool>)>,
 }
 
 /// What the requests sent on a connection left the server's session in: a request refused
@@ -138,19 +146,14 @@ impl Effect {
     /// server's `table` says, else as [`ONLY_READ`] says; for a write, whether its reply can
     /// say it changed nothing.
     fn of(name: &[u8], first: Option<&[u8]>, table: Option<&CommandTable>) -> Effect {
-        // A binary search in each table, as it runs for every command sent.
-        let listed = |list: &[&str]| {
-            list.binary_search_by(|r| r.bytes().cmp(name.iter().map(u8::to_ascii_uppercase)))
-                .is_ok()
-        };
         let writes = table
             .and_then(|table| table.writes(name, first))
-            .unwrap_or_else(|| !listed(ONLY_READ));
+            .unwrap_or_else(|| !listed(ONLY_READ, name));
         if !writes {
             Effect::Read
-        } else if listed(UNLESS_NIL) {
+        } else if listed(UNLESS_NIL, name) {
             Effect::WriteUnlessNil
-        } else if listed(UNLESS_ZERO) {
+        } else if listed(UNLESS_ZERO, name) {
             Effect::WriteUnlessZero
         } else {
             Effect::Write
@@ -219,6 +222,9 @@ impl Connection {
             listed_at: None,
             durable_checked: DurableChecked::default(),
             shared: Arc::clone(shared),
+            blocks: false,
+            client_id: None,
+            blocking: None,
         }
     }
 
@@ -451,6 +457,7 @@ impl Connection {
 
     fn before(&mut self, packed: &[u8]) {
         self.effects.clear();
+        self.blocks = false;
         let mut parsed = commands(packed);
         for (name, arg) in parsed.by_ref() {
             let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
@@ -481,6 +488,8 @@ impl Connection {
                 }
                 let table = self.shared.commands.get().and_then(Option::as_ref);
                 let of = Effect::of(name, arg, table);
+                // Inside MULTI a blocking command does not block.
+                self.blocks |= !self.tracked.in_transaction && listed(BLOCKING, name);
                 if self.tracked.in_transaction {
                     // Queued: applied by the `EXEC`, if it comes.
                     self.tracked.queued_write |= of.may_write();
@@ -524,6 +533,52 @@ impl Connection {
         !matches!(role, Ok(NodeRole::Master))
     }
 
+    /// Whether the fence released the blocking request in flight (`CLIENT UNBLOCK` from the
+    /// pool): the master it blocked on is being replaced.
+    fn released_by_fence(&self) -> bool {
+        self.blocking
+            .as_ref()
+            .is_some_and(|(_, released)| released.load(std::sync::atomic::Ordering::Acquire))
+    }
+
+    /// Before a blocking request goes to a master: enters the connection among the blocked
+    /// ones, so that the fence can release it (asking the node its id once per connection).
+    /// An error, the request unsent, when the id cannot be had.
+    fn enter_blocking(&mut self) -> RedisResult<()> {
+        if !self.blocks || self.serves != NodeRole::Master {
+            return Ok(());
+        }
+        let id = match self.client_id {
+            Some(id) => id,
+            None => {
+                let asked = self
+                    .inner
+                    .req_packed_command(&redis::cmd("CLIENT").arg("ID").get_packed_command());
+                // Nothing of the request was sent: an error here applied nothing.
+                self.sent_only_reads = true;
+                match asked {
+                    Ok(Value::Int(id)) => id,
+                    // Not allowed, or not known: the request blocks as it would without.
+                    Ok(_) => return Ok(()),
+                    Err(err) => {
+                        self.observe(&err);
+                        return Err(err);
+                    }
+                }
+            }
+        };
+        self.client_id = Some(id);
+        self.blocking = Some(self.shared.blocking(&self.addr, id));
+        Ok(())
+    }
+
+    /// After a blocking request's replies: out of the blocked connections.
+    fn leave_blocking(&mut self) {
+        if let Some((token, _)) = self.blocking.take() {
+            self.shared.unblocked(token);
+        }
+    }
+
     /// `effect`: what a reply to the command answered says was applied.
     fn observe_reply(&mut self, reply: &Value, effect: Effect) {
         if let Value::ServerError(err) = reply {
@@ -543,7 +598,7 @@ impl Connection {
         // On a replica, `READONLY` answers a write sent to the wrong pool: no failover.
         if self.serves == NodeRole::Master
             && class::classify(err).is_failover()
-            && (!class::is_unblocked(err) || self.demoted())
+            && (!class::is_unblocked(err) || self.released_by_fence() || self.demoted())
         {
             self.failover_error = Some(err.clone());
         }
@@ -786,28 +841,10 @@ impl ConnectionLike for Connection {
         self.refuse_if_stale()?;
         let (kept, applied) = (self.tracked, self.applied);
         self.before(cmd);
-        let Some((durability, asked)) = self.durable_wait(kept)? else {
-            let result = self.inner.req_packed_command(cmd);
-            if let Ok(reply) = &result {
-                self.observe_reply(reply, self.effect(0));
-            }
-            return self.after(result);
-        };
-        // The write and its WAIT in one round trip.
-        let packed = [cmd, &durability.packed_wait(asked)].concat();
-        let result = self
-            .inner
-            .req_packed_commands(&packed, 0, 2)
-            .and_then(|mut replies| {
-                let wait = replies.pop().unwrap_or(Value::Nil);
-                let reply = replies.pop().unwrap_or(Value::Nil);
-                self.observe_reply(&reply, self.effect(0));
-                if self.applied == applied {
-                    // Refused, or it changed nothing: nothing to confirm.
-                    return Ok(reply);
-                }
-                durability.check(wait, asked).map(|()| reply)
-            });
+        let durable = self.durable_wait(kept)?;
+        self.enter_blocking()?;
+        let result = self.send_one(cmd, durable, applied);
+        self.leave_blocking();
         self.after(result)
     }
 
@@ -821,29 +858,9 @@ impl ConnectionLike for Connection {
         let (kept, applied) = (self.tracked, self.applied);
         self.before(cmd);
         let durable = self.durable_wait(kept)?;
-        let result = match durable {
-            None => self.inner.req_packed_commands(cmd, offset, count),
-            Some((durability, asked)) => {
-                // The WAIT after the last command (after an atomic pipeline's EXEC).
-                let packed = [cmd, &durability.packed_wait(asked)].concat();
-                self.inner.req_packed_commands(&packed, offset, count + 1)
-            }
-        };
-        let result = result.and_then(|mut replies| {
-            let wait = durable.map(|_| replies.pop().unwrap_or(Value::Nil));
-            // The replies skipped (`offset`: an atomic pipeline's `MULTI` and `+QUEUED`s) are
-            // not returned; those returned line up with the commands from there.
-            for (i, reply) in replies.iter().enumerate() {
-                self.observe_reply(reply, self.effect(offset + i));
-            }
-            match (wait, durable) {
-                // Every write refused, or none changed anything: its own replies say so.
-                (Some(wait), Some((durability, asked))) if self.applied > applied => {
-                    durability.check(wait, asked).map(|()| replies)
-                }
-                _ => Ok(replies),
-            }
-        });
+        self.enter_blocking()?;
+        let result = self.send_many(cmd, offset, count, durable, applied);
+        self.leave_blocking();
         self.after(result)
     }
 
@@ -857,6 +874,74 @@ impl ConnectionLike for Connection {
 
     fn is_open(&self) -> bool {
         self.inner.is_open()
+    }
+}
+
+impl Connection {
+    /// Sends one command (and its `WAIT`, in durable mode) and reads its reply; `applied`:
+    /// [`applied`](Connection::applied) before it.
+    fn send_one(
+        &mut self,
+        cmd: &[u8],
+        durable: Option<(Durability, u32)>,
+        applied: u64,
+    ) -> RedisResult<Value> {
+        let Some((durability, asked)) = durable else {
+            let result = self.inner.req_packed_command(cmd);
+            if let Ok(reply) = &result {
+                self.observe_reply(reply, self.effect(0));
+            }
+            return result;
+        };
+        // The write and its WAIT in one round trip.
+        let packed = [cmd, &durability.packed_wait(asked)].concat();
+        self.inner
+            .req_packed_commands(&packed, 0, 2)
+            .and_then(|mut replies| {
+                let wait = replies.pop().unwrap_or(Value::Nil);
+                let reply = replies.pop().unwrap_or(Value::Nil);
+                self.observe_reply(&reply, self.effect(0));
+                if self.applied == applied {
+                    // Refused, or it changed nothing: nothing to confirm.
+                    return Ok(reply);
+                }
+                durability.check(wait, asked).map(|()| reply)
+            })
+    }
+
+    /// Sends a pipeline (and its `WAIT`, in durable mode) and reads the `count` replies from
+    /// `offset`; `applied`: [`applied`](Connection::applied) before it.
+    fn send_many(
+        &mut self,
+        cmd: &[u8],
+        offset: usize,
+        count: usize,
+        durable: Option<(Durability, u32)>,
+        applied: u64,
+    ) -> RedisResult<Vec<Value>> {
+        let result = match durable {
+            None => self.inner.req_packed_commands(cmd, offset, count),
+            Some((durability, asked)) => {
+                // The WAIT after the last command (after an atomic pipeline's EXEC).
+                let packed = [cmd, &durability.packed_wait(asked)].concat();
+                self.inner.req_packed_commands(&packed, offset, count + 1)
+            }
+        };
+        result.and_then(|mut replies| {
+            let wait = durable.map(|_| replies.pop().unwrap_or(Value::Nil));
+            // The replies skipped (`offset`: an atomic pipeline's `MULTI` and `+QUEUED`s) are
+            // not returned; those returned line up with the commands from there.
+            for (i, reply) in replies.iter().enumerate() {
+                self.observe_reply(reply, self.effect(offset + i));
+            }
+            match (wait, durable) {
+                // Every write refused, or none changed anything: its own replies say so.
+                (Some(wait), Some((durability, asked))) if self.applied > applied => {
+                    durability.check(wait, asked).map(|()| replies)
+                }
+                _ => Ok(replies),
+            }
+        })
     }
 }
 
@@ -951,6 +1036,30 @@ const ONLY_READ: &[&str] = &[
     "ZSCAN",
     "ZSCORE",
     "ZUNION",
+];
+
+/// Whether `name` (in any case) is in `list`, sorted by bytes: a binary search, as it runs
+/// for every command sent.
+fn listed(list: &[&str], name: &[u8]) -> bool {
+    list.binary_search_by(|r| r.bytes().cmp(name.iter().map(u8::to_ascii_uppercase)))
+        .is_ok()
+}
+
+/// Commands that block until data comes or their timeout ends: a connection blocked in one on
+/// a master the fence closes is released (`CLIENT UNBLOCK`). Sorted by bytes.
+const BLOCKING: &[&str] = &[
+    "BLMOVE",
+    "BLMPOP",
+    "BLPOP",
+    "BRPOP",
+    "BRPOPLPUSH",
+    "BZMPOP",
+    "BZPOPMAX",
+    "BZPOPMIN",
+    "WAIT",
+    "WAITAOF",
+    "XREAD",
+    "XREADGROUP",
 ];
 
 /// Writes whose nil (or empty) reply says they changed nothing ([`Effect::WriteUnlessNil`]).
@@ -1119,6 +1228,7 @@ mod tests {
 
     #[test]
     fn the_command_tables_are_sorted_and_found_in_any_case() {
+        assert!(BLOCKING.windows(2).all(|w| w[0] < w[1]));
         for (list, effect) in [
             (ONLY_READ, Effect::Read),
             (UNLESS_NIL, Effect::WriteUnlessNil),

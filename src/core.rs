@@ -109,6 +109,21 @@ pub(crate) struct Core {
     pub(crate) commands: std::sync::OnceLock<Option<CommandTable>>,
     /// A connect is asking for `commands` now: the others do not.
     asking_commands: AtomicBool,
+    /// Master connections blocked in a command now (`BLPOP`, `BLMOVE`, `XREAD BLOCK`...),
+    /// so that the fence can release them from a master it closes. Held for no I/O.
+    blocked: Mutex<Vec<Blocked>>,
+    /// The token of the next entry in `blocked`.
+    next_blocked: AtomicU64,
+}
+
+/// A master connection blocked in a command.
+#[derive(Debug)]
+struct Blocked {
+    token: u64,
+    addr: NodeAddr,
+    client_id: i64,
+    /// Set when the pool releases it: the `UNBLOCKED` it gets is the fence's doing.
+    released: Arc<AtomicBool>,
 }
 
 /// How many fences went up, and how each came down; read by `stats`.
@@ -198,6 +213,8 @@ impl Core {
             known_replicas: Mutex::new(HashMap::new()),
             commands: std::sync::OnceLock::new(),
             asking_commands: AtomicBool::new(false),
+            blocked: Mutex::new(Vec::new()),
+            next_blocked: AtomicU64::new(0),
             replica_set: AtomicU64::new(0),
             failovers: AtomicU64::new(0),
             last_failover: Mutex::new(None),
@@ -699,6 +716,40 @@ impl Core {
     /// the pool within milliseconds. One atomic load.
     pub(crate) fn watcher_listens(&self) -> bool {
         self.live_subscriptions.load(Ordering::Acquire) > 0
+    }
+
+    /// Notes that the connection `client_id` on the master `addr` is about to block in a
+    /// command; returns the token that [`unblocked`](Core::unblocked) takes, and the flag
+    /// the pool sets when it releases it.
+    pub(crate) fn blocking(&self, addr: &NodeAddr, client_id: i64) -> (u64, Arc<AtomicBool>) {
+        let token = self.next_blocked.fetch_add(1, Ordering::Relaxed);
+        let released = Arc::new(AtomicBool::new(false));
+        self.blocked.lock().push(Blocked {
+            token,
+            addr: addr.clone(),
+            client_id,
+            released: Arc::clone(&released),
+        });
+        (token, released)
+    }
+
+    /// The blocking command of `token` returned.
+    pub(crate) fn unblocked(&self, token: u64) {
+        self.blocked.lock().retain(|b| b.token != token);
+    }
+
+    /// The connections blocked on `master` now, marked released: the fence closed it. Their
+    /// client ids, for `CLIENT UNBLOCK`.
+    pub(crate) fn release_blocked(&self, master: &NodeAddr) -> Vec<i64> {
+        self.blocked
+            .lock()
+            .iter()
+            .filter(|b| b.addr == *master)
+            .map(|b| {
+                b.released.store(true, Ordering::Release);
+                b.client_id
+            })
+            .collect()
     }
 
     /// Takes the turn to ask a data node which commands write; false while another connect

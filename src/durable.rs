@@ -220,7 +220,9 @@ impl Durability {
             ))
         };
         let (local, confirmed) = match reply {
-            Value::ServerError(err) => return Err(err.into()),
+            // The write was applied (only then is this asked), and WAIT refused or released
+            // (`UNBLOCKED`): applied, confirmed by none.
+            Value::ServerError(_) => (i64::from(!self.on_disk), 0),
             Value::Int(n) if !self.on_disk => (1, n),
             Value::Array(counts) if self.on_disk => match counts.as_slice() {
                 [Value::Int(local), Value::Int(n)] => (*local, *n),
@@ -459,6 +461,15 @@ mod tests {
             Some(crate::Error::NotReplicated {
                 asked: 2,
                 confirmed: 1
+            })
+        ));
+        // WAIT refused or released after the write was applied: applied, confirmed by none.
+        let released = redis::parse_redis_value(b"-UNBLOCKED client unblocked\r\n").unwrap();
+        assert!(matches!(
+            shortfall(&wait.check(released, 2).unwrap_err()),
+            Some(crate::Error::NotReplicated {
+                asked: 2,
+                confirmed: 0
             })
         ));
         assert!(wait.check(Value::Nil, 1).is_err());

@@ -25,7 +25,7 @@ use fence_kit::{
 };
 use r2d2_redis_sentinel::{
     Event, FailoverSource, FenceRelease, FenceResume, NodeAddr, RetryPolicy,
-    redis::{self},
+    redis::{self, Commands},
     testkit::Topology,
 };
 use support::{direct, eventually, init_logging};
@@ -438,4 +438,64 @@ fn stopping_the_watcher_during_a_fence_releases_it() {
     assert!(!pool.stats().fenced);
     assert!(report.errors.is_empty(), "errors: {:?}", report.errors);
     assert!(report.acks.iter().any(|a| a.at > stopped && a.by == old));
+}
+
+/// A connection blocked in a command on the master when the fence goes up is released at once
+/// (`CLIENT UNBLOCK` from the pool: `UNBLOCKED`, nothing applied), and its `with_retry` blocks
+/// again on the new master, instead of sitting out its timeout on the old one until Sentinel
+/// demotes it (some ten seconds after the switch).
+#[test]
+fn a_connection_blocked_on_a_fenced_master_is_released_and_retries_on_the_new_one() {
+    init_logging();
+    let topology = Topology::start().unwrap();
+    let old = topology.master().unwrap();
+    let pool = topology
+        .pool_builder()
+        .max_size(2)
+        .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(30)))
+        .build()
+        .unwrap();
+    let worker = {
+        let pool = pool.clone();
+        std::thread::spawn(move || {
+            pool.with_retry(|c| {
+                let job: Option<String> = c.with_read_timeout(Duration::from_secs(25), |c| {
+                    c.blmove(
+                        "jobs",
+                        "processing",
+                        redis::Direction::Left,
+                        redis::Direction::Right,
+                        20.0,
+                    )
+                })?;
+                Ok((job, c.addr().clone()))
+            })
+        })
+    };
+    eventually(
+        "the worker to block on the master",
+        Duration::from_secs(5),
+        || {
+            let clients: String = redis::cmd("CLIENT")
+                .arg("LIST")
+                .query(&mut direct(&old))
+                .unwrap();
+            clients.contains("cmd=blmove").then_some(())
+        },
+    );
+    let new = topology.failover().unwrap();
+    let _: () = redis::cmd("RPUSH")
+        .arg(&["jobs", "job-1"])
+        .query(&mut direct(&new))
+        .unwrap();
+    let (job, by) = worker.join().unwrap().unwrap();
+    let old_role: redis::Role = redis::cmd("ROLE").query(&mut direct(&old)).unwrap();
+    assert_eq!(job.as_deref(), Some("job-1"));
+    assert_eq!(by, new);
+    assert!(
+        matches!(old_role, redis::Role::Primary { .. }),
+        "the worker was released by the demotion, not by the fence"
+    );
+    let processing: Vec<String> = direct(&new).lrange("processing", 0, -1).unwrap();
+    assert_eq!(processing, ["job-1"], "moved once");
 }

@@ -532,6 +532,15 @@ impl Coordinator {
             },
         };
         let old_master = old.as_ref().map(|(master, _)| master.clone());
+        if let Some(master) = &old_master {
+            let clients = self.core.release_blocked(master);
+            if !clients.is_empty() {
+                match probe::release(&self.core, master.clone(), clients) {
+                    Ok(thread) => self.probes.push(thread),
+                    Err(err) => log::warn!("{err}; blocked connections end at their timeout"),
+                }
+            }
+        }
         log::info!(
             "failover of {:?} under way (sentinel {}, epoch {:?}): fenced off master {}, \
              waiting for {} to become master (generation {generation})",

@@ -1,5 +1,6 @@
 //! The probe: while a fence is up, asks the replica being promoted its role every few
-//! milliseconds, and reports the moment it answers master.
+//! milliseconds, and reports the moment it answers master. Also the fence's other errand on
+//! the side: [`release`], which frees the pool's connections blocked on the master it closed.
 //!
 //! Sentinel's `REPLICAOF NO ONE` comes with `CLIENT KILL TYPE normal`, so the probe's
 //! connection dies at the very moment of the promotion; it reconnects at once. Every wait is
@@ -85,4 +86,48 @@ fn run(core: &Core, candidate: &NodeAddr, stop: &Receiver<()>) -> bool {
             return false;
         }
     }
+}
+
+/// Releases the pool's connections blocked in a command on `master`, which the fence just
+/// closed (their client ids: `clients`), with `CLIENT UNBLOCK <id> ERROR` from a connection of
+/// its own: each gets `UNBLOCKED`, applied nothing, and its caller retries on the new master
+/// at once instead of sitting out its timeout on the old one. On a thread, every wait capped
+/// (the master may be the node that died), so that the watcher never waits for it.
+///
+/// # Errors
+///
+/// [`Error::ThreadSpawn`] when the system refuses the thread.
+pub(super) fn release(
+    core: &Arc<Core>,
+    master: NodeAddr,
+    clients: Vec<i64>,
+) -> Result<thread::JoinHandle<()>, Error> {
+    let settings = clamp(&core.config.data);
+    let name = format!("r2d2-sentinel-unblock-{}", master.port);
+    thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || {
+            let mut unblock = redis::pipe();
+            for id in &clients {
+                unblock.cmd("CLIENT").arg("UNBLOCK").arg(*id).arg("ERROR");
+            }
+            let sent = node::connect(&master, &settings)
+                .and_then(|mut conn| unblock.query::<Vec<redis::Value>>(&mut conn));
+            match sent {
+                Ok(_) => log::debug!(
+                    "released {} connection(s) blocked on the fenced master {master}",
+                    clients.len()
+                ),
+                // Our user may not run it (`@admin`), or the master is gone (its clients with
+                // it): they end at their own timeout, or now.
+                Err(err) => log::debug!(
+                    "could not release the connections blocked on the fenced master {master}: \
+                     {err}"
+                ),
+            }
+        })
+        .map_err(|err| Error::ThreadSpawn {
+            name,
+            reason: err.to_string(),
+        })
 }
