@@ -16,7 +16,11 @@
 //! 10 s, without the killed-candidate row: there the sentinels need the dead node's 30 s of
 //! silence and then the stuck failover's 3 minutes before they can fail over again.
 //! `DURABLE=on` compares two fenced pools, one in durable mode, instead of the fence on with
-//! off. Results in BENCHMARKS.md.
+//! off. The row "leader stalled after the promotion" always runs two durable pools, fenced
+//! (a 1 s fence timeout, shorter than the stall) and unfenced: the leader, whose candidate
+//! refuses its `REPLICAOF NO ONE`, is frozen once it waits for the promotion, the candidate
+//! is promoted as its command would have done, and the leader thaws 1.6 s later (under
+//! Sentinel's 2 s TILT trigger) and commits. Results in BENCHMARKS.md.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -60,6 +64,9 @@ enum Fault {
     /// Every pub/sub client of every sentinel disconnected at the step (the pools' watchers
     /// among them): they resubscribe in the middle of the failover.
     CutSubscriptions(&'static str),
+    /// The leader frozen for this long right after its candidate took `REPLICAOF NO ONE`,
+    /// then thawed to commit; two durable pools, the fenced one's fence timing out meanwhile.
+    StallAfterPromotion(Duration),
 }
 
 impl Fault {
@@ -70,6 +77,10 @@ impl Fault {
             Fault::FreezeLeader(step) => format!("leader SIGSTOPped at {step}"),
             Fault::KillCandidate => "promoted replica SIGKILLed at +promoted-slave".to_owned(),
             Fault::CutSubscriptions(step) => format!("subscriptions cut at {step}"),
+            Fault::StallAfterPromotion(stall) => format!(
+                "leader stalled {:.1} s after the promotion (durable, fence timeout 1 s)",
+                stall.as_secs_f64()
+            ),
         }
     }
 }
@@ -138,7 +149,15 @@ fn run(fault: Fault, defaults: bool, durable: bool) -> Row {
     let mut topology = topology.start().expect("topology");
     let sentinels = topology.sentinel_addrs();
     let leader = sentinels[0].clone();
-    let (fenced, unfenced) = if durable {
+    let (fenced, unfenced) = if let Fault::StallAfterPromotion(_) = fault {
+        for replica in support::replicas(&topology, &topology.master().expect("master")) {
+            fence_kit::refuse_replicaof(&replica, true);
+        }
+        (
+            fence_kit::durable_pool_fenced(&topology, Some(Duration::from_secs(1))),
+            fence_kit::durable_pool_fenced(&topology, None),
+        )
+    } else if durable {
         (
             fence_kit::durable_pool(&topology),
             fence_kit::pool(&topology),
@@ -160,6 +179,7 @@ fn run(fault: Fault, defaults: bool, durable: bool) -> Row {
             Some(step)
         }
         Fault::KillCandidate => Some("+promoted-slave"),
+        Fault::StallAfterPromotion(_) => Some("+failover-state-wait-promotion"),
     };
     let listener = step.map(|step| topology.listen(step).expect("listener"));
     if let Fault::Simulate(what) = fault {
@@ -197,6 +217,14 @@ fn run(fault: Fault, defaults: bool, durable: bool) -> Row {
             Fault::CutSubscriptions(_) => {
                 for s in &sentinels {
                     sentinel(&["CLIENT", "KILL", "TYPE", "pubsub"], s);
+                }
+            }
+            Fault::StallAfterPromotion(stall) => {
+                let words: Vec<&str> = message.payload.split_whitespace().collect();
+                let candidate = NodeAddr::new(words[2], words[3].parse().expect("port"));
+                fence_kit::stall_after_promotion(&mut topology, &leader, &candidate, stall);
+                for node in topology.data_addrs() {
+                    fence_kit::refuse_replicaof(&node, false);
                 }
             }
             Fault::Simulate(_) => unreachable!(),
@@ -282,6 +310,7 @@ fn main() {
         faults.push(Fault::KillCandidate);
     }
     faults.extend(STEPS.iter().map(|s| Fault::CutSubscriptions(s)));
+    faults.push(Fault::StallAfterPromotion(Duration::from_millis(1600)));
     println!(
         "| fault | {a}: lost during the fault / in the next failover | {b}: the same | longest write gap, {a} / {b} | errors, {a} / {b} |\n| --- | --- | --- | --- | --- |"
     );

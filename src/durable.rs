@@ -56,22 +56,25 @@ impl Default for Durability {
 
 impl Durability {
     /// Every replica connected to the master must confirm: those the master's `ROLE` lists,
-    /// read when the connection opens and at each checkout that asks `ROLE` (the default
-    /// [`Validation`](crate::Validation)), at least one. With no replica
-    /// connected a write is refused unsent, with `NOREPLICAS` (which
+    /// read at each checkout that asks `ROLE` (the default [`Validation`](crate::Validation))
+    /// and again before a write when the count is a second old, at least one. With no
+    /// replica connected a write is refused unsent, with `NOREPLICAS` (which
     /// [`with_retry`](crate::SentinelPool::with_retry) retries: replicas reconnect, or a
     /// failover brings others).
     ///
-    /// A replica that was connected and left is waited for as long as Sentinel may promote
-    /// it: in a failover the replica being promoted leaves the old master first, and one cut
-    /// off from the master can be promoted for a while (by priority, or on an offset
-    /// Sentinel read before it fell behind). Writes are then refused unsent (`NOREPLICAS`),
-    /// until it is back or the sentinels list it as down, disconnected, of priority 0, or cut
-    /// off for more than 10 × `down-after-milliseconds` (asked once a second at most, and
-    /// only while a replica is missing). This holds for pools built with it; the per-call
-    /// [`with_durability`](crate::Connection::with_durability) counts the replicas connected
-    /// only. An ACL user that may not run `ROLE` cannot count them: give
-    /// [`at_least`](Durability::at_least) instead. Waits at most 1 s.
+    /// A replica that is not connected is waited for as long as a sentinel could promote it:
+    /// in a failover the replica being promoted leaves the old master first, and one cut off
+    /// from the master, syncing, or not yet re-pointed after a failover can be promoted too.
+    /// The pool remembers, for each master and whatever its generation, every replica seen
+    /// connected to it and every one the sentinels list for it; while one is missing it asks
+    /// every sentinel that answers (once a second at most) whether it could pick it, and
+    /// writes are refused unsent (`NOREPLICAS`) until none could: it is back, or listed as
+    /// down, disconnected, of priority 0, cut off for more than 10 ×
+    /// `down-after-milliseconds`, or never seen replicating while a connected replica of an
+    /// equal or better priority ranks above it. The ACL user must be allowed `ROLE` on the
+    /// master (the pool checks when it connects, and refuses with
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) otherwise): where it is not,
+    /// give [`at_least`](Durability::at_least) instead. Waits at most 1 s.
     pub fn all_replicas() -> Self {
         Durability {
             replicas: Replicas::All,

@@ -350,7 +350,8 @@ fn a_pool_whose_connects_beat_its_watcher_reports_no_failover_at_start() {
 /// long enough for the fence to come down on the old master (its timeout, 1 s), and then
 /// commits the promotion. The candidate left the old master while the fence was up, so the
 /// old master lists one replica: a durable pool that confirmed writes on it alone would have
-/// them wiped by the commit. Both durable pools, fenced and unfenced, must lose nothing.
+/// them wiped by the commit (953 lost before the replica memory was kept per master). Both
+/// durable pools, fenced and unfenced, must lose nothing.
 #[test]
 fn a_leader_stalled_after_the_promotion_costs_durable_pools_no_write() {
     init_logging();
@@ -362,31 +363,11 @@ fn a_leader_stalled_after_the_promotion_costs_durable_pools_no_write() {
     let replicas = support::replicas(&topology, &old);
     // The leader's own REPLICAOF NO ONE is refused, so that the test promotes the candidate
     // itself with the leader frozen: the stall comes right after the promotion, every time.
-    let acl = |addr: &NodeAddr, rule: &str| {
-        let _: () = redis::cmd("ACL")
-            .arg(&["SETUSER", "default"])
-            .arg(format!("{rule}replicaof"))
-            .arg(format!("{rule}slaveof"))
-            .query(&mut direct(addr))
-            .unwrap();
-    };
     for replica in &replicas {
-        acl(replica, "-");
+        fence_kit::refuse_replicaof(replica, true);
     }
-    let durable = |fence: bool| {
-        topology
-            .pool_builder()
-            .max_size(4)
-            .fence(fence)
-            .fence_timeout(Duration::from_secs(1))
-            .durability(r2d2_redis_sentinel::Durability::all_replicas())
-            .retry_policy(
-                r2d2_redis_sentinel::RetryPolicy::default().deadline(Duration::from_secs(30)),
-            )
-            .build()
-            .unwrap()
-    };
-    let (fenced, unfenced) = (durable(true), durable(false));
+    let fenced = fence_kit::durable_pool_fenced(&topology, Some(Duration::from_secs(1)));
+    let unfenced = fence_kit::durable_pool_fenced(&topology, None);
     let events = fenced.events();
     let (with, without) = (
         Writer::start_with(&fenced, "fenced"),
@@ -411,18 +392,14 @@ fn a_leader_stalled_after_the_promotion_costs_durable_pools_no_write() {
                 .then_some(())
         },
     );
-    topology.pause(&leader).unwrap();
-    let frozen_at = Instant::now();
-    acl(&candidate, "+");
-    let _: () = redis::cmd("REPLICAOF")
-        .arg(&["NO", "ONE"])
-        .query(&mut direct(&candidate))
-        .unwrap();
-    // The stall is the fault itself: the fence times out during it.
-    std::thread::sleep(Duration::from_millis(1600).saturating_sub(frozen_at.elapsed()));
-    topology.resume(&leader).unwrap();
+    fence_kit::stall_after_promotion(
+        &mut topology,
+        &leader,
+        &candidate,
+        Duration::from_millis(1600),
+    );
     for replica in &replicas {
-        acl(replica, "+");
+        fence_kit::refuse_replicaof(replica, false);
     }
 
     until_writes_reach(&fenced, &candidate);

@@ -516,13 +516,15 @@ impl Builder {
     ///
     /// # Errors
     ///
-    /// With `on_disk`, [`build`](Builder::build) returns
-    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) when the master cannot confirm
-    /// writes on disk (no `WAITAOF` before Redis 7.2, or `appendonly no`).
+    /// [`build`](Builder::build) returns [`Error::InvalidConfig`](crate::Error::InvalidConfig)
+    /// when the master cannot confirm writes, before any write: the ACL user may not run
+    /// `WAIT` (`WAITAOF` on disk), or, with
+    /// [`all_replicas`](crate::Durability::all_replicas), `ROLE`; on disk, no `WAITAOF`
+    /// (before Redis 7.2) or `appendonly no`.
     ///
     /// What it cannot do: confirm writes that a request sends inside a `MULTI` it leaves
     /// open (such a request is refused unsent: send `MULTI ... EXEC` in one request, an
-    /// atomic pipeline); protect against two failures at once (the master and the replicas
+    /// atomic pipeline, or each as a request of its own); protect against two failures at once (the master and the replicas
     /// that confirmed), or a replica lost after it confirmed. A blocking command that writes
     /// (`BLMOVE`) waits for its own timeout, then for the confirmations, within the read
     /// timeout. Inside a script, `WAIT` cannot run: the script's writes are confirmed after

@@ -149,13 +149,62 @@ pub fn pool_resuming_at(topology: &Topology, resume: FenceResume) -> SentinelPoo
 
 /// The same pool as [`pool`] in durable mode: every write confirmed by all connected replicas.
 pub fn durable_pool(topology: &Topology) -> SentinelPool {
+    durable_builder(topology).build().unwrap()
+}
+
+/// A durable pool as [`durable_pool`] whose fence times out after `fence_timeout`, or with
+/// no fence (`None`).
+pub fn durable_pool_fenced(topology: &Topology, fence_timeout: Option<Duration>) -> SentinelPool {
+    let builder = durable_builder(topology);
+    match fence_timeout {
+        Some(timeout) => builder.fence_timeout(timeout),
+        None => builder.fence(false),
+    }
+    .build()
+    .unwrap()
+}
+
+fn durable_builder(topology: &Topology) -> r2d2_redis_sentinel::Builder {
     topology
         .pool_builder()
         .max_size(4)
         .durability(r2d2_redis_sentinel::Durability::all_replicas())
         .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(30)))
-        .build()
-        .unwrap()
+}
+
+/// Makes the data node at `addr` refuse `REPLICAOF` (`refuse`), or take it again: a leader's
+/// `REPLICAOF NO ONE` to a refusing candidate fails, and the leader waits for a promotion
+/// that only the test makes.
+pub fn refuse_replicaof(addr: &NodeAddr, refuse: bool) {
+    let rule = if refuse { "-" } else { "+" };
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "default"])
+        .arg(format!("{rule}replicaof"))
+        .arg(format!("{rule}slaveof"))
+        .query(&mut direct(addr))
+        .unwrap();
+}
+
+/// The leader stalls right after its candidate took `REPLICAOF NO ONE`: with the leader
+/// waiting for the promotion (the candidate refused its command, see
+/// [`refuse_replicaof`]), freezes it, promotes `candidate` as its command would have, and
+/// thaws it `stall` after the freeze; the leader then sees the promotion and commits it.
+pub fn stall_after_promotion(
+    topology: &mut Topology,
+    leader: &NodeAddr,
+    candidate: &NodeAddr,
+    stall: Duration,
+) {
+    topology.pause(leader).unwrap();
+    let frozen_at = Instant::now();
+    refuse_replicaof(candidate, false);
+    let _: () = redis::cmd("REPLICAOF")
+        .arg(&["NO", "ONE"])
+        .query(&mut direct(candidate))
+        .unwrap();
+    // The stall is the fault itself, not a wait for something to happen.
+    thread::sleep(stall.saturating_sub(frozen_at.elapsed()));
+    topology.resume(leader).unwrap();
 }
 
 /// Lets the writer run until a hundred writes reached `node`.
