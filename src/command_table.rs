@@ -7,11 +7,20 @@
 
 use redis::Value;
 
-/// The commands a server knows, and whether each may write, sorted by name (upper case; a
-/// subcommand as `CONTAINER|SUB`).
+/// The commands a server knows, sorted by name (upper case), and whether each may write; a
+/// container (`CONFIG`, `OBJECT`...) by its subcommands, sorted too.
 #[derive(Debug, Default)]
 pub(crate) struct CommandTable {
-    entries: Vec<(String, bool)>,
+    entries: Vec<(String, Kind)>,
+}
+
+#[derive(Debug)]
+enum Kind {
+    /// A command: whether it may write.
+    Command(bool),
+    /// A container: its subcommands (upper case, without the container's name) and whether
+    /// each may write.
+    Container(Vec<(String, bool)>),
 }
 
 impl CommandTable {
@@ -22,43 +31,38 @@ impl CommandTable {
 
     /// Reads a `COMMAND` reply; `None` when it is not one.
     pub(crate) fn parse(reply: &Value) -> Option<CommandTable> {
-        let mut entries = Vec::new();
-        for entry in items(reply)? {
-            add(entry, "", &mut entries);
-        }
+        let mut entries: Vec<(String, Kind)> = items(reply)?.iter().filter_map(entry).collect();
         if entries.is_empty() {
             return None;
         }
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         entries.dedup_by(|a, b| a.0 == b.0);
+        for (_, kind) in &mut entries {
+            if let Kind::Container(subs) = kind {
+                subs.sort_by(|a, b| a.0.cmp(&b.0));
+            }
+        }
         Some(CommandTable { entries })
     }
 
     /// Whether the command `name` (with `first`, its first argument, which names the
     /// subcommand of a container such as `CONFIG` or `OBJECT`) may write, as the server
     /// says; `None` when the table does not tell (an unknown command, a container's unknown
-    /// subcommand).
+    /// subcommand). Runs for every command sent: binary searches, no allocation.
     pub(crate) fn writes(&self, name: &[u8], first: Option<&[u8]>) -> Option<bool> {
-        if let Some(sub) = first
-            && let Some(found) = self.find(name, Some(sub))
-        {
-            return Some(found);
+        match &find(&self.entries, name)?.1 {
+            Kind::Command(writes) => Some(*writes),
+            Kind::Container(subs) => Some(find(subs, first?)?.1),
         }
-        self.find(name, None)
     }
+}
 
-    fn find(&self, name: &[u8], sub: Option<&[u8]>) -> Option<bool> {
-        let upper = |b: &u8| b.to_ascii_uppercase();
-        let wanted = name.iter().map(upper).chain(
-            sub.into_iter()
-                .flat_map(|s| std::iter::once(b'|').chain(s.iter().map(upper))),
-        );
-        let at = self
-            .entries
-            .binary_search_by(|(entry, _)| entry.bytes().cmp(wanted.clone()))
-            .ok()?;
-        Some(self.entries[at].1)
-    }
+/// The entry named `name` (in any case) in `sorted`.
+fn find<'a, T>(sorted: &'a [(String, T)], name: &[u8]) -> Option<&'a (String, T)> {
+    sorted
+        .binary_search_by(|(entry, _)| entry.bytes().cmp(name.iter().map(u8::to_ascii_uppercase)))
+        .ok()
+        .map(|at| &sorted[at])
 }
 
 /// The elements of an array (or, in RESP3, a set).
@@ -77,37 +81,32 @@ fn text(value: &Value) -> Option<&str> {
     }
 }
 
-/// Adds one entry of a `COMMAND` reply (`[name, arity, flags, first key, last key, step,
-/// ...]`, with its subcommands tenth from Redis 7.0), under `parent`. A container (one with
-/// subcommands) is not added itself: its own flags say nothing of what its subcommands do.
-fn add(entry: &Value, parent: &str, entries: &mut Vec<(String, bool)>) {
-    let Some(fields) = items(entry) else {
-        return;
-    };
-    let Some(name) = fields.first().and_then(text) else {
-        return;
-    };
-    let name = name.to_ascii_uppercase();
+/// One entry of a `COMMAND` reply (`[name, arity, flags, first key, last key, step, ...]`,
+/// with its subcommands tenth from Redis 7.0). A container's own flags say nothing of what
+/// its subcommands do: it is known by theirs.
+fn entry(value: &Value) -> Option<(String, Kind)> {
+    let fields = items(value)?;
+    let name = text(fields.first()?)?.to_ascii_uppercase();
     if let Some(subcommands) = fields.get(9).and_then(items).filter(|s| !s.is_empty()) {
-        for sub in subcommands {
-            add(sub, &name, entries);
-        }
-        return;
+        let subs = subcommands
+            .iter()
+            .filter_map(entry)
+            .filter_map(|(sub, kind)| match kind {
+                // Named `container|sub`.
+                Kind::Command(writes) => {
+                    let (_, sub) = sub.split_once('|')?;
+                    Some((sub.to_owned(), writes))
+                }
+                Kind::Container(_) => None,
+            })
+            .collect();
+        return Some((name, Kind::Container(subs)));
     }
-    let Some(flags) = fields.get(2).and_then(items) else {
-        return;
-    };
-    let writes = flags
+    let writes = items(fields.get(2)?)?
         .iter()
         .filter_map(text)
         .any(|f| f.eq_ignore_ascii_case("write") || f.eq_ignore_ascii_case("may_replicate"));
-    // Subcommands are named `container|sub` already; older servers have none.
-    let full = if parent.is_empty() || name.contains('|') {
-        name
-    } else {
-        format!("{parent}|{name}")
-    };
-    entries.push((full, writes));
+    Some((name, Kind::Command(writes)))
 }
 
 #[cfg(test)]

@@ -488,8 +488,14 @@ impl Connection {
                 }
                 let table = self.shared.commands.get().and_then(Option::as_ref);
                 let of = Effect::of(name, arg, table);
-                // Inside MULTI a blocking command does not block.
-                self.blocks |= !self.tracked.in_transaction && listed(BLOCKING, name);
+                // Inside MULTI a blocking command does not block. Every blocking command's
+                // name starts with B, W or X: the search is skipped for the others.
+                self.blocks |= !self.tracked.in_transaction
+                    && matches!(
+                        name.first().map(u8::to_ascii_uppercase),
+                        Some(b'B' | b'W' | b'X')
+                    )
+                    && listed(BLOCKING, name);
                 if self.tracked.in_transaction {
                     // Queued: applied by the `EXEC`, if it comes.
                     self.tracked.queued_write |= of.may_write();
@@ -1229,6 +1235,12 @@ mod tests {
     #[test]
     fn the_command_tables_are_sorted_and_found_in_any_case() {
         assert!(BLOCKING.windows(2).all(|w| w[0] < w[1]));
+        assert!(
+            BLOCKING
+                .iter()
+                .all(|b| matches!(b.as_bytes()[0], b'B' | b'W' | b'X')),
+            "the first letters before() looks for"
+        );
         for (list, effect) in [
             (ONLY_READ, Effect::Read),
             (UNLESS_NIL, Effect::WriteUnlessNil),
