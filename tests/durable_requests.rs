@@ -83,6 +83,16 @@ fn a_refused_exec_leaves_no_transaction_open_and_unparsed_or_unwound_requests_st
     assert!(inline.is_err(), "{inline:?}");
     assert!(!exists(&master, "inline"), "sent with no WAIT");
 
+    // A request that writes and subscribes: no WAIT can follow it, refused unsent.
+    let err = redis::pipe()
+        .set("subscribing", 1)
+        .cmd("SUBSCRIBE")
+        .arg("channel")
+        .query::<redis::Value>(&mut *conn)
+        .unwrap_err();
+    assert_eq!(err.code(), Some("DURABLE"), "{err}");
+    assert!(!exists(&master, "subscribing"), "sent with no WAIT");
+
     // A panic inside with_durability(None, ..) gives the connection its durability back.
     let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         conn.with_durability(None, |_| -> redis::RedisResult<()> {
