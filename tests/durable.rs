@@ -386,16 +386,7 @@ fn a_replica_that_left_the_master_is_waited_for_while_sentinel_may_promote_it() 
     // A replica stops replicating, as the one a failover promotes does first (`REPLICAOF NO
     // ONE`); the sentinels still list it as a healthy replica. The other replica would
     // confirm writes it will never have: they are refused unsent.
-    let _: () = redis::cmd("REPLICAOF")
-        .arg("NO")
-        .arg("ONE")
-        .query(&mut direct(&replicas[0]))
-        .unwrap();
-    eventually(
-        "the master to list one replica",
-        Duration::from_secs(10),
-        listed(1),
-    );
+    support::detach(&master, &replicas[0]);
     let err = pool
         .get()
         .unwrap()
@@ -444,19 +435,7 @@ fn a_replica_away_when_the_pool_starts_is_waited_for() {
     let topology = Topology::start().unwrap();
     let master = topology.master().unwrap();
     let replicas = support::replicas(&topology, &master);
-    let _: () = redis::cmd("REPLICAOF")
-        .arg("NO")
-        .arg("ONE")
-        .query(&mut direct(&replicas[0]))
-        .unwrap();
-    eventually(
-        "the master to list one replica",
-        Duration::from_secs(10),
-        || match redis::cmd("ROLE").query(&mut direct(&master)).unwrap() {
-            redis::Role::Primary { replicas, .. } => (replicas.len() == 1).then_some(()),
-            _ => None,
-        },
-    );
+    support::detach(&master, &replicas[0]);
     let pool = durable(&topology);
     let err = pool
         .get()

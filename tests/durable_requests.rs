@@ -12,7 +12,7 @@ use r2d2_redis_sentinel::{
     redis::{self, Commands, ConnectionLike},
     testkit::Topology,
 };
-use support::{direct, eventually, init_logging};
+use support::{direct, init_logging};
 
 /// A pool of 2 in durable mode, waiting 300 ms for confirmations.
 fn durable(topology: &Topology) -> SentinelPool {
@@ -24,24 +24,6 @@ fn durable(topology: &Topology) -> SentinelPool {
         .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(1)))
         .build()
         .unwrap()
-}
-
-/// Makes `replica` leave the master as a failover's candidate does first (`REPLICAOF NO
-/// ONE`), and waits until the master lists it no more: durable writes are then refused
-/// unsent, since the sentinels may still promote it.
-fn detach(master: &NodeAddr, replica: &NodeAddr) {
-    let _: () = redis::cmd("REPLICAOF")
-        .arg(&["NO", "ONE"])
-        .query(&mut direct(replica))
-        .unwrap();
-    eventually(
-        "the master to list one replica",
-        Duration::from_secs(10),
-        || match redis::cmd("ROLE").query(&mut direct(master)).unwrap() {
-            redis::Role::Primary { replicas, .. } => (replicas.len() == 1).then_some(()),
-            _ => None,
-        },
-    );
 }
 
 fn exists(node: &NodeAddr, key: &str) -> bool {
@@ -56,7 +38,7 @@ fn a_refused_exec_leaves_no_transaction_open_and_unparsed_or_unwound_requests_st
     let replicas = support::replicas(&topology, &master);
     let pool = durable(&topology);
     let _: () = pool.with_retry(|c| c.set("before", 1)).unwrap();
-    detach(&master, &replicas[0]);
+    support::detach(&master, &replicas[0]);
     let mut conn = pool.get().unwrap();
 
     // MULTI, a queued write, then EXEC, each a request of its own: the EXEC is refused
@@ -292,7 +274,7 @@ fn reads_the_server_calls_reads_are_not_refused_while_a_replica_is_away() {
         .build()
         .unwrap();
     let _: () = pool.with_retry(|c| c.set("before", 1)).unwrap();
-    detach(&master, &replicas[0]);
+    support::detach(&master, &replicas[0]);
 
     let mut conn = pool.get().unwrap();
     let reads: Vec<redis::Cmd> = vec![

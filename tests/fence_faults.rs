@@ -258,18 +258,7 @@ fn a_watcher_that_joins_during_a_failover_fences_it_until_it_commits() {
     start_failover(&topology);
     // The leader has sent REPLICAOF NO ONE (refused) and waits for the promotion.
     let leader = topology.sentinel_addrs()[0].clone();
-    eventually(
-        "the leader to wait for the promotion",
-        Duration::from_secs(10),
-        || {
-            let state: std::collections::HashMap<String, String> = redis::cmd("SENTINEL")
-                .arg(&["MASTER", topology.service_name()])
-                .query(&mut direct(&leader))
-                .ok()?;
-            (state.get("failover-state").map(String::as_str) == Some("wait_promotion"))
-                .then_some(())
-        },
-    );
+    fence_kit::until_waiting_for_promotion(&topology, &leader);
     // A pool starts now: its watcher never sees the failover's first steps.
     let pool = topology
         .pool_builder()
@@ -380,18 +369,7 @@ fn a_leader_stalled_after_the_promotion_costs_durable_pools_no_write() {
         unreachable!()
     };
     let leader = topology.sentinel_addrs()[0].clone();
-    eventually(
-        "the leader to wait for the promotion",
-        Duration::from_secs(10),
-        || {
-            let state: std::collections::HashMap<String, String> = redis::cmd("SENTINEL")
-                .arg(&["MASTER", topology.service_name()])
-                .query(&mut direct(&leader))
-                .ok()?;
-            (state.get("failover-state").map(String::as_str) == Some("wait_promotion"))
-                .then_some(())
-        },
-    );
+    fence_kit::until_waiting_for_promotion(&topology, &leader);
     fence_kit::stall_after_promotion(
         &mut topology,
         &leader,

@@ -308,6 +308,23 @@ pub fn stalled_topology(failover_timeout: Duration) -> (Topology, NodeAddr, Node
     (topology, old, candidate, frozen)
 }
 
+/// Waits until `leader` runs a failover of the service and waits for its candidate's
+/// promotion (`SENTINEL MASTER`'s `failover-state` is `wait_promotion`).
+pub fn until_waiting_for_promotion(topology: &Topology, leader: &NodeAddr) {
+    eventually(
+        "the leader to wait for the promotion",
+        Duration::from_secs(10),
+        || {
+            let state: std::collections::HashMap<String, String> = redis::cmd("SENTINEL")
+                .arg(&["MASTER", topology.service_name()])
+                .query(&mut direct(leader))
+                .ok()?;
+            (state.get("failover-state").map(String::as_str) == Some("wait_promotion"))
+                .then_some(())
+        },
+    );
+}
+
 /// Sends `SENTINEL FAILOVER` to the first sentinel.
 pub fn start_failover(topology: &Topology) {
     let _: () = redis::cmd("SENTINEL")

@@ -158,6 +158,20 @@ pub fn replicas(
         .collect()
 }
 
+/// Makes `replica` leave `master` as a failover's candidate does first (`REPLICAOF NO ONE`),
+/// and waits until the master lists it no more (one replica left of two).
+pub fn detach(master: &NodeAddr, replica: &NodeAddr) {
+    promote(replica);
+    eventually(
+        "the master to list one replica",
+        Duration::from_secs(10),
+        || match redis::cmd("ROLE").query(&mut direct(master)).unwrap() {
+            redis::Role::Primary { replicas, .. } => (replicas.len() == 1).then_some(()),
+            _ => None,
+        },
+    );
+}
+
 /// Demotes `node` to a replica of `of`, behind the sentinels' back.
 pub fn demote(node: &NodeAddr, of: &NodeAddr) {
     let _: () = redis::cmd("REPLICAOF")
