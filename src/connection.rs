@@ -393,8 +393,8 @@ impl Connection {
         Ok(())
     }
 
-    /// True when the node is a master whose replicas durable mode can count (`None`
-    /// unknown: its role was asked with `HELLO`).
+    /// True when durable mode can count the node's replicas: its role was asked with
+    /// `ROLE`, which lists them (`HELLO` does not).
     pub(crate) fn counts_replicas(&self) -> bool {
         self.listed_replicas.is_some()
     }
