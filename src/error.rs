@@ -146,9 +146,12 @@ pub enum Error {
     /// where a retry was not attempted).
     Redis(RedisError),
     /// The connection failed after the command had been sent, so it may or may not have been
-    /// applied, and the operation was not declared idempotent: it was not run again. Use
-    /// [`with_retry_idempotent`](crate::SentinelPool::with_retry_idempotent) for operations that
-    /// are safe to repeat.
+    /// applied, and the operation was not declared idempotent: it was not run again. Look at
+    /// what it would have changed before repeating it: a pop or a move (`BLMOVE`, `LPOP`) may
+    /// have taken an element, which is then in its destination, not lost.
+    /// [`with_retry_idempotent`](crate::SentinelPool::with_retry_idempotent) is for operations
+    /// that give the same result run twice (`GET`, `SET` of a fixed value, `DEL`), never for a
+    /// pop, a move, `INCR` or a push.
     MaybeApplied {
         /// Attempts made, this one included.
         attempts: u32,
@@ -237,6 +240,36 @@ impl Error {
             }
             Error::Redis(source) => crate::class::classify(source).is_safe_to_retry(),
             _ => false,
+        }
+    }
+
+    /// The variant's name in snake case (`"maybe_applied"`, `"not_replicated"`,
+    /// `"retries_exhausted"`...): a short, stable label for a metric or a log field. A new
+    /// variant gets a new name; a name never changes.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::NoSentinels => "no_sentinels",
+            Error::InvalidSentinelAddress { .. } => "invalid_sentinel_address",
+            Error::InvalidConfig { .. } => "invalid_config",
+            Error::SentinelsUnreachable { .. } => "sentinels_unreachable",
+            Error::UnknownService { .. } => "unknown_service",
+            Error::MasterDown { .. } => "master_down",
+            Error::NotASentinel { .. } => "not_a_sentinel",
+            Error::SentinelAuth { .. } => "sentinel_auth",
+            Error::Auth { .. } => "auth",
+            Error::NoPermission { .. } => "no_permission",
+            Error::FailoverInProgress { .. } => "failover_in_progress",
+            Error::NoHealthyReplica { .. } => "no_healthy_replica",
+            Error::Connect { .. } => "connect",
+            Error::WrongRole { .. } => "wrong_role",
+            Error::ThreadSpawn { .. } => "thread_spawn",
+            Error::PoolExhausted { .. } => "pool_exhausted",
+            Error::CheckoutTimeout { .. } => "checkout_timeout",
+            Error::Redis(_) => "redis",
+            Error::MaybeApplied { .. } => "maybe_applied",
+            Error::NotReplicated { .. } => "not_replicated",
+            Error::NotPersisted { .. } => "not_persisted",
+            Error::RetriesExhausted { .. } => "retries_exhausted",
         }
     }
 
@@ -389,8 +422,11 @@ impl fmt::Display for Error {
             Error::MaybeApplied { attempts, source } => write!(
                 f,
                 "the connection failed after the command was sent (attempt {attempts}: {source}); \
-                 it may or may not have been applied, so it was not run again; use \
-                 `with_retry_idempotent` for operations that are safe to repeat"
+                 it may or may not have been applied, so it was not run again. Look at what it \
+                 would have changed before you repeat it (a pop or a move may have taken an \
+                 element: look in its destination); `with_retry_idempotent` repeats only what \
+                 gives the same result run twice (GET, SET of a fixed value, DEL), never a pop, \
+                 a move, INCR or a push"
             ),
             Error::NotReplicated { asked, confirmed } => write!(
                 f,
@@ -452,6 +488,41 @@ mod tests {
         let shown = Quoted(&long).to_string();
         assert!(shown.ends_with("... (200 bytes)"), "{shown}");
         assert_eq!(shown.matches('é').count(), QUOTE_LIMIT);
+    }
+
+    #[test]
+    fn maybe_applied_says_a_pop_or_a_move_is_not_safe_to_repeat() {
+        let err = Error::MaybeApplied {
+            attempts: 1,
+            source: RedisError::from(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
+        };
+        let text = err.to_string();
+        assert!(text.contains("a move may have taken an element"), "{text}");
+        assert!(text.contains("look in its destination"), "{text}");
+        assert!(text.contains("never a pop, a move"), "{text}");
+        assert_eq!(err.kind(), "maybe_applied");
+    }
+
+    #[test]
+    fn kinds_are_snake_case_labels() {
+        let kinds = [
+            Error::NoSentinels.kind(),
+            Error::PoolExhausted {
+                waited: Duration::ZERO,
+                max_size: 1,
+            }
+            .kind(),
+            Error::NotReplicated {
+                asked: 2,
+                confirmed: 1,
+            }
+            .kind(),
+            Error::Redis(RedisError::from((redis::ErrorKind::Client, "x"))).kind(),
+        ];
+        assert_eq!(
+            kinds,
+            ["no_sentinels", "pool_exhausted", "not_replicated", "redis"]
+        );
     }
 
     #[test]

@@ -446,8 +446,15 @@ impl SentinelPool {
     }
 
     /// Like [`with_retry`](Self::with_retry), for an operation that is safe to run more than
-    /// once (`GET`, `SET` of a fixed value, `DEL`...): a connection that broke after the
-    /// command was sent is retried too.
+    /// once (`GET`, `SET` of a fixed value, `DEL`, `SET ... NX` of a unique key...): a
+    /// connection that broke after the command was sent is retried too.
+    ///
+    /// Not for an operation whose second run changes something the first did not: `INCR`,
+    /// `LPUSH`, and above all a pop or a move (`BLMOVE`, `LPOP`, `BLPOP`), whose first run may
+    /// have taken an element that a second would not give back, but take another. For those,
+    /// use [`with_retry`](Self::with_retry), and on [`Error::MaybeApplied`] look at the
+    /// destination (the processing list a `BLMOVE` moves to) before going on; the README's
+    /// worker recipe shows the pattern.
     ///
     /// ```no_run
     /// # use r2d2_redis_sentinel::{SentinelPool, redis::Commands};
