@@ -11,7 +11,7 @@ use redis::{ConnectionLike, ErrorKind, RedisError, RedisResult, Role, ServerErro
 use crate::{
     Durability, NodeAddr,
     class::{self, STALE},
-    command_table::CommandTable,
+    command_table::{self, CommandTable, Effect},
     core::Core,
     durable::{self, Replicas},
     generation::Generation,
@@ -124,57 +124,6 @@ struct Tracked {
 struct DurableChecked {
     wait: bool,
     on_disk: bool,
-}
-
-/// What a reply that is not an error says about the command it answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Effect {
-    /// It only reads: nothing was applied.
-    Read,
-    /// Something may have been applied.
-    Write,
-    /// A write whose nil (or empty) reply says it changed nothing: a pop or a move from an
-    /// empty list, a blocking one that timed out, a `GETDEL` of no key.
-    WriteUnlessNil,
-    /// A write whose reply 0 says it changed nothing: a conditional write whose condition
-    /// failed (`SETNX`, `EXPIRE NX`...), a removal of nothing (`DEL`, `SREM`...).
-    WriteUnlessZero,
-}
-
-impl Effect {
-    /// What the command `name` (first argument `first`) does: whether it writes, as the
-    /// server's `table` says, else as [`ONLY_READ`] says; for a write, whether its reply can
-    /// say it changed nothing.
-    fn of(name: &[u8], first: Option<&[u8]>, table: Option<&CommandTable>) -> Effect {
-        let writes = table
-            .and_then(|table| table.writes(name, first))
-            .unwrap_or_else(|| !listed(ONLY_READ, name));
-        if !writes {
-            Effect::Read
-        } else if listed(UNLESS_NIL, name) {
-            Effect::WriteUnlessNil
-        } else if listed(UNLESS_ZERO, name) {
-            Effect::WriteUnlessZero
-        } else {
-            Effect::Write
-        }
-    }
-
-    fn may_write(self) -> bool {
-        self != Effect::Read
-    }
-
-    /// Whether `reply` (not an error) says something was applied.
-    fn applied(self, reply: &Value) -> bool {
-        match self {
-            Effect::Read => false,
-            Effect::Write => true,
-            Effect::WriteUnlessNil => {
-                !matches!(reply, Value::Nil) && !matches!(reply, Value::Array(a) if a.is_empty())
-            }
-            Effect::WriteUnlessZero => !matches!(reply, Value::Int(0)),
-        }
-    }
 }
 
 impl std::fmt::Debug for Connection {
@@ -459,6 +408,8 @@ impl Connection {
         self.effects.clear();
         self.blocks = false;
         let mut parsed = commands(packed);
+        // A pipeline mostly repeats one command: its traits are looked up once.
+        let mut last: Option<(&[u8], command_table::Traits)> = None;
         for (name, arg) in parsed.by_ref() {
             let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
             let mut effect = Effect::Read;
@@ -486,21 +437,22 @@ impl Connection {
                     // Subscribed connections only take (un)subscribe commands: never reuse one.
                     self.tracked.subscribed = true;
                 }
-                let table = self.shared.commands.get().and_then(Option::as_ref);
-                let of = Effect::of(name, arg, table);
-                // Inside MULTI a blocking command does not block. Every blocking command's
-                // name starts with B, W or X: the search is skipped for the others.
-                self.blocks |= !self.tracked.in_transaction
-                    && matches!(
-                        name.first().map(u8::to_ascii_uppercase),
-                        Some(b'B' | b'W' | b'X')
-                    )
-                    && listed(BLOCKING, name);
+                let traits = match last {
+                    Some((previous, traits)) if previous == name => traits,
+                    _ => {
+                        let table = self.shared.commands.get().and_then(Option::as_ref);
+                        let traits = command_table::traits(name, arg, table);
+                        last = (!traits.by_subcommand).then_some((name, traits));
+                        traits
+                    }
+                };
                 if self.tracked.in_transaction {
-                    // Queued: applied by the `EXEC`, if it comes.
-                    self.tracked.queued_write |= of.may_write();
+                    // Queued: applied by the `EXEC`, if it comes. A blocking command does not
+                    // block inside MULTI.
+                    self.tracked.queued_write |= traits.effect.may_write();
                 } else {
-                    effect = of;
+                    effect = traits.effect;
+                    self.blocks |= traits.blocks;
                 }
             }
             self.effects.push(effect);
@@ -951,173 +903,6 @@ impl Connection {
     }
 }
 
-/// Commands that only read: a reply to one says nothing was applied, so a later command of
-/// the same attempt that is refused unsent leaves the attempt safe to run again. Any command
-/// not listed (writes, scripts, module commands, anything new) counts as one that may write.
-/// Sorted by bytes, for [`only_reads`].
-const ONLY_READ: &[&str] = &[
-    "BITCOUNT",
-    "BITFIELD_RO",
-    "BITPOS",
-    "DBSIZE",
-    "DUMP",
-    "ECHO",
-    "EVALSHA_RO",
-    "EVAL_RO",
-    "EXISTS",
-    "EXPIRETIME",
-    "FCALL_RO",
-    "GEODIST",
-    "GEOHASH",
-    "GEOPOS",
-    "GEORADIUSBYMEMBER_RO",
-    "GEORADIUS_RO",
-    "GEOSEARCH",
-    "GET",
-    "GETBIT",
-    "GETRANGE",
-    "HELLO",
-    "HEXISTS",
-    "HGET",
-    "HGETALL",
-    "HKEYS",
-    "HLEN",
-    "HMGET",
-    "HRANDFIELD",
-    "HSCAN",
-    "HSTRLEN",
-    "HVALS",
-    "INFO",
-    "KEYS",
-    "LASTSAVE",
-    "LCS",
-    "LINDEX",
-    "LLEN",
-    "LPOS",
-    "LRANGE",
-    "MGET",
-    "PEXPIRETIME",
-    "PING",
-    "PTTL",
-    "RANDOMKEY",
-    "ROLE",
-    "SCAN",
-    "SCARD",
-    "SDIFF",
-    "SINTER",
-    "SINTERCARD",
-    "SISMEMBER",
-    "SMEMBERS",
-    "SMISMEMBER",
-    "SORT_RO",
-    "SRANDMEMBER",
-    "SSCAN",
-    "STRLEN",
-    "SUBSTR",
-    "SUNION",
-    "TIME",
-    "TTL",
-    "TYPE",
-    "XLEN",
-    "XPENDING",
-    "XRANGE",
-    "XREAD",
-    "XREVRANGE",
-    "ZCARD",
-    "ZCOUNT",
-    "ZDIFF",
-    "ZINTER",
-    "ZINTERCARD",
-    "ZLEXCOUNT",
-    "ZMSCORE",
-    "ZRANDMEMBER",
-    "ZRANGE",
-    "ZRANGEBYLEX",
-    "ZRANGEBYSCORE",
-    "ZRANK",
-    "ZREVRANGE",
-    "ZREVRANGEBYLEX",
-    "ZREVRANGEBYSCORE",
-    "ZREVRANK",
-    "ZSCAN",
-    "ZSCORE",
-    "ZUNION",
-];
-
-/// Whether `name` (in any case) is in `list`, sorted by bytes: a binary search, as it runs
-/// for every command sent.
-fn listed(list: &[&str], name: &[u8]) -> bool {
-    list.binary_search_by(|r| r.bytes().cmp(name.iter().map(u8::to_ascii_uppercase)))
-        .is_ok()
-}
-
-/// Commands that block until data comes or their timeout ends: a connection blocked in one on
-/// a master the fence closes is released (`CLIENT UNBLOCK`). Sorted by bytes.
-const BLOCKING: &[&str] = &[
-    "BLMOVE",
-    "BLMPOP",
-    "BLPOP",
-    "BRPOP",
-    "BRPOPLPUSH",
-    "BZMPOP",
-    "BZPOPMAX",
-    "BZPOPMIN",
-    "WAIT",
-    "WAITAOF",
-    "XREAD",
-    "XREADGROUP",
-];
-
-/// Writes whose nil (or empty) reply says they changed nothing ([`Effect::WriteUnlessNil`]).
-/// Sorted by bytes. `SET` is not here: with `GET`, a nil reply means it did set.
-const UNLESS_NIL: &[&str] = &[
-    "BLMOVE",
-    "BLMPOP",
-    "BLPOP",
-    "BRPOP",
-    "BRPOPLPUSH",
-    "BZMPOP",
-    "BZPOPMAX",
-    "BZPOPMIN",
-    "GETDEL",
-    "LMOVE",
-    "LMPOP",
-    "LPOP",
-    "RPOP",
-    "RPOPLPUSH",
-    "SPOP",
-    "XREADGROUP",
-    "ZMPOP",
-    "ZPOPMAX",
-    "ZPOPMIN",
-];
-
-/// Writes whose reply 0 says they changed nothing ([`Effect::WriteUnlessZero`]). Sorted by
-/// bytes. `HSET` and `ZADD` are not here: they count what they added, not what they updated.
-const UNLESS_ZERO: &[&str] = &[
-    "DEL",
-    "EXPIRE",
-    "EXPIREAT",
-    "HDEL",
-    "HSETNX",
-    "LPUSHX",
-    "LREM",
-    "MSETNX",
-    "PERSIST",
-    "PEXPIRE",
-    "PEXPIREAT",
-    "RENAMENX",
-    "RPUSHX",
-    "SADD",
-    "SETNX",
-    "SMOVE",
-    "SREM",
-    "UNLINK",
-    "XACK",
-    "XDEL",
-    "ZREM",
-];
-
 fn is_subscribe(name: &[u8]) -> bool {
     [&b"SUBSCRIBE"[..], b"PSUBSCRIBE", b"SSUBSCRIBE", b"MONITOR"]
         .iter()
@@ -1233,45 +1018,6 @@ mod tests {
     }
 
     #[test]
-    fn the_command_tables_are_sorted_and_found_in_any_case() {
-        assert!(BLOCKING.windows(2).all(|w| w[0] < w[1]));
-        assert!(
-            BLOCKING
-                .iter()
-                .all(|b| matches!(b.as_bytes()[0], b'B' | b'W' | b'X')),
-            "the first letters before() looks for"
-        );
-        for (list, effect) in [
-            (ONLY_READ, Effect::Read),
-            (UNLESS_NIL, Effect::WriteUnlessNil),
-            (UNLESS_ZERO, Effect::WriteUnlessZero),
-        ] {
-            assert!(list.windows(2).all(|w| w[0] < w[1]));
-            for name in list {
-                assert_eq!(Effect::of(name.as_bytes(), None, None), effect, "{name}");
-                assert_eq!(
-                    Effect::of(name.to_ascii_lowercase().as_bytes(), None, None),
-                    effect,
-                    "{name}"
-                );
-            }
-        }
-        let only_reads = |name: &[u8]| Effect::of(name, None, None) == Effect::Read;
-        for name in [
-            "SET",
-            "INCR",
-            "EVAL",
-            "BLPOP",
-            "XREADGROUP",
-            "GETDEL",
-            "",
-            "GE",
-        ] {
-            assert!(!only_reads(name.as_bytes()), "{name}");
-        }
-    }
-
-    #[test]
     fn command_names_stops_at_garbage_and_keeps_what_it_did_not_read() {
         assert!(names(b"PING\r\n").is_empty());
         assert_eq!(commands(b"PING\r\n").rest(), b"PING\r\n");
@@ -1282,19 +1028,5 @@ mod tests {
         let mut whole = commands(b"*1\r\n$4\r\nPING\r\n");
         whole.by_ref().for_each(drop);
         assert!(whole.rest().is_empty());
-    }
-
-    #[test]
-    fn a_reply_that_shows_nothing_changed_applied_nothing() {
-        let empty = Value::Array(vec![]);
-        let text = Value::BulkString(b"job".to_vec());
-        assert!(!Effect::of(b"BLMOVE", None, None).applied(&Value::Nil));
-        assert!(!Effect::of(b"ZPOPMIN", None, None).applied(&empty));
-        assert!(Effect::of(b"BLMOVE", None, None).applied(&text));
-        assert!(!Effect::of(b"SETNX", None, None).applied(&Value::Int(0)));
-        assert!(Effect::of(b"SETNX", None, None).applied(&Value::Int(1)));
-        // A nil from SET may mean it set (SET ... GET of a key that did not exist).
-        assert!(Effect::of(b"SET", None, None).applied(&Value::Nil));
-        assert!(!Effect::of(b"GET", None, None).applied(&text));
     }
 }
