@@ -59,6 +59,9 @@ pub struct Connection {
     db: i64,
     /// The read timeout every request gets.
     read_timeout: Duration,
+    /// The read timeout in force: `read_timeout`, or a caller's inside `with_read_timeout`.
+    /// What a probe that bounds its own reads sets back.
+    read_timeout_now: Duration,
     /// The protocol the connection speaks, which a role probe's `HELLO` keeps.
     protocol: redis::ProtocolVersion,
     /// What the requests sent so far left the server's session in.
@@ -157,6 +160,7 @@ impl Connection {
             current: Arc::clone(&shared.generation),
             db: settings.redis.db(),
             read_timeout: settings.read_timeout,
+            read_timeout_now: settings.read_timeout,
             protocol: settings.redis.protocol(),
             tracked: Tracked::default(),
             handed_out: false,
@@ -200,7 +204,9 @@ impl Connection {
     /// Runs `op` with the read timeout set to `timeout` instead of the pool's
     /// [`read_timeout`](crate::Builder::read_timeout), then sets it back: for one blocking
     /// call (`BLPOP`, `XREAD BLOCK`, `WAIT`...) that waits longer than ordinary commands
-    /// should. Give it more than the command's own timeout.
+    /// should. Give it more than the command's own timeout. In durable mode the
+    /// confirmation's wait is added to it: a write's `WAIT` follows the command in the same
+    /// round trip, and may take the durability's whole timeout after the command's own.
     ///
     /// ```no_run
     /// # use r2d2_redis_sentinel::{SentinelPool, redis::Commands};
@@ -219,9 +225,15 @@ impl Connection {
         timeout: Duration,
         op: impl FnOnce(&mut Self) -> RedisResult<T>,
     ) -> RedisResult<T> {
-        self.inner.set_read_timeout(Some(timeout))?;
-        let result = op(self);
-        if let Err(err) = self.inner.set_read_timeout(Some(self.read_timeout)) {
+        let confirming = self
+            .durability
+            .map_or(Duration::ZERO, Durability::wait_timeout);
+        let kept = self.read_timeout_now;
+        self.read_timeout_now = timeout.saturating_add(confirming);
+        let set = self.inner.set_read_timeout(Some(self.read_timeout_now));
+        let result = set.and_then(|()| op(self));
+        self.read_timeout_now = kept;
+        if let Err(err) = self.inner.set_read_timeout(Some(kept)) {
             // The pool's timeout could not be restored: never hand the connection out again.
             self.out_of_step = true;
             return result.and(Err(err));
@@ -313,7 +325,7 @@ impl Connection {
         } else {
             self.inner.set_read_timeout(Some(left)).and_then(|()| {
                 let reply = self.inner.req_packed_command(&CommandTable::request());
-                self.inner.set_read_timeout(Some(self.read_timeout))?;
+                self.inner.set_read_timeout(Some(self.read_timeout_now))?;
                 reply
             })
         };
@@ -362,7 +374,7 @@ impl Connection {
         if per_reply.is_zero() {
             return Err(crate::node::timed_out());
         }
-        let bounded = per_reply != self.read_timeout;
+        let bounded = per_reply != self.read_timeout_now;
         if bounded {
             self.inner.set_read_timeout(Some(per_reply))?;
         }
@@ -380,7 +392,7 @@ impl Connection {
             Err(err) => self.observe(err),
         }
         if bounded {
-            self.inner.set_read_timeout(Some(self.read_timeout))?;
+            self.inner.set_read_timeout(Some(self.read_timeout_now))?;
         }
         role
     }

@@ -138,6 +138,24 @@ fn a_write_that_changed_nothing_needs_no_confirmation_and_a_demoted_pipeline_say
         ),
         "a write that changed something is still confirmed"
     );
+    // A blocking write given a read timeout shorter than the confirmation's wait: the pool
+    // adds that wait, and the write comes back NotReplicated, not a broken connection.
+    let _: () = direct(&master).rpush("ready", "job").unwrap();
+    let err = conn
+        .with_read_timeout(Duration::from_millis(150), |c| {
+            c.blmove::<_, _, Option<String>>(
+                "ready",
+                "processing",
+                redis::Direction::Left,
+                redis::Direction::Right,
+                0.1,
+            )
+        })
+        .unwrap_err();
+    assert!(
+        matches!(Error::from(err), Error::NotReplicated { .. }),
+        "the confirmation's wait is the read timeout's too"
+    );
     topology.resume(&replicas[0]).unwrap();
     drop(conn);
 
