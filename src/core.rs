@@ -114,6 +114,8 @@ pub(crate) struct Core {
     blocked: Mutex<Vec<Blocked>>,
     /// The token of the next entry in `blocked`.
     next_blocked: AtomicU64,
+    /// What `with_retry` did, for `stats()`.
+    pub(crate) retries: crate::retry::RetryCounters,
 }
 
 /// A master connection blocked in a command.
@@ -215,6 +217,7 @@ impl Core {
             asking_commands: AtomicBool::new(false),
             blocked: Mutex::new(Vec::new()),
             next_blocked: AtomicU64::new(0),
+            retries: crate::retry::RetryCounters::default(),
             replica_set: AtomicU64::new(0),
             failovers: AtomicU64::new(0),
             last_failover: Mutex::new(None),

@@ -48,7 +48,7 @@ pub use node::NodeAddr;
 pub use pool::{PooledConnection, SentinelPool};
 pub use replica::{ReplicaOptions, ReplicaSelection};
 pub use retry::RetryPolicy;
-pub use stats::{Stats, WatcherState};
+pub use stats::{RetryStats, Stats, WatcherState};
 pub use subscriber::Subscriber;
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]

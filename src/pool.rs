@@ -554,6 +554,7 @@ impl SentinelPool {
             idle_connections: state.idle_connections,
             down_after: self.core().down_after(),
             retry_deadline: self.retry_policy().deadline_value(),
+            retries: self.core().retries.snapshot(),
         }
     }
 

@@ -2,12 +2,15 @@
 //! for a retry (applied or not, a failover or not) is decided in `class.rs`; this adds what
 //! the connection saw during the attempt.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::atomic::{AtomicU64, Ordering},
+    time::{Duration, Instant},
+};
 
 use redis::{RedisError, RedisResult};
 
 use crate::{
-    Connection, Error, SentinelPool,
+    Connection, Error, RetryStats, SentinelPool,
     backoff::Backoff,
     class::{Class, classify, is_readonly, is_unblocked},
     config::{LONGEST, invalid},
@@ -175,11 +178,64 @@ pub(crate) fn classify_attempt(err: &RedisError, conn: &Connection, applied_befo
     }
 }
 
-/// The loop behind `with_retry` and `with_retry_idempotent`.
+/// What the retry loop did, counted over every caller; read by `stats()`.
+#[derive(Debug, Default)]
+pub(crate) struct RetryCounters {
+    calls: AtomicU64,
+    attempts: AtomicU64,
+    retried_unapplied: AtomicU64,
+    retried_maybe_applied: AtomicU64,
+    maybe_applied: AtomicU64,
+    exhausted: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl RetryCounters {
+    pub(crate) fn snapshot(&self) -> RetryStats {
+        let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        RetryStats {
+            calls: read(&self.calls),
+            attempts: read(&self.attempts),
+            retried_unapplied: read(&self.retried_unapplied),
+            retried_maybe_applied: read(&self.retried_maybe_applied),
+            maybe_applied: read(&self.maybe_applied),
+            exhausted: read(&self.exhausted),
+            failed: read(&self.failed),
+        }
+    }
+}
+
+fn count(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The loop behind `with_retry` and `with_retry_idempotent`, counted in the pool's
+/// [`RetryCounters`].
 pub(crate) fn run<T>(
     pool: &SentinelPool,
     idempotent: bool,
+    op: impl FnMut(&mut Connection) -> RedisResult<T>,
+) -> Result<T, Error> {
+    let counters = &pool.core().retries;
+    count(&counters.calls);
+    let result = attempts(pool, idempotent, op, counters);
+    if let Err(err) = &result {
+        count(match err {
+            Error::MaybeApplied { .. }
+            | Error::NotReplicated { .. }
+            | Error::NotPersisted { .. } => &counters.maybe_applied,
+            Error::RetriesExhausted { .. } => &counters.exhausted,
+            _ => &counters.failed,
+        });
+    }
+    result
+}
+
+fn attempts<T>(
+    pool: &SentinelPool,
+    idempotent: bool,
     mut op: impl FnMut(&mut Connection) -> RedisResult<T>,
+    counters: &RetryCounters,
 ) -> Result<T, Error> {
     let policy = pool.retry_policy();
     let start = Instant::now();
@@ -188,6 +244,9 @@ pub(crate) fn run<T>(
     let mut attempt = 0;
     loop {
         attempt += 1;
+        count(&counters.attempts);
+        // Which kind of retry the attempt that failed calls for.
+        let mut retried = &counters.retried_unapplied;
         let generation = pool.generation();
         let remaining = deadline.saturating_duration_since(Instant::now());
         let wait = remaining
@@ -209,10 +268,13 @@ pub(crate) fn run<T>(
                                 not_replicated => not_replicated,
                             });
                         }
-                        _ => {
+                        class => {
                             // Returning `conn` (at the end of this arm) invalidates the pool if the
                             // error showed a failover, so the backoff below ends at once.
                             log::debug!("attempt {attempt} on {} failed: {err}", conn.addr());
+                            if class == Class::MaybeApplied {
+                                retried = &counters.retried_maybe_applied;
+                            }
                             Error::from(err)
                         }
                     },
@@ -235,6 +297,7 @@ pub(crate) fn run<T>(
                 last: Box::new(last),
             });
         }
+        count(retried);
         // A failover announced meanwhile ends the wait: the next attempt reaches the new master.
         pool.core().generation.wait_for_change(generation, backoff);
     }

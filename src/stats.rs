@@ -45,6 +45,35 @@ pub struct Stats {
     /// [`retry_policy`](crate::Builder::retry_policy) set, or the default grown to cover
     /// `down_after`.
     pub retry_deadline: Duration,
+    /// What [`with_retry`](crate::SentinelPool::with_retry) and
+    /// [`with_retry_idempotent`](crate::SentinelPool::with_retry_idempotent) did, counted
+    /// since the pool was built.
+    pub retries: RetryStats,
+}
+
+/// What the retry loop did, in [`Stats`]: how often it ran, retried and gave up. Counted since
+/// the pool was built, over every caller.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RetryStats {
+    /// Calls of `with_retry` and `with_retry_idempotent`.
+    pub calls: u64,
+    /// Attempts they made, first ones included: `attempts - calls` were retries.
+    pub attempts: u64,
+    /// Retries after an error that applied nothing (no connection, `READONLY`, `LOADING`,
+    /// `NOREPLICAS`, a stale connection...).
+    pub retried_unapplied: u64,
+    /// Retries after an error that may have applied the operation (a connection that broke
+    /// mid-request, `NotReplicated`): only `with_retry_idempotent` makes these.
+    pub retried_maybe_applied: u64,
+    /// Calls that returned [`Error::MaybeApplied`](crate::Error::MaybeApplied) or a durable
+    /// shortfall (`NotReplicated`, `NotPersisted`) instead of retrying it.
+    pub maybe_applied: u64,
+    /// Calls that gave up: [`Error::RetriesExhausted`](crate::Error::RetriesExhausted).
+    pub exhausted: u64,
+    /// Calls that returned an error no retry could help (a final error, a configuration
+    /// error, an exhausted pool).
+    pub failed: u64,
 }
 
 /// The watcher's state in [`Stats`].
@@ -99,7 +128,22 @@ impl fmt::Display for Stats {
         if let Some(down_after) = self.down_after {
             write!(f, "down-after {down_after:?}, ")?;
         }
-        write!(f, "retry deadline {:?}", self.retry_deadline)
+        write!(f, "retry deadline {:?}", self.retry_deadline)?;
+        let r = &self.retries;
+        if r.calls > 0 {
+            write!(
+                f,
+                "; {} retried calls: {} retries ({} after maybe-applied), {} maybe applied, \
+                 {} gave up, {} failed",
+                r.calls,
+                r.attempts.saturating_sub(r.calls),
+                r.retried_maybe_applied,
+                r.maybe_applied,
+                r.exhausted,
+                r.failed
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -141,12 +185,30 @@ mod tests {
             idle_connections: 4,
             down_after: Some(Duration::from_secs(30)),
             retry_deadline: Duration::from_secs(40),
+            retries: RetryStats::default(),
         };
         assert_eq!(
             stats.to_string(),
             "master 10.0.0.5:6379 (generation 3); 2 failovers, fence down; watcher listening \
              to 2 of 3 sentinels; 12 connections (4 idle); down-after 30s, retry deadline 40s"
         );
+        stats.retries = RetryStats {
+            calls: 10,
+            attempts: 14,
+            retried_unapplied: 3,
+            retried_maybe_applied: 1,
+            maybe_applied: 1,
+            exhausted: 0,
+            failed: 2,
+        };
+        assert!(
+            stats.to_string().ends_with(
+                "retry deadline 40s; 10 retried calls: 4 retries (1 after maybe-applied), 1 \
+                 maybe applied, 0 gave up, 2 failed"
+            ),
+            "{stats}"
+        );
+        stats.retries = RetryStats::default();
         stats.master = None;
         stats.failovers = 1;
         stats.fenced = true;

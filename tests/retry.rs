@@ -625,3 +625,66 @@ fn a_read_that_met_a_closed_connection_is_retried_and_a_write_is_not() {
         .unwrap_err();
     assert!(matches!(err, Error::MaybeApplied { .. }), "{err:?}");
 }
+
+/// What `with_retry` did is counted in `stats()`: calls, attempts, retries by class, give-ups
+/// and failures, from real refusals (`NOREPLICAS` from `min-replicas-to-write`).
+#[test]
+fn stats_count_what_with_retry_did() {
+    init_logging();
+    let topology = Topology::start().unwrap();
+    let master = topology.master().unwrap();
+    let pool = topology
+        .pool_builder()
+        .max_size(2)
+        .retry_policy(RetryPolicy::default().max_attempts(5))
+        .build()
+        .unwrap();
+    let require = |replicas: u32| {
+        let _: () = redis::cmd("CONFIG")
+            .arg(&["SET", "min-replicas-to-write"])
+            .arg(replicas)
+            .query(&mut direct(&master))
+            .unwrap();
+    };
+    assert_eq!(pool.stats().retries.calls, 0);
+
+    // Refused twice (a write needs 3 replicas, there are 2), then allowed.
+    require(3);
+    let mut tries = 0;
+    let _: () = pool
+        .with_retry(|c| {
+            tries += 1;
+            if tries == 3 {
+                require(0);
+            }
+            c.set("counted", 1)
+        })
+        .unwrap();
+    let after = pool.stats().retries;
+    assert_eq!(
+        (after.calls, after.attempts, after.retried_unapplied),
+        (1, 3, 2)
+    );
+
+    // A final error, then one that never stops: refused on all 5 attempts.
+    let _: () = pool.with_retry(|c| c.set("text", "x")).unwrap();
+    assert!(pool.with_retry(|c| c.incr::<_, _, i64>("text", 1)).is_err());
+    require(3);
+    let err = pool
+        .with_retry(|c| c.set::<_, _, ()>("never", 1))
+        .unwrap_err();
+    require(0);
+    assert!(
+        matches!(err, Error::RetriesExhausted { attempts: 5, .. }),
+        "{err}"
+    );
+    let stats = pool.stats();
+    let r = stats.retries;
+    assert_eq!((r.calls, r.failed, r.exhausted), (4, 1, 1), "{r:?}");
+    assert_eq!(r.attempts, 3 + 1 + 1 + 5);
+    assert_eq!(r.retried_unapplied, 2 + 4);
+    assert!(
+        stats.to_string().contains("4 retried calls: 6 retries"),
+        "{stats}"
+    );
+}
