@@ -13,7 +13,10 @@ pub(crate) fn builder(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<
     let builder = if let Some(url) = lookup("REDIS_SENTINEL_URL") {
         SentinelPool::from_url(&url)?
     } else if let Some(list) = lookup("SENTINELS") {
-        let service = lookup("SERVICE").unwrap_or_else(|| "mymaster".to_owned());
+        let service = lookup("SERVICE").unwrap_or_else(|| {
+            log::info!("SENTINELS is set and SERVICE is not: serving \"mymaster\"");
+            "mymaster".to_owned()
+        });
         if service.trim().is_empty() {
             return Err(invalid(
                 "SERVICE",

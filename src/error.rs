@@ -333,7 +333,8 @@ impl fmt::Display for Error {
             Error::UnknownService { service, asked } => write!(
                 f,
                 "no sentinel monitors a master named {} (asked {}): check the name \
-                 against `sentinel monitor` in sentinel.conf",
+                 against `sentinel monitor` in sentinel.conf (from_env names \"mymaster\" \
+                 when SERVICE is not set)",
                 Quoted(service),
                 asked.join(", ")
             ),
@@ -458,7 +459,15 @@ impl fmt::Display for Error {
                 last,
             } => write!(
                 f,
-                "gave up after {attempts} attempts in {elapsed:?}; last failure: {last}"
+                "gave up after {attempts} attempts in {elapsed:?}; last failure: {last}{}",
+                if matches!(&**last, Error::Redis(e) if e.code() == Some("NOREPLICAS")) {
+                    ". The master had too few replicas to take the write (its \
+                     min-replicas-to-write, or durable mode waiting for a replica that may be \
+                     promoted): check the replicas' links and lag (INFO replication on the \
+                     master), or give the retry policy a longer deadline"
+                } else {
+                    ""
+                }
             ),
         }
     }
@@ -501,6 +510,25 @@ mod tests {
         assert!(text.contains("look in its destination"), "{text}");
         assert!(text.contains("never a pop, a move"), "{text}");
         assert_eq!(err.kind(), "maybe_applied");
+    }
+
+    #[test]
+    fn giving_up_on_noreplicas_says_what_to_check() {
+        let refused = redis::make_extension_error("NOREPLICAS".into(), Some("none".into()));
+        let err = Error::RetriesExhausted {
+            attempts: 9,
+            elapsed: Duration::from_secs(10),
+            last: Box::new(Error::Redis(refused)),
+        };
+        let text = err.to_string();
+        assert!(text.contains("INFO replication"), "{text}");
+        assert!(text.contains("longer deadline"), "{text}");
+        let other = Error::RetriesExhausted {
+            attempts: 9,
+            elapsed: Duration::from_secs(10),
+            last: Box::new(Error::NoSentinels),
+        };
+        assert!(!other.to_string().contains("INFO replication"));
     }
 
     #[test]

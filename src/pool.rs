@@ -223,6 +223,9 @@ impl SentinelPool {
         let owner = Arc::new(Owner(manager.clone()));
         let max_size = manager.core.config.max_size;
         let pool = Self::pool_of(manager, owner, max_size)?;
+        if !lazy {
+            pool.until_settled();
+        }
         log::info!(
             "pool for {:?} started; master {}",
             pool.core().config.service,
@@ -231,6 +234,21 @@ impl SentinelPool {
                 .map_or_else(|| "not known yet".to_owned(), |m| m.to_string())
         );
         Ok(pool)
+    }
+
+    /// Waits, at most `connection_timeout`, until the pool holds its first idle connection
+    /// (r2d2 opens them in the background, up to `min_idle`) and the watcher, if on, listens
+    /// to a sentinel: so that `stats()` right after `build()` shows what the pool has.
+    fn until_settled(&self) {
+        let core = self.core();
+        let deadline = Instant::now() + core.config.connection_timeout;
+        let fills = core.config.min_idle != Some(0);
+        while Instant::now() < deadline
+            && ((fills && self.pool.state().connections == 0)
+                || (core.config.watcher && !core.watcher_listens()))
+        {
+            thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// A pool of reads from the master's replicas, sharing this pool's sentinel lookups and

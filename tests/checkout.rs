@@ -4,7 +4,7 @@ mod support;
 
 use std::time::Duration;
 
-use r2d2_redis_sentinel::{Error, redis::Commands, testkit::Topology};
+use r2d2_redis_sentinel::{Error, WatcherState, redis::Commands, testkit::Topology};
 use support::{client_id, direct, init_logging, is_master};
 
 #[test]
@@ -247,4 +247,20 @@ fn idle_connections_of_an_old_generation_are_closed_when_it_ends() {
         || (!open_ids().iter().any(|id| old_ids.contains(id))).then_some(()),
     );
     support::wait_idle(&pool, 4);
+}
+
+/// `stats()` right after `build()` shows the pool's first connection and a live watcher, not
+/// zeroes that the background filling and subscribing have not reached yet.
+#[test]
+fn stats_right_after_build_show_what_the_pool_has() {
+    init_logging();
+    let topology = Topology::start().unwrap();
+    let pool = topology.pool_builder().max_size(4).build().unwrap();
+    let stats = pool.stats();
+    assert!(stats.connections >= 1, "{stats}");
+    assert_eq!(stats.sentinels.len(), 3, "{stats}");
+    assert!(
+        matches!(&stats.watcher, WatcherState::Running { subscribed } if !subscribed.is_empty()),
+        "{stats}"
+    );
 }
