@@ -524,13 +524,13 @@ impl Connection {
                 let asked = self
                     .inner
                     .req_packed_command(&redis::cmd("CLIENT").arg("ID").get_packed_command());
-                // Nothing of the request was sent: an error here applied nothing.
-                self.sent_only_reads = true;
                 match asked {
                     Ok(Value::Int(id)) => id,
                     // Not allowed, or not known: the request blocks as it would without.
                     Ok(_) => return Ok(()),
                     Err(err) => {
+                        // Nothing of the request was sent: this error applied nothing.
+                        self.sent_only_reads = true;
                         self.observe(&err);
                         return Err(err);
                     }
@@ -681,10 +681,14 @@ impl Connection {
             return Ok(true);
         }
         let probe = self.shared.role_probe(&self.addr);
-        let role = self.probe_role(probe, false, self.read_timeout);
-        // Nothing of the request was sent: an error here applied nothing.
-        self.sent_only_reads = true;
-        Ok(role? == NodeRole::Master)
+        match self.probe_role(probe, false, self.read_timeout) {
+            Ok(role) => Ok(role == NodeRole::Master),
+            Err(err) => {
+                // Nothing of the request was sent: this error applied nothing.
+                self.sent_only_reads = true;
+                Err(err)
+            }
+        }
     }
 
     /// Sets the session back to `kept` after a request was refused unsent. When the server

@@ -336,12 +336,13 @@ impl Core {
         master: &NodeAddr,
         connected: &[NodeAddr],
     ) -> Option<String> {
-        let ask = self
-            .known_replicas
-            .lock()
-            .entry(master.clone())
-            .or_default()
-            .note(connected);
+        let ask = {
+            let mut known = self.known_replicas.lock();
+            match known.get_mut(master) {
+                Some(replicas) => replicas.note(connected),
+                None => known.entry(master.clone()).or_default().note(connected),
+            }
+        };
         if !ask {
             return None;
         }

@@ -532,6 +532,16 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_service_names_the_default_from_env_picks() {
+        let err = Error::UnknownService {
+            service: "mymaster".into(),
+            asked: vec!["127.0.0.1:26379".into()],
+        };
+        let text = err.to_string();
+        assert!(text.contains("SERVICE is not set"), "{text}");
+    }
+
+    #[test]
     fn kinds_are_snake_case_labels() {
         let kinds = [
             Error::NoSentinels.kind(),

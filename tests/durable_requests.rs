@@ -329,3 +329,39 @@ fn reads_the_server_calls_reads_are_not_refused_while_a_replica_is_away() {
         .unwrap();
     assert_eq!(name.as_deref(), Some("worker"));
 }
+
+/// A durable write whose replica count is a second old is preceded by a `ROLE` of its own;
+/// if the write then times out, it may have been applied: `with_retry` must not run it
+/// again (the probe's success says nothing about the write).
+#[test]
+fn a_write_that_times_out_after_the_count_was_refreshed_is_not_run_again() {
+    init_logging();
+    let topology = Topology::start().unwrap();
+    let pool = topology
+        .pool_builder()
+        .max_size(1)
+        .watcher(false)
+        .validation(r2d2_redis_sentinel::Validation::Off)
+        .read_timeout(Duration::from_millis(300))
+        .durability(Durability::all_replicas().timeout(Duration::from_millis(100)))
+        .build()
+        .unwrap();
+    let _: () = pool.with_retry(|c| c.set("counter", 0)).unwrap();
+    // The count's age is what this test is about: past a second, the next write asks ROLE.
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut calls = 0;
+    let err = pool
+        .with_retry(|c| {
+            calls += 1;
+            redis::pipe()
+                .incr("counter", 1)
+                .blpop("never-filled", 2.0)
+                .query::<()>(c)
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::MaybeApplied { .. }), "{err:?}");
+    assert_eq!(calls, 1, "a write that may have been applied was run again");
+    let master = topology.master().unwrap();
+    let counter: i64 = direct(&master).get("counter").unwrap();
+    assert_eq!(counter, 1);
+}
