@@ -6,7 +6,8 @@
 //!
 //! 1. **move** a job from `jobs` to its own processing list (`BLMOVE jobs processing:<w>`),
 //!    under `with_retry`: a move is never repeated blindly, since a second one would take
-//!    another job while the first sits in the processing list;
+//!    another job while the first sits in the processing list (`BLMOVE` needs Redis 6.2 or
+//!    later; `BRPOPLPUSH` does the same before);
 //! 2. **do** it, and record its result with `SET result:<job> <worker> NX`, which is safe to
 //!    repeat (`with_retry_idempotent`): a second run finds the result there, and the job's
 //!    effect happens once, whoever does it again;

@@ -36,9 +36,15 @@ pub fn strings(text: &str) {
     let _ = crate::config::redact_url(text);
 }
 
-/// The RESP scan of a packed request that tracks what a connection's caller did.
+/// The RESP scan of a packed request that tracks what a connection's caller did, and the
+/// lookup of what each command does; the same bytes read as a server's `COMMAND` reply.
 pub fn packed_request(bytes: &[u8]) {
+    let table = redis::parse_redis_value(bytes)
+        .ok()
+        .and_then(|reply| crate::command_table::CommandTable::parse(&reply));
     for (name, arg) in crate::connection::commands(bytes) {
         let _ = (name.len(), arg.map(<[u8]>::len));
+        let _ = crate::command_table::traits(name, arg, None);
+        let _ = crate::command_table::traits(name, arg, table.as_ref());
     }
 }

@@ -113,15 +113,8 @@ fn a_write_that_changed_nothing_needs_no_confirmation_and_a_demoted_pipeline_say
     // nothing, and say so.
     topology.pause(&replicas[0]).unwrap();
     let mut conn = pool.get().unwrap();
-    let moved: Option<String> = conn
-        .blmove(
-            "empty",
-            "processing",
-            redis::Direction::Left,
-            redis::Direction::Right,
-            0.1,
-        )
-        .unwrap();
+    // BRPOPLPUSH, which every supported server has (BLMOVE came with Redis 6.2).
+    let moved: Option<String> = conn.brpoplpush("empty", "processing", 0.1).unwrap();
     assert_eq!(moved, None);
     let popped: Option<(String, String)> = conn.blpop("empty", 0.1).unwrap();
     assert_eq!(popped, None);
@@ -143,13 +136,7 @@ fn a_write_that_changed_nothing_needs_no_confirmation_and_a_demoted_pipeline_say
     let _: () = direct(&master).rpush("ready", "job").unwrap();
     let err = conn
         .with_read_timeout(Duration::from_millis(150), |c| {
-            c.blmove::<_, _, Option<String>>(
-                "ready",
-                "processing",
-                redis::Direction::Left,
-                redis::Direction::Right,
-                0.1,
-            )
+            c.brpoplpush::<_, _, Option<String>>("ready", "processing", 0.1)
         })
         .unwrap_err();
     assert!(
