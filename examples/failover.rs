@@ -38,10 +38,7 @@ fn main() -> std::process::ExitCode {
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::init();
     let support::Target { topology, builder } = support::target()?;
-    let duration = std::env::var("DURATION")
-        .ok()
-        .and_then(|d| d.parse().ok())
-        .map(Duration::from_secs);
+    let duration = support::duration();
 
     let pool = builder
         .max_size(4)

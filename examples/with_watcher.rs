@@ -92,12 +92,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             thread::sleep(Duration::from_millis(500));
         }
         None => {
-            let secs = std::env::var("DURATION")
-                .ok()
-                .and_then(|d| d.parse().ok())
-                .unwrap_or(60);
-            println!("listening for {secs} s; trigger a failover now");
-            thread::sleep(Duration::from_secs(secs));
+            let duration = support::duration().unwrap_or(Duration::from_secs(60));
+            println!("listening for {duration:?}; trigger a failover now");
+            thread::sleep(duration);
         }
     }
     // One line, as a health endpoint would serve it.

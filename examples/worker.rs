@@ -145,11 +145,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             thread::sleep(Duration::from_secs(2));
         }
         None => {
-            let duration = std::env::var("DURATION")
-                .ok()
-                .and_then(|d| d.parse().ok())
-                .unwrap_or(30);
-            thread::sleep(Duration::from_secs(duration));
+            thread::sleep(support::duration().unwrap_or(Duration::from_secs(30)));
         }
     }
     producing.store(false, Ordering::Relaxed);

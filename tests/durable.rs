@@ -40,6 +40,18 @@ fn durable(topology: &Topology) -> SentinelPool {
     durable_with(topology, Durability::all_replicas())
 }
 
+/// Asserts that a durable write of `key` is refused unsent (`NOREPLICAS`, naming `waited`,
+/// the replica it waits for) and never reaches `master`.
+fn refused_unsent(pool: &SentinelPool, master: &NodeAddr, key: &str, waited: &NodeAddr) {
+    let err = pool.get().unwrap().set::<_, _, ()>(key, 1).unwrap_err();
+    assert_eq!(err.code(), Some("NOREPLICAS"), "{err}");
+    assert!(err.to_string().contains(&waited.to_string()), "{err}");
+    assert!(
+        !direct(master).exists::<_, bool>(key).unwrap(),
+        "the refused write was sent"
+    );
+}
+
 /// How many of the writes `<prefix>:<i>` acknowledged the node at `on` lacks.
 fn lost(on: &NodeAddr, prefix: &str, acked: &Mutex<Vec<u64>>) -> usize {
     let mut conn = direct(on);
@@ -387,17 +399,7 @@ fn a_replica_that_left_the_master_is_waited_for_while_sentinel_may_promote_it() 
     // ONE`); the sentinels still list it as a healthy replica. The other replica would
     // confirm writes it will never have: they are refused unsent.
     support::detach(&master, &replicas[0]);
-    let err = pool
-        .get()
-        .unwrap()
-        .set::<_, _, ()>("left:during", 1)
-        .unwrap_err();
-    assert_eq!(err.code(), Some("NOREPLICAS"), "{err}");
-    assert!(err.to_string().contains(&replicas[0].to_string()), "{err}");
-    assert!(
-        !direct(&master).exists::<_, bool>("left:during").unwrap(),
-        "the refused write was sent"
-    );
+    refused_unsent(&pool, &master, "left:during", &replicas[0]);
 
     // Back under the master: confirmed by both again.
     let _: () = redis::cmd("REPLICAOF")
@@ -437,14 +439,7 @@ fn a_replica_away_when_the_pool_starts_is_waited_for() {
     let replicas = support::replicas(&topology, &master);
     support::detach(&master, &replicas[0]);
     let pool = durable(&topology);
-    let err = pool
-        .get()
-        .unwrap()
-        .set::<_, _, ()>("away:first", 1)
-        .unwrap_err();
-    assert_eq!(err.code(), Some("NOREPLICAS"), "{err}");
-    assert!(err.to_string().contains(&replicas[0].to_string()), "{err}");
-    assert!(!direct(&master).exists::<_, bool>("away:first").unwrap());
+    refused_unsent(&pool, &master, "away:first", &replicas[0]);
 
     let _: () = redis::cmd("REPLICAOF")
         .arg(&master.host)

@@ -34,6 +34,14 @@ pub(crate) fn target() -> Result<Target, Box<dyn std::error::Error>> {
     })
 }
 
+/// `DURATION`, in seconds, when it is set to a whole number.
+pub(crate) fn duration() -> Option<std::time::Duration> {
+    std::env::var("DURATION")
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .map(std::time::Duration::from_secs)
+}
+
 /// Ends an example: on error, prints its message (which says what to fix) and its causes,
 /// not the `Debug` form a `main` returning `Result` would print, and exits with failure.
 pub(crate) fn finish(result: Result<(), Box<dyn std::error::Error>>) -> std::process::ExitCode {
