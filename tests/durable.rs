@@ -402,11 +402,7 @@ fn a_replica_that_left_the_master_is_waited_for_while_sentinel_may_promote_it() 
     refused_unsent(&pool, &master, "left:during", &replicas[0]);
 
     // Back under the master: confirmed by both again.
-    let _: () = redis::cmd("REPLICAOF")
-        .arg(&master.host)
-        .arg(master.port)
-        .query(&mut direct(&replicas[0]))
-        .unwrap();
+    support::demote(&replicas[0], &master);
     eventually("durable writes to resume", Duration::from_secs(20), || {
         pool.with_retry(|c| c.set::<_, _, ()>("left:after", 1)).ok()
     });
@@ -441,11 +437,7 @@ fn a_replica_away_when_the_pool_starts_is_waited_for() {
     let pool = durable(&topology);
     refused_unsent(&pool, &master, "away:first", &replicas[0]);
 
-    let _: () = redis::cmd("REPLICAOF")
-        .arg(&master.host)
-        .arg(master.port)
-        .query(&mut direct(&replicas[0]))
-        .unwrap();
+    support::demote(&replicas[0], &master);
     eventually("durable writes to resume", Duration::from_secs(20), || {
         pool.with_retry(|c| c.set::<_, _, ()>("away:back", 1)).ok()
     });
