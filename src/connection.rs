@@ -276,9 +276,9 @@ impl Connection {
         self.applied
     }
 
-    /// True when the node answered a request without error less than `window` ago.
-    pub(crate) fn answered_within(&self, window: Duration) -> bool {
-        self.last_ok.elapsed() < window
+    /// True when the node answered a request without error less than `window` before `now`.
+    pub(crate) fn answered_within(&self, now: Instant, window: Duration) -> bool {
+        now.saturating_duration_since(self.last_ok) < window
     }
 
     /// Records the version of the replica set this replica connection was picked from, and
@@ -579,6 +579,12 @@ impl Connection {
             ErrorKind::Server(_) | ErrorKind::Extension | ErrorKind::UnexpectedReturnType
         ) {
             self.out_of_step = true;
+            // A master that crashed or hangs took its other connections with it.
+            if self.serves == NodeRole::Master
+                && (err.is_io_error() || err.is_timeout() || err.is_connection_dropped())
+            {
+                self.shared.distrust_recent();
+            }
         }
         if err.kind() == ErrorKind::Server(ServerErrorKind::ExecAbort) {
             self.tracked.in_transaction = false;

@@ -45,12 +45,13 @@ use std::{
 use parking_lot::Mutex;
 
 use crate::{
-    Error, Event, FailoverSource, NodeAddr,
+    Error, Event, FailoverSource, NodeAddr, Validation,
     command_table::CommandTable,
     config::Config,
     durable::{KnownReplicas, Unconfirmable},
     event::EventSink,
     generation::Generation,
+    liveness::Liveness,
     node::RoleProbe,
     sentinel::{PromotionView, Sentinels},
 };
@@ -88,8 +89,12 @@ pub(crate) struct Core {
     /// The sentinels the watcher is subscribed to now; written by the watcher, read by
     /// `stats`.
     subscribed: Mutex<BTreeSet<NodeAddr>>,
-    /// How many of them: what fast validation reads on every checkout, without a lock.
+    /// How many of them: whether the watcher listens at all (`build` waits for it).
     live_subscriptions: AtomicUsize,
+    /// Whether a checkout may skip its round trip: the watcher hears a majority of the
+    /// sentinels, and no master connection broke lately. Written by the watcher and by
+    /// connections that break; read by every adaptive checkout, without a lock.
+    pub(crate) liveness: Liveness,
     /// Set once a data node refused `ROLE` to our ACL user (`NOPERM`): what fast paths read
     /// before they look in `roles_via_hello`.
     any_role_via_hello: AtomicBool,
@@ -223,6 +228,7 @@ impl Core {
             last_failover: Mutex::new(None),
             subscribed: Mutex::new(BTreeSet::new()),
             live_subscriptions: AtomicUsize::new(0),
+            liveness: Liveness::default(),
             any_role_via_hello: AtomicBool::new(false),
             roles_via_hello: Mutex::new(BTreeSet::new()),
             fences: FenceCounts::default(),
@@ -705,10 +711,11 @@ impl Core {
         self.live_subscriptions.store(set.len(), Ordering::Release);
     }
 
-    /// The watcher is gone: it listens to no sentinel.
+    /// The watcher is gone: it listens to no sentinel, and checkouts trust it no more.
     pub(crate) fn clear_subscriptions(&self) {
         self.subscribed.lock().clear();
         self.live_subscriptions.store(0, Ordering::Release);
+        self.liveness.set_live_until(None);
     }
 
     /// The sentinels the watcher is subscribed to now.
@@ -716,8 +723,27 @@ impl Core {
         self.subscribed.lock().iter().cloned().collect()
     }
 
-    /// True while the watcher listens to at least one sentinel: a failover would invalidate
-    /// the pool within milliseconds. One atomic load.
+    /// A master connection broke (its node may have crashed or hung, and taken every
+    /// connection with it): adaptive checkouts ask `PING`+`ROLE` for a window, so that no
+    /// connection that answered before the break is handed out unchecked.
+    pub(crate) fn distrust_recent(&self) {
+        if let Validation::Adaptive { window } = self.config.validation {
+            self.liveness.distrust_until(Instant::now() + window);
+        }
+    }
+
+    /// The check master checkouts make now.
+    pub(crate) fn checkout_mode(&self) -> crate::CheckoutMode {
+        match self.config.validation {
+            Validation::Adaptive { .. } if self.liveness.trusted(Instant::now()) => {
+                crate::CheckoutMode::SkipRecent
+            }
+            Validation::Adaptive { .. } | Validation::PingRole => crate::CheckoutMode::RoundTrip,
+            Validation::Off => crate::CheckoutMode::NoRoundTrip,
+        }
+    }
+
+    /// True while the watcher listens to at least one sentinel. One atomic load.
     pub(crate) fn watcher_listens(&self) -> bool {
         self.live_subscriptions.load(Ordering::Acquire) > 0
     }

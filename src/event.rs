@@ -7,7 +7,7 @@ use std::{
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use crate::NodeAddr;
+use crate::{CheckoutMode, NodeAddr};
 
 /// How many events wait for a consumer before the oldest is dropped.
 const CAPACITY: usize = 1024;
@@ -99,6 +99,17 @@ pub enum Event {
         sentinel: NodeAddr,
         /// What went wrong.
         error: String,
+    },
+    /// Master checkouts of an [adaptive](crate::Validation::Adaptive) pool changed mode:
+    /// they skip the round trip for recent connections again (the watcher hears a majority
+    /// of the sentinels), or every checkout asks `PING` and `ROLE` (it does not).
+    CheckoutMode {
+        /// The mode from now on.
+        mode: CheckoutMode,
+        /// The sentinels heard within the last 2 s.
+        heard: usize,
+        /// The sentinels the watcher knows.
+        known: usize,
     },
     /// The set of known sentinels changed (one was discovered, or one stayed unreachable and was
     /// dropped).

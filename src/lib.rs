@@ -17,6 +17,7 @@ pub mod fuzzing;
 mod generation;
 #[doc = include_str!("../docs/guide.md")]
 pub mod guide {}
+mod liveness;
 mod manager;
 mod message;
 mod node;
@@ -48,7 +49,7 @@ pub use node::NodeAddr;
 pub use pool::{PooledConnection, SentinelPool};
 pub use replica::{ReplicaOptions, ReplicaSelection};
 pub use retry::RetryPolicy;
-pub use stats::{RetryStats, Stats, WatcherState};
+pub use stats::{CheckoutMode, RetryStats, Stats, WatcherState};
 pub use subscriber::Subscriber;
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]

@@ -531,7 +531,9 @@ impl r2d2::ManageConnection for SentinelManager {
         SentinelManager::connect(self)
     }
 
-    /// Generation and state first (no round trip), then the configured validation.
+    /// Generation and state first (no round trip), then the configured validation: for an
+    /// adaptive pool, no round trip for a master connection that answered within the window
+    /// while the watcher is live (see [`Validation::Adaptive`]).
     fn is_valid(&self, conn: &mut Connection) -> Result<(), Error> {
         let core = &self.core;
         if self.outdated(conn) || !conn.is_reusable() {
@@ -544,10 +546,13 @@ impl r2d2::ManageConnection for SentinelManager {
         let skip_round_trip = NO_ROUND_TRIP.get()
             || match core.config.validation {
                 Validation::Off => true,
-                Validation::Fast { window } => {
-                    conn.answered_within(window) && core.watcher_listens()
+                // Replicas keep their check: nothing Sentinel announces says that one was
+                // promoted by hand.
+                Validation::Adaptive { window } if conn.serves() == NodeRole::Master => {
+                    let now = Instant::now();
+                    conn.answered_within(now, window) && core.liveness.trusted(now)
                 }
-                Validation::PingRole => false,
+                Validation::Adaptive { .. } | Validation::PingRole => false,
             };
         if skip_round_trip {
             return Ok(());

@@ -566,6 +566,7 @@ impl SentinelPool {
             fences_released,
             last_failover,
             watcher,
+            checkout: self.core().checkout_mode(),
             sentinels: self.core().sentinels(),
             events_dropped: self.core().events.dropped(),
             connections: state.connections,

@@ -31,6 +31,8 @@ pub struct Stats {
     pub last_failover: Option<SystemTime>,
     /// What the watcher is doing.
     pub watcher: WatcherState,
+    /// The check master checkouts make now (see [`Validation`](crate::Validation)).
+    pub checkout: CheckoutMode,
     /// The sentinels the pool knows, in the order lookups ask them.
     pub sentinels: Vec<NodeAddr>,
     /// Events dropped because nobody read [`events`](crate::SentinelPool::events) fast enough.
@@ -92,10 +94,37 @@ pub enum WatcherState {
     Stopped,
 }
 
+/// The check a master checkout makes now, in [`Stats`] and
+/// [`Event::CheckoutMode`](crate::Event::CheckoutMode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CheckoutMode {
+    /// `PING` and `ROLE` in one round trip: [`Validation::PingRole`](crate::Validation), or
+    /// an adaptive pool whose watcher does not hear a majority of the sentinels now (or
+    /// whose master connection broke moments ago).
+    RoundTrip,
+    /// No round trip for a connection that answered within the window, `PING` and `ROLE` for
+    /// the others: an adaptive pool whose watcher is live.
+    SkipRecent,
+    /// No round trip at all: [`Validation::Off`](crate::Validation).
+    NoRoundTrip,
+}
+
+/// `PING+ROLE`, `no round trip for recent connections`, or `no round trip`.
+impl fmt::Display for CheckoutMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CheckoutMode::RoundTrip => "PING+ROLE",
+            CheckoutMode::SkipRecent => "no round trip for recent connections",
+            CheckoutMode::NoRoundTrip => "no round trip",
+        })
+    }
+}
+
 /// One line for a health endpoint or a log, for example:
 ///
 /// ```text
-/// master 10.0.0.5:6379 (generation 3); 2 failovers, fence down; watcher listening to 3 of 3 sentinels; 12 connections (4 idle); down-after 30s, retry deadline 40s
+/// master 10.0.0.5:6379 (generation 3); 2 failovers, fence down; watcher listening to 3 of 3 sentinels; checkout: no round trip for recent connections; 12 connections (4 idle); down-after 30s, retry deadline 40s
 /// ```
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -122,8 +151,8 @@ impl fmt::Display for Stats {
         }
         write!(
             f,
-            "; {} connections ({} idle); ",
-            self.connections, self.idle_connections
+            "; checkout: {}; {} connections ({} idle); ",
+            self.checkout, self.connections, self.idle_connections
         )?;
         if let Some(down_after) = self.down_after {
             write!(f, "down-after {down_after:?}, ")?;
@@ -179,6 +208,7 @@ mod tests {
             watcher: WatcherState::Running {
                 subscribed: vec![node(26379), node(26380)],
             },
+            checkout: CheckoutMode::SkipRecent,
             sentinels: vec![node(26379), node(26380), node(26381)],
             events_dropped: 0,
             connections: 12,
@@ -190,7 +220,8 @@ mod tests {
         assert_eq!(
             stats.to_string(),
             "master 10.0.0.5:6379 (generation 3); 2 failovers, fence down; watcher listening \
-             to 2 of 3 sentinels; 12 connections (4 idle); down-after 30s, retry deadline 40s"
+             to 2 of 3 sentinels; checkout: no round trip for recent connections; 12 \
+             connections (4 idle); down-after 30s, retry deadline 40s"
         );
         stats.retries = RetryStats {
             calls: 10,
@@ -213,11 +244,12 @@ mod tests {
         stats.failovers = 1;
         stats.fenced = true;
         stats.watcher = WatcherState::Off;
+        stats.checkout = CheckoutMode::RoundTrip;
         stats.down_after = None;
         assert_eq!(
             stats.to_string(),
-            "master not looked up yet (generation 3); 1 failover, fence UP; watcher off; 12 \
-             connections (4 idle); retry deadline 40s"
+            "master not looked up yet (generation 3); 1 failover, fence UP; watcher off; \
+             checkout: PING+ROLE; 12 connections (4 idle); retry deadline 40s"
         );
     }
 }

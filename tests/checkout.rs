@@ -71,11 +71,13 @@ fn a_node_that_answers_role_as_replica_is_never_handed_out() {
     let topology = Topology::start().unwrap();
     let master = topology.master().unwrap();
     let replica = support::replica(&topology, &master);
+    // PING+ROLE at every checkout (the default skips it within a window: tests/adaptive.rs).
     let pool = topology
         .pool_builder()
         .max_size(2)
         .min_idle(Some(2))
         .connection_timeout(Duration::from_secs(1))
+        .validation(r2d2_redis_sentinel::Validation::PingRole)
         .build()
         .unwrap();
     support::wait_idle(&pool, 2);
@@ -123,48 +125,17 @@ fn last_command(master: &r2d2_redis_sentinel::NodeAddr, id: i64) -> String {
 }
 
 #[test]
-fn fast_validation_skips_the_round_trip_only_while_it_is_safe() {
-    use r2d2_redis_sentinel::{Validation, WatcherState};
+fn ping_role_validation_checks_every_checkout() {
+    use r2d2_redis_sentinel::Validation;
     init_logging();
     let topology = Topology::start().unwrap();
     let master = topology.master().unwrap();
     let pool = topology
         .pool_builder()
         .max_size(1)
-        .validation(Validation::Fast {
-            window: Duration::from_secs(30),
-        })
+        .validation(Validation::PingRole)
         .build()
         .unwrap();
-    support::eventually("the watcher to subscribe", Duration::from_secs(10), || {
-        matches!(pool.stats().watcher, WatcherState::Running { ref subscribed } if !subscribed.is_empty())
-            .then_some(())
-    });
-
-    let mut conn = pool.get().unwrap();
-    let id = client_id(&mut conn);
-    let _: () = conn.set("k", "v").unwrap();
-    drop(conn);
-    // Used moments ago, current generation, watcher listening: no round trip.
-    let conn = pool.get().unwrap();
-    assert_eq!(last_command(&master, id), "set");
-    drop(conn);
-
-    // Without a watcher to hear a failover, the full check runs.
-    pool.stop_watcher();
-    let mut conn = pool.get().unwrap();
-    assert_eq!(client_id(&mut conn), id);
-    drop(conn);
-    let _conn = pool.get().unwrap();
-    assert_eq!(last_command(&master, id), "role");
-}
-
-#[test]
-fn default_validation_checks_ping_and_role_on_every_checkout() {
-    init_logging();
-    let topology = Topology::start().unwrap();
-    let master = topology.master().unwrap();
-    let pool = topology.pool_builder().max_size(1).build().unwrap();
     let mut conn = pool.get().unwrap();
     let id = client_id(&mut conn);
     let _: () = conn.set("k", "v").unwrap();

@@ -165,13 +165,8 @@ pub(crate) fn contenders(topology: &Topology, pool_size: u32) -> Vec<(&'static s
         Arc::new(move || set_on(&mut *pool.get().expect("checkout"))) as Op
     };
     vec![
+        ("sentinel-pool/default", ours(Validation::default())),
         ("sentinel-pool/ping-role", ours(Validation::PingRole)),
-        (
-            "sentinel-pool/fast",
-            ours(Validation::Fast {
-                window: Duration::from_secs(1),
-            }),
-        ),
         ("plain-r2d2/ping", plain(true)),
         ("plain-r2d2/none", plain(false)),
         ("locked-sentinel-client/ping", locked),

@@ -33,32 +33,74 @@ pub(crate) const LONGEST: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 /// Whatever the mode, a connection from an older generation (one opened before the last
 /// failover or [`invalidate`](crate::SentinelPool::invalidate)), or one left in a bad state
 /// (inside `MULTI`, subscribed, after an I/O error), is never handed out; that check costs no
-/// round trip.
+/// round trip. [`Stats::checkout`](crate::Stats::checkout) says which check checkouts make
+/// now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Validation {
-    /// `PING` and `ROLE`, pipelined in one round trip, within one
-    /// [`read_timeout`](crate::Builder::read_timeout): the node must answer and must still be
-    /// a master. A node demoted behind the pool's back is never handed out. For an ACL user
-    /// that may not run `ROLE`, `HELLO` (which reports the role too) takes its place. The
-    /// default.
-    PingRole,
-    /// No round trip for a connection whose node answered less than `window` ago, in the
-    /// current generation, while the watcher is subscribed to at least one sentinel (so a
-    /// failover would already have invalidated it); `PING` and `ROLE` otherwise. A busy pool
-    /// skips almost every round trip and keeps the guarantee that a demoted master is not
-    /// handed out, as long as the watcher hears the failover. A connection that died within
-    /// the window surfaces on first use (which [`with_retry`](crate::SentinelPool::with_retry)
-    /// absorbs).
-    Fast {
-        /// How recent the last good answer must be. A second is a sound choice.
+    /// No round trip for a master connection that answered less than `window` ago, in the
+    /// current generation, while the watcher is live; `PING` and `ROLE` in one round trip
+    /// otherwise. The default, with a `window` of 500 ms (HikariCP's
+    /// `aliveBypassWindowMs`).
+    ///
+    /// *Live* means that the watcher is subscribed to a majority of the sentinels it knows
+    /// and has heard from each of them within the last 2 s (a subscription that carries
+    /// nothing for a second is pinged): a failover that Sentinel announces then reaches the
+    /// pool within milliseconds and retires every connection to the old master at once, and
+    /// the fence holds writes while the failover promotes, so the round trip would buy
+    /// nothing. The moment that stops being true (sentinels down, frozen or cut off, the
+    /// watcher stopped or [turned off](crate::Builder::watcher)), every checkout asks `PING`
+    /// and `ROLE` again, by itself; it also does for a window after a master connection
+    /// broke, so that its siblings, dead too if the master crashed, are caught at checkout.
+    /// An [`Event::CheckoutMode`](crate::Event::CheckoutMode) says when checkouts change
+    /// mode.
+    ///
+    /// What the window lets through, and who absorbs it:
+    /// - a master demoted behind the sentinels' back (an operator's `REPLICAOF`) is handed
+    ///   out for at most `window` after each connection's last answer: a write to it is
+    ///   refused with `READONLY` and applied nowhere, which
+    ///   [`with_retry`](crate::SentinelPool::with_retry) retries, and the first `READONLY`
+    ///   retires every connection to that node; after `window`, checkouts refuse it;
+    /// - a connection that died within the window (the node crashed or closed it) fails on
+    ///   first use: a request of reads alone is retried by `with_retry` as not applied, a
+    ///   write as maybe applied (returned as [`Error::MaybeApplied`](crate::Error) unless
+    ///   the call is [idempotent](crate::SentinelPool::with_retry_idempotent)), as a write
+    ///   in flight when the master crashes would be under [`PingRole`](Self::PingRole).
+    ///   Plain [`get`](crate::SentinelPool::get) users see that error once per such
+    ///   connection.
+    ///
+    /// Replica pools check every checkout with `PING` and `ROLE` whatever this says: no
+    /// Sentinel announcement tells that a replica was promoted by hand.
+    Adaptive {
+        /// How recent the connection's last good answer must be.
         window: Duration,
     },
-    /// No round trip: only the generation and the connection's own state are checked. Faster;
-    /// a dead connection surfaces on first use instead (which
+    /// `PING` and `ROLE`, pipelined in one round trip, within one
+    /// [`read_timeout`](crate::Builder::read_timeout), at every checkout: the node must answer
+    /// and must still be a master. A node demoted behind the pool's back is never handed out,
+    /// and a dead connection is found before the caller sends anything. For an ACL user that
+    /// may not run `ROLE`, `HELLO` (which reports the role too) takes its place. A round trip
+    /// per checkout: about half the throughput of [`Adaptive`](Self::Adaptive) for short
+    /// requests.
+    PingRole,
+    /// No round trip: only the generation and the connection's own state are checked. A dead
+    /// connection surfaces on first use instead (which
     /// [`with_retry`](crate::SentinelPool::with_retry) absorbs), and a master demoted behind
     /// the watcher's back is not noticed until a write fails.
     Off,
+}
+
+impl Validation {
+    /// The default: [`Adaptive`](Self::Adaptive) with a window of 500 ms.
+    pub const DEFAULT: Validation = Validation::Adaptive {
+        window: Duration::from_millis(500),
+    };
+}
+
+impl Default for Validation {
+    fn default() -> Self {
+        Validation::DEFAULT
+    }
 }
 
 /// Where a fenced pool resumes writes during a failover: see

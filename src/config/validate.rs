@@ -8,8 +8,8 @@ use redis::{
 };
 
 use super::{
-    Builder, Config, FenceOptions, LONGEST_FENCE, MAX_POOL_SIZE, check_duration, invalid,
-    parse_sentinel,
+    Builder, Config, FenceOptions, LONGEST_FENCE, MAX_POOL_SIZE, Validation, check_duration,
+    invalid, parse_sentinel,
 };
 use crate::{
     Error, NodeAddr,
@@ -119,6 +119,9 @@ impl Builder {
             if let Some(value) = value {
                 check_duration(option, value)?;
             }
+        }
+        if let Validation::Adaptive { window } = self.validation {
+            check_duration("validation", window)?;
         }
         if self.fence_timeout > LONGEST_FENCE {
             return invalid(

@@ -81,7 +81,7 @@ use std::{
 use crossbeam_channel::{Receiver, Sender, select};
 
 use crate::{
-    Error, Event, FailoverSource, FenceRelease, FenceResume, NodeAddr,
+    CheckoutMode, Error, Event, FailoverSource, FenceRelease, FenceResume, NodeAddr, Validation,
     core::Core,
     message::{SentinelMessage, Step},
     node::NodeSettings,
@@ -172,6 +172,12 @@ enum Report {
         down_after: Option<Duration>,
     },
     Sentinels(Vec<NodeAddr>),
+    /// The subscription carried a message or answered a `PING` at `at`: the sentinel is
+    /// heard (see [`liveness`](crate::liveness)).
+    Heard {
+        from: NodeAddr,
+        at: Instant,
+    },
     /// The replicas a sentinel lists as healthy, asked at each refresh.
     Replicas {
         from: NodeAddr,
@@ -220,6 +226,9 @@ struct Slot {
     /// not one per failed attempt.
     reported_down: bool,
     down_since: Option<Instant>,
+    /// When the subscription last carried something (a message, a `PING`'s answer), while
+    /// subscribed.
+    heard: Option<Instant>,
 }
 
 impl Slot {
@@ -263,6 +272,8 @@ struct Coordinator {
     replicas: HashMap<NodeAddr, Vec<NodeAddr>>,
     /// Probe threads told to stop, joined once finished (and all when the watcher stops).
     probes: Vec<JoinHandle<()>>,
+    /// Whether adaptive checkouts were last told they may skip their round trip.
+    live: bool,
 }
 
 impl Coordinator {
@@ -282,6 +293,7 @@ impl Coordinator {
             done: None,
             replicas: HashMap::new(),
             probes: Vec::new(),
+            live: false,
         }
     }
 
@@ -291,6 +303,7 @@ impl Coordinator {
         for addr in self.core.sentinels() {
             self.add(addr, true);
         }
+        let housekeeping = crossbeam_channel::tick(HOUSEKEEPING);
         loop {
             let fence_ends = self
                 .fence
@@ -303,7 +316,7 @@ impl Coordinator {
                     Err(_) => break,
                 },
                 recv(fence_ends) -> _ => self.release(None, FenceRelease::TimedOut),
-                default(HOUSEKEEPING) => self.housekeeping(),
+                recv(housekeeping) -> _ => self.housekeeping(),
             }
         }
         self.release(None, FenceRelease::WatcherStopped);
@@ -324,6 +337,7 @@ impl Coordinator {
             connected: false,
             reported_down: false,
             down_since: Some(Instant::now()),
+            heard: None,
         };
         self.start_thread(&addr, &mut slot);
         self.subscribers.insert(addr, slot);
@@ -366,8 +380,10 @@ impl Coordinator {
                     slot.connected = true;
                     slot.reported_down = false;
                     slot.down_since = None;
+                    slot.heard = Some(Instant::now());
                 }
                 self.core.set_subscribed(&addr, true);
+                self.update_liveness();
                 log::debug!("watcher subscribed to sentinel {addr}");
                 self.core
                     .events
@@ -379,8 +395,10 @@ impl Coordinator {
                 };
                 slot.down_since.get_or_insert_with(Instant::now);
                 slot.connected = false;
+                slot.heard = None;
                 let first = !std::mem::replace(&mut slot.reported_down, true);
                 self.core.set_subscribed(&addr, false);
+                self.update_liveness();
                 // A leader that died or froze mid-failover never commits it: the other
                 // sentinels keep the old master and convert the promoted replica back. A
                 // subscription cut while the leader goes on (a blip, `CLIENT KILL`) is no such
@@ -417,6 +435,14 @@ impl Coordinator {
             Report::Sentinels(list) => {
                 for addr in list {
                     self.learn(addr);
+                }
+            }
+            Report::Heard { from, at } => {
+                if let Some(slot) = self.subscribers.get_mut(&from)
+                    && slot.connected
+                {
+                    slot.heard = Some(at);
+                    self.update_liveness();
                 }
             }
             Report::Replicas { from, mut list } => {
@@ -688,6 +714,7 @@ impl Coordinator {
         self.forgotten.remove(&addr);
         self.core.add_sentinel(addr.clone());
         self.add(addr.clone(), false);
+        self.update_liveness();
         self.core.events.send(Event::SentinelsChanged {
             added: vec![addr],
             removed: Vec::new(),
@@ -695,6 +722,8 @@ impl Coordinator {
     }
 
     fn housekeeping(&mut self) {
+        // A sentinel gone silent ends the trust by time alone; this says so.
+        self.update_liveness();
         let stale: HashSet<NodeAddr> = self
             .subscribers
             .iter()
@@ -747,5 +776,48 @@ impl Coordinator {
                 removed: vec![addr],
             });
         }
+        self.update_liveness();
+    }
+
+    /// Tells checkouts until when they may trust the watcher instead of a round trip: while
+    /// a majority of the known sentinels were heard within the last
+    /// [`HEARD_WITHIN`](crate::liveness::HEARD_WITHIN) (see [`crate::liveness`]). Logs a
+    /// change, and tells it to an adaptive pool's events.
+    fn update_liveness(&mut self) {
+        let now = Instant::now();
+        let until = crate::liveness::live_until(self.subscribers.values().map(|s| s.heard));
+        self.core.liveness.set_live_until(until);
+        let live = until.is_some_and(|until| until > now);
+        if live == std::mem::replace(&mut self.live, live) {
+            return;
+        }
+        let known = self.subscribers.len();
+        let heard = self
+            .subscribers
+            .values()
+            .filter(|s| {
+                s.heard
+                    .is_some_and(|at| at + crate::liveness::HEARD_WITHIN > now)
+            })
+            .count();
+        if !matches!(self.core.config.validation, Validation::Adaptive { .. }) {
+            return;
+        }
+        let mode = if live {
+            log::info!(
+                "the watcher hears {heard} of {known} sentinels: checkouts skip their round \
+                 trip for connections that answered within the window"
+            );
+            CheckoutMode::SkipRecent
+        } else {
+            log::warn!(
+                "the watcher hears {heard} of {known} sentinels, not a majority: every checkout \
+                 asks PING and ROLE until it does"
+            );
+            CheckoutMode::RoundTrip
+        };
+        self.core
+            .events
+            .send(Event::CheckoutMode { mode, heard, known });
     }
 }

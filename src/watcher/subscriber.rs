@@ -22,6 +22,9 @@ use crate::{
 const TICK: Duration = Duration::from_millis(200);
 /// A subscription silent for this long is checked with `PING`.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
+/// How often at most a subscriber tells the coordinator it heard its sentinel: often enough
+/// for [`HEARD_WITHIN`](crate::liveness::HEARD_WITHIN), rarely enough to cost nothing.
+const HEARD_REPORTS: Duration = Duration::from_millis(250);
 /// How often a subscriber asks its sentinel for the master and the other sentinels.
 const REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -140,8 +143,16 @@ impl Subscriber {
         backoff.reset();
         pubsub.set_read_timeout(Some(TICK))?;
         let (mut heard, mut refreshed) = (Instant::now(), Instant::now());
+        let mut reported = heard;
         let mut attempts = Attempts::default();
         while !self.stopped() {
+            if heard.duration_since(reported) >= HEARD_REPORTS {
+                reported = heard;
+                self.report(Report::Heard {
+                    from: self.addr.clone(),
+                    at: heard,
+                });
+            }
             match pubsub.get_message() {
                 Ok(msg) => {
                     heard = Instant::now();
