@@ -56,8 +56,8 @@ impl Default for Durability {
 
 impl Durability {
     /// Every replica connected to the master must confirm: those the master's `ROLE` lists,
-    /// read at each checkout that asks `ROLE` (the default [`Validation`](crate::Validation))
-    /// and again before a write when the count is a second old, at least one. With no
+    /// read at each checkout that asks `ROLE` (see [`Validation`](crate::Validation)) and
+    /// again before a write when the count is a second old, at least one. With no
     /// replica connected a write is refused unsent, with `NOREPLICAS` (which
     /// [`with_retry`](crate::SentinelPool::with_retry) retries: replicas reconnect, or a
     /// failover brings others).

@@ -264,8 +264,9 @@ impl SentinelPool {
     /// [`ReplicaOptions::selection`]; a replica that goes down is skipped from its next
     /// failed connect (the connection goes to another replica, and is replaced after 5 s so
     /// that the skipped one gets its share again once it answers), and comes back once the
-    /// sentinels list it again. Checkouts validate
-    /// with `PING`+`ROLE` (replica) like the master pool's. `with_retry` works on it; a
+    /// sentinels list it again. Every checkout asks `PING`+`ROLE` (replica), whatever the
+    /// [`Validation`](crate::Validation): no announcement tells that a replica was promoted by
+    /// hand. `with_retry` works on it; a
     /// write sent to it gets `READONLY`, which is returned at once, not retried as a failover.
     /// The watcher stops when the master pool and every replica pool are dropped.
     ///
@@ -355,8 +356,12 @@ impl SentinelPool {
     /// `connection_timeout`.
     ///
     /// A connection opened before the last failover (or [`invalidate`](Self::invalidate)) is
-    /// never returned, nor one whose node no longer answers `ROLE` as master (with the default
-    /// [`Validation`](crate::Validation)).
+    /// never returned. With the default [`Validation`](crate::Validation), a connection that
+    /// answered within the last 500 ms is returned without a round trip while the watcher
+    /// hears a majority of the sentinels; any other is asked `PING` and `ROLE` first, and
+    /// not returned unless its node is still master. A connection that died within those
+    /// 500 ms fails on first use: [`with_retry`](Self::with_retry) absorbs that, and the
+    /// checkouts after it ask first.
     ///
     /// # Errors
     ///

@@ -4,7 +4,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use r2d2_redis_sentinel::{Error, SentinelPool, redis::Commands, testkit::Topology};
+use r2d2_redis_sentinel::{Error, SentinelPool, Validation, redis::Commands, testkit::Topology};
 use support::{HungServer, closed_port, init_logging};
 
 fn build_err(builder: r2d2_redis_sentinel::Builder) -> Error {
@@ -195,26 +195,52 @@ fn a_master_that_never_answers_fails_the_checkout_within_its_timeouts() {
     init_logging();
     let mut topology = Topology::start().unwrap();
     let master = topology.master().unwrap();
-    let pool = topology
-        .pool_builder()
-        .max_size(1)
-        .connection_timeout(Duration::from_secs(1))
-        .connect_timeout(Duration::from_millis(300))
-        .read_timeout(Duration::from_millis(300))
-        .build()
-        .unwrap();
-    drop(pool.get().unwrap());
+    let pool = |validation| {
+        topology
+            .pool_builder()
+            .max_size(1)
+            .connection_timeout(Duration::from_secs(1))
+            .connect_timeout(Duration::from_millis(300))
+            .read_timeout(Duration::from_millis(300))
+            .validation(validation)
+            .build()
+            .unwrap()
+    };
+    let checked = pool(Validation::PingRole);
+    let adaptive = pool(Validation::default());
+    drop(checked.get().unwrap());
+    let mut warm = adaptive.get().unwrap();
+    let _: () = warm.set("warm", 1).unwrap();
+    drop(warm);
 
     // SIGSTOP: the kernel still accepts connections, the process never answers.
     topology.pause(&master).unwrap();
     let started = Instant::now();
-    let err = pool.get().unwrap_err();
+    let err = checked.get().unwrap_err();
     let waited = started.elapsed();
+    // The default hands out the connection that answered moments ago: its first request
+    // times out within the read timeout, and the next checkout asks, and fails in time.
+    let started = Instant::now();
+    let request = adaptive
+        .get()
+        .map(|mut conn| conn.set::<_, _, ()>("k", "v").unwrap_err());
+    let next = adaptive.get().unwrap_err();
+    let waited_adaptive = started.elapsed();
     topology.resume(&master).unwrap();
     assert!(matches!(err, Error::CheckoutTimeout { .. }), "{err:?}");
     assert!(err.is_timeout(), "{err:?}");
     assert!(waited < Duration::from_secs(3), "get waited {waited:?}");
-    let _: () = pool.get().unwrap().set("k", "v").unwrap();
+    match request {
+        Ok(err) => assert!(err.is_timeout(), "{err:?}"),
+        Err(err) => assert!(err.is_timeout(), "{err:?}"),
+    }
+    assert!(matches!(next, Error::CheckoutTimeout { .. }), "{next:?}");
+    assert!(
+        waited_adaptive < Duration::from_secs(4),
+        "the default waited {waited_adaptive:?}"
+    );
+    let _: () = checked.get().unwrap().set("k", "v").unwrap();
+    let _: () = adaptive.get().unwrap().set("k", "v").unwrap();
 }
 
 #[test]

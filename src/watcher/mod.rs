@@ -63,8 +63,15 @@
 //! Every thread waits on a `crossbeam-channel` receiver whose sender the pool holds; dropping
 //! the pool (or [`SentinelPool::stop_watcher`](crate::SentinelPool::stop_watcher)) drops the
 //! sender and joins the threads. Reads wake every 200 ms and sentinel I/O is bounded by
-//! 500 ms, so that takes well under a second. However the coordinator ends, the count of live
-//! subscriptions that fast validation trusts is reset.
+//! 500 ms, so that takes well under a second. However the coordinator ends, what adaptive
+//! checkouts trust (see [`crate::liveness`]) is reset.
+//!
+//! # Live
+//!
+//! Each subscriber tells the coordinator when it heard its sentinel (a message, or the answer
+//! to its `PING`), at most every 250 ms; the coordinator tells checkouts until when a majority
+//! of the known sentinels will all have been heard within 2 s, and logs (and tells an adaptive
+//! pool's events) each change. Adaptive checkouts skip their round trip only until then.
 
 mod fence;
 mod probe;
@@ -242,7 +249,7 @@ impl Slot {
     }
 }
 
-/// Resets what fast validation and `stats` read about the watcher, on every way out of the
+/// Resets what adaptive checkouts and `stats` read about the watcher, on every way out of the
 /// coordinator, a panic included: a dead watcher is never trusted.
 struct LiveState<'a>(&'a Core);
 
