@@ -727,19 +727,31 @@ impl Core {
     /// connection with it): adaptive checkouts ask `PING`+`ROLE` for a window, so that no
     /// connection that answered before the break is handed out unchecked.
     pub(crate) fn distrust_recent(&self) {
-        if let Validation::Adaptive { window } = self.config.validation {
+        if let Some(window) = self.adaptive_window() {
             self.liveness.distrust_until(Instant::now() + window);
+        }
+    }
+
+    /// The window within which a master checkout may skip its round trip, if the pool's
+    /// checkouts are adaptive: not in durable mode, whose refusals of writes a replica could
+    /// not confirm need the replica count that each checkout's `ROLE` reads.
+    pub(crate) fn adaptive_window(&self) -> Option<Duration> {
+        match self.config.validation {
+            Validation::Adaptive { window } if self.config.data.durability.is_none() => {
+                Some(window)
+            }
+            _ => None,
         }
     }
 
     /// The check master checkouts make now.
     pub(crate) fn checkout_mode(&self) -> crate::CheckoutMode {
         match self.config.validation {
-            Validation::Adaptive { .. } if self.liveness.trusted(Instant::now()) => {
+            Validation::Off => crate::CheckoutMode::NoRoundTrip,
+            _ if self.adaptive_window().is_some() && self.liveness.trusted(Instant::now()) => {
                 crate::CheckoutMode::SkipRecent
             }
-            Validation::Adaptive { .. } | Validation::PingRole => crate::CheckoutMode::RoundTrip,
-            Validation::Off => crate::CheckoutMode::NoRoundTrip,
+            _ => crate::CheckoutMode::RoundTrip,
         }
     }
 

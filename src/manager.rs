@@ -544,15 +544,15 @@ impl r2d2::ManageConnection for SentinelManager {
         }
         conn.mark_handed_out();
         let skip_round_trip = NO_ROUND_TRIP.get()
-            || match core.config.validation {
-                Validation::Off => true,
+            || match core.adaptive_window() {
+                _ if core.config.validation == Validation::Off => true,
                 // Replicas keep their check: nothing Sentinel announces says that one was
                 // promoted by hand.
-                Validation::Adaptive { window } if conn.serves() == NodeRole::Master => {
+                Some(window) if conn.serves() == NodeRole::Master => {
                     let now = Instant::now();
                     conn.answered_within(now, window) && core.liveness.trusted(now)
                 }
-                Validation::Adaptive { .. } | Validation::PingRole => false,
+                _ => false,
             };
         if skip_round_trip {
             return Ok(());

@@ -70,7 +70,10 @@ pub enum Validation {
     ///   connection.
     ///
     /// Replica pools check every checkout with `PING` and `ROLE` whatever this says: no
-    /// Sentinel announcement tells that a replica was promoted by hand.
+    /// Sentinel announcement tells that a replica was promoted by hand. So do pools in
+    /// [durable mode](crate::Builder::durability): the `ROLE` reply is the replica count
+    /// that lets a write no replica could confirm be refused unsent, the moment a replica
+    /// leaves, instead of answered `NotReplicated` after it was applied.
     Adaptive {
         /// How recent the connection's last good answer must be.
         window: Duration,

@@ -88,7 +88,7 @@ use std::{
 use crossbeam_channel::{Receiver, Sender, select};
 
 use crate::{
-    CheckoutMode, Error, Event, FailoverSource, FenceRelease, FenceResume, NodeAddr, Validation,
+    CheckoutMode, Error, Event, FailoverSource, FenceRelease, FenceResume, NodeAddr,
     core::Core,
     message::{SentinelMessage, Step},
     node::NodeSettings,
@@ -807,7 +807,7 @@ impl Coordinator {
                     .is_some_and(|at| at + crate::liveness::HEARD_WITHIN > now)
             })
             .count();
-        if !matches!(self.core.config.validation, Validation::Adaptive { .. }) {
+        if self.core.adaptive_window().is_none() {
             return;
         }
         let mode = if live {
