@@ -386,22 +386,69 @@ impl Topology {
 
     /// Asks a sentinel to fail over (`SENTINEL FAILOVER`), waits until every live sentinel
     /// names the promoted node and the node answers `ROLE` as master, and returns its address.
-    /// The demoted master keeps running; it becomes a replica of the new one.
+    /// The demoted master keeps running; it becomes a replica of the new one. When Sentinel
+    /// gives the failover up (its replica did not take the promotion within
+    /// `failover-timeout`), it is asked again.
     ///
     /// # Errors
     ///
     /// [`Error::Timeout`] with the topology's state when the failover does not complete.
     pub fn failover(&self) -> Result<NodeAddr, Error> {
         let old = self.master()?;
-        let timeout = self.options.timeout;
-        self.wait_until("a sentinel to accept SENTINEL FAILOVER", timeout, |t| {
-            let sentinel = t.sentinels.iter().find(|s| s.is_running())?;
-            let mut cmd = redis::cmd("SENTINEL");
-            cmd.arg("FAILOVER").arg(&t.options.service);
-            // NOGOODSLAVE or INPROG: a replica is not ready yet, or a failover still runs.
-            t.sentinel_query::<String>(sentinel, &cmd).ok()
-        })?;
-        self.wait_for_new_master(&old, timeout)
+        let deadline = Instant::now() + self.options.timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let asked = self.wait_until("a sentinel to accept SENTINEL FAILOVER", left, |t| {
+                let sentinel = t.sentinels.iter().find(|s| s.is_running())?;
+                let mut cmd = redis::cmd("SENTINEL");
+                cmd.arg("FAILOVER").arg(&t.options.service);
+                // NOGOODSLAVE or INPROG: a replica is not ready yet, or a failover still runs.
+                t.sentinel_query::<String>(sentinel, &cmd)
+                    .ok()
+                    .map(|_| sentinel.addr())
+            })?;
+            // Sentinel gives a promotion up when its replica does not turn master within
+            // `failover-timeout` (`-failover-abort-slave-timeout`): one still loading a full
+            // resync answers `REPLICAOF NO ONE` with LOADING, which Sentinel does not send
+            // again. Ask again then, as an operator would.
+            let left = deadline.saturating_duration_since(Instant::now());
+            let new = self.wait_until(&format!("a master other than {old}"), left, |t| {
+                match t.new_master(&old) {
+                    Some(new) => Some(Some(new)),
+                    None => t.gave_up(&asked, &old).then_some(None),
+                }
+            })?;
+            if let Some(new) = new {
+                return Ok(new);
+            }
+        }
+    }
+
+    /// The master every live sentinel names, when it is not `old` and answers `ROLE` as
+    /// master.
+    fn new_master(&self, old: &NodeAddr) -> Option<NodeAddr> {
+        let master = self.agreed_master()?;
+        let is_master = matches!(
+            self.data_query::<Role>(&master, &redis::cmd("ROLE")),
+            Ok(Role::Primary { .. })
+        );
+        (master != *old && is_master).then_some(master)
+    }
+
+    /// Whether `sentinel`, asked to fail `old` over, runs no failover and still names it.
+    fn gave_up(&self, sentinel: &NodeAddr, old: &NodeAddr) -> bool {
+        let Some(process) = self.sentinels.iter().find(|s| s.addr() == *sentinel) else {
+            return false;
+        };
+        let mut cmd = redis::cmd("SENTINEL");
+        cmd.arg("MASTER").arg(&self.options.service);
+        let Ok(master) = self.sentinel_query::<HashMap<String, String>>(process, &cmd) else {
+            return false;
+        };
+        let field = |name: &str| master.get(name).map_or("", String::as_str);
+        field("ip") == old.host
+            && field("port") == old.port.to_string()
+            && !field("flags").contains("failover_in_progress")
     }
 
     /// Kills the current master with SIGKILL and returns its address; the sentinels fail over
@@ -434,12 +481,7 @@ impl Topology {
         timeout: Duration,
     ) -> Result<NodeAddr, Error> {
         self.wait_until(&format!("a master other than {old}"), timeout, |t| {
-            let master = t.agreed_master()?;
-            let is_master = matches!(
-                t.data_query::<Role>(&master, &redis::cmd("ROLE")),
-                Ok(Role::Primary { .. })
-            );
-            (master != *old && is_master).then_some(master)
+            t.new_master(old)
         })
     }
 
