@@ -413,10 +413,8 @@ impl Topology {
             // again. Ask again then, as an operator would.
             let left = deadline.saturating_duration_since(Instant::now());
             let new = self.wait_until(&format!("a master other than {old}"), left, |t| {
-                match t.new_master(&old) {
-                    Some(new) => Some(Some(new)),
-                    None => t.gave_up(&asked, &old).then_some(None),
-                }
+                let new = t.new_master(&old);
+                (new.is_some() || t.gave_up(&asked, &old)).then_some(new)
             })?;
             if let Some(new) = new {
                 return Ok(new);
