@@ -356,8 +356,12 @@ impl SentinelPool {
     /// `connection_timeout`.
     ///
     /// A connection opened before the last failover (or [`invalidate`](Self::invalidate)) is
-    /// never returned, nor (with the default [`Validation`](crate::Validation)) one whose
-    /// node no longer answers `ROLE` as master.
+    /// never returned. With the default [`Validation`](crate::Validation), a connection that
+    /// answered within the last 500 ms is returned without a round trip while the watcher
+    /// hears a majority of the sentinels; any other is asked `PING` and `ROLE` first, and
+    /// not returned unless its node is still master. A connection that died within those
+    /// 500 ms fails on first use: [`with_retry`](Self::with_retry) absorbs that, and the
+    /// checkouts after it ask first.
     ///
     /// # Errors
     ///

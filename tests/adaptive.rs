@@ -1,4 +1,4 @@
-//! Adaptive checkouts (`Validation::ADAPTIVE`): no round trip for a master connection that
+//! The default checkout (`Validation::Adaptive`): no round trip for a master connection that
 //! answered within the window while the watcher hears a majority of the sentinels, and what
 //! the round trip protected stays protected. Each test here fails if the window were skipped
 //! blindly (the round trip never asked, or asked only while one subscription is open).
@@ -14,7 +14,7 @@ use r2d2_redis_sentinel::{
 };
 use support::{client_id, direct, eventually, init_logging, is_master};
 
-/// The window of `Validation::ADAPTIVE`.
+/// The default window.
 const WINDOW: Duration = Duration::from_millis(500);
 
 /// Waits until master checkouts are in `mode`.
@@ -70,16 +70,11 @@ fn mode_events(events: &r2d2_redis_sentinel::crossbeam_channel::Receiver<Event>)
 }
 
 #[test]
-fn adaptive_checkouts_skip_the_round_trip_only_while_the_watcher_hears_a_majority() {
+fn the_default_skips_the_round_trip_only_while_the_watcher_hears_a_majority() {
     init_logging();
     let mut topology = Topology::start().unwrap();
     let master = topology.master().unwrap();
-    let pool = topology
-        .pool_builder()
-        .validation(Validation::ADAPTIVE)
-        .max_size(1)
-        .build()
-        .unwrap();
+    let pool = topology.pool_builder().max_size(1).build().unwrap();
     let events = pool.events();
     until_mode(&pool, CheckoutMode::SkipRecent);
     assert_eq!(
@@ -195,7 +190,6 @@ fn a_master_demoted_behind_the_sentinels_back_is_refused_within_the_window_and_n
     let replica = support::replica(&topology, &master);
     let pool = topology
         .pool_builder()
-        .validation(Validation::ADAPTIVE)
         .max_size(2)
         .min_idle(Some(2))
         .connection_timeout(Duration::from_secs(1))
@@ -281,7 +275,6 @@ fn connections_that_died_inside_the_window_cost_one_error_not_one_per_connection
     let master = topology.master().unwrap();
     let pool = topology
         .pool_builder()
-        .validation(Validation::ADAPTIVE)
         .max_size(3)
         .min_idle(Some(3))
         .build()
@@ -344,7 +337,6 @@ fn replica_pools_check_every_checkout() {
     let topology = Topology::start().unwrap();
     let pool = topology
         .pool_builder()
-        .validation(Validation::ADAPTIVE)
         .connection_timeout(Duration::from_secs(1))
         .build()
         .unwrap();

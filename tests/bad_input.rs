@@ -207,7 +207,7 @@ fn a_master_that_never_answers_fails_the_checkout_within_its_timeouts() {
             .unwrap()
     };
     let checked = pool(Validation::PingRole);
-    let adaptive = pool(Validation::ADAPTIVE);
+    let adaptive = pool(Validation::default());
     drop(checked.get().unwrap());
     let mut warm = adaptive.get().unwrap();
     let _: () = warm.set("warm", 1).unwrap();
@@ -218,7 +218,7 @@ fn a_master_that_never_answers_fails_the_checkout_within_its_timeouts() {
     let started = Instant::now();
     let err = checked.get().unwrap_err();
     let waited = started.elapsed();
-    // Adaptive checkouts hand out the connection that answered moments ago: its first request
+    // The default hands out the connection that answered moments ago: its first request
     // times out within the read timeout, and the next checkout asks, and fails in time.
     let started = Instant::now();
     let request = adaptive

@@ -165,7 +165,7 @@ pub(crate) fn contenders(topology: &Topology, pool_size: u32) -> Vec<(&'static s
         Arc::new(move || set_on(&mut *pool.get().expect("checkout"))) as Op
     };
     vec![
-        ("sentinel-pool/adaptive", ours(Validation::ADAPTIVE)),
+        ("sentinel-pool/default", ours(Validation::default())),
         ("sentinel-pool/ping-role", ours(Validation::PingRole)),
         ("plain-r2d2/ping", plain(true)),
         ("plain-r2d2/none", plain(false)),

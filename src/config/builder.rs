@@ -121,7 +121,7 @@ impl Builder {
             read_timeout: Duration::from_secs(3),
             write_timeout: Duration::from_secs(3),
             sentinel_timeout: Duration::from_millis(500),
-            validation: Validation::PingRole,
+            validation: Validation::DEFAULT,
             retry: None,
             watcher: true,
             discover_sentinels: true,
@@ -269,8 +269,7 @@ impl Builder {
 
     /// How connections are checked at checkout; see [`Validation`].
     ///
-    /// Defaults to [`Validation::PingRole`]. [`Validation::ADAPTIVE`] skips the round trip
-    /// while it buys nothing, at about twice the throughput of short requests.
+    /// Defaults to [`Validation::Adaptive`] with a window of 500 ms.
     pub fn validation(mut self, validation: Validation) -> Self {
         self.validation = validation;
         self

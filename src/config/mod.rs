@@ -40,10 +40,8 @@ pub(crate) const LONGEST: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 pub enum Validation {
     /// No round trip for a master connection that answered less than `window` ago, in the
     /// current generation, while the watcher is live; `PING` and `ROLE` in one round trip
-    /// otherwise. [`Validation::ADAPTIVE`] has a `window` of 500 ms (HikariCP's
-    /// `aliveBypassWindowMs`). Not the default yet: under a storm of failovers, 8 writes
-    /// acknowledged in flight were lost where [`PingRole`](Self::PingRole) loses none, and
-    /// the cause is not found yet.
+    /// otherwise. The default, with a `window` of 500 ms (HikariCP's
+    /// `aliveBypassWindowMs`).
     ///
     /// *Live* means that the watcher is subscribed to a majority of the sentinels it knows
     /// and has heard from each of them within the last 2 s (a subscription that carries
@@ -86,7 +84,7 @@ pub enum Validation {
     /// and a dead connection is found before the caller sends anything. For an ACL user that
     /// may not run `ROLE`, `HELLO` (which reports the role too) takes its place. A round trip
     /// per checkout: about half the throughput of [`Adaptive`](Self::Adaptive) for short
-    /// requests. The default.
+    /// requests.
     PingRole,
     /// No round trip: only the generation and the connection's own state are checked. A dead
     /// connection surfaces on first use instead (which
@@ -96,16 +94,15 @@ pub enum Validation {
 }
 
 impl Validation {
-    /// [`Adaptive`](Self::Adaptive) with a window of 500 ms.
-    pub const ADAPTIVE: Validation = Validation::Adaptive {
+    /// The default: [`Adaptive`](Self::Adaptive) with a window of 500 ms.
+    pub const DEFAULT: Validation = Validation::Adaptive {
         window: Duration::from_millis(500),
     };
 }
 
 impl Default for Validation {
-    /// [`PingRole`](Self::PingRole).
     fn default() -> Self {
-        Validation::PingRole
+        Validation::DEFAULT
     }
 }
 
