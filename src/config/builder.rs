@@ -121,7 +121,7 @@ impl Builder {
             read_timeout: Duration::from_secs(3),
             write_timeout: Duration::from_secs(3),
             sentinel_timeout: Duration::from_millis(500),
-            validation: Validation::DEFAULT,
+            validation: Validation::ADAPTIVE,
             retry: None,
             watcher: true,
             discover_sentinels: true,

@@ -95,14 +95,14 @@ pub enum Validation {
 
 impl Validation {
     /// The default: [`Adaptive`](Self::Adaptive) with a window of 500 ms.
-    pub const DEFAULT: Validation = Validation::Adaptive {
+    pub const ADAPTIVE: Validation = Validation::Adaptive {
         window: Duration::from_millis(500),
     };
 }
 
 impl Default for Validation {
     fn default() -> Self {
-        Validation::DEFAULT
+        Validation::ADAPTIVE
     }
 }
 

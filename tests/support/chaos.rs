@@ -12,11 +12,15 @@
 //! - **during the failover, before the pool knew**: acknowledged after it began but before
 //!   the pool fenced the node off or moved away from it (its `FenceUp` and `Failover` events):
 //!   the window between what Sentinel does and what it tells, which the fence narrows.
-//! - **after the pool knew**: acknowledged by a node the pool had fenced off or left. With the
-//!   fence this must be zero. Without it, the pool leaves the old master only when a sentinel
-//!   announces the switch, by which time that node is a master no longer replicated: a request
-//!   already on the wire then (sent before the pool knew, answered after) is lost, and counted
-//!   apart as *in flight*; one sent after the pool knew would be the pool's own fault.
+//! - **after the pool knew**: acknowledged by a node the pool had fenced off or left. A request
+//!   sent after the pool knew would be the pool's own fault: none may be lost. One already on
+//!   the wire then (sent before the pool knew, answered after) is counted apart as *in
+//!   flight*. Without the fence, the pool leaves the old master only when a sentinel
+//!   announces the switch, by which time that node is a master no longer replicated, and such
+//!   a request is lost. With it, the fence goes up before the promotion, so a request in
+//!   flight reaches the old master first and replicates like the writes before it: it is lost
+//!   only with them, when Sentinel promotes a replica that had not caught up (Redis's loss,
+//!   the first class).
 
 use std::{
     collections::HashSet,
