@@ -54,9 +54,11 @@ fn writers_see_no_error_and_nothing_is_lost_after_the_pool_knew() {
     );
     // A request already on the wire when the fence goes up reaches the old master before the
     // promotion and replicates like the writes before it: it is lost only with them, when
-    // Sentinel promotes a replica that lacks what the old master acknowledged before the
-    // failover began (the storm does not wait for resyncs). Seen: 8 in flight, one per
-    // writer, beside 122,041 such writes, the promoted replica 2.6 s behind.
+    // Sentinel promotes a node that lacks what the old master acknowledged before the
+    // failover began. Seen in a storm: the master demoted by the previous failover 2.6 s
+    // earlier, which Sentinel lists as a replica at once but re-points only about 10 s
+    // later, was promoted without ever having replicated from the master it replaced: 8
+    // requests in flight (one per writer) lost beside 122,041 writes acknowledged before.
     assert!(
         report.lost_in_flight == 0 || report.lost_before_failover > 0,
         "requests in flight were lost in a run that lost nothing else: {report:?}"
