@@ -1,5 +1,5 @@
 //! Checkout + one `SET` + return, steady state, against a real local topology: this crate's
-//! pool (default `PING`+`ROLE` validation, and fast validation) side by side with a plain
+//! pool (the default adaptive validation, and `PING`+`ROLE` at every checkout) side by side with a plain
 //! `r2d2::Pool<redis::Client>` pointed straight at the master (r2d2's `PING` on checkout, and
 //! none) and redis-rs's `r2d2::Pool<LockedSentinelClient>`, at 1 to 16 threads, on pools of 8
 //! and 16 connections; and oversubscribed, 64 threads on a pool of 16.

@@ -4,8 +4,8 @@
 //! Each row gives the contender's median rate and its median ratio to the case's baseline, with
 //! the middle half of the per-round ratios.
 //!
-//! - checkout + one `SET` + return: this crate's pool (default `PING`+`ROLE` validation, fast
-//!   validation), a plain `r2d2::Pool<redis::Client>` at the master (r2d2's `PING`, none),
+//! - checkout + one `SET` + return: this crate's pool (the default adaptive validation, and
+//!   `PING`+`ROLE` at every checkout), a plain `r2d2::Pool<redis::Client>` at the master (r2d2's `PING`, none),
 //!   against redis-rs's `r2d2::Pool<LockedSentinelClient>`; pool of 8 at 1 and 8 threads, pool
 //!   of 16 at 16 threads, 64 threads on a pool of 16;
 //! - the pooled connection against a raw `redis::Connection`: a pipeline of 1,000 `SET`s, an
