@@ -420,9 +420,17 @@ impl Connection {
         self.effects.clear();
         self.blocks = false;
         let mut parsed = commands(packed);
-        // A pipeline mostly repeats one command: its traits are looked up once.
+        // A pipeline mostly repeats one command: an ordinary one (no transaction, session or
+        // subscription command, nothing decided by its subcommand) is looked at once.
         let mut last: Option<(&[u8], command_table::Traits)> = None;
         for (name, arg) in parsed.by_ref() {
+            if let Some((previous, traits)) = last
+                && previous == name
+            {
+                let effect = self.ordinary(traits);
+                self.effects.push(effect);
+                continue;
+            }
             let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
             let mut effect = Effect::Read;
             if is("MULTI") {
@@ -445,27 +453,17 @@ impl Connection {
                     self.tracked.session_changed = true;
                 }
             } else {
-                if is_subscribe(name) {
+                let subscribes = is_subscribe(name);
+                if subscribes {
                     // Subscribed connections only take (un)subscribe commands: never reuse one.
                     self.tracked.subscribed = true;
                 }
-                let traits = match last {
-                    Some((previous, traits)) if previous == name => traits,
-                    _ => {
-                        let table = self.shared.commands.get().and_then(Option::as_ref);
-                        let traits = command_table::traits(name, arg, table);
-                        last = (!traits.by_subcommand).then_some((name, traits));
-                        traits
-                    }
-                };
-                if self.tracked.in_transaction {
-                    // Queued: applied by the `EXEC`, if it comes. A blocking command does not
-                    // block inside MULTI.
-                    self.tracked.queued_write |= traits.effect.may_write();
-                } else {
-                    effect = traits.effect;
-                    self.blocks |= traits.blocks;
-                }
+                let table = self.shared.commands.get().and_then(Option::as_ref);
+                let traits = command_table::traits(name, arg, table);
+                // `HELLO` changes the session only with an argument.
+                last = (!traits.by_subcommand && !subscribes && !is("HELLO"))
+                    .then_some((name, traits));
+                effect = self.ordinary(traits);
             }
             self.effects.push(effect);
         }
@@ -478,6 +476,19 @@ impl Connection {
         // their `EXEC` applies none of them.
         self.sent_only_reads =
             !(self.effects.is_empty() || self.effects.iter().any(|e| e.may_write()));
+    }
+
+    /// What a reply to an ordinary command with `traits` says was applied; inside `MULTI` it
+    /// is queued instead, applied by the `EXEC` if it comes (and a blocking command does not
+    /// block there).
+    fn ordinary(&mut self, traits: command_table::Traits) -> Effect {
+        if self.tracked.in_transaction {
+            self.tracked.queued_write |= traits.effect.may_write();
+            Effect::Read
+        } else {
+            self.blocks |= traits.blocks;
+            traits.effect
+        }
     }
 
     fn after<T>(&mut self, result: RedisResult<T>) -> RedisResult<T> {
@@ -997,9 +1008,19 @@ impl<'a> Iterator for Commands<'a> {
 /// Reads `<marker><number>\r\n` at the start of `buf`.
 fn read_header(buf: &[u8], marker: u8) -> Option<(usize, &[u8])> {
     let rest = buf.strip_prefix(&[marker])?;
-    let end = rest.iter().position(|&b| b == b'\r')?;
-    let number = std::str::from_utf8(&rest[..end]).ok()?.parse().ok()?;
-    Some((number, rest.get(end + 2..)?))
+    let mut number: usize = 0;
+    for (i, &byte) in rest.iter().enumerate() {
+        match byte {
+            b'0'..=b'9' => {
+                number = number
+                    .checked_mul(10)?
+                    .checked_add(usize::from(byte - b'0'))?;
+            }
+            b'\r' if i > 0 => return Some((number, rest.get(i + 2..)?)),
+            _ => return None,
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -1037,6 +1058,22 @@ mod tests {
         assert!(first(redis::cmd("CLIENT").arg("SETNAME").arg("x")));
         assert!(!first(redis::cmd("CLIENT").arg("ID")));
         assert!(!first(redis::cmd("GET").arg("SELECT")));
+    }
+
+    #[test]
+    fn headers_read_digits_only() {
+        assert_eq!(read_header(b"*12\r\nrest", b'*'), Some((12, &b"rest"[..])));
+        assert_eq!(read_header(b"$0\r\n", b'$'), Some((0, &b""[..])));
+        for garbage in [
+            &b"$\r\n"[..],
+            b"$-1\r\n",
+            b"$+5\r\n",
+            b"$5",
+            b"*5\r\n",
+            b"$99999999999999999999999\r\n",
+        ] {
+            assert_eq!(read_header(garbage, b'$'), None, "{garbage:?}");
+        }
     }
 
     #[test]

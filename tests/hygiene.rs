@@ -49,7 +49,7 @@ fn assert_not_reused(
 fn a_clean_connection_is_reused() {
     init_logging();
     let topology = Topology::start().unwrap();
-    for validation in [Validation::PingRole, Validation::Off] {
+    for validation in [Validation::ADAPTIVE, Validation::PingRole, Validation::Off] {
         let pool = pool(&topology, validation);
         let id = client_id(&mut pool.get().unwrap());
         assert_eq!(client_id(&mut pool.get().unwrap()), id, "{validation:?}");
@@ -60,7 +60,7 @@ fn a_clean_connection_is_reused() {
 fn a_connection_returned_inside_multi_is_not_reused() {
     init_logging();
     let topology = Topology::start().unwrap();
-    for validation in [Validation::PingRole, Validation::Off] {
+    for validation in [Validation::ADAPTIVE, Validation::PingRole, Validation::Off] {
         assert_not_reused(&pool(&topology, validation), |c| {
             redis::cmd("MULTI").query::<()>(c).unwrap();
             let queued: String = c.set("k", "queued").unwrap();
@@ -87,7 +87,7 @@ fn a_finished_transaction_leaves_the_connection_reusable() {
 fn a_subscribed_connection_is_not_reused() {
     init_logging();
     let topology = Topology::start().unwrap();
-    for validation in [Validation::PingRole, Validation::Off] {
+    for validation in [Validation::ADAPTIVE, Validation::PingRole, Validation::Off] {
         assert_not_reused(&pool(&topology, validation), |c| {
             let _: redis::Value = redis::cmd("SUBSCRIBE").arg("news").query(c).unwrap();
         });
@@ -98,7 +98,7 @@ fn a_subscribed_connection_is_not_reused() {
 fn a_connection_that_timed_out_mid_reply_is_not_reused() {
     init_logging();
     let topology = Topology::start().unwrap();
-    for validation in [Validation::PingRole, Validation::Off] {
+    for validation in [Validation::ADAPTIVE, Validation::PingRole, Validation::Off] {
         let pool = pool(&topology, validation);
         assert_not_reused(&pool, |c| {
             let err = c.blpop::<_, ()>("empty", 1.0).unwrap_err();
@@ -111,7 +111,7 @@ fn a_connection_that_timed_out_mid_reply_is_not_reused() {
 fn a_connection_returned_during_a_panic_is_not_reused() {
     init_logging();
     let topology = Topology::start().unwrap();
-    for validation in [Validation::PingRole, Validation::Off] {
+    for validation in [Validation::ADAPTIVE, Validation::PingRole, Validation::Off] {
         let pool = pool(&topology, validation);
         let id = client_id(&mut pool.get().unwrap());
         let worker = pool.clone();
@@ -137,7 +137,7 @@ fn a_connection_whose_session_state_was_changed_is_not_reused() {
         ))
         .query(&mut support::direct(&master))
         .unwrap();
-    for validation in [Validation::PingRole, Validation::Off] {
+    for validation in [Validation::ADAPTIVE, Validation::PingRole, Validation::Off] {
         let pool = pool(&topology, validation);
         // RESET ends MULTI, but also logs out to `default`, selects db 0 and reverts to RESP2
         // (Redis 6.2 and later).
@@ -163,6 +163,18 @@ fn a_connection_whose_session_state_was_changed_is_not_reused() {
             redis::cmd("CLIENT")
                 .arg("SETNAME")
                 .arg("borrowed")
+                .query::<()>(c)
+                .unwrap();
+        });
+        // A pipeline that repeats a command is looked at once per name, but not where an
+        // argument changes what it does: `HELLO` reports, `HELLO 2` may switch the session.
+        assert_not_reused(&pool, |c| {
+            redis::pipe()
+                .cmd("HELLO")
+                .ignore()
+                .cmd("HELLO")
+                .arg(2)
+                .ignore()
                 .query::<()>(c)
                 .unwrap();
         });
