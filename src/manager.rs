@@ -544,8 +544,8 @@ impl r2d2::ManageConnection for SentinelManager {
         }
         conn.mark_handed_out();
         let skip_round_trip = NO_ROUND_TRIP.get()
+            || core.config.validation == Validation::Off
             || match core.adaptive_window() {
-                _ if core.config.validation == Validation::Off => true,
                 // Replicas keep their check: nothing Sentinel announces says that one was
                 // promoted by hand.
                 Some(window) if conn.serves() == NodeRole::Master => {
