@@ -168,16 +168,19 @@ fn a_connection_whose_session_state_was_changed_is_not_reused() {
         });
         // A pipeline that repeats a command is looked at once per name, but not where an
         // argument changes what it does: `HELLO` reports, `HELLO 2` may switch the session.
-        assert_not_reused(&pool, |c| {
-            redis::pipe()
-                .cmd("HELLO")
-                .ignore()
-                .cmd("HELLO")
-                .arg(2)
-                .ignore()
-                .query::<()>(c)
-                .unwrap();
-        });
+        // (`HELLO` with no argument came with Redis 6.2.)
+        if topology.server_version().at_least(6, 2) {
+            assert_not_reused(&pool, |c| {
+                redis::pipe()
+                    .cmd("HELLO")
+                    .ignore()
+                    .cmd("HELLO")
+                    .arg(2)
+                    .ignore()
+                    .query::<()>(c)
+                    .unwrap();
+            });
+        }
     }
 }
 
