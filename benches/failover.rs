@@ -17,6 +17,7 @@
 //! `cargo bench --bench failover` (`FAILOVERS=10` per scenario by default; about 18 minutes).
 //! `cargo bench --bench failover -- "watcher off"` runs the scenarios without the watcher.
 //! `DOWN_AFTER_MS=5000` sets the sentinels' `down-after-milliseconds` (1 s by default).
+//! `VALIDATION=ping-role` checks every checkout with `PING`+`ROLE` instead of the default.
 //! Results in BENCHMARKS.md.
 
 use std::{
@@ -31,7 +32,7 @@ use std::{
 
 use parking_lot::Mutex;
 use r2d2_redis_sentinel::{
-    Event, FenceResume, NodeAddr, RetryPolicy, SentinelPool,
+    Event, FenceResume, NodeAddr, RetryPolicy, SentinelPool, Validation,
     redis::{self, Role},
     testkit::Topology,
 };
@@ -150,6 +151,11 @@ fn scenario(name: &str, kind: Kind, setup: Setup, failovers: usize) -> Figures {
             FenceResume::Commit
         })
         .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(60)))
+        .validation(match env::var("VALIDATION").as_deref() {
+            Ok("ping-role") => Validation::PingRole,
+            Ok(other) if !other.is_empty() => panic!("VALIDATION={other}: only ping-role"),
+            _ => Validation::default(),
+        })
         .build()
         .expect("pool");
     // Reserved up front: a reallocation would stall the writer mid-measurement.
