@@ -12,7 +12,7 @@ use r2d2_redis_sentinel::{
     redis::{self, Commands},
     testkit::Topology,
 };
-use support::{client_id, direct, eventually, init_logging, is_master};
+use support::{client_id, direct, eventually, init_logging, is_master, last_command};
 
 /// The default window.
 const WINDOW: Duration = Duration::from_millis(500);
@@ -24,24 +24,6 @@ fn until_mode(pool: &SentinelPool, mode: CheckoutMode) {
         Duration::from_secs(10),
         || (pool.stats().checkout == mode).then_some(()),
     );
-}
-
-/// The last command the server saw on connection `id`, asked from outside the pool.
-fn last_command(node: &NodeAddr, id: i64) -> String {
-    // `CLIENT LIST ID` needs Redis 6.2: every client, then the one.
-    let list: String = redis::cmd("CLIENT")
-        .arg("LIST")
-        .query(&mut direct(node))
-        .unwrap();
-    let id = format!("id={id}");
-    let line = list
-        .lines()
-        .find(|l| l.split_whitespace().any(|f| f == id))
-        .unwrap();
-    line.split_whitespace()
-        .find_map(|field| field.strip_prefix("cmd="))
-        .unwrap()
-        .to_owned()
 }
 
 /// Checks out one connection, writes through it and returns it; then checks it out again
@@ -209,14 +191,7 @@ fn a_master_demoted_behind_the_sentinels_back_is_refused_within_the_window_and_n
     warm();
     support::demote(&master, &replica);
     std::thread::sleep(WINDOW);
-    match pool.get() {
-        Err(Error::CheckoutTimeout { cause, .. }) => assert!(
-            matches!(*cause, Error::WrongRole { ref actual, .. } if actual.starts_with("replica")),
-            "unexpected cause {cause:?}"
-        ),
-        Err(other) => panic!("expected a checkout timeout caused by the role, got {other:?}"),
-        Ok(mut conn) => panic!("a connection to a {:?} was handed out", conn.role()),
-    }
+    support::assert_refused_as_replica(pool.get());
 
     // Within the window: handed out unchecked, and the write is refused, applied nowhere.
     support::promote(&master);

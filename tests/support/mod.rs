@@ -24,6 +24,41 @@ pub fn is_master(conn: &mut Connection) -> bool {
     matches!(conn.role(), Ok(redis::Role::Primary { .. }))
 }
 
+/// The last command the server at `node` saw on connection `id`, asked from outside the pool:
+/// `role` after a checkout that asked `PING`+`ROLE`.
+pub fn last_command(node: &NodeAddr, id: i64) -> String {
+    // `CLIENT LIST ID` needs Redis 6.2: every client, then the one.
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query(&mut direct(node))
+        .unwrap();
+    let id = format!("id={id}");
+    let line = list
+        .lines()
+        .find(|l| l.split_whitespace().any(|f| f == id))
+        .unwrap();
+    line.split_whitespace()
+        .find_map(|field| field.strip_prefix("cmd="))
+        .unwrap()
+        .to_owned()
+}
+
+/// Asserts that a checkout handed out nothing because the node answered `ROLE` as a replica
+/// (linked to its master yet or not: Redis 6.0 takes longer to sync).
+pub fn assert_refused_as_replica(
+    checkout: Result<r2d2_redis_sentinel::PooledConnection, r2d2_redis_sentinel::Error>,
+) {
+    use r2d2_redis_sentinel::Error;
+    match checkout {
+        Err(Error::CheckoutTimeout { cause, .. }) => assert!(
+            matches!(*cause, Error::WrongRole { ref actual, .. } if actual.starts_with("replica")),
+            "unexpected cause {cause:?}"
+        ),
+        Err(other) => panic!("expected a checkout timeout caused by the role, got {other:?}"),
+        Ok(mut conn) => panic!("a connection to a {:?} was handed out", conn.role()),
+    }
+}
+
 /// A plain connection straight to a node, bypassing the pool.
 pub fn direct(addr: &NodeAddr) -> redis::Connection {
     redis::Client::open(format!("redis://{addr}"))
