@@ -125,7 +125,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 "  master now {new}; {} jobs pushed",
                 pushed.load(Ordering::Relaxed)
             );
-            thread::sleep(Duration::from_secs(2));
+            // Sentinel lists the demoted master as a replica at once but re-points it only
+            // about 10 s later: a crash before then may promote it, with none of the new
+            // master's writes. Crash once it replicates, as a real crash would find it.
+            topology.wait_settled()?;
             println!("killing the master {new} (SIGKILL)...");
             topology.kill(&new)?;
             let deadline = Instant::now() + Duration::from_secs(60);
