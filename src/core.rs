@@ -47,7 +47,7 @@ use parking_lot::Mutex;
 use crate::{
     Error, Event, FailoverSource, NodeAddr, Validation,
     command_table::CommandTable,
-    config::Config,
+    config::{Config, LONGEST_FENCE},
     durable::{KnownReplicas, Unconfirmable},
     event::EventSink,
     generation::Generation,
@@ -160,6 +160,8 @@ struct Record {
 struct Fence {
     since: Instant,
     until: Instant,
+    /// The master it closed holds writes for a handover that does not complete.
+    stalled: bool,
 }
 
 /// What a connect finds in the record.
@@ -419,19 +421,18 @@ impl Core {
     /// `deadline`).
     fn wait_out_fence(&self, seen: u64, until: Instant, deadline: Instant) -> Result<(), Error> {
         let now = Instant::now();
-        if now >= deadline {
-            return Err(Error::FailoverInProgress {
-                service: self.config.service.clone(),
-            });
+        if now < deadline {
+            self.generation
+                .wait_for_change(seen, until.min(deadline).saturating_duration_since(now));
+            if !self.generation.is_closed() {
+                return Ok(());
+            }
         }
-        self.generation
-            .wait_for_change(seen, until.min(deadline).saturating_duration_since(now));
-        if self.generation.is_closed() {
-            return Err(Error::FailoverInProgress {
-                service: self.config.service.clone(),
-            });
-        }
-        Ok(())
+        let stalled = self.record.lock().fence.is_some_and(|f| f.stalled);
+        Err(Error::FailoverInProgress {
+            service: self.config.service.clone(),
+            stalled,
+        })
     }
 
     /// Records what a lookup that started in `generation` found, and returns the generation
@@ -493,10 +494,26 @@ impl Core {
             master: None,
             epoch: None,
             suspect: None,
-            fence: Some(Fence { since, until }),
+            fence: Some(Fence {
+                since,
+                until,
+                stalled: false,
+            }),
         };
         self.fences.raised.fetch_add(1, Ordering::Relaxed);
         generation
+    }
+
+    /// The master the fence closed holds writes for a handover that does not complete: keeps
+    /// the fence up until `until`, at most [`LONGEST_FENCE`] after it went up, and says so
+    /// in the error of a connect it holds past its `connection_timeout`. Returns the fence's
+    /// end now, or `None` when no fence is up.
+    pub(crate) fn stall_fence(&self, until: Instant) -> Option<Instant> {
+        let mut record = self.record.lock();
+        let fence = record.fence.as_mut()?;
+        fence.until = fence.until.max(until.min(fence.since + LONGEST_FENCE));
+        fence.stalled = true;
+        Some(fence.until)
     }
 
     /// Lowers the fence without a new master: back to `master` in its configuration epoch (the
@@ -532,6 +549,15 @@ impl Core {
             count(&self.fences.resumed),
             count(&self.fences.released),
         )
+    }
+
+    /// Whether a fence holds connects now (`Some`), and whether the master it closed holds
+    /// writes for a handover that does not complete (`Some(true)`).
+    pub(crate) fn fenced(&self) -> Option<bool> {
+        let record = self.record.lock();
+        record
+            .fenced(Instant::now())
+            .map(|_| record.fence.is_some_and(|f| f.stalled))
     }
 
     /// Whether a fence holds connects now.
@@ -619,6 +645,24 @@ impl Core {
         record
             .master_of(self.generation.current())
             .map(|master| (master.clone(), record.epoch))
+    }
+
+    /// Starts a new generation on the same master, if `master` is the current one and no
+    /// fence is up: every connection opened before is dropped (or refuses its next request),
+    /// and connects go to `master` without asking the sentinels, which may not name it yet.
+    /// After a handover, when Sentinel closed the new master's clients.
+    pub(crate) fn renew(&self, master: &NodeAddr, why: &str) {
+        let generation = {
+            let mut record = self.record.lock();
+            if record.fence.is_some() || record.master_of(self.generation.current()) != Some(master)
+            {
+                return;
+            }
+            let generation = self.generation.bump();
+            record.generation = generation;
+            generation
+        };
+        self.invalidated(generation, why);
     }
 
     /// Starts a new generation if `seen` is still current, so that every connection born
@@ -716,6 +760,7 @@ impl Core {
         self.subscribed.lock().clear();
         self.live_subscriptions.store(0, Ordering::Release);
         self.liveness.set_live_until(None);
+        self.liveness.settle_until(None);
     }
 
     /// The sentinels the watcher is subscribed to now.

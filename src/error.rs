@@ -90,6 +90,10 @@ pub enum Error {
     FailoverInProgress {
         /// The service (master) name.
         service: String,
+        /// The old master holds writes for a handover whose replica has not caught up
+        /// ([`Event::HandoverStalled`](crate::Event::HandoverStalled)): writes wait until it
+        /// does or Sentinel gives the failover up at its `failover-timeout`.
+        stalled: bool,
     },
     /// A replica pool found no replica that can serve reads: the sentinels list none as
     /// healthy, or none of those listed could be reached or answered `ROLE` as a replica.
@@ -372,7 +376,21 @@ impl fmt::Display for Error {
                  `ACL SETUSER <user> +{}`",
                 command.to_ascii_lowercase()
             ),
-            Error::FailoverInProgress { service } => write!(
+            Error::FailoverInProgress {
+                service,
+                stalled: true,
+            } => write!(
+                f,
+                "a coordinated failover of {} is stalled: the old master holds writes until the \
+                 replica it hands over to catches up, which it has not (a full resync, a broken \
+                 link); writes wait until it does or Sentinel gives the failover up at its \
+                 failover-timeout. Look at that replica; try again later",
+                Quoted(service)
+            ),
+            Error::FailoverInProgress {
+                service,
+                stalled: false,
+            } => write!(
                 f,
                 "a failover of {} is under way: the old master is fenced off and the promoted \
                  replica did not answer as master before this checkout's connection_timeout; \

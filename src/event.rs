@@ -57,7 +57,8 @@ pub enum Event {
         new: NodeAddr,
         /// How the pool learned that it is master:
         /// [`Promotion`](FailoverSource::Promotion) when it answered `ROLE` master before any
-        /// announcement.
+        /// announcement, [`Handover`](FailoverSource::Handover) when the old master handed
+        /// over to it by itself.
         via: FailoverSource,
         /// How long checkouts were held.
         held: Duration,
@@ -68,6 +69,22 @@ pub enum Event {
         /// Why.
         reason: FenceRelease,
         /// How long checkouts were held.
+        held: Duration,
+    },
+    /// The master the fence closed has held writes for a handover longer than a healthy one
+    /// takes: Valkey's coordinated failover (`SENTINEL FAILOVER <master> COORDINATED`) has
+    /// it pause writes (`CLIENT PAUSE WRITE`) until the replica acknowledges them all, and
+    /// this replica has not caught up (a full resync under way, a broken link). Writes wait
+    /// until it does or the failover's leader gives up at its `failover-timeout`; the fence
+    /// stays up meanwhile (up to 30 seconds), so the pool's writes wait in checkouts instead
+    /// of on the master, where they would fail at their read timeout as maybe applied. Sent
+    /// once per failover.
+    HandoverStalled {
+        /// The master holding writes, if the pool knew it.
+        master: Option<NodeAddr>,
+        /// The replica it waits for.
+        candidate: NodeAddr,
+        /// How long it had held writes.
         held: Duration,
     },
     /// A [`Subscriber`](crate::Subscriber) subscribed again on a new connection, after the
@@ -135,6 +152,14 @@ pub enum FailoverSource {
     /// [`FenceResume::Promotion`](crate::FenceResume::Promotion)). `+switch-master` confirms
     /// it later, with no second event.
     Promotion,
+    /// The server handed over: the replica the failover leader selected answered master and
+    /// the master the fence closed answered replica. Valkey 9's coordinated failover
+    /// (`SENTINEL FAILOVER <master> COORDINATED`) does this: the old master pauses writes,
+    /// waits until the replica has every write it acknowledged, demotes itself and promotes
+    /// the replica (`FAILOVER TO`), so the pool resumes there at once, whatever the
+    /// [`FenceResume`](crate::FenceResume). `+switch-master` confirms it later, with no
+    /// second event.
+    Handover,
 }
 
 /// Why a fence came down without a new master, in [`Event::FenceReleased`].

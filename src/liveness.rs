@@ -27,6 +27,11 @@ pub(crate) struct Liveness {
     /// Nanoseconds after `base` until which checkouts ask `PING`+`ROLE` whatever the
     /// watcher: a connection to the master broke, and its siblings may be dead too.
     distrust_until: AtomicU64,
+    /// Nanoseconds after `base` until which `with_retry` holds operations not declared
+    /// idempotent: the master handed over by itself, and Sentinel is about to close every
+    /// client of the new one, which would cut a write in flight (applied or not, nobody can
+    /// tell). 0: none.
+    settling_until: AtomicU64,
 }
 
 impl Default for Liveness {
@@ -35,6 +40,7 @@ impl Default for Liveness {
             base: Instant::now(),
             live_until: AtomicU64::new(0),
             distrust_until: AtomicU64::new(0),
+            settling_until: AtomicU64::new(0),
         }
     }
 }
@@ -56,6 +62,20 @@ impl Liveness {
     pub(crate) fn set_live_until(&self, until: Option<Instant>) {
         let nanos = until.map_or(0, |until| self.nanos(until).max(1));
         self.live_until.store(nanos, Ordering::Release);
+    }
+
+    /// `with_retry` holds operations not declared idempotent until `until`; not at all with
+    /// `None`.
+    pub(crate) fn settle_until(&self, until: Option<Instant>) {
+        let nanos = until.map_or(0, |until| self.nanos(until).max(1));
+        self.settling_until.store(nanos, Ordering::Release);
+    }
+
+    /// Until when `with_retry` holds operations not declared idempotent, if it does at
+    /// `now`. One atomic load.
+    pub(crate) fn settling(&self, now: Instant) -> Option<Instant> {
+        let until = self.settling_until.load(Ordering::Acquire);
+        (self.nanos(now) < until).then(|| self.base + Duration::from_nanos(until))
     }
 
     /// Checkouts ask `PING`+`ROLE` until `until`, whatever the watcher says.

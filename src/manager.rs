@@ -365,6 +365,7 @@ impl SentinelManager {
             None if core.is_fenced() => {
                 return Err(Error::FailoverInProgress {
                     service: core.config.service.clone(),
+                    stalled: false,
                 });
             }
             None => core.master(deadline)?.1,

@@ -407,9 +407,14 @@ impl SentinelPool {
         if state.connections >= max_size && state.idle_connections == 0 {
             return Err(Error::PoolExhausted { waited, max_size });
         }
-        // Not every connection exists: the missing ones could not be opened in time.
-        let cause = manager
-            .last_connect_error()
+        // Not every connection exists: the missing ones could not be opened in time, held by
+        // a fence, or failing.
+        let fenced = core.fenced().map(|stalled| Error::FailoverInProgress {
+            service: core.config.service.clone(),
+            stalled,
+        });
+        let cause = fenced
+            .or_else(|| manager.last_connect_error())
             .unwrap_or_else(|| Error::Connect {
                 address: self
                     .master()

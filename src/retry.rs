@@ -247,6 +247,9 @@ fn attempts<T>(
         count(&counters.attempts);
         // Which kind of retry the attempt that failed calls for.
         let mut retried = &counters.retried_unapplied;
+        if !idempotent {
+            settle(pool, deadline);
+        }
         let generation = pool.generation();
         let remaining = deadline.saturating_duration_since(Instant::now());
         let wait = remaining
@@ -300,6 +303,25 @@ fn attempts<T>(
         count(retried);
         // A failover announced meanwhile ends the wait: the next attempt reaches the new master.
         pool.core().generation.wait_for_change(generation, backoff);
+    }
+}
+
+/// After a handover (Valkey's coordinated failover), waits until Sentinel closed the new
+/// master's clients, or `deadline`: a write in flight when it does may or may not have been
+/// applied, and an operation not declared idempotent would then fail as
+/// [`Error::MaybeApplied`]. The pool starts a generation when it sees them closed, which ends
+/// the wait.
+fn settle(pool: &SentinelPool, deadline: Instant) {
+    let core = pool.core();
+    while let Some(until) = core.liveness.settling(Instant::now()) {
+        let generation = pool.generation();
+        let wait = until
+            .min(deadline)
+            .saturating_duration_since(Instant::now());
+        if wait.is_zero() || core.generation.is_closed() {
+            return;
+        }
+        core.generation.wait_for_change(generation, wait);
     }
 }
 

@@ -99,6 +99,12 @@ impl ServerVersion {
         })
     }
 
+    /// True for Valkey 9 and later, whose Sentinel runs coordinated failovers
+    /// ([`Topology::failover_coordinated`](super::Topology::failover_coordinated)).
+    pub fn coordinated_failover(&self) -> bool {
+        self.valkey && self.version.0 >= 9
+    }
+
     /// True for a server at least as new as Redis `major.minor` (Valkey 7.2 and later are
     /// Redis 7.2 and later).
     pub fn at_least(&self, major: u32, minor: u32) -> bool {

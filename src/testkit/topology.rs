@@ -394,6 +394,23 @@ impl Topology {
     ///
     /// [`Error::Timeout`] with the topology's state when the failover does not complete.
     pub fn failover(&self) -> Result<NodeAddr, Error> {
+        self.failover_as(false)
+    }
+
+    /// As [`failover`](Self::failover), with `SENTINEL FAILOVER <master> COORDINATED`: the
+    /// master pauses writes, waits until the replica has them all and hands over by itself
+    /// (`FAILOVER TO`). Valkey 9 and later
+    /// ([`ServerVersion::coordinated_failover`](super::ServerVersion::coordinated_failover));
+    /// other servers refuse it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] with the topology's state when the failover does not complete.
+    pub fn failover_coordinated(&self) -> Result<NodeAddr, Error> {
+        self.failover_as(true)
+    }
+
+    fn failover_as(&self, coordinated: bool) -> Result<NodeAddr, Error> {
         let old = self.master()?;
         let deadline = Instant::now() + self.options.timeout;
         loop {
@@ -402,6 +419,9 @@ impl Topology {
                 let sentinel = t.sentinels.iter().find(|s| s.is_running())?;
                 let mut cmd = redis::cmd("SENTINEL");
                 cmd.arg("FAILOVER").arg(&t.options.service);
+                if coordinated {
+                    cmd.arg("COORDINATED");
+                }
                 // NOGOODSLAVE or INPROG: a replica is not ready yet, or a failover still runs.
                 t.sentinel_query::<String>(sentinel, &cmd)
                     .ok()

@@ -88,7 +88,7 @@ use std::{
 use crossbeam_channel::{Receiver, Sender, select};
 
 use crate::{
-    CheckoutMode, Error, Event, FailoverSource, FenceRelease, FenceResume, NodeAddr,
+    CheckoutMode, Error, Event, FailoverSource, FenceRelease, NodeAddr,
     core::Core,
     message::{SentinelMessage, Step},
     node::NodeSettings,
@@ -201,6 +201,20 @@ enum Report {
     Promoted {
         addr: NodeAddr,
     },
+    /// The probe saw the fenced failover's replica answer master and the fenced master
+    /// answer replica: the server handed over (a coordinated failover).
+    HandedOver {
+        addr: NodeAddr,
+    },
+    /// After a handover, Sentinel closed the clients of the new master at `addr`.
+    ClientsKilled {
+        addr: NodeAddr,
+    },
+    /// The fenced master has held writes for a handover this long, waiting for its replica
+    /// to catch up; said again every [`probe::STALL_AFTER`] while it does.
+    HandoverStalled {
+        held: Duration,
+    },
     /// A sentinel's state says it leads a failover promoting `candidate` (asked at each
     /// refresh, so a subscriber that joined mid-failover learns what it missed).
     InProgress {
@@ -215,9 +229,11 @@ struct Fenced {
     /// The master fenced off, and the epoch it was known in.
     old: Option<(NodeAddr, Option<u64>)>,
     until: Instant,
-    /// Asks the candidate its role (with [`FenceResume::Promotion`] only); `None` when the
-    /// system refused the thread.
-    _probe: Option<Probe>,
+    /// Asks the candidate its role; `None` when the system refused the thread.
+    probe: Option<Probe>,
+    /// The master said it holds writes for a handover that does not complete, and the user
+    /// was told.
+    stall_told: bool,
 }
 
 /// The coordinator's handle on one subscriber.
@@ -281,6 +297,8 @@ struct Coordinator {
     probes: Vec<JoinHandle<()>>,
     /// Whether adaptive checkouts were last told they may skip their round trip.
     live: bool,
+    /// After a handover: the probe that waits for Sentinel to close the new master's clients.
+    handover: Option<Probe>,
 }
 
 impl Coordinator {
@@ -301,6 +319,7 @@ impl Coordinator {
             replicas: HashMap::new(),
             probes: Vec::new(),
             live: false,
+            handover: None,
         }
     }
 
@@ -480,7 +499,17 @@ impl Coordinator {
                 SentinelMessage::NewEpoch { .. } => {}
             },
             Report::Message { .. } => {}
-            Report::Promoted { addr } => self.promoted(&addr),
+            Report::Promoted { addr } => self.promoted(&addr, FailoverSource::Promotion),
+            Report::HandedOver { addr } => self.promoted(&addr, FailoverSource::Handover),
+            Report::HandoverStalled { held } => self.stalled(held),
+            Report::ClientsKilled { addr } => {
+                self.handover = None;
+                self.core.liveness.settle_until(None);
+                self.core.renew(
+                    &addr,
+                    "Sentinel closed the clients of the new master after its handover",
+                );
+            }
             Report::InProgress { from, candidate } => {
                 if self.core.config.fence.is_none() {
                     return;
@@ -547,24 +576,24 @@ impl Coordinator {
                 .map(|master| (master.clone(), self.view.epoch())),
         };
         let generation = self.core.raise_fence(until);
-        let probe = match options.resume {
-            FenceResume::Commit => None,
-            FenceResume::Promotion => match Probe::start(
-                &self.core,
-                target.candidate.clone(),
-                self.reports_tx.clone(),
-            ) {
-                Ok((probe, thread)) => {
-                    self.probes.push(thread);
-                    Some(probe)
-                }
-                Err(err) => {
-                    log::warn!("{err}; the fence waits for +switch-master instead");
-                    None
-                }
-            },
-        };
+        self.handover = None;
+        self.core.liveness.settle_until(None);
         let old_master = old.as_ref().map(|(master, _)| master.clone());
+        let probe = match Probe::start(
+            &self.core,
+            target.candidate.clone(),
+            old_master.clone(),
+            self.reports_tx.clone(),
+        ) {
+            Ok((probe, threads)) => {
+                self.probes.extend(threads);
+                Some(probe)
+            }
+            Err(err) => {
+                log::warn!("{err}; the fence waits for +switch-master instead");
+                None
+            }
+        };
         if let Some(master) = &old_master {
             let clients = self.core.release_blocked(master);
             if !clients.is_empty() {
@@ -597,21 +626,74 @@ impl Coordinator {
             target,
             old,
             until,
-            _probe: probe,
+            probe,
+            stall_told: false,
         });
     }
 
-    /// The probe saw the fenced candidate answer master: the pool resumes there
-    /// ([`FenceResume::Promotion`]).
-    fn promoted(&mut self, addr: &NodeAddr) {
-        let Some(fence) = &self.fence else {
+    /// The probe saw the fenced candidate answer master: the pool resumes there, with
+    /// [`FenceResume::Promotion`] or when the old master handed over by itself
+    /// ([`FailoverSource::Handover`]).
+    fn promoted(&mut self, addr: &NodeAddr, via: FailoverSource) {
+        let Some(fence) = &mut self.fence else {
             return;
         };
         if fence.target.candidate != *addr {
             return;
         }
         let (leader, epoch) = (fence.target.leader.clone(), fence.target.epoch);
-        self.apply(&leader, addr, epoch, FailoverSource::Promotion);
+        if via == FailoverSource::Handover {
+            log::info!(
+                "{} handed over to {addr} by itself (a coordinated failover): the pool resumes \
+                 there without waiting for the commit",
+                fence
+                    .old
+                    .as_ref()
+                    .map_or_else(|| "the old master".to_owned(), |(m, _)| m.to_string()),
+            );
+            // It waits for Sentinel to close the new master's clients; operations that must
+            // not run twice wait for that too.
+            self.handover = fence.probe.take();
+            self.core
+                .liveness
+                .settle_until(Some(Instant::now() + probe::KILL_WAIT));
+        }
+        self.apply(&leader, addr, epoch, via);
+    }
+
+    /// The fenced master holds writes for a handover that does not complete: its replica is
+    /// not in sync. Says so once per fence, and keeps the fence up while the master holds
+    /// writes (a write sent there would wait too, and fail at its read timeout as maybe
+    /// applied), up to [`LONGEST_FENCE`](crate::config::LONGEST_FENCE) in all. The master
+    /// holds them until the replica catches up or the failover's leader gives up
+    /// (`failover-timeout`, whose abort lowers the fence).
+    fn stalled(&mut self, held: Duration) {
+        let Some(fence) = &mut self.fence else {
+            return;
+        };
+        let timeout = self.core.config.fence.map_or(Duration::ZERO, |f| f.timeout);
+        let until = self.core.stall_fence(Instant::now() + timeout);
+        if let Some(until) = until {
+            fence.until = until;
+        }
+        if std::mem::replace(&mut fence.stall_told, true) {
+            return;
+        }
+        let master = fence.old.as_ref().map(|(m, _)| m.clone());
+        log::warn!(
+            "{} has held writes for {held:?} to hand over to {} (a coordinated failover), and \
+             the replica has not caught up: writes wait until it does or the failover's leader \
+             gives up (failover-timeout); the fence keeps the pool's writes off it meanwhile",
+            master
+                .as_ref()
+                .map_or_else(|| "the master".to_owned(), ToString::to_string),
+            fence.target.candidate,
+        );
+        self.core.events.send(Event::HandoverStalled {
+            master,
+            candidate: fence.target.candidate.clone(),
+            held,
+        });
     }
 
     /// Whether `leader` answers, within [`IO_LIMIT`], that it still runs a failover of the

@@ -6,14 +6,35 @@
 //! connection dies at the very moment of the promotion; it reconnects at once. Every wait is
 //! short (a hung replica costs [`IO_LIMIT`](super::IO_LIMIT) per attempt), and the thread ends
 //! within that when the fence comes down.
+//!
+//! # A handover by the server
+//!
+//! When the replica answers master, the probe asks the fenced master its role too. A master
+//! that answers replica handed over itself: Valkey 9's coordinated failover (`SENTINEL
+//! FAILOVER <master> COORDINATED`) has it pause writes (`CLIENT PAUSE WRITE`), wait until the
+//! replica has every write it acknowledged, demote itself and promote the replica (`FAILOVER
+//! TO`). In a plain failover the old master stays master until Sentinel reconfigures it, after
+//! the commit. A handover is reported whatever the [`FenceResume`]: the server has fenced the
+//! old master and the new one holds its writes, so the pool resumes there at once (see the
+//! watcher's module docs for why a leader that dies next costs nothing).
+//!
+//! Sentinel then closes every client of both nodes (`CLIENT KILL TYPE normal`, `TYPE pubsub`)
+//! when its `INFO` polling sees the promotion, up to a second later. The probe keeps its
+//! connection to the new master and pings it until that happens, and reports it: the pool
+//! then starts a generation on the same master, so that no connection opened before the kill
+//! is handed out or sends again.
 
-use std::{sync::Arc, thread, time::Duration};
+use std::{
+    sync::Arc,
+    thread,
+    time::{Duration, Instant},
+};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::{Report, clamp};
 use crate::{
-    Error, NodeAddr,
+    Error, FenceResume, NodeAddr,
     core::Core,
     node::{self, NodeRole},
 };
@@ -22,6 +43,21 @@ use crate::{
 /// the moment it happens; `ROLE` costs the replica a few microseconds.
 const POLL: Duration = Duration::from_millis(2);
 
+/// How long the probe waits for Sentinel to close the new master's clients after a handover.
+/// Its leader polls a promoted replica's `INFO` once a second and closes them when it sees
+/// the promotion; a leader that died in between never does.
+pub(super) const KILL_WAIT: Duration = Duration::from_secs(5);
+
+/// How long the fenced master may hold writes for a handover before the pool says it
+/// stalled: a healthy one waits for the replica's next acknowledgement, sent once a second,
+/// so one that waits longer waits for a replica that is not in sync (a full resync, a broken
+/// link).
+pub(super) const STALL_AFTER: Duration = Duration::from_millis(1500);
+
+/// How often the handover watcher asks the fenced master its state, and waits before
+/// connecting again to one it could not reach.
+const STATE_POLL: Duration = Duration::from_millis(50);
+
 /// A running probe; dropping it signals the thread to end (without waiting for it).
 #[derive(Debug)]
 pub(super) struct Probe {
@@ -29,8 +65,10 @@ pub(super) struct Probe {
 }
 
 impl Probe {
-    /// Starts asking `candidate` its role; reports [`Report::Promoted`] once, when it answers
-    /// master.
+    /// Starts asking `candidate` its role. Reports [`Report::HandedOver`] when it answers
+    /// master and `old` answers replica, then [`Report::ClientsKilled`] when Sentinel closes
+    /// the new master's clients; else, with [`FenceResume::Promotion`],
+    /// [`Report::Promoted`] when it answers master. Reports each at most once.
     ///
     /// # Errors
     ///
@@ -38,54 +76,210 @@ impl Probe {
     pub(super) fn start(
         core: &Arc<Core>,
         candidate: NodeAddr,
+        old: Option<NodeAddr>,
         reports: Sender<Report>,
-    ) -> Result<(Probe, thread::JoinHandle<()>), Error> {
+    ) -> Result<(Probe, Vec<thread::JoinHandle<()>>), Error> {
         let (stop_tx, stop) = crossbeam_channel::bounded(0);
+        let mut threads = Vec::new();
+        if let Some(old) = old.clone() {
+            let (core, stop, reports) = (Arc::clone(core), stop.clone(), reports.clone());
+            let name = format!("r2d2-sentinel-handover-{}", old.port);
+            threads.push(
+                thread::Builder::new()
+                    .name(name.clone())
+                    .spawn(move || watch_handover(&core, &old, &stop, &reports))
+                    .map_err(|err| Error::ThreadSpawn {
+                        name,
+                        reason: err.to_string(),
+                    })?,
+            );
+        }
         let core = Arc::clone(core);
         let name = format!("r2d2-sentinel-probe-{}", candidate.port);
         let thread = thread::Builder::new()
             .name(name.clone())
-            .spawn(move || {
-                if run(&core, &candidate, &stop) {
+            .spawn(move || match run(&core, &candidate, old.as_ref(), &stop) {
+                Outcome::HandedOver(conn) => {
+                    let addr = candidate.clone();
+                    if reports.send(Report::HandedOver { addr }).is_ok() && await_kill(conn, &stop)
+                    {
+                        let _ = reports.send(Report::ClientsKilled { addr: candidate });
+                    }
+                }
+                Outcome::Promoted
+                    if core
+                        .config
+                        .fence
+                        .is_some_and(|f| f.resume == FenceResume::Promotion) =>
+                {
                     let _ = reports.send(Report::Promoted { addr: candidate });
                 }
+                Outcome::Promoted | Outcome::Stopped => {}
             })
             .map_err(|err| Error::ThreadSpawn {
                 name,
                 reason: err.to_string(),
             })?;
-        Ok((Probe { _stop: stop_tx }, thread))
+        threads.push(thread);
+        Ok((Probe { _stop: stop_tx }, threads))
     }
 }
 
-/// Asks until `candidate` answers master (true) or the probe is stopped (false).
-fn run(core: &Core, candidate: &NodeAddr, stop: &Receiver<()>) -> bool {
+/// How the probe's asking ended.
+enum Outcome {
+    /// The candidate answers master and the old master replica: the server handed over. The
+    /// connection to the new master, kept to see Sentinel close it.
+    HandedOver(redis::Connection),
+    /// The candidate answers master; the old master did not answer replica.
+    Promoted,
+    /// The probe was stopped first.
+    Stopped,
+}
+
+/// Asks until `candidate` answers master, or the probe is stopped.
+fn run(core: &Core, candidate: &NodeAddr, old: Option<&NodeAddr>, stop: &Receiver<()>) -> Outcome {
     let settings = clamp(&core.config.data);
     loop {
         if let Ok(mut conn) = node::connect(candidate, &settings) {
             loop {
-                match core.role_probe(candidate).ask(
-                    &mut conn,
-                    false,
-                    core.config.data.redis.protocol(),
-                ) {
-                    Ok(NodeRole::Master) => return true,
-                    Ok(_) => {}
-                    Err(err) if node::is_no_permission(&err) => {
-                        core.use_hello_for_roles(candidate);
+                match ask(core, candidate, &mut conn) {
+                    Ok(NodeRole::Master) => {
+                        return match old {
+                            Some(old) if handed_over(core, old, &settings) => {
+                                Outcome::HandedOver(conn)
+                            }
+                            _ => Outcome::Promoted,
+                        };
                     }
+                    Ok(_) => {}
                     // Killed by the promotion itself, most likely: reconnect at once.
                     Err(_) => break,
                 }
                 if !matches!(stop.recv_timeout(POLL), Err(RecvTimeoutError::Timeout)) {
-                    return false;
+                    return Outcome::Stopped;
                 }
             }
+        }
+        if !matches!(stop.recv_timeout(POLL), Err(RecvTimeoutError::Timeout)) {
+            return Outcome::Stopped;
+        }
+    }
+}
+
+/// The role of the node at `addr`, by `ROLE`, or by `HELLO` where our ACL user may not run
+/// `ROLE`.
+fn ask(core: &Core, addr: &NodeAddr, conn: &mut redis::Connection) -> redis::RedisResult<NodeRole> {
+    let protocol = core.config.data.redis.protocol();
+    match core.role_probe(addr).ask(conn, false, protocol) {
+        Err(err) if node::is_no_permission(&err) => {
+            core.use_hello_for_roles(addr);
+            core.role_probe(addr).ask(conn, false, protocol)
+        }
+        answer => answer,
+    }
+}
+
+/// Whether `old`, the master the fence closed, answers that it is a replica now: it handed
+/// over by itself. In a plain failover it stays master until after the commit; dead or
+/// silent, it tells nothing.
+fn handed_over(core: &Core, old: &NodeAddr, settings: &node::NodeSettings) -> bool {
+    let role = node::connect(old, settings).and_then(|mut conn| ask(core, old, &mut conn));
+    matches!(role, Ok(NodeRole::Replica | NodeRole::UnlinkedReplica))
+}
+
+/// What the fenced master says of a handover (`INFO replication`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handover {
+    /// A master with none under way (`master_failover_state:no-failover`), or a server too
+    /// old to say.
+    None,
+    /// It holds writes and waits for the replica to acknowledge them all
+    /// (`waiting-for-sync`).
+    WaitingForSync,
+    /// It demoted itself and asks the replica to take over (`failover-in-progress`).
+    InProgress,
+    /// It is a replica now: the handover is done (or it never was master).
+    Replica,
+}
+
+impl Handover {
+    fn parse(info: &str) -> Handover {
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+                .map(str::trim)
+        };
+        if field("role") == Some("slave") {
+            return Handover::Replica;
+        }
+        match field("master_failover_state") {
+            Some("waiting-for-sync") => Handover::WaitingForSync,
+            Some("failover-in-progress") => Handover::InProgress,
+            _ => Handover::None,
+        }
+    }
+}
+
+/// While the fence is up, watches the master it closed for a handover of its own (Valkey's
+/// coordinated failover): it holds writes (`CLIENT PAUSE WRITE`) until the replica has
+/// acknowledged every one of them. Replicas acknowledge once a second, and the master asks
+/// for no earlier acknowledgement while it pauses writes (asking would add to the replication
+/// stream), so a handover takes up to a second of the server's time, nothing a client can
+/// hurry. One that takes [`STALL_AFTER`] waits for a replica that is not in sync: the
+/// watcher tells the coordinator, and again every [`STALL_AFTER`] while the master holds
+/// writes. It asks `INFO replication` every [`STATE_POLL`]; where our ACL user may not, it
+/// gives up (the fence then ends at its timeout).
+fn watch_handover(core: &Core, old: &NodeAddr, stop: &Receiver<()>, reports: &Sender<Report>) {
+    let settings = clamp(&core.config.data);
+    let mut waiting_since: Option<Instant> = None;
+    let mut told: Option<Instant> = None;
+    let stopped = |wait| !matches!(stop.recv_timeout(wait), Err(RecvTimeoutError::Timeout));
+    loop {
+        if let Ok(mut conn) = node::connect(old, &settings) {
+            loop {
+                let state = redis::cmd("INFO")
+                    .arg("replication")
+                    .query::<String>(&mut conn)
+                    .map(|info| Handover::parse(&info));
+                match state {
+                    Ok(Handover::Replica) => return,
+                    Ok(Handover::WaitingForSync) => {
+                        let since = *waiting_since.get_or_insert_with(Instant::now);
+                        let due = told.map_or(since, |t| t) + STALL_AFTER;
+                        if Instant::now() >= due {
+                            told = Some(Instant::now());
+                            let held = since.elapsed();
+                            let _ = reports.send(Report::HandoverStalled { held });
+                        }
+                    }
+                    Ok(Handover::None | Handover::InProgress) => waiting_since = None,
+                    Err(err) if err.is_io_error() || err.is_timeout() => break,
+                    Err(_) => return,
+                }
+                if stopped(STATE_POLL) {
+                    return;
+                }
+            }
+        }
+        if stopped(STATE_POLL) {
+            return;
+        }
+    }
+}
+
+/// Pings the new master on `conn` until Sentinel closes it (true), for [`KILL_WAIT`] at most
+/// or until the probe is stopped (false).
+fn await_kill(mut conn: redis::Connection, stop: &Receiver<()>) -> bool {
+    let deadline = Instant::now() + KILL_WAIT;
+    while Instant::now() < deadline {
+        if redis::cmd("PING").query::<String>(&mut conn).is_err() {
+            return true;
         }
         if !matches!(stop.recv_timeout(POLL), Err(RecvTimeoutError::Timeout)) {
             return false;
         }
     }
+    false
 }
 
 /// Releases the pool's connections blocked in a command on `master`, which the fence just

@@ -1,0 +1,395 @@
+//! Valkey 9's coordinated failover (`SENTINEL FAILOVER <master> COORDINATED`): the master
+//! pauses writes, waits until the replica has them all and hands over by itself, so the pool
+//! resumes on the new master as soon as it answers master and the old one answers replica,
+//! without waiting for Sentinel's commit; then Sentinel closes every client of both nodes, and
+//! the pool replaces its connections to the new master before they fail. Each test skips (and
+//! says so) on servers without coordinated failovers.
+
+mod support;
+
+#[path = "support/fence.rs"]
+mod fence_kit;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use fence_kit::{Writer, events, pool, pool_master, until_writes_reach};
+use r2d2_redis_sentinel::{
+    Durability, Error, Event, FailoverSource, FenceResume, NodeAddr, RetryPolicy, SentinelPool,
+    redis::{self, Commands},
+    testkit::Topology,
+};
+use support::{direct, eventually, init_logging};
+
+/// A topology on a server with coordinated failovers, or `None` (and a line saying so).
+fn topology() -> Option<Topology> {
+    init_logging();
+    let topology = Topology::start().unwrap();
+    if topology.server_version().coordinated_failover() {
+        Some(topology)
+    } else {
+        eprintln!(
+            "skipped: {} has no coordinated failover (Valkey 9 and later)",
+            topology.server_version()
+        );
+        None
+    }
+}
+
+/// Whether the pool's events say it resumed on `new` at the handover, and that this was the
+/// only failover it applied (the sentinels' `+switch-master` only confirmed it).
+fn resumed_at_handover(events: &[Event], new: &NodeAddr) -> bool {
+    let resumed = events.iter().any(|e| {
+        matches!(e, Event::FenceResumed { new: to, via: FailoverSource::Handover, .. } if to == new)
+    });
+    let failovers: Vec<FailoverSource> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Failover { via, .. } => Some(*via),
+            _ => None,
+        })
+        .collect();
+    resumed && failovers == [FailoverSource::Handover]
+}
+
+/// Whether the pool started a generation on the new master once Sentinel closed its clients.
+fn renewed_after_kill(events: &[Event]) -> bool {
+    events.iter().any(
+        |e| matches!(e, Event::Invalidated { reason, .. } if reason.contains("closed the clients")),
+    )
+}
+
+/// Waits until the pool renewed its connections after Sentinel closed the new master's
+/// clients; returns every event so far (reading events takes them).
+fn until_renewed(pool: &SentinelPool) -> Vec<Event> {
+    let mut seen = Vec::new();
+    eventually(
+        "the pool to renew its connections",
+        Duration::from_secs(10),
+        || {
+            seen.extend(events(pool));
+            renewed_after_kill(&seen).then_some(())
+        },
+    );
+    seen
+}
+
+#[test]
+fn a_coordinated_failover_resumes_at_the_handover_and_loses_nothing() {
+    for resume in [FenceResume::Commit, FenceResume::Promotion] {
+        let Some(topology) = topology() else { return };
+        let pool = topology
+            .pool_builder()
+            .max_size(4)
+            .fence_resume(resume)
+            .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(30)))
+            .build()
+            .unwrap();
+        let old = topology.master().unwrap();
+        let writer = Writer::start(&pool);
+        let new = topology.failover_coordinated().unwrap();
+        until_writes_reach(&pool, &new);
+        // Sentinel closes the new master's clients when its leader sees the promotion: the
+        // writer goes on through it.
+        let mut events = until_renewed(&pool);
+        until_writes_reach(&pool, &new);
+        let report = writer.finish();
+        events.extend(fence_kit::events(&pool));
+
+        assert!(report.errors.is_empty(), "errors: {:?}", report.errors);
+        assert!(resumed_at_handover(&events, &new), "{resume:?}: {events:?}");
+        assert!(report.acks.iter().any(|a| a.by == old));
+        let missing = report.missing_on(&new);
+        assert!(
+            missing.is_empty(),
+            "{} acknowledged writes lost in a coordinated failover",
+            missing.len()
+        );
+        let stats = pool.stats();
+        assert_eq!(
+            (stats.fences_raised, stats.fences_resumed, stats.fenced),
+            (1, 1, false)
+        );
+        let held = events.iter().find_map(|e| match e {
+            Event::FenceResumed { held, .. } => Some(*held),
+            _ => None,
+        });
+        eprintln!(
+            "coordinated failover, {resume:?}: {} writes, 0 lost, fence held {held:?}, longest \
+             gap {:?}",
+            report.acks.len(),
+            report.longest_gap
+        );
+    }
+}
+
+/// A writer that sends one `INCR` per checkout through `with_retry`, which never re-runs a
+/// write that may have been applied: every error it surfaces is kept.
+fn incr_writer(
+    pool: &SentinelPool,
+    stop: &Arc<AtomicBool>,
+) -> thread::JoinHandle<(u64, Vec<Error>)> {
+    let (pool, stop) = (pool.clone(), Arc::clone(stop));
+    thread::spawn(move || {
+        let (mut acked, mut errors) = (0, Vec::new());
+        while !stop.load(Ordering::Relaxed) {
+            match pool.with_retry(|c| c.incr::<_, _, u64>("counter", 1)) {
+                Ok(_) => acked += 1,
+                Err(err) => errors.push(err),
+            }
+        }
+        (acked, errors)
+    })
+}
+
+#[test]
+fn the_kill_wave_surfaces_no_error_through_with_retry() {
+    let Some(topology) = topology() else { return };
+    let pool = pool(&topology);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..4).map(|_| incr_writer(&pool, &stop)).collect();
+    let new = topology.failover_coordinated().unwrap();
+    let events = until_renewed(&pool);
+    let before: u64 = direct(&new).get("counter").unwrap();
+    eventually(
+        "writes to go on after the kill",
+        Duration::from_secs(5),
+        || (direct(&new).get::<_, u64>("counter").unwrap() > before + 100).then_some(()),
+    );
+    stop.store(true, Ordering::Relaxed);
+    let mut acked = 0;
+    let mut errors = Vec::new();
+    for writer in writers {
+        let (a, e) = writer.join().unwrap();
+        acked += a;
+        errors.extend(e);
+    }
+    let counter: u64 = direct(&new).get("counter").unwrap();
+
+    assert!(resumed_at_handover(&events, &new), "{events:?}");
+    // Each acknowledged INCR was applied once on the master that kept them all; a write
+    // that may have been applied would be an error, never silently sent again.
+    assert_eq!(counter, acked, "errors: {errors:?}");
+    assert!(errors.is_empty(), "errors: {errors:?}");
+}
+
+#[test]
+fn plain_checkouts_see_at_most_one_error_per_killed_connection() {
+    let Some(topology) = topology() else { return };
+    let max_size = 4;
+    let pool = topology.pool_builder().max_size(max_size).build().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..max_size)
+        .map(|_| {
+            let (pool, stop) = (pool.clone(), Arc::clone(&stop));
+            thread::spawn(move || {
+                let mut errors = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let done = pool.get().map_err(|e| e.to_string()).and_then(|mut c| {
+                        c.incr::<_, _, u64>("counter", 1).map_err(|e| e.to_string())
+                    });
+                    if let Err(err) = done {
+                        errors.push(err);
+                    }
+                }
+                errors
+            })
+        })
+        .collect();
+    let new = topology.failover_coordinated().unwrap();
+    let events = until_renewed(&pool);
+    until_master_counts(&new, 100);
+    stop.store(true, Ordering::Relaxed);
+    let errors: Vec<String> = writers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+
+    assert!(resumed_at_handover(&events, &new), "{events:?}");
+    // A connection checked out when the fence rose refuses its next request, and one the kill
+    // closed fails once; the pool holds `max_size` connections.
+    assert!(
+        errors.len() <= 2 * max_size as usize,
+        "{} errors: {errors:?}",
+        errors.len()
+    );
+    eprintln!("plain checkouts: {} errors: {errors:?}", errors.len());
+}
+
+/// Waits until `counter` on `node` grew by `more`.
+fn until_master_counts(node: &NodeAddr, more: u64) {
+    let before: u64 = direct(node).get("counter").unwrap_or(0);
+    eventually("writes on the new master", Duration::from_secs(10), || {
+        (direct(node).get::<_, u64>("counter").unwrap_or(0) >= before + more).then_some(())
+    });
+}
+
+#[test]
+fn a_durable_write_in_flight_at_the_handover_gets_a_clear_answer_in_time() {
+    let Some(topology) = topology() else { return };
+    let wait = Duration::from_millis(500);
+    let pool = topology
+        .pool_builder()
+        .max_size(4)
+        .durability(Durability::all_replicas().timeout(wait))
+        .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(30)))
+        .build()
+        .unwrap();
+    let master = pool_master(&pool);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..4u64)
+        .map(|w| {
+            let (pool, stop) = (pool.clone(), Arc::clone(&stop));
+            thread::spawn(move || {
+                let mut outcomes = Vec::new();
+                let mut key = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    key += 1;
+                    let started = Instant::now();
+                    let done = pool.with_retry(|c| c.set::<_, _, ()>(format!("d:{w}:{key}"), key));
+                    outcomes.push((format!("d:{w}:{key}"), started.elapsed(), done));
+                }
+                outcomes
+            })
+        })
+        .collect();
+    let mut probe = direct(&master);
+    eventually("the writers to start", Duration::from_secs(5), || {
+        probe.exists::<_, bool>("d:0:1").unwrap().then_some(())
+    });
+    let new = topology.failover_coordinated().unwrap();
+    eventually("writes on the new master", Duration::from_secs(10), || {
+        (redis::cmd("DBSIZE")
+            .query::<u64>(&mut direct(&new))
+            .unwrap()
+            > 0)
+        .then_some(())
+    });
+    thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let outcomes: Vec<_> = writers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+
+    let mut conn = direct(&new);
+    let mut counts = std::collections::BTreeMap::new();
+    for (key, took, done) in &outcomes {
+        // The longest a durable write may take: its read timeout, which covers the WAIT.
+        assert!(
+            *took < Duration::from_secs(5),
+            "{key} took {took:?}: {done:?}"
+        );
+        let kind = match done {
+            Ok(()) => {
+                assert!(
+                    conn.exists::<_, bool>(key).unwrap(),
+                    "{key} was confirmed and is lost"
+                );
+                "confirmed"
+            }
+            Err(Error::NotReplicated { .. }) => "not replicated",
+            Err(Error::MaybeApplied { .. }) => "maybe applied",
+            Err(err) => panic!("{key}: an answer that says nothing of the write: {err:?}"),
+        };
+        *counts.entry(kind).or_insert(0) += 1;
+    }
+    assert!(counts.contains_key("confirmed"), "{counts:?}");
+    eprintln!("durable writes through a coordinated failover: {counts:?}");
+}
+
+#[test]
+fn a_stalled_handover_is_told_and_held_in_the_pool_until_sentinel_gives_up() {
+    init_logging();
+    let failover_timeout = Duration::from_secs(6);
+    let mut topology = Topology::builder()
+        .failover_timeout(failover_timeout)
+        .start()
+        .unwrap();
+    if !topology.server_version().coordinated_failover() {
+        eprintln!(
+            "skipped: {} has no coordinated failover",
+            topology.server_version()
+        );
+        return;
+    }
+    let pool = pool(&topology);
+    let impatient = topology
+        .pool_builder()
+        .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(2)))
+        .build()
+        .unwrap();
+    let old = topology.master().unwrap();
+    let writer = Writer::start(&pool);
+    // Replicas that stopped acknowledging, still selectable for a second (until the sentinels
+    // call them down): the master pauses writes for a handover that never comes.
+    let replicas: Vec<NodeAddr> = topology
+        .data_addrs()
+        .into_iter()
+        .filter(|a| *a != old)
+        .collect();
+    for replica in &replicas {
+        topology.pause(replica).unwrap();
+    }
+    let sentinel = &topology.sentinel_addrs()[0];
+    let _: String = redis::cmd("SENTINEL")
+        .arg("FAILOVER")
+        .arg(topology.service_name())
+        .arg("COORDINATED")
+        .query(&mut direct(sentinel))
+        .unwrap();
+    let mut seen = Vec::new();
+    let stalled = eventually("the stall to be told", Duration::from_secs(10), || {
+        seen.extend(events(&pool));
+        seen.iter().find_map(|e| match e {
+            Event::HandoverStalled {
+                master,
+                candidate,
+                held,
+            } => Some((master.clone(), candidate.clone(), *held)),
+            _ => None,
+        })
+    });
+    // A caller whose deadline ends first is told why.
+    let gave_up = impatient
+        .with_retry_idempotent(|c| c.set::<_, _, ()>("impatient", 1))
+        .unwrap_err();
+    eventually("Sentinel to give up", failover_timeout * 3, || {
+        seen.extend(events(&pool));
+        seen.iter()
+            .any(|e| matches!(e, Event::FenceReleased { .. }))
+            .then_some(())
+    });
+    for replica in &replicas {
+        topology.resume(replica).unwrap();
+    }
+    until_writes_reach(&pool, &old);
+    let report = writer.finish();
+
+    assert_eq!(stalled.0.as_ref(), Some(&old), "{seen:?}");
+    assert!(replicas.contains(&stalled.1), "{seen:?}");
+    assert!(stalled.2 >= Duration::from_secs(1), "{seen:?}");
+    assert!(
+        gave_up
+            .to_string()
+            .contains("coordinated failover of \"mymaster\" is stalled"),
+        "{gave_up}"
+    );
+    // The writes waited in the pool, and went on on the master that kept its role.
+    assert!(report.errors.is_empty(), "errors: {:?}", report.errors);
+    assert!(report.missing_on(&old).is_empty());
+    let held = seen.iter().find_map(|e| match e {
+        Event::FenceReleased { held, .. } => Some(*held),
+        _ => None,
+    });
+    eprintln!(
+        "stalled handover: told after {:?}, fence held {held:?}",
+        stalled.2
+    );
+}
