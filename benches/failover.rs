@@ -18,6 +18,10 @@
 //! `cargo bench --bench failover -- "watcher off"` runs the scenarios without the watcher.
 //! `DOWN_AFTER_MS=5000` sets the sentinels' `down-after-milliseconds` (1 s by default).
 //! `VALIDATION=ping-role` checks every checkout with `PING`+`ROLE` instead of the default.
+//! `WRITERS=8` runs eight writers on the pool (one by default; the pool then holds eight
+//! connections). `COORDINATED=on` (Valkey 9 and later, through `REDIS_BIN_DIR`) runs planned
+//! failovers both ways, plain and `SENTINEL FAILOVER <master> COORDINATED` (the master hands
+//! over by itself), fence on and off, instead of the default scenarios.
 //! Results in BENCHMARKS.md.
 
 use std::{
@@ -40,6 +44,8 @@ use r2d2_redis_sentinel::{
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
     Planned,
+    /// `SENTINEL FAILOVER <master> COORDINATED`.
+    Coordinated,
     Crash,
 }
 
@@ -83,7 +89,13 @@ fn main() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(10);
-    let scenarios = [
+    let coordinated = [
+        ("planned, fence on", Kind::Planned, Setup::FenceOn),
+        ("coordinated, fence on", Kind::Coordinated, Setup::FenceOn),
+        ("planned, fence off", Kind::Planned, Setup::FenceOff),
+        ("coordinated, fence off", Kind::Coordinated, Setup::FenceOff),
+    ];
+    let usual = [
         ("planned, fence on", Kind::Planned, Setup::FenceOn),
         ("crash, fence on", Kind::Crash, Setup::FenceOn),
         (
@@ -101,11 +113,20 @@ fn main() {
         ("planned, watcher off", Kind::Planned, Setup::WatcherOff),
         ("crash, watcher off", Kind::Crash, Setup::WatcherOff),
     ];
+    let scenarios: &[(&str, Kind, Setup)] = if env::var("COORDINATED").is_ok_and(|c| c == "on") {
+        &coordinated
+    } else {
+        &usual
+    };
+    let writers: u32 = env::var("WRITERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
     println!(
         "| scenario | failovers | errors | lost per failover p50 / p90 / max (acked by old / new master, in all) | longest write gap p50 / p90 / max | promotion → first write on new p50 / p90 / max | first `+switch-master` → first write on new p50 / p90 / max | writes |"
     );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
-    for (name, kind, setup) in scenarios {
+    for &(name, kind, setup) in scenarios {
         let chosen = match filter.as_deref() {
             Some(f) => name.contains(f),
             None => setup != Setup::WatcherOff,
@@ -113,7 +134,7 @@ fn main() {
         if !chosen {
             continue;
         }
-        let f = scenario(name, kind, setup, failovers);
+        let f = scenario(name, kind, setup, failovers, writers);
         println!(
             "| {name} | {failovers} | {} | {} ({} / {}) | {} | {} | {} | {} |",
             f.errors,
@@ -128,7 +149,7 @@ fn main() {
     }
 }
 
-fn scenario(name: &str, kind: Kind, setup: Setup, failovers: usize) -> Figures {
+fn scenario(name: &str, kind: Kind, setup: Setup, failovers: usize, writers: u32) -> Figures {
     // Sentinel refreshes its view of replicas every 10 s: settling after a crash, a restart and
     // a +convert-to-slave can take longer than the kit's default 30 s.
     let down_after = env::var("DOWN_AFTER_MS")
@@ -142,7 +163,7 @@ fn scenario(name: &str, kind: Kind, setup: Setup, failovers: usize) -> Figures {
         .expect("topology");
     let pool = topology
         .pool_builder()
-        .max_size(4)
+        .max_size(writers.max(4))
         .watcher(setup != Setup::WatcherOff)
         .fence(matches!(setup, Setup::FenceOn | Setup::FenceAtPromotion))
         .fence_resume(if setup == Setup::FenceAtPromotion {
@@ -162,12 +183,18 @@ fn scenario(name: &str, kind: Kind, setup: Setup, failovers: usize) -> Figures {
     let acks = Arc::new(Mutex::new(Vec::<Ack>::with_capacity(8 << 20)));
     let errors = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = spawn_writer(
-        pool.clone(),
-        Arc::clone(&acks),
-        Arc::clone(&errors),
-        Arc::clone(&stop),
-    );
+    let keys = Arc::new(AtomicU64::new(0));
+    let writer: Vec<_> = (0..writers)
+        .map(|_| {
+            spawn_writer(
+                pool.clone(),
+                Arc::clone(&keys),
+                Arc::clone(&acks),
+                Arc::clone(&errors),
+                Arc::clone(&stop),
+            )
+        })
+        .collect();
     let announced = collect_events(&pool);
     let listener = topology.listen("+switch-master").expect("listener");
     let steps = topology.listen("+selected-slave").expect("listener");
@@ -206,6 +233,7 @@ fn scenario(name: &str, kind: Kind, setup: Setup, failovers: usize) -> Figures {
         let triggered = Instant::now();
         let new = match kind {
             Kind::Planned => topology.failover().expect("failover"),
+            Kind::Coordinated => topology.failover_coordinated().expect("failover"),
             Kind::Crash => {
                 topology.kill_master().expect("kill");
                 topology
@@ -312,21 +340,25 @@ fn scenario(name: &str, kind: Kind, setup: Setup, failovers: usize) -> Figures {
         topology.wait_settled().expect("settle");
     }
     stop.store(true, Ordering::Relaxed);
-    writer.join().expect("writer");
+    for writer in writer {
+        writer.join().expect("writer");
+    }
     figures.writes = acks.lock().len();
     figures
 }
 
+/// A writer of the keys `keys` hands out, in order, one at a time: with several writers, the
+/// acknowledgements are in key order but for those in flight together.
 fn spawn_writer(
     pool: SentinelPool,
+    keys: Arc<AtomicU64>,
     acks: Arc<Mutex<Vec<Ack>>>,
     errors: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 ) -> thread::JoinHandle<()> {
     thread::spawn(move || {
-        let mut key = 0u64;
         while !stop.load(Ordering::Relaxed) {
-            key += 1;
+            let key = keys.fetch_add(1, Ordering::Relaxed) + 1;
             // Keys expire, to keep the data set (and each resync) small.
             let result = pool.with_retry_idempotent(|c| {
                 redis::cmd("SET")

@@ -20,7 +20,12 @@
 //! (a 1 s fence timeout, shorter than the stall) and unfenced: the leader, whose candidate
 //! refuses its `REPLICAOF NO ONE`, is frozen once it waits for the promotion, the candidate
 //! is promoted as its command would have done, and the leader thaws 1.6 s later (under
-//! Sentinel's 2 s TILT trigger) and commits. Results in BENCHMARKS.md.
+//! Sentinel's 2 s TILT trigger) and commits. `COORDINATED=on` (Valkey 9 and later, through
+//! `REDIS_BIN_DIR`) runs every failover as `SENTINEL FAILOVER <master> COORDINATED`, where the
+//! master hands over by itself and the fenced pool resumes at the handover, before the commit
+//! that the pool without the fence waits for; the stalled-leader row does not apply there (the
+//! leader sends the master `FAILOVER TO`, not the replica `REPLICAOF NO ONE`). Results in
+//! BENCHMARKS.md.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -139,7 +144,7 @@ fn settled_master(topology: &Topology, live: &[NodeAddr]) -> NodeAddr {
 }
 
 /// `durable`: the two pools are both fenced, one in durable mode and one not.
-fn run(fault: Fault, defaults: bool, durable: bool) -> Row {
+fn run(fault: Fault, defaults: bool, durable: bool, coordinated: bool) -> Row {
     let mut topology = Topology::builder().timeout(Duration::from_secs(90));
     if defaults {
         topology = topology
@@ -185,7 +190,11 @@ fn run(fault: Fault, defaults: bool, durable: bool) -> Row {
     if let Fault::Simulate(what) = fault {
         sentinel(&["SENTINEL", "SIMULATE-FAILURE", what], &leader);
     }
-    sentinel(&["SENTINEL", "FAILOVER", &service], &leader);
+    if coordinated {
+        sentinel(&["SENTINEL", "FAILOVER", &service, "COORDINATED"], &leader);
+    } else {
+        sentinel(&["SENTINEL", "FAILOVER", &service], &leader);
+    }
     let mut live = sentinels.clone();
     let mut frozen = None;
     if let (Some(step), Some(listener)) = (step, &listener) {
@@ -264,7 +273,12 @@ fn run(fault: Fault, defaults: bool, durable: bool) -> Row {
 
     // The next failover, through a live sentinel.
     let second = Instant::now();
-    let new = topology.failover().expect("the next failover");
+    let new = if coordinated {
+        topology.failover_coordinated()
+    } else {
+        topology.failover()
+    }
+    .expect("the next failover");
     until_writes_reach(&fenced, &new);
     until_writes_reach(&unfenced, &new);
     let (with, without) = (with.finish(), without.finish());
@@ -310,7 +324,10 @@ fn main() {
         faults.push(Fault::KillCandidate);
     }
     faults.extend(STEPS.iter().map(|s| Fault::CutSubscriptions(s)));
-    faults.push(Fault::StallAfterPromotion(Duration::from_millis(1600)));
+    let coordinated = env::var("COORDINATED").is_ok_and(|c| c == "on");
+    if !coordinated {
+        faults.push(Fault::StallAfterPromotion(Duration::from_millis(1600)));
+    }
     println!(
         "| fault | {a}: lost during the fault / in the next failover | {b}: the same | longest write gap, {a} / {b} | errors, {a} / {b} |\n| --- | --- | --- | --- | --- |"
     );
@@ -322,7 +339,9 @@ fn main() {
         {
             continue;
         }
-        match catch_unwind(AssertUnwindSafe(|| run(fault, defaults, durable))) {
+        match catch_unwind(AssertUnwindSafe(|| {
+            run(fault, defaults, durable, coordinated)
+        })) {
             Ok(row) => println!(
                 "| {name} | {} / {} | {} / {} | {:.2} / {:.2} s | {} / {} |",
                 row.on.0,

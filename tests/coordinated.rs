@@ -393,3 +393,128 @@ fn a_stalled_handover_is_told_and_held_in_the_pool_until_sentinel_gives_up() {
         stalled.2
     );
 }
+
+/// Sentinel's own ACL user on the data nodes, as the guide's recipe gives it: what a plain
+/// failover needs, and what a coordinated one adds (`FAILOVER`, `CLIENT PAUSE`/`UNPAUSE`).
+const SENTINEL_RULES: &[&str] = &[
+    "on",
+    ">sentinel-pass",
+    "allchannels",
+    "+multi",
+    "+exec",
+    "+slaveof",
+    "+replicaof",
+    "+ping",
+    "+info",
+    "+role",
+    "+publish",
+    "+subscribe",
+    "+config|rewrite",
+    "+client|setname",
+    "+client|kill",
+    "+script|kill",
+    "+failover",
+    "+client|pause",
+    "+client|unpause",
+];
+
+/// Gives every sentinel of `topology` the user `sentinel` with `rules` on every data node,
+/// and waits until every sentinel's connection to the master is that user's.
+fn sentinel_user(topology: &Topology, rules: &[&str]) {
+    for node in topology.data_addrs() {
+        let _: () = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("sentinel")
+            .arg("reset")
+            .arg(rules)
+            .query(&mut direct(&node))
+            .unwrap();
+    }
+    for sentinel in topology.sentinel_addrs() {
+        for (option, value) in [("auth-user", "sentinel"), ("auth-pass", "sentinel-pass")] {
+            let _: () = redis::cmd("SENTINEL")
+                .arg("SET")
+                .arg(topology.service_name())
+                .arg(option)
+                .arg(value)
+                .query(&mut direct(&sentinel))
+                .unwrap();
+        }
+    }
+    let master = topology.master().unwrap();
+    eventually(
+        "the sentinels to log in as their user",
+        Duration::from_secs(10),
+        || {
+            let clients: String = redis::cmd("CLIENT")
+                .arg("LIST")
+                .query(&mut direct(&master))
+                .unwrap();
+            let sentinels = clients
+                .lines()
+                .filter(|c| c.contains("name=sentinel-") && c.contains("-cmd "))
+                .collect::<Vec<_>>();
+            (sentinels.len() == 3 && sentinels.iter().all(|c| c.contains("user=sentinel ")))
+                .then_some(())
+        },
+    );
+}
+
+#[test]
+fn sentinel_with_the_least_privileged_user_runs_a_coordinated_failover_the_pool_follows() {
+    let Some(topology) = topology() else { return };
+    sentinel_user(&topology, SENTINEL_RULES);
+    // The pool's own user is a least-privileged one too: no `ROLE`, roles asked with `HELLO`.
+    for node in topology.data_addrs() {
+        let _: () = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("app")
+            .arg(&["on", ">app-pass", "~*", "&*", "+@all", "-@dangerous"])
+            .query(&mut direct(&node))
+            .unwrap();
+    }
+    let pool = topology
+        .pool_builder()
+        .username("app")
+        .password("app-pass")
+        .max_size(4)
+        .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(30)))
+        .build()
+        .unwrap();
+    let writer = Writer::start(&pool);
+    let new = topology.failover_coordinated().unwrap();
+    let mut events = until_renewed(&pool);
+    until_writes_reach(&pool, &new);
+    let report = writer.finish();
+    events.extend(fence_kit::events(&pool));
+
+    assert!(report.errors.is_empty(), "errors: {:?}", report.errors);
+    assert!(resumed_at_handover(&events, &new), "{events:?}");
+    assert!(report.missing_on(&new).is_empty());
+}
+
+#[test]
+fn without_failover_in_its_acl_sentinel_cannot_hand_over() {
+    let Some(topology) = topology() else { return };
+    let rules: Vec<&str> = SENTINEL_RULES
+        .iter()
+        .copied()
+        .filter(|r| *r != "+failover")
+        .collect();
+    sentinel_user(&topology, &rules);
+    let old = topology.master().unwrap();
+    let abort = topology.listen("-failover-abort-slave-timeout").unwrap();
+    let _: String = redis::cmd("SENTINEL")
+        .arg("FAILOVER")
+        .arg(topology.service_name())
+        .arg("COORDINATED")
+        .query(&mut direct(&topology.sentinel_addrs()[0]))
+        .unwrap();
+    // The leader's `MULTI`, `CLIENT PAUSE`, `FAILOVER TO`, `EXEC` is refused whole; it waits
+    // for a promotion that never comes, and gives up at its failover-timeout.
+    assert!(
+        abort.recv_timeout(Duration::from_secs(60)).is_some(),
+        "the failover was not given up"
+    );
+    assert_eq!(topology.master().unwrap(), old);
+}
