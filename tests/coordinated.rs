@@ -61,7 +61,7 @@ fn resumed_at_handover(events: &[Event], new: &NodeAddr) -> bool {
 /// Whether the pool started a generation on the new master once Sentinel closed its clients.
 fn renewed_after_kill(events: &[Event]) -> bool {
     events.iter().any(
-        |e| matches!(e, Event::Invalidated { reason, .. } if reason.contains("closed the clients")),
+        |e| matches!(e, Event::Invalidated { reason, .. } if reason.contains("the clients of the new master")),
     )
 }
 

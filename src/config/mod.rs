@@ -120,7 +120,9 @@ pub enum FenceResume {
     /// back, wiping what it accepted; so the fence holds writes until then. A planned
     /// failover pauses writes for about a second and loses none; no failure of the failover
     /// itself makes the pool lose a write that a pool without the fence would have kept. The
-    /// default.
+    /// default. A master that hands over by itself (Valkey 9's coordinated failover) is
+    /// followed at the handover whatever this says: see
+    /// [`FailoverSource::Handover`](crate::FailoverSource::Handover).
     #[default]
     Commit,
     /// When the promoted replica answers `ROLE` master (asked every 2 ms while the fence is

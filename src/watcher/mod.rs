@@ -28,7 +28,11 @@
 //! committed: a sentinel names it (`+switch-master`, or a refresh), which the leader's new
 //! configuration reaching the other sentinels causes. With
 //! [`FenceResume::Promotion`](crate::FenceResume::Promotion) a [`probe`] thread asks that
-//! replica its role every 2 ms and the pool resumes the moment it answers master. An abort
+//! replica its role every 2 ms and the pool resumes the moment it answers master. Either way,
+//! when the old master answers replica by then, it handed over by itself (Valkey 9's
+//! coordinated failover, see [`probe`]) and the pool resumes at once; the probe then waits for
+//! Sentinel to close the new master's clients, and the pool starts a generation on it when it
+//! does (`with_retry` holds operations not declared idempotent until then). An abort
 //! from the same leader in the same epoch puts the pool back on the old master; losing the
 //! subscription to the leader before the commit (it died or froze: its failover cannot commit),
 //! `fence_timeout`, or the watcher stopping, lets connects ask the sentinels again. Each way
@@ -297,8 +301,9 @@ struct Coordinator {
     probes: Vec<JoinHandle<()>>,
     /// Whether adaptive checkouts were last told they may skip their round trip.
     live: bool,
-    /// After a handover: the probe that waits for Sentinel to close the new master's clients.
-    handover: Option<Probe>,
+    /// After a handover: the new master, and the probe that waits for Sentinel to close its
+    /// clients.
+    handover: Option<(NodeAddr, Probe)>,
 }
 
 impl Coordinator {
@@ -503,12 +508,10 @@ impl Coordinator {
             Report::HandedOver { addr } => self.promoted(&addr, FailoverSource::Handover),
             Report::HandoverStalled { held } => self.stalled(held),
             Report::ClientsKilled { addr } => {
-                self.handover = None;
-                self.core.liveness.settle_until(None);
-                self.core.renew(
-                    &addr,
-                    "Sentinel closed the clients of the new master after its handover",
-                );
+                if self.handover.as_ref().is_some_and(|(a, _)| *a == addr) {
+                    self.handover = None;
+                    self.clients_closed(&addr, "closed");
+                }
             }
             Report::InProgress { from, candidate } => {
                 if self.core.config.fence.is_none() {
@@ -543,6 +546,14 @@ impl Coordinator {
         log::debug!("sentinel {from}: failover step {step:?} ({replica:?}, epoch {epoch:?})");
         if self.core.config.fence.is_none() {
             return;
+        }
+        // The leader saw the promotion it waited for, and is closing the new master's clients
+        // now: renewed here, and again when the probe sees its own connection closed.
+        if step == Step::PromotedReplica
+            && let Some(replica) = replica
+            && self.handover.as_ref().is_some_and(|(a, _)| a == replica)
+        {
+            self.clients_closed(replica, "is closing");
         }
         let fence = self.fence.as_ref().map(|f| &f.target);
         match fence::decide(&self.view, fence, from, step, replica, epoch) {
@@ -653,12 +664,23 @@ impl Coordinator {
             );
             // It waits for Sentinel to close the new master's clients; operations that must
             // not run twice wait for that too.
-            self.handover = fence.probe.take();
+            self.handover = fence.probe.take().map(|probe| (addr.clone(), probe));
             self.core
                 .liveness
                 .settle_until(Some(Instant::now() + probe::KILL_WAIT));
         }
         self.apply(&leader, addr, epoch, via);
+    }
+
+    /// After a handover, Sentinel closes (`how`: "is closing", "closed") the clients of the
+    /// new master at `addr`: a generation starts there, and `with_retry` stops holding
+    /// operations not declared idempotent.
+    fn clients_closed(&mut self, addr: &NodeAddr, how: &str) {
+        self.core.liveness.settle_until(None);
+        self.core.renew(
+            addr,
+            &format!("Sentinel {how} the clients of the new master after its handover"),
+        );
     }
 
     /// The fenced master holds writes for a handover that does not complete: its replica is

@@ -136,21 +136,26 @@ enum Outcome {
     Stopped,
 }
 
-/// Asks until `candidate` answers master, or the probe is stopped.
+/// Asks until `candidate` answers master, or the probe is stopped. Then asks `old`: with
+/// [`FenceResume::Promotion`] once (the pool resumes either way), else until it answers
+/// (a master that is dead or silent says nothing, and the pool waits for the commit).
 fn run(core: &Core, candidate: &NodeAddr, old: Option<&NodeAddr>, stop: &Receiver<()>) -> Outcome {
     let settings = clamp(&core.config.data);
+    let at_promotion = core
+        .config
+        .fence
+        .is_some_and(|f| f.resume == FenceResume::Promotion);
     loop {
         if let Ok(mut conn) = node::connect(candidate, &settings) {
             loop {
                 match ask(core, candidate, &mut conn) {
-                    Ok(NodeRole::Master) => {
-                        return match old {
-                            Some(old) if handed_over(core, old, &settings) => {
-                                Outcome::HandedOver(conn)
-                            }
-                            _ => Outcome::Promoted,
-                        };
-                    }
+                    Ok(NodeRole::Master) => match old.map(|old| old_says(core, old)) {
+                        Some(OldSays::Replica) => return Outcome::HandedOver(conn),
+                        Some(OldSays::Unknown) if !at_promotion => {}
+                        None | Some(OldSays::Master | OldSays::Unknown) => {
+                            return Outcome::Promoted;
+                        }
+                    },
                     Ok(_) => {}
                     // Killed by the promotion itself, most likely: reconnect at once.
                     Err(_) => break,
@@ -179,12 +184,33 @@ fn ask(core: &Core, addr: &NodeAddr, conn: &mut redis::Connection) -> redis::Red
     }
 }
 
-/// Whether `old`, the master the fence closed, answers that it is a replica now: it handed
-/// over by itself. In a plain failover it stays master until after the commit; dead or
-/// silent, it tells nothing.
-fn handed_over(core: &Core, old: &NodeAddr, settings: &node::NodeSettings) -> bool {
-    let role = node::connect(old, settings).and_then(|mut conn| ask(core, old, &mut conn));
-    matches!(role, Ok(NodeRole::Replica | NodeRole::UnlinkedReplica))
+/// What the master the fence closed says of its role once the candidate answers master.
+enum OldSays {
+    /// A replica: it handed over by itself.
+    Replica,
+    /// Still master: a plain failover, where Sentinel demotes it after the commit.
+    Master,
+    /// Nothing within [`OLD_MASTER_WAIT`]: dead, frozen, cut off or busy.
+    Unknown,
+}
+
+/// How long the master the fence closed has to say its role. A live one answers `ROLE` in
+/// microseconds even while it pauses writes; a frozen or cut-off one would otherwise hold
+/// the probe for its whole connect and read timeouts.
+const OLD_MASTER_WAIT: Duration = Duration::from_millis(50);
+
+fn old_says(core: &Core, old: &NodeAddr) -> OldSays {
+    let settings = node::NodeSettings {
+        connect_timeout: OLD_MASTER_WAIT,
+        read_timeout: OLD_MASTER_WAIT,
+        write_timeout: OLD_MASTER_WAIT,
+        ..core.config.data.clone()
+    };
+    match node::connect(old, &settings).and_then(|mut conn| ask(core, old, &mut conn)) {
+        Ok(NodeRole::Replica | NodeRole::UnlinkedReplica) => OldSays::Replica,
+        Ok(NodeRole::Master) => OldSays::Master,
+        Ok(_) | Err(_) => OldSays::Unknown,
+    }
 }
 
 /// What the fenced master says of a handover (`INFO replication`).
