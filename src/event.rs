@@ -153,11 +153,12 @@ pub enum FailoverSource {
     /// it later, with no second event.
     Promotion,
     /// The server handed over: the replica the failover leader selected answered master and
-    /// the master the fence closed answered replica. Valkey 9's coordinated failover
-    /// (`SENTINEL FAILOVER <master> COORDINATED`) does this: the old master pauses writes,
-    /// waits until the replica has every write it acknowledged, demotes itself and promotes
-    /// the replica (`FAILOVER TO`), so the pool resumes there at once, whatever the
-    /// [`FenceResume`](crate::FenceResume). `+switch-master` confirms it later, with no
+    /// the master the fence closed answered replica, and the pool resumed there before any
+    /// sentinel announced it (only with
+    /// [`FenceResume::Promotion`](crate::FenceResume::Promotion)). Valkey 9's coordinated
+    /// failover (`SENTINEL FAILOVER <master> COORDINATED`) does this: the old master pauses
+    /// writes, waits until the replica has every write it acknowledged, demotes itself and
+    /// promotes the replica (`FAILOVER TO`). `+switch-master` confirms it later, with no
     /// second event.
     Handover,
 }

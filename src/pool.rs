@@ -454,11 +454,12 @@ impl SentinelPool {
     /// without sending it (a `STALE` error), so nothing reaches the old master; the attempt is
     /// then retried if nothing in it was applied yet, or the closure is idempotent.
     ///
-    /// After a master handed over by itself (Valkey 9's coordinated failover), Sentinel closes
-    /// every client of the new master once it sees the promotion, up to a second later, and
-    /// cuts whatever request is in flight then. So from the handover until that happens (5 s
-    /// at most, and within the deadline), each attempt waits before it starts; the pool's other
-    /// callers go on at once. See [`FailoverSource::Handover`](crate::FailoverSource::Handover).
+    /// A pool that resumes at the promotion resumes where a master handed over by itself
+    /// (Valkey 9's coordinated failover) before Sentinel closes every client of the new master,
+    /// up to a second later, which cuts whatever request is in flight then. So from the
+    /// handover until that happens (5 s at most, and within the deadline), each attempt waits
+    /// before it starts; the pool's other callers go on at once. See
+    /// [`FailoverSource::Handover`](crate::FailoverSource::Handover).
     ///
     /// ```no_run
     /// # use r2d2_redis_sentinel::{SentinelPool, redis::Commands};

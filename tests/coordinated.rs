@@ -1,9 +1,10 @@
 //! Valkey 9's coordinated failover (`SENTINEL FAILOVER <master> COORDINATED`): the master
-//! pauses writes, waits until the replica has them all and hands over by itself, so the pool
-//! resumes on the new master as soon as it answers master and the old one answers replica,
-//! without waiting for Sentinel's commit; then Sentinel closes every client of both nodes, and
-//! the pool replaces its connections to the new master before they fail. Each test skips (and
-//! says so) on servers without coordinated failovers.
+//! pauses writes, waits until the replica has them all and hands over by itself. The default
+//! pool still waits for Sentinel's commit (a handover is no commitment); one that resumes at
+//! the promotion resumes as soon as the new master answers master and the old one answers
+//! replica, and replaces its connections to the new master when Sentinel closes every client
+//! of both nodes, before they fail. Each test skips (and says so) on servers without
+//! coordinated failovers.
 
 mod support;
 
@@ -23,7 +24,7 @@ use fence_kit::{Writer, events, pool, pool_master, until_writes_reach};
 use r2d2_redis_sentinel::{
     Durability, Error, Event, FailoverSource, FenceResume, NodeAddr, RetryPolicy, SentinelPool,
     redis::{self, Commands},
-    testkit::Topology,
+    testkit::{Listener, Topology},
 };
 use support::{direct, eventually, init_logging};
 
@@ -58,52 +59,58 @@ fn resumed_at_handover(events: &[Event], new: &NodeAddr) -> bool {
     resumed && failovers == [FailoverSource::Handover]
 }
 
-/// Whether the pool started a generation on the new master once Sentinel closed its clients.
-fn renewed_after_kill(events: &[Event]) -> bool {
-    events.iter().any(
-        |e| matches!(e, Event::Invalidated { reason, .. } if reason.contains("the clients of the new master")),
-    )
+/// Listens for the leader's `+promoted-slave`: it publishes it when its `INFO` polling sees
+/// the promotion, as it closes every client of both nodes.
+fn promotions(topology: &Topology) -> Listener {
+    topology.listen("+promoted-slave").unwrap()
 }
 
-/// Waits until the pool renewed its connections after Sentinel closed the new master's
-/// clients; returns every event so far (reading events takes them).
-fn until_renewed(pool: &SentinelPool) -> Vec<Event> {
-    let mut seen = Vec::new();
-    eventually(
-        "the pool to renew its connections",
-        Duration::from_secs(10),
-        || {
-            seen.extend(events(pool));
-            renewed_after_kill(&seen).then_some(())
-        },
-    );
-    seen
+/// Waits until the leader saw the promotion, and so closed the new master's clients.
+fn until_clients_closed(promoted: &Listener) {
+    promoted
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the leader to see the promotion and close the clients");
+}
+
+/// A pool of 4 with a 30 s retry deadline that resumes at the promotion, and so at a
+/// handover.
+fn promoting_pool(topology: &Topology) -> SentinelPool {
+    fence_kit::pool_resuming_at(topology, FenceResume::Promotion)
 }
 
 #[test]
-fn a_coordinated_failover_resumes_at_the_handover_and_loses_nothing() {
+fn a_coordinated_failover_loses_nothing_and_resumes_at_the_handover_only_when_asked() {
     for resume in [FenceResume::Commit, FenceResume::Promotion] {
         let Some(topology) = topology() else { return };
-        let pool = topology
-            .pool_builder()
-            .max_size(4)
-            .fence_resume(resume)
-            .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(30)))
-            .build()
-            .unwrap();
+        let pool = fence_kit::pool_resuming_at(&topology, resume);
         let old = topology.master().unwrap();
         let writer = Writer::start(&pool);
+        let promoted = promotions(&topology);
         let new = topology.failover_coordinated().unwrap();
-        until_writes_reach(&pool, &new);
         // Sentinel closes the new master's clients when its leader sees the promotion: the
         // writer goes on through it.
-        let mut events = until_renewed(&pool);
+        until_clients_closed(&promoted);
         until_writes_reach(&pool, &new);
         let report = writer.finish();
-        events.extend(fence_kit::events(&pool));
+        let events = fence_kit::events(&pool);
 
         assert!(report.errors.is_empty(), "errors: {:?}", report.errors);
-        assert!(resumed_at_handover(&events, &new), "{resume:?}: {events:?}");
+        if resume == FenceResume::Promotion {
+            assert!(resumed_at_handover(&events, &new), "{events:?}");
+        } else {
+            // The handover is no commitment: the default waits for a sentinel to name it.
+            let via = events.iter().find_map(|e| match e {
+                Event::FenceResumed { new: to, via, .. } if *to == new => Some(*via),
+                _ => None,
+            });
+            assert!(
+                matches!(
+                    via,
+                    Some(FailoverSource::SwitchMaster | FailoverSource::Reconciliation)
+                ),
+                "{events:?}"
+            );
+        }
         assert!(report.acks.iter().any(|a| a.by == old));
         let missing = report.missing_on(&new);
         assert!(
@@ -151,11 +158,12 @@ fn incr_writer(
 #[test]
 fn the_kill_wave_surfaces_no_error_through_with_retry() {
     let Some(topology) = topology() else { return };
-    let pool = pool(&topology);
+    let pool = promoting_pool(&topology);
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..4).map(|_| incr_writer(&pool, &stop)).collect();
+    let promoted = promotions(&topology);
     let new = topology.failover_coordinated().unwrap();
-    let events = until_renewed(&pool);
+    until_clients_closed(&promoted);
     let before: u64 = direct(&new).get("counter").unwrap();
     eventually(
         "writes to go on after the kill",
@@ -171,6 +179,7 @@ fn the_kill_wave_surfaces_no_error_through_with_retry() {
         errors.extend(e);
     }
     let counter: u64 = direct(&new).get("counter").unwrap();
+    let events = fence_kit::events(&pool);
 
     assert!(resumed_at_handover(&events, &new), "{events:?}");
     // Each acknowledged INCR was applied once on the master that kept them all; a write
@@ -183,7 +192,12 @@ fn the_kill_wave_surfaces_no_error_through_with_retry() {
 fn plain_checkouts_see_at_most_one_error_per_killed_connection() {
     let Some(topology) = topology() else { return };
     let max_size = 4;
-    let pool = topology.pool_builder().max_size(max_size).build().unwrap();
+    let pool = topology
+        .pool_builder()
+        .max_size(max_size)
+        .fence_resume(FenceResume::Promotion)
+        .build()
+        .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..max_size)
         .map(|_| {
@@ -202,14 +216,16 @@ fn plain_checkouts_see_at_most_one_error_per_killed_connection() {
             })
         })
         .collect();
+    let promoted = promotions(&topology);
     let new = topology.failover_coordinated().unwrap();
-    let events = until_renewed(&pool);
+    until_clients_closed(&promoted);
     until_master_counts(&new, 100);
     stop.store(true, Ordering::Relaxed);
     let errors: Vec<String> = writers
         .into_iter()
         .flat_map(|w| w.join().unwrap())
         .collect();
+    let events = fence_kit::events(&pool);
 
     assert!(resumed_at_handover(&events, &new), "{events:?}");
     // A connection checked out when the fence rose refuses its next request, and one the kill
@@ -478,15 +494,17 @@ fn sentinel_with_the_least_privileged_user_runs_a_coordinated_failover_the_pool_
         .username("app")
         .password("app-pass")
         .max_size(4)
+        .fence_resume(FenceResume::Promotion)
         .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(30)))
         .build()
         .unwrap();
     let writer = Writer::start(&pool);
+    let promoted = promotions(&topology);
     let new = topology.failover_coordinated().unwrap();
-    let mut events = until_renewed(&pool);
+    until_clients_closed(&promoted);
     until_writes_reach(&pool, &new);
     let report = writer.finish();
-    events.extend(fence_kit::events(&pool));
+    let events = fence_kit::events(&pool);
 
     assert!(report.errors.is_empty(), "errors: {:?}", report.errors);
     assert!(resumed_at_handover(&events, &new), "{events:?}");
@@ -517,4 +535,33 @@ fn without_failover_in_its_acl_sentinel_cannot_hand_over() {
         "the failover was not given up"
     );
     assert_eq!(topology.master().unwrap(), old);
+}
+
+#[test]
+fn a_subscriber_follows_the_handover_and_the_kill_wave() {
+    let Some(topology) = topology() else { return };
+    let pool = promoting_pool(&topology);
+    let subscriber = pool.subscriber().unwrap();
+    subscriber.subscribe("news").unwrap();
+    let promoted = promotions(&topology);
+    let new = topology.failover_coordinated().unwrap();
+    // Sentinel closes the pub/sub clients of both nodes too, after the pool moved: the
+    // subscriber subscribes again, and messages published on the new master reach it.
+    until_clients_closed(&promoted);
+    eventually(
+        "a message on the new master to reach the subscriber",
+        Duration::from_secs(30),
+        || {
+            let _: i64 = redis::cmd("PUBLISH")
+                .arg("news")
+                .arg("after the handover")
+                .query(&mut direct(&new))
+                .unwrap();
+            let mut got = None;
+            while let Some(msg) = subscriber.recv_timeout(Duration::from_millis(200)).unwrap() {
+                got = Some(msg.get_payload::<String>().unwrap());
+            }
+            (got.as_deref() == Some("after the handover")).then_some(())
+        },
+    );
 }

@@ -120,9 +120,9 @@ pub enum FenceResume {
     /// back, wiping what it accepted; so the fence holds writes until then. A planned
     /// failover pauses writes for about a second and loses none; no failure of the failover
     /// itself makes the pool lose a write that a pool without the fence would have kept. The
-    /// default. A master that hands over by itself (Valkey 9's coordinated failover) is
-    /// followed at the handover whatever this says: see
-    /// [`FailoverSource::Handover`](crate::FailoverSource::Handover).
+    /// default. A coordinated failover (Valkey 9) is followed at its commit too: the
+    /// master's own handover is no more a commitment than a promotion (see
+    /// [`FailoverSource::Handover`](crate::FailoverSource::Handover)).
     #[default]
     Commit,
     /// When the promoted replica answers `ROLE` master (asked every 2 ms while the fence is
@@ -131,7 +131,9 @@ pub enum FenceResume {
     /// risk: if the failover leader dies (or is cut off) between the promotion and the moment
     /// its configuration reaches another sentinel, the others convert the promoted replica
     /// back and every write it acknowledged meanwhile is lost, where a pool without the fence
-    /// would have kept writing to the old master.
+    /// would have kept writing to the old master. In a coordinated failover (Valkey 9) it
+    /// resumes when the old master has handed over by itself
+    /// ([`FailoverSource::Handover`](crate::FailoverSource::Handover)), with the same risk.
     Promotion,
 }
 

@@ -28,12 +28,13 @@
 //! committed: a sentinel names it (`+switch-master`, or a refresh), which the leader's new
 //! configuration reaching the other sentinels causes. With
 //! [`FenceResume::Promotion`](crate::FenceResume::Promotion) a [`probe`] thread asks that
-//! replica its role every 2 ms and the pool resumes the moment it answers master. Either way,
-//! when the old master answers replica by then, it handed over by itself (Valkey 9's
-//! coordinated failover, see [`probe`]) and the pool resumes at once; the probe then waits for
-//! Sentinel to close the new master's clients, and the pool starts a generation on it when it
-//! does (`with_retry` holds operations not declared idempotent until then). An abort
-//! from the same leader in the same epoch puts the pool back on the old master; losing the
+//! replica its role every 2 ms and the pool resumes the moment it answers master. When the
+//! old master answers replica by then, it handed over by itself (Valkey 9's coordinated
+//! failover, see [`probe`]): with `Promotion` the probe then waits for Sentinel to close the
+//! new master's clients, and the pool starts a generation on it when it does (`with_retry`
+//! holds operations not declared idempotent until then); with `Commit` it is logged, and the
+//! pool still waits for the commit (a handover is no more a commitment than a promotion).
+//! An abort from the same leader in the same epoch puts the pool back on the old master; losing the
 //! subscription to the leader before the commit (it died or froze: its failover cannot commit),
 //! `fence_timeout`, or the watcher stopping, lets connects ask the sentinels again. Each way
 //! out wakes every waiting connect. A subscriber that (re)joins mid-failover learns it from
@@ -92,7 +93,7 @@ use std::{
 use crossbeam_channel::{Receiver, Sender, select};
 
 use crate::{
-    CheckoutMode, Error, Event, FailoverSource, FenceRelease, NodeAddr,
+    CheckoutMode, Error, Event, FailoverSource, FenceRelease, FenceResume, NodeAddr,
     core::Core,
     message::{SentinelMessage, Step},
     node::NodeSettings,
@@ -238,6 +239,9 @@ struct Fenced {
     /// The master said it holds writes for a handover that does not complete, and the user
     /// was told.
     stall_told: bool,
+    /// The leader announced the promotion (`+promoted-slave`), and with it closed the new
+    /// master's clients: a pool that resumes after that has no connection there to lose.
+    clients_closing: bool,
 }
 
 /// The coordinator's handle on one subscriber.
@@ -551,9 +555,16 @@ impl Coordinator {
         // now: renewed here, and again when the probe sees its own connection closed.
         if step == Step::PromotedReplica
             && let Some(replica) = replica
-            && self.handover.as_ref().is_some_and(|(a, _)| a == replica)
         {
-            self.clients_closed(replica, "is closing");
+            if let Some(fence) = &mut self.fence
+                && fence.target.leader == *from
+                && fence.target.candidate == *replica
+            {
+                fence.clients_closing = true;
+            }
+            if self.handover.as_ref().is_some_and(|(a, _)| a == replica) {
+                self.clients_closed(replica, "is closing");
+            }
         }
         let fence = self.fence.as_ref().map(|f| &f.target);
         match fence::decide(&self.view, fence, from, step, replica, epoch) {
@@ -639,6 +650,7 @@ impl Coordinator {
             until,
             probe,
             stall_told: false,
+            clients_closing: false,
         });
     }
 
@@ -654,20 +666,38 @@ impl Coordinator {
         }
         let (leader, epoch) = (fence.target.leader.clone(), fence.target.epoch);
         if via == FailoverSource::Handover {
+            let old = fence
+                .old
+                .as_ref()
+                .map_or_else(|| "the old master".to_owned(), |(m, _)| m.to_string());
+            let at_promotion = self
+                .core
+                .config
+                .fence
+                .is_some_and(|f| f.resume == FenceResume::Promotion);
+            if !at_promotion {
+                // The handover is not the commit: a leader that dies now leaves the other
+                // sentinels to pick a master, and the one they pick may lack what the new one
+                // took (the paused old master relays nothing to its replicas).
+                log::info!(
+                    "{old} handed over to {addr} by itself (a coordinated failover): the pool \
+                     resumes there when the failover commits"
+                );
+                return;
+            }
             log::info!(
-                "{} handed over to {addr} by itself (a coordinated failover): the pool resumes \
-                 there without waiting for the commit",
-                fence
-                    .old
-                    .as_ref()
-                    .map_or_else(|| "the old master".to_owned(), |(m, _)| m.to_string()),
+                "{old} handed over to {addr} by itself (a coordinated failover): the pool \
+                 resumes there now (FenceResume::Promotion)"
             );
             // It waits for Sentinel to close the new master's clients; operations that must
-            // not run twice wait for that too.
-            self.handover = fence.probe.take().map(|probe| (addr.clone(), probe));
-            self.core
-                .liveness
-                .settle_until(Some(Instant::now() + probe::KILL_WAIT));
+            // not run twice wait for that too. Unless they were closed already: the leader saw
+            // the promotion before the probe did.
+            if !fence.clients_closing {
+                self.handover = fence.probe.take().map(|probe| (addr.clone(), probe));
+                self.core
+                    .liveness
+                    .settle_until(Some(Instant::now() + probe::KILL_WAIT));
+            }
         }
         self.apply(&leader, addr, epoch, via);
     }

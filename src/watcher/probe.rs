@@ -10,19 +10,21 @@
 //! # A handover by the server
 //!
 //! When the replica answers master, the probe asks the fenced master its role too. A master
-//! that answers replica handed over itself: Valkey 9's coordinated failover (`SENTINEL
+//! that answers replica handed over by itself: Valkey 9's coordinated failover (`SENTINEL
 //! FAILOVER <master> COORDINATED`) has it pause writes (`CLIENT PAUSE WRITE`), wait until the
 //! replica has every write it acknowledged, demote itself and promote the replica (`FAILOVER
 //! TO`). In a plain failover the old master stays master until Sentinel reconfigures it, after
-//! the commit. A handover is reported whatever the [`FenceResume`]: the server has fenced the
-//! old master and the new one holds its writes, so the pool resumes there at once (see the
-//! watcher's module docs for why a leader that dies next costs nothing).
+//! the commit. A handover is reported either way; the pool resumes there only with
+//! [`FenceResume::Promotion`]. It is no commitment: a leader that dies before its new
+//! configuration reaches the other sentinels leaves them to pick the next master, and the
+//! demoted master, its writes still paused, relays nothing to its replicas, so one they pick
+//! lacks what the new master took since (33,089 writes in one run of the fault matrix).
 //!
 //! Sentinel then closes every client of both nodes (`CLIENT KILL TYPE normal`, `TYPE pubsub`)
-//! when its `INFO` polling sees the promotion, up to a second later. The probe keeps its
-//! connection to the new master and pings it until that happens, and reports it: the pool
-//! then starts a generation on the same master, so that no connection opened before the kill
-//! is handed out or sends again.
+//! when its `INFO` polling sees the promotion, up to a second later. A pool that resumed at the
+//! handover has connections there by then: the probe keeps its connection to the new master
+//! and pings it until that happens, and reports it; the pool then starts a generation on the
+//! same master, so that no connection opened before the kill is handed out or sends again.
 
 use std::{
     sync::Arc,
@@ -98,23 +100,28 @@ impl Probe {
         let name = format!("r2d2-sentinel-probe-{}", candidate.port);
         let thread = thread::Builder::new()
             .name(name.clone())
-            .spawn(move || match run(&core, &candidate, old.as_ref(), &stop) {
-                Outcome::HandedOver(conn) => {
-                    let addr = candidate.clone();
-                    if reports.send(Report::HandedOver { addr }).is_ok() && await_kill(conn, &stop)
-                    {
-                        let _ = reports.send(Report::ClientsKilled { addr: candidate });
+            .spawn(move || {
+                let at_promotion = core
+                    .config
+                    .fence
+                    .is_some_and(|f| f.resume == FenceResume::Promotion);
+                match run(&core, &candidate, old.as_ref(), &stop) {
+                    Outcome::HandedOver(conn) => {
+                        let addr = candidate.clone();
+                        // Only a pool that resumed at the handover has connections there
+                        // before Sentinel closes its clients.
+                        if reports.send(Report::HandedOver { addr }).is_ok()
+                            && at_promotion
+                            && await_kill(conn, &stop)
+                        {
+                            let _ = reports.send(Report::ClientsKilled { addr: candidate });
+                        }
                     }
+                    Outcome::Promoted if at_promotion => {
+                        let _ = reports.send(Report::Promoted { addr: candidate });
+                    }
+                    Outcome::Promoted | Outcome::Stopped => {}
                 }
-                Outcome::Promoted
-                    if core
-                        .config
-                        .fence
-                        .is_some_and(|f| f.resume == FenceResume::Promotion) =>
-                {
-                    let _ = reports.send(Report::Promoted { addr: candidate });
-                }
-                Outcome::Promoted | Outcome::Stopped => {}
             })
             .map_err(|err| Error::ThreadSpawn {
                 name,
