@@ -21,7 +21,8 @@
 //! `WRITERS=8` runs eight writers on the pool (one by default; the pool then holds eight
 //! connections). `COORDINATED=on` (Valkey 9 and later, through `REDIS_BIN_DIR`) runs planned
 //! failovers both ways, plain and `SENTINEL FAILOVER <master> COORDINATED` (the master hands
-//! over by itself), fence on and off, instead of the default scenarios.
+//! over by itself), fence on and off (and coordinated, resuming at the promotion, which there
+//! is the handover), instead of the default scenarios.
 //! Results in BENCHMARKS.md.
 
 use std::{
@@ -92,6 +93,11 @@ fn main() {
     let coordinated = [
         ("planned, fence on", Kind::Planned, Setup::FenceOn),
         ("coordinated, fence on", Kind::Coordinated, Setup::FenceOn),
+        (
+            "coordinated, fence resuming at promotion",
+            Kind::Coordinated,
+            Setup::FenceAtPromotion,
+        ),
         ("planned, fence off", Kind::Planned, Setup::FenceOff),
         ("coordinated, fence off", Kind::Coordinated, Setup::FenceOff),
     ];

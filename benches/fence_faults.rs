@@ -153,7 +153,9 @@ fn run(fault: Fault, defaults: bool, durable: bool, coordinated: bool) -> Row {
     }
     let mut topology = topology.start().expect("topology");
     let sentinels = topology.sentinel_addrs();
-    let leader = sentinels[0].clone();
+    // The sentinel asked leads a plain failover; a coordinated one is elected first, so its
+    // leader is whichever sentinel publishes the steps.
+    let mut leader = sentinels[0].clone();
     let (fenced, unfenced) = if let Fault::StallAfterPromotion(_) = fault {
         for replica in support::replicas(&topology, &topology.master().expect("master")) {
             fence_kit::refuse_replicaof(&replica, true);
@@ -188,9 +190,17 @@ fn run(fault: Fault, defaults: bool, durable: bool, coordinated: bool) -> Row {
     };
     let listener = step.map(|step| topology.listen(step).expect("listener"));
     if let Fault::Simulate(what) = fault {
-        sentinel(&["SENTINEL", "SIMULATE-FAILURE", what], &leader);
+        let leaders = if coordinated {
+            &sentinels[..]
+        } else {
+            std::slice::from_ref(&leader)
+        };
+        for s in leaders {
+            sentinel(&["SENTINEL", "SIMULATE-FAILURE", what], s);
+        }
     }
     if coordinated {
+        // Re-asked below when its sentinel is not elected.
         sentinel(&["SENTINEL", "FAILOVER", &service, "COORDINATED"], &leader);
     } else {
         sentinel(&["SENTINEL", "FAILOVER", &service], &leader);
@@ -198,18 +208,30 @@ fn run(fault: Fault, defaults: bool, durable: bool, coordinated: bool) -> Row {
     let mut live = sentinels.clone();
     let mut frozen = None;
     if let (Some(step), Some(listener)) = (step, &listener) {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut deadline = Instant::now() + Duration::from_secs(30);
+        let mut asked = 1;
         let message = loop {
-            let message = listener
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .unwrap_or_else(|| panic!("no {step} from the leader"));
-            if message.sentinel == leader {
-                break message;
+            match listener.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Some(message) if message.sentinel == leader || coordinated => break message,
+                Some(_) => {}
+                // A coordinated failover is elected first, and its sentinel is sometimes not
+                // (`-failover-abort-not-elected` after 10 s): asked again, as an operator would.
+                None if coordinated && asked < 3 => {
+                    asked += 1;
+                    sentinel(&["SENTINEL", "FAILOVER", &service, "COORDINATED"], &leader);
+                    deadline = Instant::now() + Duration::from_secs(30);
+                }
+                None => panic!("no {step} from the leader"),
             }
         };
+        leader = message.sentinel.clone();
+        let index = sentinels
+            .iter()
+            .position(|s| *s == leader)
+            .expect("a sentinel");
         match fault {
             Fault::KillLeader(_) => {
-                topology.kill_sentinel(0).expect("kill the leader");
+                topology.kill_sentinel(index).expect("kill the leader");
                 live.retain(|s| *s != leader);
             }
             Fault::FreezeLeader(_) => {
@@ -241,16 +263,37 @@ fn run(fault: Fault, defaults: bool, durable: bool, coordinated: bool) -> Row {
     }
     if let Fault::Simulate(_) = fault {
         // The leader exits on its own, after its election or its promotion.
-        support::eventually("the leader to exit", Duration::from_secs(30), || {
-            redis::Client::open(format!("redis://{leader}"))
-                .ok()?
-                .get_connection_with_timeout(Duration::from_millis(200))
-                .is_err()
-                .then_some(())
-        });
-        // Reaped, so that the kit's waits leave it out.
-        topology.kill_sentinel(0).expect("reap the leader");
+        let exited = || {
+            sentinels.iter().position(|s| {
+                redis::Client::open(format!("redis://{s}"))
+                    .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
+                    .is_err()
+            })
+        };
+        let index = if coordinated {
+            // Asked again when the sentinel asked was not elected (see above).
+            let mut asked_at = Instant::now();
+            support::eventually("the leader to exit", Duration::from_secs(60), || {
+                let found = exited();
+                if found.is_none() && asked_at.elapsed() > Duration::from_secs(15) {
+                    asked_at = Instant::now();
+                    let _: redis::RedisResult<String> = redis::cmd("SENTINEL")
+                        .arg(&["FAILOVER", &service, "COORDINATED"])
+                        .query(&mut direct(&leader));
+                }
+                found
+            })
+        } else {
+            support::eventually("the leader to exit", Duration::from_secs(30), exited)
+        };
+        leader = sentinels[index].clone();
+        // Reaped, so that the kit's waits leave it out; the others forget the failure asked.
+        topology.kill_sentinel(index).expect("reap the leader");
         live.retain(|s| *s != leader);
+        // (`HELP` clears the flags and lists them.)
+        for s in &live {
+            sentinel(&["SENTINEL", "SIMULATE-FAILURE", "HELP"], s);
+        }
     }
     drop(listener);
 
