@@ -24,23 +24,24 @@ use fence_kit::{Writer, events, pool, pool_master, until_writes_reach};
 use r2d2_redis_sentinel::{
     Durability, Error, Event, FailoverSource, FenceResume, NodeAddr, RetryPolicy, SentinelPool,
     redis::{self, Commands},
-    testkit::{Listener, Topology},
+    testkit::{self, Listener, Topology},
 };
 use support::{direct, eventually, init_logging};
 
+/// Whether the server the kit runs has coordinated failovers (else a line says the test is
+/// skipped).
+fn coordinated_server() -> bool {
+    init_logging();
+    let server = testkit::server_version().unwrap();
+    if !server.coordinated_failover() {
+        eprintln!("skipped: {server} has no coordinated failover (Valkey 9 and later)");
+    }
+    server.coordinated_failover()
+}
+
 /// A topology on a server with coordinated failovers, or `None` (and a line saying so).
 fn topology() -> Option<Topology> {
-    init_logging();
-    let topology = Topology::start().unwrap();
-    if topology.server_version().coordinated_failover() {
-        Some(topology)
-    } else {
-        eprintln!(
-            "skipped: {} has no coordinated failover (Valkey 9 and later)",
-            topology.server_version()
-        );
-        None
-    }
+    coordinated_server().then(|| Topology::start().unwrap())
 }
 
 /// Whether the pool's events say it resumed on `new` at the handover, and that this was the
@@ -322,19 +323,14 @@ fn a_durable_write_in_flight_at_the_handover_gets_a_clear_answer_in_time() {
 
 #[test]
 fn a_stalled_handover_is_told_and_held_in_the_pool_until_sentinel_gives_up() {
-    init_logging();
+    if !coordinated_server() {
+        return;
+    }
     let failover_timeout = Duration::from_secs(6);
     let mut topology = Topology::builder()
         .failover_timeout(failover_timeout)
         .start()
         .unwrap();
-    if !topology.server_version().coordinated_failover() {
-        eprintln!(
-            "skipped: {} has no coordinated failover",
-            topology.server_version()
-        );
-        return;
-    }
     let pool = pool(&topology);
     let impatient = topology
         .pool_builder()

@@ -47,3 +47,15 @@ pub use listener::{Listener, Published};
 pub use process::ServerVersion;
 pub use scripted::{Reply, ScriptedServer};
 pub use topology::{Topology, TopologyBuilder};
+
+/// The server a topology would run (found as [`Topology::start`] finds it), from its
+/// `--version`, without starting anything: for a test that needs a newer server to say so and
+/// skip at once.
+///
+/// # Errors
+///
+/// [`Error::MissingBinary`] when no server is found; [`Error::Io`] when its version cannot be
+/// read.
+pub fn server_version() -> Result<ServerVersion, Error> {
+    process::Binaries::find().map(|binaries| binaries.version)
+}
