@@ -562,7 +562,7 @@ impl Core {
 
     /// Whether a fence holds connects now.
     pub(crate) fn is_fenced(&self) -> bool {
-        self.record.lock().fenced(Instant::now()).is_some()
+        self.fenced().is_some()
     }
 
     /// Notes that the master recorded for `generation` failed a connect; the next connect

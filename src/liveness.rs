@@ -60,15 +60,20 @@ impl Liveness {
 
     /// The watcher counts as live until `until`; not at all with `None`.
     pub(crate) fn set_live_until(&self, until: Option<Instant>) {
-        let nanos = until.map_or(0, |until| self.nanos(until).max(1));
-        self.live_until.store(nanos, Ordering::Release);
+        self.live_until
+            .store(self.deadline(until), Ordering::Release);
+    }
+
+    /// `until` as stored: nanoseconds after `base`, at least 1; 0 for `None`.
+    fn deadline(&self, until: Option<Instant>) -> u64 {
+        until.map_or(0, |until| self.nanos(until).max(1))
     }
 
     /// `with_retry` holds operations not declared idempotent until `until`; not at all with
     /// `None`.
     pub(crate) fn settle_until(&self, until: Option<Instant>) {
-        let nanos = until.map_or(0, |until| self.nanos(until).max(1));
-        self.settling_until.store(nanos, Ordering::Release);
+        self.settling_until
+            .store(self.deadline(until), Ordering::Release);
     }
 
     /// Until when `with_retry` holds operations not declared idempotent, if it does at

@@ -11,19 +11,7 @@ use r2d2_redis_sentinel::{
     redis::{self, Commands},
     testkit::Topology,
 };
-use support::{direct, init_logging};
-
-/// Creates the ACL user `name` with `rules` on every data node (ACLs are not replicated).
-fn acl_user_everywhere(topology: &Topology, name: &str, rules: &[&str]) {
-    for node in topology.data_addrs() {
-        let _: () = redis::cmd("ACL")
-            .arg("SETUSER")
-            .arg(name)
-            .arg(support::acl_rules(topology, rules))
-            .query(&mut direct(&node))
-            .unwrap();
-    }
-}
+use support::{acl_user_everywhere, direct, init_logging};
 
 #[test]
 fn a_user_without_dangerous_commands_uses_the_pool_and_a_demoted_node_is_still_refused() {

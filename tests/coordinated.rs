@@ -73,6 +73,23 @@ fn until_clients_closed(promoted: &Listener) {
         .expect("the leader to see the promotion and close the clients");
 }
 
+/// A writer on `pool` through a coordinated failover, past the moment Sentinel closes the new
+/// master's clients, until it writes there: the new master, what the writer saw, and the
+/// pool's events.
+fn write_through_coordinated_failover(
+    topology: &Topology,
+    pool: &SentinelPool,
+) -> (NodeAddr, fence_kit::Report, Vec<Event>) {
+    let writer = Writer::start(pool);
+    let promoted = promotions(topology);
+    let new = topology.failover_coordinated().unwrap();
+    // Sentinel closes the new master's clients when its leader sees the promotion: the writer
+    // goes on through it.
+    until_clients_closed(&promoted);
+    until_writes_reach(pool, &new);
+    (new, writer.finish(), fence_kit::events(pool))
+}
+
 /// A pool of 4 with a 30 s retry deadline that resumes at the promotion, and so at a
 /// handover.
 fn promoting_pool(topology: &Topology) -> SentinelPool {
@@ -85,15 +102,7 @@ fn a_coordinated_failover_loses_nothing_and_resumes_at_the_handover_only_when_as
         let Some(topology) = topology() else { return };
         let pool = fence_kit::pool_resuming_at(&topology, resume);
         let old = topology.master().unwrap();
-        let writer = Writer::start(&pool);
-        let promoted = promotions(&topology);
-        let new = topology.failover_coordinated().unwrap();
-        // Sentinel closes the new master's clients when its leader sees the promotion: the
-        // writer goes on through it.
-        until_clients_closed(&promoted);
-        until_writes_reach(&pool, &new);
-        let report = writer.finish();
-        let events = fence_kit::events(&pool);
+        let (new, report, events) = write_through_coordinated_failover(&topology, &pool);
 
         assert!(report.errors.is_empty(), "errors: {:?}", report.errors);
         if resume == FenceResume::Promotion {
@@ -433,15 +442,10 @@ const SENTINEL_RULES: &[&str] = &[
 /// Gives every sentinel of `topology` the user `sentinel` with `rules` on every data node,
 /// and waits until every sentinel's connection to the master is that user's.
 fn sentinel_user(topology: &Topology, rules: &[&str]) {
-    for node in topology.data_addrs() {
-        let _: () = redis::cmd("ACL")
-            .arg("SETUSER")
-            .arg("sentinel")
-            .arg("reset")
-            .arg(rules)
-            .query(&mut direct(&node))
-            .unwrap();
-    }
+    let rules: Vec<&str> = std::iter::once("reset")
+        .chain(rules.iter().copied())
+        .collect();
+    support::acl_user_everywhere(topology, "sentinel", &rules);
     for sentinel in topology.sentinel_addrs() {
         for (option, value) in [("auth-user", "sentinel"), ("auth-pass", "sentinel-pass")] {
             let _: () = redis::cmd("SENTINEL")
@@ -477,14 +481,11 @@ fn sentinel_with_the_least_privileged_user_runs_a_coordinated_failover_the_pool_
     let Some(topology) = topology() else { return };
     sentinel_user(&topology, SENTINEL_RULES);
     // The pool's own user is a least-privileged one too: no `ROLE`, roles asked with `HELLO`.
-    for node in topology.data_addrs() {
-        let _: () = redis::cmd("ACL")
-            .arg("SETUSER")
-            .arg("app")
-            .arg(&["on", ">app-pass", "~*", "&*", "+@all", "-@dangerous"])
-            .query(&mut direct(&node))
-            .unwrap();
-    }
+    support::acl_user_everywhere(
+        &topology,
+        "app",
+        &["on", ">app-pass", "~*", "&*", "+@all", "-@dangerous"],
+    );
     let pool = topology
         .pool_builder()
         .username("app")
@@ -494,13 +495,7 @@ fn sentinel_with_the_least_privileged_user_runs_a_coordinated_failover_the_pool_
         .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(30)))
         .build()
         .unwrap();
-    let writer = Writer::start(&pool);
-    let promoted = promotions(&topology);
-    let new = topology.failover_coordinated().unwrap();
-    until_clients_closed(&promoted);
-    until_writes_reach(&pool, &new);
-    let report = writer.finish();
-    let events = fence_kit::events(&pool);
+    let (new, report, events) = write_through_coordinated_failover(&topology, &pool);
 
     assert!(report.errors.is_empty(), "errors: {:?}", report.errors);
     assert!(resumed_at_handover(&events, &new), "{events:?}");

@@ -278,7 +278,7 @@ fn watch_handover(core: &Core, old: &NodeAddr, stop: &Receiver<()>, reports: &Se
                     Ok(Handover::Replica) => return,
                     Ok(Handover::WaitingForSync) => {
                         let since = *waiting_since.get_or_insert_with(Instant::now);
-                        let due = told.map_or(since, |t| t) + STALL_AFTER;
+                        let due = told.unwrap_or(since) + STALL_AFTER;
                         if Instant::now() >= due {
                             told = Some(Instant::now());
                             let held = since.elapsed();

@@ -306,6 +306,18 @@ pub fn older_than(topology: &Topology, major: u32, minor: u32, what: &str) -> bo
     older
 }
 
+/// Creates the ACL user `name` with `rules` on every data node (ACLs are not replicated).
+pub fn acl_user_everywhere(topology: &Topology, name: &str, rules: &[&str]) {
+    for node in topology.data_addrs() {
+        let _: () = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(name)
+            .arg(acl_rules(topology, rules))
+            .query(&mut direct(&node))
+            .unwrap();
+    }
+}
+
 /// ACL rules with `&*` (all pub/sub channels, which Redis 6.2 stopped allowing by default)
 /// left out on a server too old to know the rule: there every channel is allowed.
 pub fn acl_rules<'a>(topology: &Topology, rules: &[&'a str]) -> Vec<&'a str> {
