@@ -4,6 +4,8 @@ use std::{error, fmt, time::Duration};
 
 use redis::RedisError;
 
+use crate::durable::Shortfall;
+
 /// Everything that can go wrong when building a pool, checking out a connection or running a
 /// command through [`SentinelPool::with_retry`](crate::SentinelPool::with_retry).
 ///
@@ -242,7 +244,7 @@ impl Error {
             Error::CheckoutTimeout { cause, .. } | Error::RetriesExhausted { last: cause, .. } => {
                 cause.is_retryable()
             }
-            Error::Redis(source) => crate::class::classify(source).is_safe_to_retry(),
+            Error::Redis(source) => crate::outcome::classify(source).is_safe_to_retry(),
             _ => false,
         }
     }
@@ -500,7 +502,23 @@ impl From<RedisError> for Error {
     /// [`Error::NotReplicated`] (or [`Error::NotPersisted`]) for a durable write fewer
     /// replicas confirmed than asked, [`Error::Redis`] otherwise.
     fn from(err: RedisError) -> Self {
-        crate::durable::shortfall(&err).unwrap_or(Error::Redis(err))
+        match Shortfall::of(&err) {
+            Some(Shortfall {
+                asked,
+                confirmed,
+                on_master: None,
+            }) => Error::NotReplicated { asked, confirmed },
+            Some(Shortfall {
+                asked,
+                confirmed,
+                on_master: Some(on_master),
+            }) => Error::NotPersisted {
+                on_master,
+                asked,
+                confirmed,
+            },
+            None => Error::Redis(err),
+        }
     }
 }
 

@@ -41,10 +41,10 @@ pub fn strings(text: &str) {
 pub fn packed_request(bytes: &[u8]) {
     let table = redis::parse_redis_value(bytes)
         .ok()
-        .and_then(|reply| crate::command_table::CommandTable::parse(&reply));
+        .and_then(|reply| crate::connection::command_table::CommandTable::parse(&reply));
     for (name, arg) in crate::connection::commands(bytes) {
         let _ = (name.len(), arg.map(<[u8]>::len));
-        let _ = crate::command_table::traits(name, arg, None);
-        let _ = crate::command_table::traits(name, arg, table.as_ref());
+        let _ = crate::connection::command_table::traits(name, arg, None);
+        let _ = crate::connection::command_table::traits(name, arg, table.as_ref());
     }
 }

@@ -2,11 +2,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backoff;
-mod class;
-mod command_table;
 mod config;
 mod connection;
-mod core;
 mod durable;
 mod env;
 mod error;
@@ -14,10 +11,10 @@ mod event;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
-mod generation;
+mod outcome;
+mod shared;
 #[doc = include_str!("../docs/guide.md")]
 pub mod guide {}
-mod liveness;
 mod manager;
 mod message;
 mod node;

@@ -19,8 +19,8 @@ use crate::{
     Connection, Error, NodeAddr, ReplicaOptions, ReplicaSelection, Validation, WatcherState,
     backoff::Backoff,
     config::Config,
-    core::{Core, Suspicion},
     node::{self, NodeRole, RoleProbe},
+    shared::{Shared, Suspicion},
     watcher::Watcher,
 };
 
@@ -77,7 +77,7 @@ pub(crate) fn validate_without_round_trips() {
 /// log for each stale connection dropped after a failover).
 #[derive(Debug, Clone)]
 pub struct SentinelManager {
-    pub(crate) core: Arc<Core>,
+    pub(crate) shared: Arc<Shared>,
     watcher: Arc<WatcherOwner>,
     target: Target,
     /// Why this manager's last connect failed, if it did: the master's and each replica
@@ -99,7 +99,7 @@ enum Target {
 /// The watcher, shared by every handle on a manager; stopped when the last one is dropped.
 #[derive(Debug)]
 struct WatcherOwner {
-    core: Arc<Core>,
+    shared: Arc<Shared>,
     /// The lock exists for `stop_watcher`, which takes the watcher out through `&self`.
     slot: Mutex<WatcherSlot>,
 }
@@ -116,20 +116,20 @@ impl Drop for WatcherOwner {
         if let WatcherSlot::Running(watcher) = self.slot.get_mut() {
             watcher.stop();
         }
-        self.core.generation.close();
+        self.shared.generation.close();
     }
 }
 
 impl SentinelManager {
     /// A manager for `config`; no I/O, no thread yet.
     pub(crate) fn new(config: Config) -> Self {
-        let core = Arc::new(Core::new(config));
+        let shared = Arc::new(Shared::new(config));
         SentinelManager {
             watcher: Arc::new(WatcherOwner {
-                core: Arc::clone(&core),
+                shared: Arc::clone(&shared),
                 slot: Mutex::new(WatcherSlot::Off),
             }),
-            core,
+            shared,
             target: Target::Master,
             last_error: Arc::default(),
         }
@@ -139,7 +139,7 @@ impl SentinelManager {
     /// watcher.
     pub(crate) fn for_replicas(&self, options: ReplicaOptions) -> Self {
         SentinelManager {
-            core: Arc::clone(&self.core),
+            shared: Arc::clone(&self.shared),
             watcher: Arc::clone(&self.watcher),
             target: Target::Replicas {
                 options,
@@ -165,9 +165,9 @@ impl SentinelManager {
 
     /// Starts the watcher, if the configuration wants one.
     pub(crate) fn start_watcher(&self) -> Result<(), Error> {
-        if self.core.config.watcher {
+        if self.shared.config.watcher {
             *self.watcher.slot.lock() =
-                WatcherSlot::Running(Watcher::start(Arc::clone(&self.core))?);
+                WatcherSlot::Running(Watcher::start(Arc::clone(&self.shared))?);
         }
         Ok(())
     }
@@ -189,21 +189,21 @@ impl SentinelManager {
             WatcherSlot::Off => WatcherState::Off,
             WatcherSlot::Stopped => WatcherState::Stopped,
             WatcherSlot::Running(_) => WatcherState::Running {
-                subscribed: self.core.subscribed(),
+                subscribed: self.shared.watcher.subscribed(),
             },
         }
     }
 
     /// The manager's events; see [`SentinelPool::events`](crate::SentinelPool::events).
     pub fn events(&self) -> crossbeam_channel::Receiver<crate::Event> {
-        self.core.events.receiver()
+        self.shared.events.receiver()
     }
 
     /// Ends every wait at once and stops the watcher: the pool that owns this manager is
     /// being dropped.
     pub(crate) fn shut_down(&self) {
         self.stop_watcher();
-        self.core.generation.close();
+        self.shared.generation.close();
     }
 
     /// Opens a connection to the current master and checks its role.
@@ -216,11 +216,11 @@ impl SentinelManager {
     /// backoff (up to half of `connection_timeout`), to be retried long after the new master
     /// is known.
     pub(crate) fn connect(&self) -> Result<Connection, Error> {
-        let core = &self.core;
-        let deadline = Instant::now() + core.config.connection_timeout;
+        let shared = &self.shared;
+        let deadline = Instant::now() + shared.config.connection_timeout;
         let mut backoff = Backoff::new(CONNECT_RETRY_INTERVAL, CONNECT_RETRY_INTERVAL);
         loop {
-            let seen = core.generation.current();
+            let seen = shared.generation.current();
             let attempt = match &self.target {
                 Target::Master => self.connect_master(deadline),
                 Target::Replicas { options, next } => self.connect_replica(options, next, deadline),
@@ -233,11 +233,11 @@ impl SentinelManager {
                 Err(err) => err,
             };
             if self.connect_result(Some(&err)) {
-                log::debug!("still no connection for {:?}: {err}", core.config.service);
+                log::debug!("still no connection for {:?}: {err}", shared.config.service);
             } else {
                 log::warn!(
                     "could not open a connection for {:?}: {err}",
-                    core.config.service
+                    shared.config.service
                 );
             }
             let transient = matches!(
@@ -248,10 +248,11 @@ impl SentinelManager {
                     | Error::NoHealthyReplica { .. }
             );
             let left = deadline.saturating_duration_since(Instant::now());
-            if !transient || left.is_zero() || core.generation.is_closed() {
+            if !transient || left.is_zero() || shared.generation.is_closed() {
                 return Err(err);
             }
-            core.generation
+            shared
+                .generation
                 .wait_for_change(seen, left.min(backoff.next_wait()));
             if Instant::now() >= deadline {
                 // An attempt with no time left would only report that; keep the real failure.
@@ -263,20 +264,20 @@ impl SentinelManager {
     /// One attempt: the master (recorded, or one lookup), a connection to it, its role; all
     /// by `deadline`.
     fn connect_master(&self, deadline: Instant) -> Result<Connection, Error> {
-        let core = &self.core;
-        let (generation, addr) = core.master(deadline)?;
+        let shared = &self.shared;
+        let (generation, addr) = shared.master(deadline)?;
         match self.open(&addr, generation, NodeRole::Master, deadline) {
             Ok(conn) => {
                 log::debug!("connected to master {addr} (generation {generation})");
                 Ok(conn)
             }
             Err(err @ Error::WrongRole { .. }) => {
-                core.suspect(generation, &addr, Suspicion::NotMaster);
+                shared.suspect(generation, &addr, Suspicion::NotMaster);
                 Err(err)
             }
             Err(err) => {
                 if !err.is_config() {
-                    core.suspect(generation, &addr, Suspicion::Unreachable);
+                    shared.suspect(generation, &addr, Suspicion::Unreachable);
                 }
                 Err(err)
             }
@@ -292,11 +293,11 @@ impl SentinelManager {
         next: &AtomicUsize,
         deadline: Instant,
     ) -> Result<Connection, Error> {
-        let core = &self.core;
+        let shared = &self.shared;
         // Read before the lookup, as for the master.
-        let generation = core.generation.current();
-        let set = core.replica_set();
-        let mut replicas: Vec<NodeAddr> = core.replicas(deadline)?;
+        let generation = shared.generation.current();
+        let set = shared.replica_set();
+        let mut replicas: Vec<NodeAddr> = shared.replicas(deadline)?;
         let mut tried = Vec::new();
         if let Some(max) = options.max_lag {
             match self.replica_lags(deadline) {
@@ -340,17 +341,17 @@ impl SentinelManager {
                 }
             }
             // A listed replica failed: ask the sentinels again next time.
-            core.forget_replicas();
+            shared.forget_replicas();
         }
         if options.fallback_to_master {
             log::debug!(
                 "no replica of {:?} can serve ({tried:?}); reading from the master",
-                core.config.service
+                shared.config.service
             );
             return self.connect_master(deadline);
         }
         Err(Error::NoHealthyReplica {
-            service: core.config.service.clone(),
+            service: shared.config.service.clone(),
             tried,
         })
     }
@@ -359,23 +360,27 @@ impl SentinelManager {
     /// `deadline`. The recorded master, or one lookup when none is recorded; while a fence
     /// holds, no master is asked (the failover decides which one the replicas follow).
     fn replica_lags(&self, deadline: Instant) -> Result<Vec<(NodeAddr, u64)>, Error> {
-        let core = &self.core;
-        let master = match core.cached_master() {
+        let shared = &self.shared;
+        let master = match shared.cached_master() {
             Some(master) => master,
-            None if core.is_fenced() => {
+            None if shared.fenced().is_some() => {
                 return Err(Error::FailoverInProgress {
-                    service: core.config.service.clone(),
+                    service: shared.config.service.clone(),
                     stalled: false,
                 });
             }
-            None => core.master(deadline)?.1,
+            None => shared.master(deadline)?.1,
         };
-        let mut settings = core.config.data.clone();
+        let mut settings = shared.config.data.clone();
         settings.connect_timeout = settings
             .connect_timeout
             .min(deadline.saturating_duration_since(Instant::now()));
         if settings.connect_timeout.is_zero() {
-            return Err(data_node_error(&master, node::timed_out(), "ROLE"));
+            return Err(data_node_error(
+                &master,
+                crate::outcome::timed_out(),
+                "ROLE",
+            ));
         }
         // A master that does not answer costs one read timeout, not the whole checkout.
         let until = deadline.min(Instant::now() + settings.read_timeout);
@@ -392,7 +397,7 @@ impl SentinelManager {
                 .map(|r| {
                     let acked = u64::try_from(r.replication_offset).unwrap_or(0);
                     (
-                        core.config.address_map.apply(NodeAddr::new(r.ip, r.port)),
+                        shared.config.address_map.apply(NodeAddr::new(r.ip, r.port)),
                         replication_offset.saturating_sub(acked),
                     )
                 })
@@ -415,12 +420,12 @@ impl SentinelManager {
         expected: NodeRole,
         deadline: Instant,
     ) -> Result<Connection, Error> {
-        let core = &self.core;
-        let mut settings = core.config.data.clone();
+        let shared = &self.shared;
+        let mut settings = shared.config.data.clone();
         let left = deadline.saturating_duration_since(Instant::now());
         settings.connect_timeout = settings.connect_timeout.min(left);
         if settings.connect_timeout.is_zero() {
-            return Err(data_node_error(addr, node::timed_out(), "SELECT"));
+            return Err(data_node_error(addr, crate::outcome::timed_out(), "SELECT"));
         }
         // After the handshake, the connect sends only SELECT.
         let conn =
@@ -430,8 +435,8 @@ impl SentinelManager {
             addr.clone(),
             generation,
             expected,
-            core,
-            &core.config.data,
+            shared,
+            &shared.config.data,
         );
         let left = deadline.saturating_duration_since(Instant::now());
         let role = self.role_of(&mut conn, false, left)?;
@@ -465,14 +470,14 @@ impl SentinelManager {
         ping: bool,
         budget: Duration,
     ) -> Result<NodeRole, Error> {
-        let probe = self.core.role_probe(conn.addr());
+        let probe = self.shared.nodes.role_probe(conn.addr());
         match conn.probe_role(probe, ping, budget) {
-            Err(err) if probe == RoleProbe::Role && node::is_no_permission(&err) => {
+            Err(err) if probe == RoleProbe::Role && crate::outcome::is_no_permission(&err) => {
                 log::info!(
                     "the ACL user may not run ROLE on {} ({err}); asking its role with HELLO",
                     conn.addr()
                 );
-                self.core.use_hello_for_roles(conn.addr());
+                self.shared.nodes.use_hello_for_roles(conn.addr());
                 conn.probe_role(RoleProbe::Hello, ping, budget)
                     .map_err(|err| data_node_error(conn.addr(), err, RoleProbe::Hello.command()))
             }
@@ -487,12 +492,12 @@ pub(crate) fn data_node_error(
     err: RedisError,
     command: &'static str,
 ) -> Error {
-    if node::is_auth_error(&err) {
+    if crate::outcome::is_auth_error(&err) {
         Error::Auth {
             address: addr.to_string(),
             source: err,
         }
-    } else if node::is_no_permission(&err) {
+    } else if crate::outcome::is_no_permission(&err) {
         Error::NoPermission {
             address: addr.to_string(),
             command,
@@ -515,11 +520,11 @@ impl SentinelManager {
     fn outdated(&self, conn: &Connection) -> bool {
         match conn.serves() {
             NodeRole::Replica => {
-                conn.replica_set() != self.core.replica_set()
+                conn.replica_set() != self.shared.replica_set()
                     || conn.detour_older_than(DETOUR_LIFETIME)
-                    || self.core.cached_master().as_ref() == Some(conn.addr())
+                    || self.shared.cached_master().as_ref() == Some(conn.addr())
             }
-            _ => conn.generation() != self.core.generation.current(),
+            _ => conn.generation() != self.shared.generation.current(),
         }
     }
 }
@@ -536,7 +541,7 @@ impl r2d2::ManageConnection for SentinelManager {
     /// adaptive pool, no round trip for a master connection that answered within the window
     /// while the watcher is live (see [`Validation::Adaptive`]).
     fn is_valid(&self, conn: &mut Connection) -> Result<(), Error> {
-        let core = &self.core;
+        let shared = &self.shared;
         if self.outdated(conn) || !conn.is_reusable() {
             return Err(Error::Redis(RedisError::from((
                 redis::ErrorKind::Client,
@@ -545,24 +550,25 @@ impl r2d2::ManageConnection for SentinelManager {
         }
         conn.mark_handed_out();
         let skip_round_trip = NO_ROUND_TRIP.get()
-            || core.config.validation == Validation::Off
-            || match core.adaptive_window() {
+            || shared.config.validation == Validation::Off
+            || match shared.adaptive_window() {
                 // Replicas keep their check: nothing Sentinel announces says that one was
                 // promoted by hand.
                 Some(window) if conn.serves() == NodeRole::Master => {
                     let now = Instant::now();
-                    conn.answered_within(now, window) && core.liveness.trusted(now)
+                    conn.answered_within(now, window) && shared.liveness.trusted(now)
                 }
                 _ => false,
             };
         if skip_round_trip {
             return Ok(());
         }
-        match self.role_of(conn, true, core.config.data.read_timeout)? {
+        match self.role_of(conn, true, shared.config.data.read_timeout)? {
             role if role == conn.serves() => Ok(()),
             role => {
                 if conn.serves() == NodeRole::Master {
-                    core.invalidate_from(conn.generation(), "a pooled master is no longer master");
+                    shared
+                        .invalidate_from(conn.generation(), "a pooled master is no longer master");
                 }
                 Err(Error::WrongRole {
                     address: conn.addr().to_string(),
@@ -577,7 +583,7 @@ impl r2d2::ManageConnection for SentinelManager {
     /// (a panic may have interrupted it between a request and its reply).
     fn has_broken(&self, conn: &mut Connection) -> bool {
         if let Some(err) = conn.failover_error() {
-            self.core.invalidate_from(
+            self.shared.invalidate_from(
                 conn.generation(),
                 &format!(
                     "the node answered {}: {err}",

@@ -15,7 +15,7 @@ use std::{
 
 use redis::{
     ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisConnectionInfo, RedisError, RedisResult,
-    Role, ServerErrorKind, Value, io::tcp::TcpSettings,
+    Role, Value, io::tcp::TcpSettings,
 };
 
 /// The address of a Redis node (master, replica or sentinel), as the sentinels announce it.
@@ -156,35 +156,10 @@ fn client(
 pub(crate) fn bound(conn: &redis::Connection, deadline: Instant) -> RedisResult<()> {
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
-        return Err(timed_out());
+        return Err(crate::outcome::timed_out());
     }
     conn.set_read_timeout(Some(left))?;
     conn.set_write_timeout(Some(left))
-}
-
-/// The error of a wait that reached its deadline before it started.
-pub(crate) fn timed_out() -> RedisError {
-    RedisError::from(std::io::Error::new(
-        std::io::ErrorKind::TimedOut,
-        "the operation's timeout was used up",
-    ))
-}
-
-/// True when the error says the credentials were missing or wrong, also when it is the
-/// error of one command of a pipeline (redis-rs's pipeline error has no code of its own).
-pub(crate) fn is_auth_error(err: &RedisError) -> bool {
-    let is_auth_code = |code: &str| matches!(code, "NOAUTH" | "WRONGPASS");
-    err.kind() == ErrorKind::AuthenticationFailed
-        || err.code().is_some_and(is_auth_code)
-        || err
-            .clone()
-            .into_server_errors()
-            .is_some_and(|errors| errors.iter().any(|(_, e)| is_auth_code(e.code())))
-}
-
-/// True when the ACL user may not run the command (`NOPERM`).
-pub(crate) fn is_no_permission(err: &RedisError) -> bool {
-    err.kind() == ErrorKind::Server(ServerErrorKind::NoPerm)
 }
 
 /// A node's role, as `ROLE` or `HELLO` reports it.
@@ -340,21 +315,6 @@ mod tests {
     fn ipv6_addresses_are_bracketed() {
         assert_eq!(NodeAddr::new("::1", 6379).to_string(), "[::1]:6379");
         assert_eq!(NodeAddr::new("10.0.0.1", 6379).to_string(), "10.0.0.1:6379");
-    }
-
-    #[test]
-    fn auth_errors_are_recognised_by_kind_and_code() {
-        let wrongpass = redis::make_extension_error("WRONGPASS".into(), Some("invalid".into()));
-        let noauth = redis::make_extension_error("NOAUTH".into(), None);
-        let failed = RedisError::from((
-            ErrorKind::AuthenticationFailed,
-            "Password authentication failed",
-        ));
-        let other = redis::make_extension_error("WRONGTYPE".into(), None);
-        assert!(is_auth_error(&wrongpass));
-        assert!(is_auth_error(&noauth));
-        assert!(is_auth_error(&failed));
-        assert!(!is_auth_error(&other));
     }
 
     #[test]

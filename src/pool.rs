@@ -16,10 +16,9 @@ use scheduled_thread_pool::{OnPoolDropBehavior, ScheduledThreadPool};
 use crate::{
     Builder, Connection, Error, Event, NodeAddr, ReplicaOptions, RetryPolicy, Stats,
     config::{Config, LONGEST, MAX_POOL_SIZE, invalid},
-    core::Core,
-    generation::Generation,
     manager::SentinelManager,
     retry,
+    shared::{Generation, Shared},
 };
 
 /// How often an evicting thread whose pool is gone (while the manager's other pools live on)
@@ -221,15 +220,15 @@ impl SentinelPool {
         }
         manager.start_watcher()?;
         let owner = Arc::new(Owner(manager.clone()));
-        let max_size = manager.core.config.max_size;
+        let max_size = manager.shared.config.max_size;
         let pool = Self::pool_of(manager, owner, max_size)?;
         if !lazy {
             pool.until_settled();
         }
         log::info!(
             "pool for {:?} started; master {}",
-            pool.core().config.service,
-            pool.core()
+            pool.shared().config.service,
+            pool.shared()
                 .cached_master()
                 .map_or_else(|| "not known yet".to_owned(), |m| m.to_string())
         );
@@ -240,12 +239,12 @@ impl SentinelPool {
     /// (r2d2 opens them in the background, up to `min_idle`) and the watcher, if on, listens
     /// to a sentinel: so that `stats()` right after `build()` shows what the pool has.
     fn until_settled(&self) {
-        let core = self.core();
-        let deadline = Instant::now() + core.config.connection_timeout;
-        let fills = core.config.min_idle != Some(0);
+        let shared = self.shared();
+        let deadline = Instant::now() + shared.config.connection_timeout;
+        let fills = shared.config.min_idle != Some(0);
         while Instant::now() < deadline
             && ((fills && self.pool.state().connections == 0)
-                || (core.config.watcher && !core.watcher_listens()))
+                || (shared.config.watcher && !shared.watcher.listens()))
         {
             thread::sleep(Duration::from_millis(1));
         }
@@ -286,7 +285,7 @@ impl SentinelPool {
     /// No I/O: a checkout says when no replica can serve
     /// ([`Error::NoHealthyReplica`]).
     pub fn replica_pool(&self, options: ReplicaOptions) -> Result<SentinelPool, Error> {
-        let max_size = options.max_size.unwrap_or(self.core().config.max_size);
+        let max_size = options.max_size.unwrap_or(self.shared().config.max_size);
         if max_size == 0 || max_size > MAX_POOL_SIZE {
             return invalid(
                 "ReplicaOptions::max_size",
@@ -305,8 +304,8 @@ impl SentinelPool {
         max_size: u32,
     ) -> Result<SentinelPool, Error> {
         let handle = manager.clone();
-        let core = Arc::clone(&manager.core);
-        let config = &core.config;
+        let shared = Arc::clone(&manager.shared);
+        let config = &shared.config;
         let mut builder = r2d2::Pool::builder()
             .max_size(max_size)
             .min_idle(config.min_idle)
@@ -329,16 +328,16 @@ impl SentinelPool {
             ));
         let hooks = &config.hooks;
         if let Some(customizer) = &hooks.customizer {
-            builder = builder.connection_customizer(Box::new(Shared(Arc::clone(customizer))));
+            builder = builder.connection_customizer(Box::new(SharedHook(Arc::clone(customizer))));
         }
         if let Some(handler) = &hooks.event_handler {
-            builder = builder.event_handler(Box::new(Shared(Arc::clone(handler))));
+            builder = builder.event_handler(Box::new(SharedHook(Arc::clone(handler))));
         }
         let pool = builder.build_unchecked(manager);
         let stop_evicting = Arc::new(AtomicBool::new(false));
         let evict = start_evicting(
             pool.clone(),
-            Arc::clone(&core.generation),
+            Arc::clone(&shared.generation),
             Arc::clone(&stop_evicting),
         )?;
         Ok(SentinelPool {
@@ -371,7 +370,7 @@ impl SentinelPool {
     /// [`Error::UnknownService`], [`Error::SentinelAuth`]...) as soon as no connection comes
     /// (within 50 ms), without waiting out the timeout: waiting would not fix it.
     pub fn get(&self) -> Result<PooledConnection, Error> {
-        self.get_timeout(self.core().config.connection_timeout)
+        self.get_timeout(self.shared().config.connection_timeout)
     }
 
     /// Like [`get`](Self::get), waiting at most `timeout` (a timeout longer than a year waits a
@@ -381,7 +380,7 @@ impl SentinelPool {
     ///
     /// As [`get`](Self::get).
     pub fn get_timeout(&self, timeout: Duration) -> Result<PooledConnection, Error> {
-        let core = self.core();
+        let shared = self.shared();
         let manager = &self.guard.manager;
         let timeout = timeout.min(LONGEST);
         let start = Instant::now();
@@ -402,15 +401,15 @@ impl SentinelPool {
             }
         }
         let waited = start.elapsed();
-        let max_size = core.config.max_size;
+        let max_size = shared.config.max_size;
         let state = self.pool.state();
         if state.connections >= max_size && state.idle_connections == 0 {
             return Err(Error::PoolExhausted { waited, max_size });
         }
         // Not every connection exists: the missing ones could not be opened in time, held by
         // a fence, or failing.
-        let fenced = core.fenced().map(|stalled| Error::FailoverInProgress {
-            service: core.config.service.clone(),
+        let fenced = shared.fenced().map(|stalled| Error::FailoverInProgress {
+            service: shared.config.service.clone(),
             stalled,
         });
         let cause = fenced
@@ -516,7 +515,7 @@ impl SentinelPool {
     ///
     /// [`Error::ThreadSpawn`]. No I/O: the subscriber connects on its thread.
     pub fn subscriber(&self) -> Result<crate::Subscriber, Error> {
-        crate::Subscriber::start(Arc::clone(&self.guard.manager.core))
+        crate::Subscriber::start(Arc::clone(&self.guard.manager.shared))
     }
 
     /// Invalidates every pooled connection at once: idle ones are never handed out again,
@@ -530,19 +529,19 @@ impl SentinelPool {
     /// longer master); call it when you learn of one some other way.
     pub fn invalidate(&self) -> u64 {
         // Replica connections outlive failovers, not this.
-        self.core().replicas_changed();
-        self.core().invalidate("asked by the caller")
+        self.shared().replicas_changed();
+        self.shared().invalidate("asked by the caller")
     }
 
     /// The current generation: it starts at 0 and grows by one at each invalidation.
     pub fn generation(&self) -> u64 {
-        self.core().generation.current()
+        self.shared().generation.current()
     }
 
     /// The master the pool connects to in the current generation, if it has looked it up
     /// since the last invalidation. No I/O.
     pub fn master(&self) -> Option<NodeAddr> {
-        self.core().cached_master()
+        self.shared().cached_master()
     }
 
     /// The pool's events: failovers, invalidations, the watcher's connections, changes to the
@@ -563,34 +562,34 @@ impl SentinelPool {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn events(&self) -> Receiver<Event> {
-        self.core().events.receiver()
+        self.shared().events.receiver()
     }
 
     /// A snapshot of the pool: generation, master, failovers seen, watcher state, sentinels,
     /// r2d2's connection counts.
     pub fn stats(&self) -> Stats {
-        let (failovers, last_failover) = self.core().failovers();
-        let (fences_raised, fences_resumed, fences_released) = self.core().fence_counts();
+        let (failovers, last_failover) = self.shared().watcher.failovers();
+        let (fences_raised, fences_resumed, fences_released) = self.shared().watcher.fence_counts();
         let state = self.pool.state();
         let watcher = self.guard.manager.watcher_state();
         Stats {
-            generation: self.core().generation.current(),
-            master: self.core().cached_master(),
+            generation: self.shared().generation.current(),
+            master: self.shared().cached_master(),
             failovers,
-            fenced: self.core().is_fenced(),
+            fenced: self.shared().fenced().is_some(),
             fences_raised,
             fences_resumed,
             fences_released,
             last_failover,
             watcher,
-            checkout: self.core().checkout_mode(),
-            sentinels: self.core().sentinels(),
-            events_dropped: self.core().events.dropped(),
+            checkout: self.shared().checkout_mode(),
+            sentinels: self.shared().lookups.sentinels(),
+            events_dropped: self.shared().events.dropped(),
             connections: state.connections,
             idle_connections: state.idle_connections,
-            down_after: self.core().down_after(),
+            down_after: self.shared().watcher.down_after(),
             retry_deadline: self.retry_policy().deadline_value(),
-            retries: self.core().retries.snapshot(),
+            retries: self.shared().retries.snapshot(),
         }
     }
 
@@ -603,7 +602,7 @@ impl SentinelPool {
 
     /// The service (master) name this pool serves.
     pub fn service_name(&self) -> &str {
-        &self.core().config.service
+        &self.shared().config.service
     }
 
     /// r2d2's view: connections open and idle. A snapshot, racy by nature.
@@ -611,29 +610,30 @@ impl SentinelPool {
         self.pool.state()
     }
 
-    pub(crate) fn core(&self) -> &Core {
-        &self.guard.manager.core
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.guard.manager.shared
     }
 
     pub(crate) fn retry_policy(&self) -> RetryPolicy {
-        let core = self.core();
-        core.config
+        let shared = self.shared();
+        shared
+            .config
             .retry
-            .unwrap_or_else(|| RetryPolicy::covering(core.down_after()))
+            .unwrap_or_else(|| RetryPolicy::covering(shared.watcher.down_after()))
     }
 
     pub(crate) fn connection_timeout(&self) -> Duration {
-        self.core().config.connection_timeout
+        self.shared().config.connection_timeout
     }
 }
 
 /// A hook given to the builder, shared by the master pool and its replica pools (r2d2 takes
 /// each hook in a `Box` of its own).
 #[derive(Debug)]
-struct Shared<T: ?Sized>(Arc<T>);
+struct SharedHook<T: ?Sized>(Arc<T>);
 
 impl r2d2::CustomizeConnection<Connection, Error>
-    for Shared<dyn r2d2::CustomizeConnection<Connection, Error>>
+    for SharedHook<dyn r2d2::CustomizeConnection<Connection, Error>>
 {
     fn on_acquire(&self, conn: &mut Connection) -> Result<(), Error> {
         self.0.on_acquire(conn)
@@ -644,7 +644,7 @@ impl r2d2::CustomizeConnection<Connection, Error>
     }
 }
 
-impl r2d2::HandleEvent for Shared<dyn r2d2::HandleEvent> {
+impl r2d2::HandleEvent for SharedHook<dyn r2d2::HandleEvent> {
     fn handle_acquire(&self, event: r2d2::event::AcquireEvent) {
         self.0.handle_acquire(event);
     }

@@ -12,9 +12,9 @@ use redis::{RedisError, RedisResult};
 use crate::{
     Connection, Error, RetryStats, SentinelPool,
     backoff::Backoff,
-    class::{Class, classify, is_readonly, is_unblocked},
     config::{LONGEST, invalid},
     node::NodeRole,
+    outcome::{Class, classify, is_readonly, is_unblocked},
 };
 
 /// How [`SentinelPool::with_retry`] retries: attempts, exponential backoff with jitter, and a
@@ -142,7 +142,7 @@ pub(crate) fn classify_attempt(err: &RedisError, conn: &Connection, applied_befo
     match classify(err) {
         // Durable mode: applied on the master, not confirmed by enough replicas. Retried only
         // when idempotent; the connection is in step.
-        Class::MaybeApplied if crate::durable::shortfall(err).is_some() => Class::MaybeApplied,
+        Class::MaybeApplied if crate::durable::Shortfall::of(err).is_some() => Class::MaybeApplied,
         // A replica refuses writes: the caller sent one to a replica pool. Not a failover, and
         // no other replica will take it.
         Class::NotApplied { failover: true }
@@ -216,7 +216,7 @@ pub(crate) fn run<T>(
     idempotent: bool,
     op: impl FnMut(&mut Connection) -> RedisResult<T>,
 ) -> Result<T, Error> {
-    let counters = &pool.core().retries;
+    let counters = &pool.shared().retries;
     count(&counters.calls);
     let result = attempts(pool, idempotent, op, counters);
     if let Err(err) = &result {
@@ -302,7 +302,9 @@ fn attempts<T>(
         }
         count(retried);
         // A failover announced meanwhile ends the wait: the next attempt reaches the new master.
-        pool.core().generation.wait_for_change(generation, backoff);
+        pool.shared()
+            .generation
+            .wait_for_change(generation, backoff);
     }
 }
 
@@ -312,16 +314,16 @@ fn attempts<T>(
 /// [`Error::MaybeApplied`]. The pool starts a generation when it sees them closed, which ends
 /// the wait.
 fn settle(pool: &SentinelPool, deadline: Instant) {
-    let core = pool.core();
-    while let Some(until) = core.liveness.settling(Instant::now()) {
+    let shared = pool.shared();
+    while let Some(until) = shared.liveness.settling(Instant::now()) {
         let generation = pool.generation();
         let wait = until
             .min(deadline)
             .saturating_duration_since(Instant::now());
-        if wait.is_zero() || core.generation.is_closed() {
+        if wait.is_zero() || shared.generation.is_closed() {
             return;
         }
-        core.generation.wait_for_change(generation, wait);
+        shared.generation.wait_for_change(generation, wait);
     }
 }
 

@@ -158,7 +158,7 @@ impl Sentinels {
             if Instant::now() >= deadline {
                 failures.push(SentinelFailure {
                     address: self.nodes[i].addr.to_string(),
-                    source: node::timed_out(),
+                    source: crate::outcome::timed_out(),
                 });
                 break;
             }
@@ -374,7 +374,7 @@ impl Sentinels {
         let was_cached = self.nodes[i].conn.is_some();
         let result = self.send(i, cmd, deadline);
         match result {
-            Err(Error::Redis(err)) if was_cached && is_broken(&err) => {
+            Err(Error::Redis(err)) if was_cached && !crate::outcome::leaves_in_step(&err) => {
                 self.nodes[i].conn = None;
                 self.send(i, cmd, deadline)
                     .map_err(|err| self.failed_query(i, err))
@@ -400,7 +400,7 @@ impl Sentinels {
         let Error::Redis(err) = err else {
             return err;
         };
-        if is_broken(&err) {
+        if !crate::outcome::leaves_in_step(&err) {
             self.nodes[i].conn = None;
         }
         sentinel_error(&self.nodes[i].addr, err, "SENTINEL")
@@ -412,7 +412,7 @@ impl Sentinels {
             let mut settings = self.settings.clone();
             settings.connect_timeout = deadline.saturating_duration_since(Instant::now());
             if settings.connect_timeout.is_zero() {
-                return Err(Error::Redis(node::timed_out()));
+                return Err(Error::Redis(crate::outcome::timed_out()));
             }
             let mut conn = node::connect(&addr, &settings)
                 .map_err(|err| sentinel_error(&addr, err, "ROLE"))?;
@@ -424,7 +424,7 @@ impl Sentinels {
                         address: addr.to_string(),
                     });
                 }
-                Err(err) if is_unknown_command(&err) => {
+                Err(err) if crate::outcome::is_unknown_command(&err) => {
                     if !self.nodes[i].lookup_only {
                         log::info!(
                             "sentinel {addr} does not know ROLE: taken for a Sentinel-compatible \
@@ -446,12 +446,12 @@ impl Sentinels {
 
 /// The error for a failure on a sentinel: credentials, permissions, or anything else.
 fn sentinel_error(addr: &NodeAddr, err: RedisError, command: &'static str) -> Error {
-    if node::is_auth_error(&err) {
+    if crate::outcome::is_auth_error(&err) {
         Error::SentinelAuth {
             address: addr.to_string(),
             source: err,
         }
-    } else if node::is_no_permission(&err) {
+    } else if crate::outcome::is_no_permission(&err) {
         Error::NoPermission {
             address: addr.to_string(),
             command,
@@ -460,22 +460,6 @@ fn sentinel_error(addr: &NodeAddr, err: RedisError, command: &'static str) -> Er
     } else {
         Error::Redis(err)
     }
-}
-
-/// A plain `ERR` reply to a command every Redis and Sentinel knows: the server does not know
-/// it (a Sentinel-compatible endpoint that implements a part of the protocol).
-pub(crate) fn is_unknown_command(err: &RedisError) -> bool {
-    err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError)
-        && err.code() == Some("ERR")
-}
-
-/// A reply is answered in full or the connection is out of step: anything but a server error
-/// leaves it unusable.
-fn is_broken(err: &RedisError) -> bool {
-    !matches!(
-        err.kind(),
-        redis::ErrorKind::Server(_) | redis::ErrorKind::Extension
-    )
 }
 
 /// `SENTINEL MASTER <service>`.

@@ -14,7 +14,9 @@ use std::{
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use redis::{Msg, RedisError};
 
-use crate::{Error, Event, NodeAddr, backoff::Backoff, core::Core, manager::data_node_error, node};
+use crate::{
+    Error, Event, NodeAddr, backoff::Backoff, manager::data_node_error, node, shared::Shared,
+};
 
 /// How long the subscriber's thread reads at a time before it looks at the pool's generation,
 /// its requests and whether it should stop: how late it may notice each of them.
@@ -94,14 +96,14 @@ impl Change {
 }
 
 impl Subscriber {
-    pub(crate) fn start(core: Arc<Core>) -> Result<Self, Error> {
+    pub(crate) fn start(shared: Arc<Shared>) -> Result<Self, Error> {
         let (requests, requests_rx) = bounded(64);
         let (messages_tx, messages) = bounded(BACKLOG);
         let stop = Arc::new(AtomicBool::new(false));
-        let timeout = core.config.connection_timeout;
+        let timeout = shared.config.connection_timeout;
         let name = "r2d2-sentinel-subscriber";
         let worker = Worker {
-            core,
+            shared,
             requests: requests_rx,
             messages: messages_tx,
             stop: Arc::clone(&stop),
@@ -226,7 +228,7 @@ fn gone() -> Error {
 
 /// The subscriber's thread.
 struct Worker {
-    core: Arc<Core>,
+    shared: Arc<Shared>,
     requests: Receiver<Request>,
     messages: Sender<Result<Msg, Error>>,
     stop: Arc<AtomicBool>,
@@ -275,7 +277,7 @@ impl Worker {
                             self.channels.len(),
                             self.patterns.len()
                         );
-                        self.core.events.send(Event::Resubscribed {
+                        self.shared.events.send(Event::Resubscribed {
                             address: addr.clone(),
                             channels: self.channels.len(),
                             patterns: self.patterns.len(),
@@ -295,21 +297,21 @@ impl Worker {
     }
 
     fn stopped(&self) -> bool {
-        self.stop.load(Ordering::Relaxed) || self.core.generation.is_closed()
+        self.stop.load(Ordering::Relaxed) || self.shared.generation.is_closed()
     }
 
     /// A connection to the master of the current generation, within [`CONNECT_SLICE`].
     fn connect(&self) -> Result<(u64, NodeAddr, redis::Connection), Error> {
         let deadline = Instant::now() + CONNECT_SLICE;
-        let (generation, addr) = self.core.master(deadline)?;
-        let conn = node::connect(&addr, &self.core.config.data)
+        let (generation, addr) = self.shared.master(deadline)?;
+        let conn = node::connect(&addr, &self.shared.config.data)
             .map_err(|err| data_node_error(&addr, err, "SELECT"))?;
         Ok((generation, addr, conn))
     }
 
     /// Subscribes to everything on a new connection.
     fn resubscribe(&self, conn: &mut redis::Connection) -> Result<(), RedisError> {
-        conn.set_read_timeout(Some(self.core.config.data.read_timeout))?;
+        conn.set_read_timeout(Some(self.shared.config.data.read_timeout))?;
         if !self.channels.is_empty() {
             self.send(conn, "SUBSCRIBE", &self.channels)?;
         }
@@ -357,14 +359,14 @@ impl Worker {
             if self.stopped() {
                 return End::Stop;
             }
-            if self.core.generation.current() != generation {
+            if self.shared.generation.current() != generation {
                 return End::Moved;
             }
             while let Ok(request) = self.requests.try_recv() {
                 let result = self.apply(conn, &request.change);
-                let broken = matches!(&result, Err(err) if !is_refusal(err));
+                let broken = matches!(&result, Err(err) if !crate::outcome::leaves_in_step(err));
                 let _ = request.done.send(result.map_err(|err| {
-                    if node::is_no_permission(&err) {
+                    if crate::outcome::is_no_permission(&err) {
                         Error::NoPermission {
                             address: addr.to_string(),
                             command: request.change.command(),
@@ -402,7 +404,7 @@ impl Worker {
 
     /// Records `change` and makes it on the connection.
     fn apply(&mut self, conn: &mut redis::Connection, change: &Change) -> redis::RedisResult<()> {
-        conn.set_read_timeout(Some(self.core.config.data.read_timeout))?;
+        conn.set_read_timeout(Some(self.shared.config.data.read_timeout))?;
         match change {
             Change::Subscribe(channel) => {
                 self.send(conn, change.command(), [channel])?;
@@ -455,12 +457,4 @@ impl Worker {
             }
         }
     }
-}
-
-/// A server's answer refusing a subscription (`NOPERM`...): the connection is still fine.
-fn is_refusal(err: &RedisError) -> bool {
-    matches!(
-        err.kind(),
-        redis::ErrorKind::Server(_) | redis::ErrorKind::Extension
-    )
 }

@@ -194,15 +194,23 @@ pub(crate) struct FenceOptions {
 
 /// A duration option must be longer than zero and at most [`LONGEST`].
 pub(crate) fn check_duration(option: &'static str, value: Duration) -> Result<(), Error> {
+    match duration_problem(value) {
+        Some(problem) => invalid(option, problem),
+        None => Ok(()),
+    }
+}
+
+/// What is wrong with a duration an option holds, if anything: zero, or longer than
+/// [`LONGEST`].
+pub(crate) fn duration_problem(value: Duration) -> Option<String> {
     if value.is_zero() {
-        invalid(option, "must be longer than zero")
+        Some("must be longer than zero".to_owned())
     } else if value > LONGEST {
-        invalid(
-            option,
-            format!("{value:?} is longer than the longest allowed, one year"),
-        )
+        Some(format!(
+            "{value:?} is longer than the longest allowed, one year"
+        ))
     } else {
-        Ok(())
+        None
     }
 }
 

@@ -13,7 +13,7 @@
 //! several at once.
 //!
 //! The subscribers report to a *coordinator* thread over a channel. The coordinator does no
-//! I/O and takes no lock that sentinel I/O holds (see the core module), so applying a
+//! I/O and takes no lock that sentinel I/O holds (see the `shared` module), so applying a
 //! failover costs microseconds whatever the sentinels do. It decides with a pure state
 //! machine ([`view::MasterView`]) whether a sentinel's word is a new failover, one already
 //! applied, or a stale one, by configuration epoch; it learns and forgets sentinels, and
@@ -22,7 +22,7 @@
 //! # Following a failover's steps: the fence
 //!
 //! Subscribers also follow the steps the failover leader publishes (see [`fence`]): when it
-//! selects a replica to promote, the coordinator puts the fence up in the core (a new
+//! selects a replica to promote, the coordinator puts the fence up in the shared record (a new
 //! generation with no master: no connection to the old master is handed out or sends again,
 //! connects wait). By default the pool resumes on the promoted replica when the failover is
 //! committed: a sentinel names it (`+switch-master`, or a refresh), which the leader's new
@@ -41,7 +41,7 @@
 //! its sentinel's state at its first refresh (`SENTINEL MASTER`'s `failover-state`, the
 //! replica flagged `promoted`) and raises the fence it missed.
 //!
-//! Before each report the coordinator syncs its view with the master (and epoch) the core
+//! Before each report the coordinator syncs its view with the master (and epoch) the shared
 //! records, so that a master found by a lookup, a release or a connect that beat the watcher
 //! is what the next sentinel's word is compared with.
 //!
@@ -94,9 +94,9 @@ use crossbeam_channel::{Receiver, Sender, select};
 
 use crate::{
     CheckoutMode, Error, Event, FailoverSource, FenceRelease, FenceResume, NodeAddr,
-    core::Core,
     message::{SentinelMessage, Step},
     node::NodeSettings,
+    shared::Shared,
 };
 use fence::{Decision, Target};
 use probe::Probe;
@@ -138,12 +138,12 @@ impl Watcher {
     /// # Errors
     ///
     /// [`Error::ThreadSpawn`] when the system refuses a thread.
-    pub(crate) fn start(core: Arc<Core>) -> Result<Watcher, Error> {
+    pub(crate) fn start(shared: Arc<Shared>) -> Result<Watcher, Error> {
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
         let name = "r2d2-sentinel-watcher";
         let coordinator = thread::Builder::new()
             .name(name.into())
-            .spawn(move || Coordinator::new(core, stop_rx).run())
+            .spawn(move || Coordinator::new(shared, stop_rx).run())
             .map_err(|err| Error::ThreadSpawn {
                 name: name.to_owned(),
                 reason: err.to_string(),
@@ -275,16 +275,16 @@ impl Slot {
 
 /// Resets what adaptive checkouts and `stats` read about the watcher, on every way out of the
 /// coordinator, a panic included: a dead watcher is never trusted.
-struct LiveState<'a>(&'a Core);
+struct LiveState<'a>(&'a Shared);
 
 impl Drop for LiveState<'_> {
     fn drop(&mut self) {
-        self.0.clear_subscriptions();
+        self.0.watcher_gone();
     }
 }
 
 struct Coordinator {
-    core: Arc<Core>,
+    shared: Arc<Shared>,
     stop: Receiver<()>,
     reports_tx: Sender<Report>,
     reports: Receiver<Report>,
@@ -311,11 +311,11 @@ struct Coordinator {
 }
 
 impl Coordinator {
-    fn new(core: Arc<Core>, stop: Receiver<()>) -> Self {
+    fn new(shared: Arc<Shared>, stop: Receiver<()>) -> Self {
         let (reports_tx, reports) = crossbeam_channel::unbounded();
-        let view = MasterView::new(core.cached_master());
+        let view = MasterView::new(shared.cached_master());
         Coordinator {
-            core,
+            shared,
             stop,
             reports_tx,
             reports,
@@ -333,9 +333,9 @@ impl Coordinator {
     }
 
     fn run(mut self) {
-        let core = Arc::clone(&self.core);
-        let _live = LiveState(&core);
-        for addr in self.core.sentinels() {
+        let shared = Arc::clone(&self.shared);
+        let _live = LiveState(&shared);
+        for addr in self.shared.lookups.sentinels() {
             self.add(addr, true);
         }
         let housekeeping = crossbeam_channel::tick(HOUSEKEEPING);
@@ -361,7 +361,7 @@ impl Coordinator {
         for probe in self.probes.drain(..) {
             let _ = probe.join();
         }
-        log::debug!("watcher for {:?} stopped", self.core.config.service);
+        log::debug!("watcher for {:?} stopped", self.shared.config.service);
     }
 
     fn add(&mut self, addr: NodeAddr, seed: bool) {
@@ -382,9 +382,9 @@ impl Coordinator {
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
         let subscriber = Subscriber {
             addr: addr.clone(),
-            service: self.core.config.service.clone(),
-            settings: clamp(&self.core.config.sentinel),
-            map: self.core.config.address_map.clone(),
+            service: self.shared.config.service.clone(),
+            settings: clamp(&self.shared.config.sentinel),
+            map: self.shared.config.address_map.clone(),
             reports: self.reports_tx.clone(),
             stop: stop_rx,
         };
@@ -406,7 +406,7 @@ impl Coordinator {
     fn handle(&mut self, report: Report) {
         // The pool may have moved by a way the watcher does not see (a lookup after a failed
         // connect, a release): what it records is what the next word is compared with.
-        if let Some((master, epoch)) = self.core.recorded_master() {
+        if let Some((master, epoch)) = self.shared.recorded_master() {
             self.view.sync(&master, epoch);
         }
         match report {
@@ -417,10 +417,10 @@ impl Coordinator {
                     slot.down_since = None;
                     slot.heard = Some(Instant::now());
                 }
-                self.core.set_subscribed(&addr, true);
+                self.shared.watcher.set_subscribed(&addr, true);
                 self.update_liveness();
                 log::debug!("watcher subscribed to sentinel {addr}");
-                self.core
+                self.shared
                     .events
                     .send(Event::WatcherConnected { sentinel: addr });
             }
@@ -432,7 +432,7 @@ impl Coordinator {
                 slot.connected = false;
                 slot.heard = None;
                 let first = !std::mem::replace(&mut slot.reported_down, true);
-                self.core.set_subscribed(&addr, false);
+                self.shared.watcher.set_subscribed(&addr, false);
                 self.update_liveness();
                 // A leader that died or froze mid-failover never commits it: the other
                 // sentinels keep the old master and convert the promoted replica back. A
@@ -450,7 +450,7 @@ impl Coordinator {
                 }
                 if first {
                     log::debug!("watcher lost sentinel {addr}: {error}; reconnecting with backoff");
-                    self.core.events.send(Event::WatcherDisconnected {
+                    self.shared.events.send(Event::WatcherDisconnected {
                         sentinel: addr,
                         error,
                     });
@@ -463,7 +463,7 @@ impl Coordinator {
                 down_after,
             } => {
                 if let Some(down_after) = down_after {
-                    self.core.learn_down_after(down_after);
+                    self.shared.watcher.learn_down_after(down_after);
                 }
                 self.apply(&from, &addr, Some(epoch), FailoverSource::Reconciliation);
             }
@@ -485,14 +485,14 @@ impl Coordinator {
                 let before = self.replicas.insert(from.clone(), list.clone());
                 if before.is_some_and(|b| b != list) {
                     log::debug!("sentinel {from} lists the replicas {list:?} now");
-                    self.core.replicas_changed();
+                    self.shared.replicas_changed();
                 }
             }
             Report::Message {
                 from,
                 message,
                 epoch,
-            } if message.service() == Some(self.core.config.service.as_str()) => match message {
+            } if message.service() == Some(self.shared.config.service.as_str()) => match message {
                 SentinelMessage::SwitchMaster { new, .. } => {
                     self.apply(&from, &new, epoch, FailoverSource::SwitchMaster);
                 }
@@ -503,7 +503,7 @@ impl Coordinator {
                 }
                 SentinelMessage::ReplicaChanged { replica, .. } => {
                     log::debug!("sentinel {from}: replica {replica} changed state");
-                    self.core.replicas_changed();
+                    self.shared.replicas_changed();
                 }
                 SentinelMessage::NewEpoch { .. } => {}
             },
@@ -518,7 +518,7 @@ impl Coordinator {
                 }
             }
             Report::InProgress { from, candidate } => {
-                if self.core.config.fence.is_none() {
+                if self.shared.config.fence.is_none() {
                     return;
                 }
                 let fence = self.fence.as_ref().map(|f| &f.target);
@@ -548,7 +548,7 @@ impl Coordinator {
         epoch: Option<u64>,
     ) {
         log::debug!("sentinel {from}: failover step {step:?} ({replica:?}, epoch {epoch:?})");
-        if self.core.config.fence.is_none() {
+        if self.shared.config.fence.is_none() {
             return;
         }
         // The leader saw the promotion it waited for, and is closing the new master's clients
@@ -587,7 +587,7 @@ impl Coordinator {
 
     /// Puts the fence up for `target`'s promotion and starts probing its replica.
     fn raise(&mut self, target: Target) {
-        let options = self.core.config.fence.expect("the fence is on");
+        let options = self.shared.config.fence.expect("the fence is on");
         let until = Instant::now() + options.timeout;
         // A fence that follows an older attempt keeps the master it fenced off.
         let old = match self.fence.take() {
@@ -597,12 +597,12 @@ impl Coordinator {
                 .master()
                 .map(|master| (master.clone(), self.view.epoch())),
         };
-        let generation = self.core.raise_fence(until);
+        let generation = self.shared.raise_fence(until);
         self.handover = None;
-        self.core.liveness.settle_until(None);
+        self.shared.liveness.settle_until(None);
         let old_master = old.as_ref().map(|(master, _)| master.clone());
         let probe = match Probe::start(
-            &self.core,
+            &self.shared,
             target.candidate.clone(),
             old_master.clone(),
             self.reports_tx.clone(),
@@ -617,9 +617,9 @@ impl Coordinator {
             }
         };
         if let Some(master) = &old_master {
-            let clients = self.core.release_blocked(master);
+            let clients = self.shared.blocked.release(master);
             if !clients.is_empty() {
-                match probe::release(&self.core, master.clone(), clients) {
+                match probe::release(&self.shared, master.clone(), clients) {
                     Ok(thread) => self.probes.push(thread),
                     Err(err) => log::warn!("{err}; blocked connections end at their timeout"),
                 }
@@ -628,7 +628,7 @@ impl Coordinator {
         log::info!(
             "failover of {:?} under way (sentinel {}, epoch {:?}): fenced off master {}, \
              waiting for {} to become master (generation {generation})",
-            self.core.config.service,
+            self.shared.config.service,
             target.leader,
             target.epoch,
             old_master
@@ -636,7 +636,7 @@ impl Coordinator {
                 .map_or_else(|| "unknown".to_owned(), ToString::to_string),
             target.candidate,
         );
-        self.core.events.send(Event::FenceUp {
+        self.shared.events.send(Event::FenceUp {
             old: old_master,
             candidate: target.candidate.clone(),
             sentinel: target.leader.clone(),
@@ -671,7 +671,7 @@ impl Coordinator {
                 .as_ref()
                 .map_or_else(|| "the old master".to_owned(), |(m, _)| m.to_string());
             let at_promotion = self
-                .core
+                .shared
                 .config
                 .fence
                 .is_some_and(|f| f.resume == FenceResume::Promotion);
@@ -694,7 +694,7 @@ impl Coordinator {
             // the promotion before the probe did.
             if !fence.clients_closing {
                 self.handover = fence.probe.take().map(|probe| (addr.clone(), probe));
-                self.core
+                self.shared
                     .liveness
                     .settle_until(Some(Instant::now() + probe::KILL_WAIT));
             }
@@ -706,8 +706,8 @@ impl Coordinator {
     /// new master at `addr`: a generation starts there, and `with_retry` stops holding
     /// operations not declared idempotent.
     fn clients_closed(&mut self, addr: &NodeAddr, how: &str) {
-        self.core.liveness.settle_until(None);
-        self.core.renew(
+        self.shared.liveness.settle_until(None);
+        self.shared.renew(
             addr,
             &format!("Sentinel {how} the clients of the new master after its handover"),
         );
@@ -723,8 +723,12 @@ impl Coordinator {
         let Some(fence) = &mut self.fence else {
             return;
         };
-        let timeout = self.core.config.fence.map_or(Duration::ZERO, |f| f.timeout);
-        let until = self.core.stall_fence(Instant::now() + timeout);
+        let timeout = self
+            .shared
+            .config
+            .fence
+            .map_or(Duration::ZERO, |f| f.timeout);
+        let until = self.shared.stall_fence(Instant::now() + timeout);
         if let Some(until) = until {
             fence.until = until;
         }
@@ -741,7 +745,7 @@ impl Coordinator {
                 .map_or_else(|| "the master".to_owned(), ToString::to_string),
             fence.target.candidate,
         );
-        self.core.events.send(Event::HandoverStalled {
+        self.shared.events.send(Event::HandoverStalled {
             master,
             candidate: fence.target.candidate.clone(),
             held,
@@ -752,7 +756,7 @@ impl Coordinator {
     /// service (`SENTINEL MASTER`'s `failover_in_progress` flag): asked on a connection of its
     /// own when the subscription to it was lost.
     fn still_leading(&self, leader: &NodeAddr) -> bool {
-        let config = &self.core.config;
+        let config = &self.shared.config;
         let leading =
             crate::node::connect(leader, &clamp(&config.sentinel)).and_then(|mut conn| {
                 crate::sentinel::master_cmd(&config.service)
@@ -786,18 +790,22 @@ impl Coordinator {
         ) {
             self.done = Some(fenced.target);
         }
-        let lowered = self.core.lower_fence(master.as_ref().map(|(m, e)| (m, *e)));
+        let lowered = self
+            .shared
+            .lower_fence(master.as_ref().map(|(m, e)| (m, *e)));
         if let Some((held, generation)) = lowered {
             log::info!(
                 "fence of {:?} lifted after {held:?}: {reason}; checkouts go to {} \
                  (generation {generation})",
-                self.core.config.service,
+                self.shared.config.service,
                 master.map_or_else(
                     || "the master the sentinels name".to_owned(),
                     |(m, _)| m.to_string()
                 ),
             );
-            self.core.events.send(Event::FenceReleased { reason, held });
+            self.shared
+                .events
+                .send(Event::FenceReleased { reason, held });
         }
     }
 
@@ -808,16 +816,16 @@ impl Coordinator {
             // The watcher started before the pool knew its master (a lazy start, a manager
             // of a plain r2d2 pool): the first answer is no failover.
             Verdict::Switch { old: None }
-                if self.core.cached_master().is_none() && self.fence.is_none() =>
+                if self.shared.cached_master().is_none() && self.fence.is_none() =>
             {
                 log::debug!("watcher: sentinel {from} names {addr} as master");
             }
             Verdict::Switch { old } => {
-                let held = self.core.switch_master(old, (addr, epoch), from, via);
+                let held = self.shared.switch_master(old, (addr, epoch), from, via);
                 if self.fence.take().is_some()
                     && let Some(held) = held
                 {
-                    self.core.events.send(Event::FenceResumed {
+                    self.shared.events.send(Event::FenceResumed {
                         new: addr.clone(),
                         via,
                         held,
@@ -832,7 +840,7 @@ impl Coordinator {
     }
 
     fn learn(&mut self, addr: NodeAddr) {
-        if self.subscribers.contains_key(&addr) || !self.core.config.discover_sentinels {
+        if self.subscribers.contains_key(&addr) || !self.shared.config.discover_sentinels {
             return;
         }
         if self
@@ -842,21 +850,21 @@ impl Coordinator {
         {
             return;
         }
-        if self.subscribers.len() >= self.core.config.max_sentinels {
+        if self.subscribers.len() >= self.shared.config.max_sentinels {
             if !std::mem::replace(&mut self.full_logged, true) {
                 log::warn!(
                     "not following sentinel {addr}: the pool knows max_sentinels ({}) already",
-                    self.core.config.max_sentinels
+                    self.shared.config.max_sentinels
                 );
             }
             return;
         }
         log::debug!("watcher learned of sentinel {addr}");
         self.forgotten.remove(&addr);
-        self.core.add_sentinel(addr.clone());
+        self.shared.lookups.add(addr.clone());
         self.add(addr.clone(), false);
         self.update_liveness();
-        self.core.events.send(Event::SentinelsChanged {
+        self.shared.events.send(Event::SentinelsChanged {
             added: vec![addr],
             removed: Vec::new(),
         });
@@ -908,11 +916,11 @@ impl Coordinator {
             if let Some(mut slot) = self.subscribers.remove(&addr) {
                 slot.stop();
             }
-            self.core.set_subscribed(&addr, false);
+            self.shared.watcher.set_subscribed(&addr, false);
             log::debug!("watcher forgot sentinel {addr}: {why}");
             self.forgotten.insert(addr.clone(), Instant::now());
-            self.core.remove_sentinel(&addr);
-            self.core.events.send(Event::SentinelsChanged {
+            self.shared.lookups.remove(&addr);
+            self.shared.events.send(Event::SentinelsChanged {
                 added: Vec::new(),
                 removed: vec![addr],
             });
@@ -922,12 +930,12 @@ impl Coordinator {
 
     /// Tells checkouts until when they may trust the watcher instead of a round trip: while
     /// a majority of the known sentinels were heard within the last
-    /// [`HEARD_WITHIN`](crate::liveness::HEARD_WITHIN) (see [`crate::liveness`]). Logs a
+    /// [`HEARD_WITHIN`](crate::shared::liveness::HEARD_WITHIN) (see [`crate::liveness`]). Logs a
     /// change, and tells it to an adaptive pool's events.
     fn update_liveness(&mut self) {
         let now = Instant::now();
-        let until = crate::liveness::live_until(self.subscribers.values().map(|s| s.heard));
-        self.core.liveness.set_live_until(until);
+        let until = crate::shared::liveness::live_until(self.subscribers.values().map(|s| s.heard));
+        self.shared.liveness.set_live_until(until);
         let live = until.is_some_and(|until| until > now);
         if live == std::mem::replace(&mut self.live, live) {
             return;
@@ -938,10 +946,10 @@ impl Coordinator {
             .values()
             .filter(|s| {
                 s.heard
-                    .is_some_and(|at| at + crate::liveness::HEARD_WITHIN > now)
+                    .is_some_and(|at| at + crate::shared::liveness::HEARD_WITHIN > now)
             })
             .count();
-        if self.core.adaptive_window().is_none() {
+        if self.shared.adaptive_window().is_none() {
             return;
         }
         let mode = if live {
@@ -957,7 +965,7 @@ impl Coordinator {
             );
             CheckoutMode::RoundTrip
         };
-        self.core
+        self.shared
             .events
             .send(Event::CheckoutMode { mode, heard, known });
     }

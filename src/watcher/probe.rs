@@ -37,8 +37,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use super::{Report, clamp};
 use crate::{
     Error, FenceResume, NodeAddr,
-    core::Core,
     node::{self, NodeRole},
+    shared::Shared,
 };
 
 /// How often the replica is asked. A promotion is seen within this (plus a round trip) of
@@ -76,7 +76,7 @@ impl Probe {
     ///
     /// [`Error::ThreadSpawn`] when the system refuses the thread.
     pub(super) fn start(
-        core: &Arc<Core>,
+        shared: &Arc<Shared>,
         candidate: NodeAddr,
         old: Option<NodeAddr>,
         reports: Sender<Report>,
@@ -84,28 +84,28 @@ impl Probe {
         let (stop_tx, stop) = crossbeam_channel::bounded(0);
         let mut threads = Vec::new();
         if let Some(old) = old.clone() {
-            let (core, stop, reports) = (Arc::clone(core), stop.clone(), reports.clone());
+            let (shared, stop, reports) = (Arc::clone(shared), stop.clone(), reports.clone());
             let name = format!("r2d2-sentinel-handover-{}", old.port);
             threads.push(
                 thread::Builder::new()
                     .name(name.clone())
-                    .spawn(move || watch_handover(&core, &old, &stop, &reports))
+                    .spawn(move || watch_handover(&shared, &old, &stop, &reports))
                     .map_err(|err| Error::ThreadSpawn {
                         name,
                         reason: err.to_string(),
                     })?,
             );
         }
-        let core = Arc::clone(core);
+        let shared = Arc::clone(shared);
         let name = format!("r2d2-sentinel-probe-{}", candidate.port);
         let thread = thread::Builder::new()
             .name(name.clone())
             .spawn(move || {
-                let at_promotion = core
+                let at_promotion = shared
                     .config
                     .fence
                     .is_some_and(|f| f.resume == FenceResume::Promotion);
-                match run(&core, &candidate, old.as_ref(), &stop) {
+                match run(&shared, &candidate, old.as_ref(), &stop) {
                     Outcome::HandedOver(conn) => {
                         let addr = candidate.clone();
                         // Only a pool that resumed at the handover has connections there
@@ -146,17 +146,22 @@ enum Outcome {
 /// Asks until `candidate` answers master, or the probe is stopped. Then asks `old`: with
 /// [`FenceResume::Promotion`] once (the pool resumes either way), else until it answers
 /// (a master that is dead or silent says nothing, and the pool waits for the commit).
-fn run(core: &Core, candidate: &NodeAddr, old: Option<&NodeAddr>, stop: &Receiver<()>) -> Outcome {
-    let settings = clamp(&core.config.data);
-    let at_promotion = core
+fn run(
+    shared: &Shared,
+    candidate: &NodeAddr,
+    old: Option<&NodeAddr>,
+    stop: &Receiver<()>,
+) -> Outcome {
+    let settings = clamp(&shared.config.data);
+    let at_promotion = shared
         .config
         .fence
         .is_some_and(|f| f.resume == FenceResume::Promotion);
     loop {
         if let Ok(mut conn) = node::connect(candidate, &settings) {
             loop {
-                match ask(core, candidate, &mut conn) {
-                    Ok(NodeRole::Master) => match old.map(|old| old_says(core, old)) {
+                match ask(shared, candidate, &mut conn) {
+                    Ok(NodeRole::Master) => match old.map(|old| old_says(shared, old)) {
                         Some(OldSays::Replica) => return Outcome::HandedOver(conn),
                         Some(OldSays::Unknown) if !at_promotion => {}
                         None | Some(OldSays::Master | OldSays::Unknown) => {
@@ -180,12 +185,16 @@ fn run(core: &Core, candidate: &NodeAddr, old: Option<&NodeAddr>, stop: &Receive
 
 /// The role of the node at `addr`, by `ROLE`, or by `HELLO` where our ACL user may not run
 /// `ROLE`.
-fn ask(core: &Core, addr: &NodeAddr, conn: &mut redis::Connection) -> redis::RedisResult<NodeRole> {
-    let protocol = core.config.data.redis.protocol();
-    match core.role_probe(addr).ask(conn, false, protocol) {
-        Err(err) if node::is_no_permission(&err) => {
-            core.use_hello_for_roles(addr);
-            core.role_probe(addr).ask(conn, false, protocol)
+fn ask(
+    shared: &Shared,
+    addr: &NodeAddr,
+    conn: &mut redis::Connection,
+) -> redis::RedisResult<NodeRole> {
+    let protocol = shared.config.data.redis.protocol();
+    match shared.nodes.role_probe(addr).ask(conn, false, protocol) {
+        Err(err) if crate::outcome::is_no_permission(&err) => {
+            shared.nodes.use_hello_for_roles(addr);
+            shared.nodes.role_probe(addr).ask(conn, false, protocol)
         }
         answer => answer,
     }
@@ -206,14 +215,14 @@ enum OldSays {
 /// the probe for its whole connect and read timeouts.
 const OLD_MASTER_WAIT: Duration = Duration::from_millis(50);
 
-fn old_says(core: &Core, old: &NodeAddr) -> OldSays {
+fn old_says(shared: &Shared, old: &NodeAddr) -> OldSays {
     let settings = node::NodeSettings {
         connect_timeout: OLD_MASTER_WAIT,
         read_timeout: OLD_MASTER_WAIT,
         write_timeout: OLD_MASTER_WAIT,
-        ..core.config.data.clone()
+        ..shared.config.data.clone()
     };
-    match node::connect(old, &settings).and_then(|mut conn| ask(core, old, &mut conn)) {
+    match node::connect(old, &settings).and_then(|mut conn| ask(shared, old, &mut conn)) {
         Ok(NodeRole::Replica | NodeRole::UnlinkedReplica) => OldSays::Replica,
         Ok(NodeRole::Master) => OldSays::Master,
         Ok(_) | Err(_) => OldSays::Unknown,
@@ -262,8 +271,8 @@ impl Handover {
 /// watcher tells the coordinator, and again every [`STALL_AFTER`] while the master holds
 /// writes. It asks `INFO replication` every [`STATE_POLL`]; where our ACL user may not, it
 /// gives up (the fence then ends at its timeout).
-fn watch_handover(core: &Core, old: &NodeAddr, stop: &Receiver<()>, reports: &Sender<Report>) {
-    let settings = clamp(&core.config.data);
+fn watch_handover(shared: &Shared, old: &NodeAddr, stop: &Receiver<()>, reports: &Sender<Report>) {
+    let settings = clamp(&shared.config.data);
     let mut waiting_since: Option<Instant> = None;
     let mut told: Option<Instant> = None;
     let stopped = |wait| !matches!(stop.recv_timeout(wait), Err(RecvTimeoutError::Timeout));
@@ -325,11 +334,11 @@ fn await_kill(mut conn: redis::Connection, stop: &Receiver<()>) -> bool {
 ///
 /// [`Error::ThreadSpawn`] when the system refuses the thread.
 pub(super) fn release(
-    core: &Arc<Core>,
+    shared: &Arc<Shared>,
     master: NodeAddr,
     clients: Vec<i64>,
 ) -> Result<thread::JoinHandle<()>, Error> {
-    let settings = clamp(&core.config.data);
+    let settings = clamp(&shared.config.data);
     let name = format!("r2d2-sentinel-unblock-{}", master.port);
     thread::Builder::new()
         .name(name.clone())

@@ -23,7 +23,7 @@ const TICK: Duration = Duration::from_millis(200);
 /// A subscription silent for this long is checked with `PING`.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 /// How often at most a subscriber tells the coordinator it heard its sentinel: often enough
-/// for [`HEARD_WITHIN`](crate::liveness::HEARD_WITHIN), rarely enough to cost nothing.
+/// for [`HEARD_WITHIN`](crate::shared::liveness::HEARD_WITHIN), rarely enough to cost nothing.
 const HEARD_REPORTS: Duration = Duration::from_millis(250);
 /// How often a subscriber asks its sentinel for the master and the other sentinels.
 const REFRESH_INTERVAL: Duration = Duration::from_secs(5);
@@ -114,7 +114,7 @@ impl Subscriber {
         match redis::cmd("ROLE").query::<Role>(&mut query) {
             Ok(Role::Sentinel { .. }) => {}
             Ok(_) => return Ended::NotASentinel,
-            Err(err) if sentinel::is_unknown_command(&err) => return Ended::LookupOnly,
+            Err(err) if crate::outcome::is_unknown_command(&err) => return Ended::LookupOnly,
             Err(err) => return err.into(),
         }
         let mut conn = match node::connect(&self.addr, &self.settings) {

@@ -1,5 +1,8 @@
-//! What an error says about the command that met it: the vocabulary the connection (which
-//! marks itself unfit after a failover error) and the retry loop share.
+//! The crate's error vocabulary: the codes of the errors it makes itself, and every predicate
+//! on a [`RedisError`], in one place. The connection (which marks itself unfit after a
+//! failover error), the retry loop, the sentinel client and the watcher all ask here.
+//!
+//! # Classes
 //!
 //! An error is one of three classes:
 //! - **not applied**: the command surely did not run (no connection could be made, the pool
@@ -21,12 +24,79 @@
 //! conversion error has the same kind (`Parse`) as a garbled reply; the connection, which saw
 //! every reply, tells them apart: only a connection that is out of step may have applied a
 //! command it reports no reply for.
+//!
+//! # Whether a connection is still in step
+//!
+//! [`leaves_in_step`] decides, for pooled connections, sentinel connections and
+//! subscriptions alike, whether a connection that met an error can take the next request.
 
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 
 /// The error code of a request a connection refused to send because the pool moved to a new
 /// generation after the connection was checked out. Nothing was sent: safe to retry.
 pub(crate) const STALE: &str = "STALE";
+
+/// The error code of a request durable mode refused unsent because it cannot be used as asked
+/// (the detail says what to change).
+pub(crate) const DURABLE: &str = "DURABLE";
+
+/// The code of the error a durable write gets when fewer replicas confirmed it than asked:
+/// the master applied it, and it may be lost if the master fails before they catch up.
+pub(crate) const NOT_REPLICATED: &str = "NOTREPLICATED";
+
+/// The code of the error a durable write on disk gets when `WAITAOF` did not confirm it on
+/// the master's disk or on enough replicas' disks.
+pub(crate) const NOT_PERSISTED: &str = "NOTPERSISTED";
+
+/// The code Redis answers a write with when `min-replicas-to-write` is not met; durable mode
+/// uses it too, for a write refused unsent while no replica can confirm it.
+pub(crate) const NO_REPLICAS: &str = "NOREPLICAS";
+
+/// A blocked command released before its timeout: by the node turning replica, or by an
+/// operator's `CLIENT UNBLOCK ... ERROR`.
+const UNBLOCKED: &str = "UNBLOCKED";
+
+/// Whether a connection that met `err` is still in step, able to take the next request: a
+/// server's error reply is a complete reply, and so is one that did not convert to the type
+/// asked for (redis-rs reads a reply in full before converting it). Anything else (an I/O
+/// error, a timeout, an unparsable reply) may leave a reply in flight.
+pub(crate) fn leaves_in_step(err: &RedisError) -> bool {
+    matches!(
+        err.kind(),
+        ErrorKind::Server(_) | ErrorKind::Extension | ErrorKind::UnexpectedReturnType
+    )
+}
+
+/// True when the error says the credentials were missing or wrong, also when it is the
+/// error of one command of a pipeline (redis-rs's pipeline error has no code of its own).
+pub(crate) fn is_auth_error(err: &RedisError) -> bool {
+    let is_auth_code = |code: &str| matches!(code, "NOAUTH" | "WRONGPASS");
+    err.kind() == ErrorKind::AuthenticationFailed
+        || err.code().is_some_and(is_auth_code)
+        || err
+            .clone()
+            .into_server_errors()
+            .is_some_and(|errors| errors.iter().any(|(_, e)| is_auth_code(e.code())))
+}
+
+/// True when the ACL user may not run the command (`NOPERM`).
+pub(crate) fn is_no_permission(err: &RedisError) -> bool {
+    err.kind() == ErrorKind::Server(ServerErrorKind::NoPerm)
+}
+
+/// A plain `ERR` reply to a command every Redis and Sentinel knows: the server does not know
+/// it (a Sentinel-compatible endpoint that implements a part of the protocol).
+pub(crate) fn is_unknown_command(err: &RedisError) -> bool {
+    err.kind() == ErrorKind::Server(ServerErrorKind::ResponseError) && err.code() == Some("ERR")
+}
+
+/// The error of a wait that reached its deadline before it started.
+pub(crate) fn timed_out() -> RedisError {
+    RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "the operation's timeout was used up",
+    ))
+}
 
 /// What an error says about the command that met it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,12 +124,7 @@ impl Class {
 pub(crate) fn classify(err: &RedisError) -> Class {
     match err.kind() {
         // Durable mode: applied on the master, not confirmed by enough replicas.
-        ErrorKind::Extension
-            if matches!(
-                err.code(),
-                Some(crate::durable::NOT_REPLICATED | crate::durable::NOT_PERSISTED)
-            ) =>
-        {
+        ErrorKind::Extension if matches!(err.code(), Some(NOT_REPLICATED | NOT_PERSISTED)) => {
             Class::MaybeApplied
         }
         // A transaction aborted at EXEC: what was refused while queued says why.
@@ -74,7 +139,7 @@ pub(crate) fn classify(err: &RedisError) -> Class {
 /// True for `UNBLOCKED`: a blocking command released before its timeout, by the node turning
 /// replica or by an operator.
 pub(crate) fn is_unblocked(err: &RedisError) -> bool {
-    err.kind() == ErrorKind::Extension && err.code() == Some("UNBLOCKED")
+    err.kind() == ErrorKind::Extension && err.code() == Some(UNBLOCKED)
 }
 
 /// True for `READONLY`, alone or inside an aborted transaction.
@@ -118,10 +183,10 @@ fn classify_one(err: &RedisError) -> Class {
         }
         ErrorKind::Extension => match err.code() {
             // A blocked command was released because the node became a replica.
-            Some("UNBLOCKED") => Class::NotApplied { failover: true },
+            Some(UNBLOCKED) => Class::NotApplied { failover: true },
             // `min-replicas-to-write` not met (or, in durable mode, no replica connected):
             // the write was refused, unsent.
-            Some("NOREPLICAS") => Class::NotApplied { failover: false },
+            Some(NO_REPLICAS) => Class::NotApplied { failover: false },
             // The pool refused to send on a connection of an older generation; the generation
             // already moved, so this is no new evidence.
             Some(STALE) => Class::NotApplied { failover: false },
@@ -210,5 +275,33 @@ mod tests {
         ] {
             assert_eq!(classify(&io(kind)), Class::MaybeApplied, "{kind:?}");
         }
+    }
+
+    #[test]
+    fn auth_errors_are_recognised_by_kind_and_code() {
+        let wrongpass = redis::make_extension_error("WRONGPASS".into(), Some("invalid".into()));
+        let noauth = redis::make_extension_error("NOAUTH".into(), None);
+        let failed = RedisError::from((
+            ErrorKind::AuthenticationFailed,
+            "Password authentication failed",
+        ));
+        let other = redis::make_extension_error("WRONGTYPE".into(), None);
+        assert!(is_auth_error(&wrongpass));
+        assert!(is_auth_error(&noauth));
+        assert!(is_auth_error(&failed));
+        assert!(!is_auth_error(&other));
+    }
+
+    #[test]
+    fn only_a_complete_reply_leaves_a_connection_in_step() {
+        assert!(leaves_in_step(&server("READONLY")));
+        assert!(leaves_in_step(&server("UNBLOCKED")));
+        let conversion = RedisError::from((ErrorKind::UnexpectedReturnType, "not a string"));
+        assert!(leaves_in_step(&conversion));
+        assert!(!leaves_in_step(&io(std::io::ErrorKind::TimedOut)));
+        assert!(!leaves_in_step(&RedisError::from((
+            ErrorKind::Parse,
+            "garbled"
+        ))));
     }
 }
