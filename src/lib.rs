@@ -5,7 +5,6 @@ mod backoff;
 mod config;
 mod connection;
 mod durable;
-mod env;
 mod error;
 mod event;
 #[cfg(fuzzing)]
@@ -27,15 +26,14 @@ mod subscriber;
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub mod testkit;
-#[cfg(feature = "tls")]
-#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
-mod tls;
-mod url;
 mod watcher;
 
 #[cfg(feature = "serde")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub use config::PoolConfig;
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub use config::TlsOptions;
 pub use config::{Builder, FenceResume, Validation};
 pub use connection::Connection;
 pub use durable::Durability;
@@ -48,9 +46,6 @@ pub use replica::{ReplicaOptions, ReplicaSelection};
 pub use retry::RetryPolicy;
 pub use stats::{CheckoutMode, RetryStats, Stats, WatcherState};
 pub use subscriber::Subscriber;
-#[cfg(feature = "tls")]
-#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
-pub use tls::TlsOptions;
 
 pub use crossbeam_channel;
 pub use r2d2;

@@ -594,3 +594,24 @@ impl r2d2::ManageConnection for SentinelManager {
         self.outdated(conn) || !conn.is_reusable() || std::thread::panicking()
     }
 }
+
+/// Making the manager alone, for a plain `r2d2::Pool`.
+impl crate::Builder {
+    /// Validates every option and makes the connection manager alone, with its watcher
+    /// running, for a plain `r2d2::Pool` built the r2d2 way (your connection customizer, event
+    /// handler, thread pool); see [`SentinelManager`](crate::SentinelManager) for what holds
+    /// there and what needs [`SentinelPool`](crate::SentinelPool). No I/O until the pool connects.
+    ///
+    /// # Errors
+    ///
+    /// A configuration error; [`Error::ThreadSpawn`].
+    pub fn build_manager(self) -> Result<SentinelManager, Error> {
+        let replicas = self.replicas;
+        let manager = SentinelManager::new(self.validate()?);
+        manager.start_watcher()?;
+        Ok(match replicas {
+            Some(options) => manager.for_replicas(options),
+            None => manager,
+        })
+    }
+}

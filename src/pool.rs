@@ -14,7 +14,7 @@ use redis::RedisResult;
 use scheduled_thread_pool::{OnPoolDropBehavior, ScheduledThreadPool};
 
 use crate::{
-    Builder, Connection, Error, Event, NodeAddr, ReplicaOptions, RetryPolicy, Stats,
+    Builder, Connection, Error, Event, NodeAddr, ReplicaOptions, Stats,
     config::{Config, LONGEST, MAX_POOL_SIZE, invalid},
     manager::SentinelManager,
     retry,
@@ -142,13 +142,7 @@ impl SentinelPool {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        Builder::new(
-            sentinels
-                .into_iter()
-                .map(|s| s.as_ref().to_owned())
-                .collect(),
-            service.into(),
-        )
+        Builder::of(sentinels, service)
     }
 
     /// Starts a builder from one connection string, for programs configured from one
@@ -177,7 +171,7 @@ impl SentinelPool {
     /// [`Error::InvalidConfig`] (option `url` or `db`) when the string is not of that form.
     /// Sentinel addresses are checked by `build`.
     pub fn from_url(url: &str) -> Result<Builder, Error> {
-        crate::url::parse(url)
+        crate::config::url::parse(url)
     }
 
     /// Starts a builder from the environment, in the convention services and containers use:
@@ -206,7 +200,7 @@ impl SentinelPool {
     /// for the connection string) when a value cannot be read; one set to something that is
     /// not Unicode counts as unset. Sentinel addresses are checked by `build`.
     pub fn from_env() -> Result<Option<Builder>, Error> {
-        crate::env::builder(|name| std::env::var(name).ok())
+        crate::config::from_env(|name| std::env::var(name).ok())
     }
 
     /// Starts a pool: unless `lazy`, one connection to the master first (fail fast, with a
@@ -287,10 +281,10 @@ impl SentinelPool {
     pub fn replica_pool(&self, options: ReplicaOptions) -> Result<SentinelPool, Error> {
         let max_size = options.max_size.unwrap_or(self.shared().config.max_size);
         if max_size == 0 || max_size > MAX_POOL_SIZE {
-            return invalid(
+            return Err(invalid(
                 "ReplicaOptions::max_size",
                 format!("{max_size} is out of range: give 1 to {MAX_POOL_SIZE}"),
-            );
+            ));
         }
         let owner = Arc::clone(self.guard.owner.as_ref().expect("set until dropped"));
         let manager = self.guard.manager.for_replicas(options);
@@ -588,7 +582,7 @@ impl SentinelPool {
             connections: state.connections,
             idle_connections: state.idle_connections,
             down_after: self.shared().watcher.down_after(),
-            retry_deadline: self.retry_policy().deadline_value(),
+            retry_deadline: retry::policy(self.shared()).deadline_value(),
             retries: self.shared().retries.snapshot(),
         }
     }
@@ -613,17 +607,61 @@ impl SentinelPool {
     pub(crate) fn shared(&self) -> &Shared {
         &self.guard.manager.shared
     }
+}
 
-    pub(crate) fn retry_policy(&self) -> RetryPolicy {
-        let shared = self.shared();
-        shared
-            .config
-            .retry
-            .unwrap_or_else(|| RetryPolicy::covering(shared.watcher.down_after()))
+impl retry::Checkouts for SentinelPool {
+    type Conn = PooledConnection;
+
+    fn shared(&self) -> &Shared {
+        SentinelPool::shared(self)
     }
 
-    pub(crate) fn connection_timeout(&self) -> Duration {
-        self.shared().config.connection_timeout
+    fn checkout(&self, wait: Duration) -> Result<PooledConnection, Error> {
+        self.get_timeout(wait)
+    }
+}
+
+/// Starting a pool: here rather than with the options, so that the options know nothing of
+/// the pool they configure.
+impl Builder {
+    /// Validates every option, asks the sentinels for the master of the service, opens one
+    /// connection to it, and starts the pool. Idle connections are then opened in the
+    /// background up to `min_idle`.
+    ///
+    /// # Errors
+    ///
+    /// A configuration error ([`Error::NoSentinels`], [`Error::InvalidSentinelAddress`],
+    /// [`Error::InvalidConfig`]); [`Error::UnknownService`] when no sentinel monitors the
+    /// service; [`Error::NotASentinel`], [`Error::SentinelAuth`] or
+    /// [`Error::SentinelsUnreachable`] when no sentinel answers as it should; [`Error::Auth`] or
+    /// [`Error::Connect`] when the master cannot be used; [`Error::MasterDown`] or
+    /// [`Error::WrongRole`] during a failover.
+    pub fn build(self) -> Result<SentinelPool, Error> {
+        let replicas = self.replicas;
+        let pool = SentinelPool::start(self.validate()?, false)?;
+        match replicas {
+            Some(options) => pool.replica_pool(options),
+            None => Ok(pool),
+        }
+    }
+
+    /// Validates every option and starts the pool without asking anything: for a service that
+    /// starts while its sentinels are still coming up (Kubernetes start order). Connections
+    /// are made once the sentinels answer; until then [`get`](SentinelPool::get) returns the
+    /// same typed errors [`build`](Builder::build) would (a configuration error as it is, the
+    /// others in a [`CheckoutTimeout`](Error::CheckoutTimeout)). Like r2d2's
+    /// `build_unchecked`.
+    ///
+    /// # Errors
+    ///
+    /// A configuration error; [`Error::ThreadSpawn`].
+    pub fn build_unchecked(self) -> Result<SentinelPool, Error> {
+        let replicas = self.replicas;
+        let pool = SentinelPool::start(self.validate()?, true)?;
+        match replicas {
+            Some(options) => pool.replica_pool(options),
+            None => Ok(pool),
+        }
     }
 }
 

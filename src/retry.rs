@@ -2,19 +2,16 @@
 //! for a retry (applied or not, a failover or not) is decided in `class.rs`; this adds what
 //! the connection saw during the attempt.
 
-use std::{
-    sync::atomic::{AtomicU64, Ordering},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use redis::{RedisError, RedisResult};
 
 use crate::{
-    Connection, Error, RetryStats, SentinelPool,
+    Connection, Error,
     backoff::Backoff,
-    config::{LONGEST, invalid},
     node::NodeRole,
     outcome::{Class, classify, is_readonly, is_unblocked},
+    shared::{RetryCounters, Shared, count},
 };
 
 /// How [`SentinelPool::with_retry`] retries: attempts, exponential backoff with jitter, and a
@@ -27,10 +24,10 @@ use crate::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
 pub struct RetryPolicy {
-    max_attempts: u32,
-    base_backoff: Duration,
-    max_backoff: Duration,
-    deadline: Duration,
+    pub(crate) max_attempts: u32,
+    pub(crate) base_backoff: Duration,
+    pub(crate) max_backoff: Duration,
+    pub(crate) deadline: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -118,22 +115,6 @@ impl RetryPolicy {
     pub(crate) fn deadline_value(&self) -> Duration {
         self.deadline
     }
-
-    pub(crate) fn validate(&self) -> Result<(), Error> {
-        if self.max_attempts == 0 {
-            return invalid("retry_policy", "max_attempts must be at least 1");
-        }
-        if self.deadline.is_zero() || self.deadline > LONGEST || self.max_backoff > LONGEST {
-            return invalid(
-                "retry_policy",
-                "the deadline must be longer than zero, and it and the backoffs at most one year",
-            );
-        }
-        if self.base_backoff > self.max_backoff {
-            return invalid("retry_policy", "base_backoff is longer than max_backoff");
-        }
-        Ok(())
-    }
 }
 
 /// Classifies an error met by one attempt of `with_retry`, with what the connection saw
@@ -178,41 +159,31 @@ pub(crate) fn classify_attempt(err: &RedisError, conn: &Connection, applied_befo
     }
 }
 
-/// What the retry loop did, counted over every caller; read by `stats()`.
-#[derive(Debug, Default)]
-pub(crate) struct RetryCounters {
-    calls: AtomicU64,
-    attempts: AtomicU64,
-    retried_unapplied: AtomicU64,
-    retried_maybe_applied: AtomicU64,
-    maybe_applied: AtomicU64,
-    exhausted: AtomicU64,
-    failed: AtomicU64,
+/// What the retry loop takes its connections from: a pool, whatever its topology.
+pub(crate) trait Checkouts {
+    /// What a checkout hands out.
+    type Conn: std::ops::DerefMut<Target = Connection>;
+
+    /// The state the pool's parts share: its generation, configuration and counters.
+    fn shared(&self) -> &Shared;
+
+    /// A connection, waiting at most `wait`.
+    fn checkout(&self, wait: Duration) -> Result<Self::Conn, Error>;
 }
 
-impl RetryCounters {
-    pub(crate) fn snapshot(&self) -> RetryStats {
-        let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        RetryStats {
-            calls: read(&self.calls),
-            attempts: read(&self.attempts),
-            retried_unapplied: read(&self.retried_unapplied),
-            retried_maybe_applied: read(&self.retried_maybe_applied),
-            maybe_applied: read(&self.maybe_applied),
-            exhausted: read(&self.exhausted),
-            failed: read(&self.failed),
-        }
-    }
-}
-
-fn count(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
+/// The policy a pool's `with_retry` follows: the configured one, or one that covers the
+/// failover of the deployment the sentinels describe.
+pub(crate) fn policy(shared: &Shared) -> RetryPolicy {
+    shared
+        .config
+        .retry
+        .unwrap_or_else(|| RetryPolicy::covering(shared.watcher.down_after()))
 }
 
 /// The loop behind `with_retry` and `with_retry_idempotent`, counted in the pool's
 /// [`RetryCounters`].
 pub(crate) fn run<T>(
-    pool: &SentinelPool,
+    pool: &impl Checkouts,
     idempotent: bool,
     op: impl FnMut(&mut Connection) -> RedisResult<T>,
 ) -> Result<T, Error> {
@@ -232,12 +203,12 @@ pub(crate) fn run<T>(
 }
 
 fn attempts<T>(
-    pool: &SentinelPool,
+    pool: &impl Checkouts,
     idempotent: bool,
     mut op: impl FnMut(&mut Connection) -> RedisResult<T>,
     counters: &RetryCounters,
 ) -> Result<T, Error> {
-    let policy = pool.retry_policy();
+    let policy = policy(pool.shared());
     let start = Instant::now();
     let deadline = start + policy.deadline;
     let mut backoff = Backoff::new(policy.base_backoff, policy.max_backoff);
@@ -250,12 +221,12 @@ fn attempts<T>(
         if !idempotent {
             settle(pool, deadline);
         }
-        let generation = pool.generation();
+        let generation = pool.shared().generation.current();
         let remaining = deadline.saturating_duration_since(Instant::now());
         let wait = remaining
-            .min(pool.connection_timeout())
+            .min(pool.shared().config.connection_timeout)
             .max(Duration::from_millis(1));
-        let last = match pool.get_timeout(wait) {
+        let last = match pool.checkout(wait) {
             Ok(mut conn) => {
                 let applied_before = conn.applied();
                 match op(&mut conn) {
@@ -313,10 +284,10 @@ fn attempts<T>(
 /// applied, and an operation not declared idempotent would then fail as
 /// [`Error::MaybeApplied`]. The pool starts a generation when it sees them closed, which ends
 /// the wait.
-fn settle(pool: &SentinelPool, deadline: Instant) {
+fn settle(pool: &impl Checkouts, deadline: Instant) {
     let shared = pool.shared();
     while let Some(until) = shared.liveness.settling(Instant::now()) {
-        let generation = pool.generation();
+        let generation = shared.generation.current();
         let wait = until
             .min(deadline)
             .saturating_duration_since(Instant::now());
@@ -343,9 +314,15 @@ mod tests {
             u128::from(sentinel_default.max_attempts) * 250 >= 40_000,
             "{sentinel_default:?}"
         );
-        assert!(sentinel_default.validate().is_ok());
+        let accepted = |policy: RetryPolicy| {
+            crate::Builder::of(["h:1"], "s")
+                .retry_policy(policy)
+                .validate()
+                .is_ok()
+        };
+        assert!(accepted(sentinel_default));
         let absurd = RetryPolicy::covering(Some(Duration::MAX));
-        assert!(absurd.validate().is_ok(), "{absurd:?}");
+        assert!(accepted(absurd), "{absurd:?}");
         assert_eq!(absurd.deadline, Duration::from_secs(120));
     }
 }

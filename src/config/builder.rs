@@ -5,7 +5,7 @@ use std::time::Duration;
 use redis::ProtocolVersion;
 
 use super::{FenceResume, Hooks, REDACTED, Validation, redact_url};
-use crate::{Connection, Error, NodeAddr, RetryPolicy, SentinelPool, node::MapFn};
+use crate::{Connection, Error, NodeAddr, RetryPolicy, node::MapFn};
 
 /// Builds a [`SentinelPool`]; made by [`SentinelPool::builder`].
 ///
@@ -102,6 +102,22 @@ impl std::fmt::Debug for Builder {
 }
 
 impl Builder {
+    /// A builder for `service` at `sentinels`: what
+    /// [`SentinelPool::builder`](crate::SentinelPool::builder) starts.
+    pub(crate) fn of<I, S>(sentinels: I, service: impl Into<String>) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Builder::new(
+            sentinels
+                .into_iter()
+                .map(|s| s.as_ref().to_owned())
+                .collect(),
+            service.into(),
+        )
+    }
+
     pub(crate) fn new(sentinels: Vec<String>, service: String) -> Self {
         Builder {
             sentinels,
@@ -534,63 +550,5 @@ impl Builder {
     pub fn durability(mut self, durability: crate::Durability) -> Self {
         self.durability = Some(durability);
         self
-    }
-
-    /// Validates every option, asks the sentinels for the master of the service, opens one
-    /// connection to it, and starts the pool. Idle connections are then opened in the
-    /// background up to `min_idle`.
-    ///
-    /// # Errors
-    ///
-    /// A configuration error ([`Error::NoSentinels`], [`Error::InvalidSentinelAddress`],
-    /// [`Error::InvalidConfig`]); [`Error::UnknownService`] when no sentinel monitors the
-    /// service; [`Error::NotASentinel`], [`Error::SentinelAuth`] or
-    /// [`Error::SentinelsUnreachable`] when no sentinel answers as it should; [`Error::Auth`] or
-    /// [`Error::Connect`] when the master cannot be used; [`Error::MasterDown`] or
-    /// [`Error::WrongRole`] during a failover.
-    pub fn build(self) -> Result<SentinelPool, Error> {
-        let replicas = self.replicas;
-        let pool = SentinelPool::start(self.validate()?, false)?;
-        match replicas {
-            Some(options) => pool.replica_pool(options),
-            None => Ok(pool),
-        }
-    }
-
-    /// Validates every option and starts the pool without asking anything: for a service that
-    /// starts while its sentinels are still coming up (Kubernetes start order). Connections
-    /// are made once the sentinels answer; until then [`get`](SentinelPool::get) returns the
-    /// same typed errors [`build`](Builder::build) would (a configuration error as it is, the
-    /// others in a [`CheckoutTimeout`](Error::CheckoutTimeout)). Like r2d2's
-    /// `build_unchecked`.
-    ///
-    /// # Errors
-    ///
-    /// A configuration error; [`Error::ThreadSpawn`].
-    pub fn build_unchecked(self) -> Result<SentinelPool, Error> {
-        let replicas = self.replicas;
-        let pool = SentinelPool::start(self.validate()?, true)?;
-        match replicas {
-            Some(options) => pool.replica_pool(options),
-            None => Ok(pool),
-        }
-    }
-
-    /// Validates every option and makes the connection manager alone, with its watcher
-    /// running, for a plain `r2d2::Pool` built the r2d2 way (your connection customizer, event
-    /// handler, thread pool); see [`SentinelManager`](crate::SentinelManager) for what holds
-    /// there and what needs [`SentinelPool`](crate::SentinelPool). No I/O until the pool connects.
-    ///
-    /// # Errors
-    ///
-    /// A configuration error; [`Error::ThreadSpawn`].
-    pub fn build_manager(self) -> Result<crate::SentinelManager, Error> {
-        let replicas = self.replicas;
-        let manager = crate::SentinelManager::new(self.validate()?);
-        manager.start_watcher()?;
-        Ok(match replicas {
-            Some(options) => manager.for_replicas(options),
-            None => manager,
-        })
     }
 }

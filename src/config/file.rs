@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::{Builder, Error, SentinelPool};
+use crate::{Builder, Error};
 
 /// The pool's options as plain data, for a service's configuration file (TOML, YAML, JSON:
 /// any serde format). Every field is optional but where the sentinels are: either `url` (a
@@ -118,24 +118,30 @@ impl PoolConfig {
     /// `url` does not parse. Everything else is checked by `build`, as the builder's options.
     pub fn builder(&self) -> Result<Builder, Error> {
         let mut builder = match (&self.url, self.sentinels.is_empty()) {
-            (Some(url), true) => SentinelPool::from_url(url)?,
-            (None, false) => SentinelPool::builder(
+            (Some(url), true) => super::url::parse(url)?,
+            (None, false) => Builder::of(
                 &self.sentinels,
                 self.service.as_deref().unwrap_or("mymaster"),
             ),
             (Some(_), false) => {
-                return super::invalid("sentinels", "give either `url` or `sentinels`, not both");
+                return Err(super::invalid(
+                    "sentinels",
+                    "give either `url` or `sentinels`, not both",
+                ));
             }
             (None, true) => {
-                return super::invalid(
+                return Err(super::invalid(
                     "sentinels",
                     "give the sentinels: `url` (redis+sentinel://...) or `sentinels` with \
                      `service`",
-                );
+                ));
             }
         };
         if self.url.is_some() && self.service.is_some() {
-            return super::invalid("service", "the `url` names the service: drop `service`");
+            return Err(super::invalid(
+                "service",
+                "the `url` names the service: drop `service`",
+            ));
         }
         let strings = [
             (
@@ -186,7 +192,7 @@ impl PoolConfig {
 /// `"500ms"`, `"3s"`, `"1m"`, as connection strings write durations.
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
     let text = String::deserialize(deserializer)?;
-    crate::url::duration("duration", &text)
+    super::url::duration("duration", &text)
         .map(Some)
         .map_err(serde::de::Error::custom)
 }

@@ -10,23 +10,25 @@ use crate::{
 };
 
 mod builder;
+mod env;
 #[cfg(feature = "serde")]
 mod file;
+pub(crate) mod limits;
 mod sentinel_address;
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+mod tls;
+pub(crate) mod url;
 mod validate;
 
 pub use builder::Builder;
+pub(crate) use env::builder as from_env;
 #[cfg(feature = "serde")]
 pub use file::PoolConfig;
+pub(crate) use limits::{LONGEST, LONGEST_FENCE, MAX_POOL_SIZE};
 pub(crate) use sentinel_address::{REDACTED, parse_sentinel, percent_decode, redact_url};
-
-/// The largest pool: r2d2 allocates a slot per connection up front, and Redis's default
-/// `maxclients` is 10,000.
-pub(crate) const MAX_POOL_SIZE: u32 = 10_000;
-
-/// The longest duration any option takes. Longer values are surely mistakes, and would
-/// overflow the clock arithmetic of the waits they bound.
-pub(crate) const LONGEST: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+#[cfg(feature = "tls")]
+pub use tls::TlsOptions;
 
 /// How a pooled connection is checked before it is handed out.
 ///
@@ -137,13 +139,6 @@ pub enum FenceResume {
     Promotion,
 }
 
-/// The longest [`Builder::fence_timeout`] accepted. A healthy failover commits within about
-/// 1.5 s of the step that raises the fence, whatever Sentinel's own timings; a fence still up
-/// long after that follows a failover that is stuck (its leader frozen, its replica refusing
-/// the promotion), which Sentinel gives up only after `failover-timeout` (three minutes by
-/// default). Holding every write that long is worse than what the fence prevents.
-pub(crate) const LONGEST_FENCE: Duration = Duration::from_secs(30);
-
 /// The validated options, shared by the pool's parts.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
@@ -194,29 +189,18 @@ pub(crate) struct FenceOptions {
 
 /// A duration option must be longer than zero and at most [`LONGEST`].
 pub(crate) fn check_duration(option: &'static str, value: Duration) -> Result<(), Error> {
-    match duration_problem(value) {
-        Some(problem) => invalid(option, problem),
+    match limits::duration_problem(value) {
+        Some(problem) => Err(invalid(option, problem)),
         None => Ok(()),
     }
 }
 
-/// What is wrong with a duration an option holds, if anything: zero, or longer than
-/// [`LONGEST`].
-pub(crate) fn duration_problem(value: Duration) -> Option<String> {
-    if value.is_zero() {
-        Some("must be longer than zero".to_owned())
-    } else if value > LONGEST {
-        Some(format!(
-            "{value:?} is longer than the longest allowed, one year"
-        ))
-    } else {
-        None
-    }
-}
-
-pub(crate) fn invalid<T>(option: &'static str, reason: impl Into<String>) -> Result<T, Error> {
-    Err(Error::InvalidConfig {
+/// The error for an option that cannot be used: `option` names it as the user gave it (a
+/// builder method, a connection string's part, an environment variable), `reason` says what
+/// is wrong and what to give instead.
+pub(crate) fn invalid(option: &'static str, reason: impl Into<String>) -> Error {
+    Error::InvalidConfig {
         option,
         reason: reason.into(),
-    })
+    }
 }

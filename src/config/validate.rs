@@ -8,11 +8,11 @@ use redis::{
 };
 
 use super::{
-    Builder, Config, FenceOptions, LONGEST_FENCE, MAX_POOL_SIZE, Validation, check_duration,
-    invalid, parse_sentinel,
+    Builder, Config, FenceOptions, LONGEST, LONGEST_FENCE, MAX_POOL_SIZE, Validation,
+    check_duration, invalid, parse_sentinel,
 };
 use crate::{
-    Error, NodeAddr,
+    Error, NodeAddr, RetryPolicy,
     node::{AddressMap, NodeSettings},
 };
 
@@ -32,28 +32,28 @@ impl Builder {
         let schemes: Vec<bool> = sentinels.iter().filter_map(|s| s.tls).collect();
         if schemes.contains(&true) {
             if schemes.contains(&false) {
-                return invalid(
+                return Err(invalid(
                     "sentinels",
                     "some addresses are rediss:// (TLS) and others redis://: the pool speaks \
                      TLS to every node or to none",
-                );
+                ));
             }
             #[cfg(feature = "tls")]
             if self.tls.is_none() {
                 self.tls = Some(crate::TlsOptions::default());
             }
             #[cfg(not(feature = "tls"))]
-            return invalid(
+            return Err(invalid(
                 "sentinels",
                 "a rediss:// (TLS) sentinel address needs the crate's `tls` feature",
-            );
+            ));
         }
         #[cfg(feature = "tls")]
         if self.tls.is_some() {
             crate::TlsOptions::install_crypto_provider();
         }
         if self.max_sentinels < sentinels.len() || self.max_sentinels > MAX_POOL_SIZE as usize {
-            return invalid(
+            return Err(invalid(
                 "max_sentinels",
                 format!(
                     "{} is out of range: give at least the {} sentinels listed, at most \
@@ -61,10 +61,13 @@ impl Builder {
                     self.max_sentinels,
                     sentinels.len()
                 ),
-            );
+            ));
         }
         if self.service.trim().is_empty() {
-            return invalid("service_name", "the service (master) name is empty");
+            return Err(invalid(
+                "service_name",
+                "the service (master) name is empty",
+            ));
         }
         // `sentinel monitor <name> ...` takes the name as one word: no sentinel can monitor a
         // name with white space or control characters.
@@ -73,34 +76,34 @@ impl Builder {
             .chars()
             .any(|c| c.is_whitespace() || c.is_control())
         {
-            return invalid(
+            return Err(invalid(
                 "service_name",
                 "the service (master) name has white space or control characters; use the \
                  name from `sentinel monitor` in sentinel.conf",
-            );
+            ));
         }
         if self.db < 0 {
-            return invalid(
+            return Err(invalid(
                 "db",
                 format!("{} is negative: databases count from 0", self.db),
-            );
+            ));
         }
         if self.max_size == 0 || self.max_size > MAX_POOL_SIZE {
-            return invalid(
+            return Err(invalid(
                 "max_size",
                 format!(
                     "{} is out of range: give 1 to {MAX_POOL_SIZE} (Redis's default maxclients)",
                     self.max_size
                 ),
-            );
+            ));
         }
         if let Some(min_idle) = self.min_idle
             && min_idle > self.max_size
         {
-            return invalid(
+            return Err(invalid(
                 "min_idle",
                 format!("{min_idle} is larger than max_size {}", self.max_size),
-            );
+            ));
         }
         for (option, value) in [
             ("connection_timeout", self.connection_timeout),
@@ -124,7 +127,7 @@ impl Builder {
             check_duration("validation", window)?;
         }
         if self.fence_timeout > LONGEST_FENCE {
-            return invalid(
+            return Err(invalid(
                 "fence_timeout",
                 format!(
                     "{:?} is longer than the longest allowed, {LONGEST_FENCE:?}: a failover \
@@ -132,45 +135,45 @@ impl Builder {
                      worse than what the fence prevents",
                     self.fence_timeout
                 ),
-            );
+            ));
         }
         if let Some(retry) = &self.retry {
-            retry.validate()?;
+            check_retry(retry)?;
         }
         if let Some(name) = &self.client_name
             && (name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()))
         {
-            return invalid(
+            return Err(invalid(
                 "client_name",
                 "Redis takes a client name of printable ASCII without spaces (letters, digits, \
                  - _ . : and the like), and not an empty one",
-            );
+            ));
         }
         if let Some(idle) = self.tcp_keepalive {
             check_duration("tcp_keepalive", idle)?;
             // Linux's TCP_KEEPIDLE, in whole seconds; outside it every connect fails with
             // `os error 22`, which names no option.
             if !(Duration::from_secs(1)..=Duration::from_secs(32_767)).contains(&idle) {
-                return invalid(
+                return Err(invalid(
                     "tcp_keepalive",
                     format!(
                         "{idle:?} is outside what the kernel takes for a keepalive's idle \
                          time: 1 s to 32,767 s"
                     ),
-                );
+                ));
             }
         }
         if let Some(why) = self
             .durability
             .and_then(|d| d.invalid_with(self.read_timeout))
         {
-            return invalid("durability", why);
+            return Err(invalid("durability", why));
         }
         if self.username.is_some() && self.password.is_none() {
-            return invalid(
+            return Err(invalid(
                 "username",
                 "a username needs a password: set `password` to the ACL user's password",
-            );
+            ));
         }
 
         let mut data = RedisConnectionInfo::default()
@@ -192,11 +195,11 @@ impl Builder {
             .as_deref()
             .or(sentinels.iter().find_map(|s| s.password.as_deref()));
         if sentinel_username.is_some() && sentinel_password.is_none() {
-            return invalid(
+            return Err(invalid(
                 "sentinel_username",
                 "a username needs a password: set `sentinel_password` to the sentinel ACL \
                  user's password",
-            );
+            ));
         }
         if let Some(username) = sentinel_username {
             sentinel = sentinel.set_username(username);
@@ -295,6 +298,26 @@ fn parse_host_port(text: &str) -> Option<NodeAddr> {
         .unwrap_or(host);
     let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
     (!host.is_empty() && !host.contains(char::is_whitespace)).then(|| NodeAddr::new(host, port))
+}
+
+/// The retry policy's own bounds.
+fn check_retry(policy: &RetryPolicy) -> Result<(), Error> {
+    if policy.max_attempts == 0 {
+        return Err(invalid("retry_policy", "max_attempts must be at least 1"));
+    }
+    if policy.deadline.is_zero() || policy.deadline > LONGEST || policy.max_backoff > LONGEST {
+        return Err(invalid(
+            "retry_policy",
+            "the deadline must be longer than zero, and it and the backoffs at most one year",
+        ));
+    }
+    if policy.base_backoff > policy.max_backoff {
+        return Err(invalid(
+            "retry_policy",
+            "base_backoff is longer than max_backoff",
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

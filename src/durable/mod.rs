@@ -7,20 +7,23 @@
 //!   answers with ([`Shortfall`]: written and read back by one type);
 //! - [`memory`]: the replicas each master is known to have, so that one that left and may be
 //!   promoted holds writes back;
-//! - [`hooks`]: what a pooled connection does around a write in durable mode.
+//! - [`state`] and [`hooks`]: what a pooled connection keeps and does around a write in
+//!   durable mode.
 
 mod hooks;
 mod memory;
+mod state;
 mod wait;
 
 use std::time::Duration;
 
-pub(crate) use hooks::DurableState;
 pub(crate) use memory::Memory;
+pub(crate) use state::DurableState;
+use state::LISTING_FRESH;
 pub(crate) use wait::Shortfall;
 use wait::{cannot_confirm, no_replicas, refused, unconfirmable, uncountable};
 
-use crate::config::duration_problem;
+use crate::config::limits::duration_problem;
 
 /// Which replicas must confirm a write before a durable pool reports it done; see
 /// [`Builder::durability`](crate::Builder::durability).

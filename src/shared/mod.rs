@@ -21,6 +21,7 @@ pub(crate) mod liveness;
 mod lookups;
 mod nodes;
 mod record;
+mod retries;
 
 use std::{
     sync::Arc,
@@ -38,10 +39,11 @@ pub(crate) use lookups::Lookups;
 pub(crate) use nodes::NodeFacts;
 pub(crate) use record::Suspicion;
 use record::{Found, Record, Settled};
+pub(crate) use retries::{RetryCounters, count};
 
 use crate::{
     CheckoutMode, Error, Event, FailoverSource, NodeAddr, Validation, config::Config,
-    durable::Memory, event::EventSink, retry::RetryCounters, sentinel::PromotionView,
+    durable::Memory, event::EventSink, sentinel::PromotionView,
 };
 
 /// The state every part of one pool shares.

@@ -25,7 +25,7 @@
 use std::time::{Duration, Instant};
 
 use super::Generation;
-use crate::{NodeAddr, config::LONGEST_FENCE};
+use crate::{NodeAddr, config::limits::LONGEST_FENCE};
 
 /// The master of one generation, why it is suspect, and the fence.
 #[derive(Debug, Default)]

@@ -2,16 +2,14 @@
 //! `docker/README.md` use: `REDIS_SENTINEL_URL`, or `SENTINELS` and `SERVICE`, and
 //! `ADDRESS_MAP`.
 
-use crate::{
-    Builder, Error, SentinelPool,
-    url::{address_pairs, invalid},
-};
+use super::{invalid, url::address_pairs};
+use crate::{Builder, Error};
 
 /// The builder the variables `lookup` finds describe, or `None` when neither
 /// `REDIS_SENTINEL_URL` nor `SENTINELS` is set.
 pub(crate) fn builder(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<Builder>, Error> {
     let builder = if let Some(url) = lookup("REDIS_SENTINEL_URL") {
-        SentinelPool::from_url(&url)?
+        super::url::parse(&url)?
     } else if let Some(list) = lookup("SENTINELS") {
         let service = lookup("SERVICE").unwrap_or_else(|| {
             log::info!("SENTINELS is set and SERVICE is not: serving \"mymaster\"");
@@ -23,7 +21,7 @@ pub(crate) fn builder(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<
                 "is empty: name the service the sentinels monitor",
             ));
         }
-        SentinelPool::builder(
+        Builder::of(
             list.split(',').map(str::trim).filter(|s| !s.is_empty()),
             service,
         )

@@ -28,10 +28,7 @@ impl std::fmt::Debug for TlsOptions {
                 "root_certificates",
                 &self.root_certificates.as_ref().map(|_| "<PEM>"),
             )
-            .field(
-                "client",
-                &self.client.as_ref().map(|_| crate::config::REDACTED),
-            )
+            .field("client", &self.client.as_ref().map(|_| super::REDACTED))
             .finish()
     }
 }

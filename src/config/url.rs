@@ -20,7 +20,8 @@
 //!
 //! The result is a [`Builder`], whose options still override what the string said.
 
-use crate::{Builder, Error, SentinelPool};
+use super::invalid;
+use crate::{Builder, Error};
 
 const SCHEME: &str = "redis+sentinel://";
 /// The same over TLS, to sentinels and data nodes, checked against the platform's root
@@ -91,7 +92,7 @@ pub(crate) fn parse(url: &str) -> Result<Builder, Error> {
         ));
     }
 
-    let mut builder = SentinelPool::builder(sentinels, service);
+    let mut builder = Builder::of(sentinels, service);
     #[cfg(feature = "tls")]
     if tls {
         builder = builder.tls(crate::TlsOptions::default());
@@ -216,19 +217,12 @@ pub(crate) fn address_pairs(
 /// Decodes `%XX` escapes; the result must be UTF-8. Errors never quote the text (it may be a
 /// password).
 fn decode(text: &str) -> Result<String, Error> {
-    crate::config::percent_decode(text).ok_or_else(|| {
+    super::percent_decode(text).ok_or_else(|| {
         invalid(
             "url",
             "a % is not followed by two hex digits, or a part is not UTF-8 once decoded",
         )
     })
-}
-
-pub(crate) fn invalid(option: &'static str, reason: impl Into<String>) -> Error {
-    Error::InvalidConfig {
-        option,
-        reason: reason.into(),
-    }
 }
 
 #[cfg(test)]
