@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 /// A Sentinel pub/sub message, and the address rewriting applied to it.
 pub fn sentinel_message(channel: &str, payload: &str) {
-    if let Some(message) = crate::message::SentinelMessage::parse(channel, payload) {
+    if let Some(message) = crate::sentinel::message::SentinelMessage::parse(channel, payload) {
         let _ = message.service().map(str::len);
         let _ = message.mapped(&crate::node::AddressMap::default());
     }

@@ -15,7 +15,6 @@ mod shared;
 #[doc = include_str!("../docs/guide.md")]
 pub mod guide {}
 mod manager;
-mod message;
 mod node;
 mod pool;
 mod replica;

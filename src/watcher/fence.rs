@@ -40,7 +40,7 @@
 
 use crate::{
     NodeAddr,
-    message::{AbortReason, SentinelMessage, Step},
+    sentinel::message::{AbortReason, SentinelMessage, Step},
 };
 
 use super::view::MasterView;

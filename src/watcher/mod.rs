@@ -94,8 +94,8 @@ use crossbeam_channel::{Receiver, Sender, select};
 
 use crate::{
     CheckoutMode, Error, Event, FailoverSource, FenceRelease, FenceResume, NodeAddr,
-    message::{SentinelMessage, Step},
     node::NodeSettings,
+    sentinel::message::{SentinelMessage, Step},
     shared::Shared,
 };
 use fence::{Decision, Target};

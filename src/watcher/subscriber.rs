@@ -13,8 +13,8 @@ use super::{Report, fence::Attempts};
 use crate::{
     NodeAddr,
     backoff::Backoff,
-    message::{self, SentinelMessage},
     node::{self, AddressMap, NodeSettings},
+    sentinel::message::{self, SentinelMessage},
     sentinel::{self, Answer},
 };
 

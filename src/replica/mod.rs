@@ -2,6 +2,17 @@
 //!
 //! [`SentinelPool::replica_pool`]: crate::SentinelPool::replica_pool
 
+mod connect;
+
+use std::time::Duration;
+
+/// How long a replica connection made on a detour (its selected replica failed, another took
+/// it) is kept. A replica that stops answering for less than the sentinels' `down-after`
+/// leaves no trace in what they publish: without this, a pool filled while it was away would
+/// never send it a connection again. Replacing detours after this long sends it its share once
+/// it answers, and costs a reconnect every few seconds while it does not.
+pub(crate) const DETOUR_LIFETIME: Duration = Duration::from_secs(5);
+
 /// How a replica pool ([`SentinelPool::replica_pool`](crate::SentinelPool::replica_pool))
 /// picks replicas and what it does when none can serve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
