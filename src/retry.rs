@@ -1,5 +1,5 @@
 //! The retry loop behind [`SentinelPool::with_retry`], and its policy. What each error means
-//! for a retry (applied or not, a failover or not) is decided in `class.rs`; this adds what
+//! for a retry (applied or not, a failover or not) is decided in `outcome.rs`; this adds what
 //! the connection saw during the attempt.
 
 use std::time::{Duration, Instant};

@@ -2,25 +2,10 @@
 //! pool's blocked connections while in flight, so that the fence can release them from a
 //! master it closes, and told apart from an operator's `CLIENT UNBLOCK` when released.
 
-use std::sync::{Arc, atomic::AtomicBool};
-
 use redis::{ConnectionLike, RedisResult, Value};
 
 use super::Connection;
 use crate::node::{NodeRole, RoleProbe};
-
-/// A connection's blocking request.
-#[derive(Debug, Default)]
-pub(super) struct Blocking {
-    /// The request being sent holds a command that blocks (`BLPOP`, `XREAD`...), outside
-    /// `MULTI`.
-    pub(super) blocks: bool,
-    /// The node's id for this connection (`CLIENT ID`), once a blocking command asked it.
-    client_id: Option<i64>,
-    /// While a blocking request is in flight on a master: its entry among the blocked
-    /// connections, and the flag the fence sets when it releases it.
-    entry: Option<(u64, Arc<AtomicBool>)>,
-}
 
 impl Connection {
     /// After `UNBLOCKED`: whether the node is no longer master. Redis releases blocked

@@ -21,7 +21,6 @@ use std::{
 
 use redis::{ConnectionLike, RedisError, RedisResult, Role, Value};
 
-use blocking::Blocking;
 use command_table::{CommandTable, Effect};
 pub(crate) use request::Tracked;
 
@@ -84,6 +83,19 @@ pub struct Connection {
     pub(crate) durable: DurableState,
     /// A blocking command in flight, so that the fence can release it.
     blocking: Blocking,
+}
+
+/// A connection's blocking request.
+#[derive(Debug, Default)]
+struct Blocking {
+    /// The request being sent holds a command that blocks (`BLPOP`, `XREAD`...), outside
+    /// `MULTI`.
+    blocks: bool,
+    /// The node's id for this connection (`CLIENT ID`), once a blocking command asked it.
+    client_id: Option<i64>,
+    /// While a blocking request is in flight on a master: its entry among the blocked
+    /// connections, and the flag the fence sets when it releases it.
+    entry: Option<(u64, Arc<std::sync::atomic::AtomicBool>)>,
 }
 
 /// What makes a connection unfit to hand to the next caller.

@@ -4,8 +4,9 @@
 use redis::{ConnectionLike, RedisResult, Value};
 
 use super::{
-    Durability, LISTING_FRESH, Replicas, cannot_confirm, no_replicas, refused, unconfirmable,
-    uncountable,
+    Durability, Replicas,
+    state::LISTING_FRESH,
+    wait::{cannot_confirm, no_replicas, refused, unconfirmable, uncountable},
 };
 use crate::{Connection, connection::Tracked, node::NodeRole};
 

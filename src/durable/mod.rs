@@ -19,9 +19,7 @@ use std::time::Duration;
 
 pub(crate) use memory::Memory;
 pub(crate) use state::DurableState;
-use state::LISTING_FRESH;
 pub(crate) use wait::Shortfall;
-use wait::{cannot_confirm, no_replicas, refused, unconfirmable, uncountable};
 
 use crate::config::limits::duration_problem;
 

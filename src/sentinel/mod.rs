@@ -22,7 +22,7 @@
 //!   asked. Only an answer that the service is unknown counts as such.
 //!
 //! Lookups run one at a time, outside the lock that guards the pool's `(generation, master)`
-//! record (see the core module): the watcher, `stats()` and checkouts never wait for sentinel
+//! record (see the `shared` module): the watcher, `stats()` and checkouts never wait for sentinel
 //! I/O.
 
 use std::{

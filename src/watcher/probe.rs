@@ -34,7 +34,7 @@ use std::{
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use super::{Report, clamp};
+use super::report::{Report, clamp};
 use crate::{
     Error, FenceResume, NodeAddr,
     node::{self, NodeRole},

@@ -9,7 +9,7 @@ use std::{
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use redis::{RedisResult, Role};
 
-use super::{Report, fence::Attempts};
+use super::{fence::Attempts, report::Report};
 use crate::{
     NodeAddr,
     backoff::Backoff,
