@@ -116,7 +116,7 @@ fn settled_master(topology: &Topology, live: &[NodeAddr]) -> NodeAddr {
                 .iter()
                 .filter_map(|s| {
                     let master: HashMap<String, String> = redis::cmd("SENTINEL")
-                        .arg(&["MASTER", topology.service_name()])
+                        .arg(&["MASTER", topology.service()])
                         .query(&mut direct(s))
                         .ok()?;
                     let flags = master.get("flags")?;
@@ -179,7 +179,7 @@ fn run(fault: Fault, defaults: bool, durable: bool, coordinated: bool) -> Row {
         Writer::start_with(&fenced, "fenced"),
         Writer::start_with(&unfenced, "unfenced"),
     );
-    let service = topology.service_name().to_owned();
+    let service = topology.service().to_owned();
     let step = match fault {
         Fault::Simulate(_) => None,
         Fault::KillLeader(step) | Fault::FreezeLeader(step) | Fault::CutSubscriptions(step) => {

@@ -1,4 +1,4 @@
-//! What the pooled connection's reply inspection costs (R10: under 5 %). The pooled
+//! What the pooled connection's reply inspection costs (the goal: under 5 %). The pooled
 //! connection looks at every reply (each reply of a pipeline too): server errors that show a
 //! failover, replies that count as applied. Same master, same run:
 //!

@@ -24,7 +24,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let pool = builder.max_size(4).build()?;
     println!(
         "pool built; master of {:?} is {}",
-        pool.service_name(),
+        pool.service(),
         pool.master().expect("looked up by build")
     );
 

@@ -39,7 +39,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         "redis+sentinel://{}/{}/0?connect_timeout=500ms&read_timeout=2s&max_size=8&\
          client_name=config-example",
         sentinels.join(","),
-        topology.service_name()
+        topology.service()
     );
     let pool = SentinelPool::from_url(&url)?.build()?;
     let _: () = pool.with_retry_idempotent(|c| c.set("config:url", "yes"))?;
@@ -64,7 +64,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         .expect("a TLS topology")
         .to_vec();
     let tls = secure.tls_options().expect("a TLS topology");
-    let pool = SentinelPool::builder(secure.sentinel_urls(), secure.service_name())
+    let pool = SentinelPool::builder(secure.sentinel_urls(), secure.service())
         .tls(tls)
         .build()?;
     let pong: String = redis::cmd("PING").query(&mut *pool.get()?)?;
@@ -74,7 +74,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         ca.len()
     );
     // Not the CA that signed the nodes: refused, with a message that says so.
-    let wrong = SentinelPool::builder(secure.sentinel_urls(), secure.service_name())
+    let wrong = SentinelPool::builder(secure.sentinel_urls(), secure.service())
         .tls(TlsOptions::default())
         .sentinel_timeout(Duration::from_millis(500))
         .build();

@@ -45,10 +45,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(60)))
         .build()?;
     let first_master = pool.master().expect("looked up by build");
-    println!(
-        "writing to {:?}, master {first_master}",
-        pool.service_name()
-    );
+    println!("writing to {:?}, master {first_master}", pool.service());
 
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel();

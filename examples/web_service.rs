@@ -46,7 +46,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     // (30 s by default) before anyone fails over: those requests get a 503 and retry.
     let pool = builder
         .max_size(16)
-        .connection_timeout(Duration::from_secs(1))
+        .checkout_timeout(Duration::from_secs(1))
         .client_name("web-service-example")
         .retry_policy(r2d2_redis_sentinel::RetryPolicy::default().deadline(Duration::from_secs(5)))
         .build()?;

@@ -86,7 +86,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "{} workers on {:?}, master {}; {}",
         WORKERS,
-        pool.service_name(),
+        pool.service(),
         pool.master().expect("looked up by build"),
         if durable {
             "every write durable"

@@ -206,6 +206,65 @@ impl std::fmt::Display for FenceRelease {
     }
 }
 
+/// The receiving end of a pool's events, from
+/// [`SentinelPool::events`](crate::SentinelPool::events): every handle sees each event once
+/// (handles share one queue). Events wait in a bounded queue of 1,024; when it is full the
+/// oldest is dropped (and counted in [`Stats::events_dropped`](crate::Stats::events_dropped)),
+/// so a consumer that falls behind never holds the pool up.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use r2d2_redis_sentinel::{Event, SentinelPool};
+///
+/// let pool = SentinelPool::builder(["redis://127.0.0.1:26379"], "mymaster").build()?;
+/// let events = pool.events();
+/// while let Some(event) = events.recv_timeout(Duration::from_secs(1)) {
+///     println!("{event:?}");
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Events {
+    rx: Receiver<Event>,
+}
+
+impl Events {
+    /// The next event, waiting for it; `None` once the pool is gone.
+    pub fn recv(&self) -> Option<Event> {
+        self.rx.recv().ok()
+    }
+
+    /// The next event, waiting at most `timeout`; `None` when none came (or the pool is gone).
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<Event> {
+        self.rx.recv_timeout(timeout).ok()
+    }
+
+    /// The next event if one is waiting, without waiting.
+    pub fn try_recv(&self) -> Option<Event> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Every event as it comes, waiting for each; ends once the pool is gone.
+    pub fn iter(&self) -> impl Iterator<Item = Event> + '_ {
+        self.rx.iter()
+    }
+
+    /// The events waiting now, without waiting for more.
+    pub fn try_iter(&self) -> impl Iterator<Item = Event> + '_ {
+        self.rx.try_iter()
+    }
+
+    /// How many events wait now.
+    pub fn len(&self) -> usize {
+        self.rx.len()
+    }
+
+    /// True when no event waits.
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+}
+
 /// The sending side: bounded, never blocks; when full, the oldest event is dropped and counted.
 #[derive(Debug)]
 pub(crate) struct EventSink {
@@ -241,8 +300,10 @@ impl EventSink {
         }
     }
 
-    pub(crate) fn receiver(&self) -> Receiver<Event> {
-        self.rx.clone()
+    pub(crate) fn receiver(&self) -> Events {
+        Events {
+            rx: self.rx.clone(),
+        }
     }
 
     pub(crate) fn dropped(&self) -> u64 {

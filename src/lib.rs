@@ -37,7 +37,7 @@ pub use config::{Builder, FenceResume, Validation};
 pub use connection::Connection;
 pub use durable::Durability;
 pub use error::{Error, SentinelFailure};
-pub use event::{Event, FailoverSource, FenceRelease};
+pub use event::{Event, Events, FailoverSource, FenceRelease};
 pub use manager::SentinelManager;
 pub use node::NodeAddr;
 pub use pool::{PooledConnection, SentinelPool};
@@ -46,6 +46,5 @@ pub use retry::RetryPolicy;
 pub use stats::{CheckoutMode, RetryStats, Stats, WatcherState};
 pub use subscriber::Subscriber;
 
-pub use crossbeam_channel;
 pub use r2d2;
 pub use redis;

@@ -31,7 +31,7 @@ thread_local! {
 }
 
 /// Makes every validation on the calling thread skip its round trip (see [`NO_ROUND_TRIP`]).
-pub(crate) fn validate_without_round_trips() {
+pub(crate) fn skip_round_trips_on_this_thread() {
     NO_ROUND_TRIP.set(true);
 }
 
@@ -67,7 +67,7 @@ pub(crate) fn validate_without_round_trips() {
 pub struct SentinelManager {
     pub(crate) shared: Arc<Shared>,
     watcher: Arc<WatcherOwner>,
-    target: Target,
+    target: Destination,
     /// Why this manager's last connect failed, if it did: the master's and each replica
     /// pool's apart.
     last_error: Arc<Mutex<Option<Error>>>,
@@ -75,7 +75,7 @@ pub struct SentinelManager {
 
 /// Which nodes a manager's connections go to.
 #[derive(Debug, Clone)]
-enum Target {
+enum Destination {
     Master,
     /// Replicas, picked by `options.selection`; `next` is the round robin's turn.
     Replicas {
@@ -118,7 +118,7 @@ impl SentinelManager {
                 slot: Mutex::new(WatcherSlot::Off),
             }),
             shared,
-            target: Target::Master,
+            target: Destination::Master,
             last_error: Arc::default(),
         }
     }
@@ -129,7 +129,7 @@ impl SentinelManager {
         SentinelManager {
             shared: Arc::clone(&self.shared),
             watcher: Arc::clone(&self.watcher),
-            target: Target::Replicas {
+            target: Destination::Replicas {
                 options,
                 next: Arc::new(AtomicUsize::new(0)),
             },
@@ -183,7 +183,7 @@ impl SentinelManager {
     }
 
     /// The manager's events; see [`SentinelPool::events`](crate::SentinelPool::events).
-    pub fn events(&self) -> crossbeam_channel::Receiver<crate::Event> {
+    pub fn events(&self) -> crate::Events {
         self.shared.events.receiver()
     }
 
@@ -199,19 +199,21 @@ impl SentinelManager {
     /// While the master cannot be reached (it crashed, hangs, is being replaced, or the
     /// sentinels still name a node that is now a replica), this tries again about every
     /// [`CONNECT_RETRY_INTERVAL`], and at once when a new generation starts (the watcher
-    /// announced the failover), until `connection_timeout` has passed: every attempt and
+    /// announced the failover), until `checkout_timeout` has passed: every attempt and
     /// every wait ends by then. Failing at once would put the connection into r2d2's retry
-    /// backoff (up to half of `connection_timeout`), to be retried long after the new master
+    /// backoff (up to half of `checkout_timeout`), to be retried long after the new master
     /// is known.
     pub(crate) fn connect(&self) -> Result<Connection, Error> {
         let shared = &self.shared;
-        let deadline = Instant::now() + shared.config.connection_timeout;
+        let deadline = Instant::now() + shared.config.checkout_timeout;
         let mut backoff = Backoff::new(CONNECT_RETRY_INTERVAL, CONNECT_RETRY_INTERVAL);
         loop {
             let seen = shared.generation.current();
             let attempt = match &self.target {
-                Target::Master => self.connect_master(deadline),
-                Target::Replicas { options, next } => self.connect_replica(options, next, deadline),
+                Destination::Master => self.connect_master(deadline),
+                Destination::Replicas { options, next } => {
+                    self.connect_replica(options, next, deadline)
+                }
             };
             let err = match attempt {
                 Ok(conn) => {
@@ -468,7 +470,7 @@ impl crate::Builder {
     /// A configuration error; [`Error::ThreadSpawn`].
     pub fn build_manager(self) -> Result<SentinelManager, Error> {
         let replicas = self.replicas;
-        let manager = SentinelManager::new(self.validate()?);
+        let manager = SentinelManager::new(self.check()?);
         manager.start_watcher()?;
         Ok(match replicas {
             Some(options) => manager.for_replicas(options),

@@ -14,7 +14,7 @@ use crate::{
     shared::{RetryCounters, Shared, count},
 };
 
-/// How [`SentinelPool::with_retry`] retries: attempts, exponential backoff with jitter, and a
+/// How [`SentinelPool::with_retry`](crate::SentinelPool::with_retry) retries: attempts, exponential backoff with jitter, and a
 /// total deadline. Set it with [`Builder::retry_policy`](crate::Builder::retry_policy).
 ///
 /// Give it a deadline longer than your Sentinel's failover time (`down-after-milliseconds`
@@ -224,7 +224,7 @@ fn attempts<T>(
         let generation = pool.shared().generation.current();
         let remaining = deadline.saturating_duration_since(Instant::now());
         let wait = remaining
-            .min(pool.shared().config.connection_timeout)
+            .min(pool.shared().config.checkout_timeout)
             .max(Duration::from_millis(1));
         let last = match pool.checkout(wait) {
             Ok(mut conn) => {
@@ -317,7 +317,7 @@ mod tests {
         let accepted = |policy: RetryPolicy| {
             crate::Builder::of(["h:1"], "s")
                 .retry_policy(policy)
-                .validate()
+                .check()
                 .is_ok()
         };
         assert!(accepted(sentinel_default));

@@ -56,7 +56,7 @@ const BACKLOG: usize = 4096;
 /// ```
 ///
 /// Every call is bounded: `subscribe` and the others wait at most the pool's
-/// `connection_timeout` for the server's confirmation, `recv_timeout` the time it is given.
+/// `checkout_timeout` for the server's confirmation, `recv_timeout` the time it is given.
 /// Dropping it stops its thread and returns within about a second plus the pool's
 /// `connect_timeout`, whatever the nodes do. It needs its pool's watcher to hear of
 /// failovers, and stops when the pool is dropped.
@@ -100,7 +100,7 @@ impl Subscriber {
         let (requests, requests_rx) = bounded(64);
         let (messages_tx, messages) = bounded(BACKLOG);
         let stop = Arc::new(AtomicBool::new(false));
-        let timeout = shared.config.connection_timeout;
+        let timeout = shared.config.checkout_timeout;
         let name = "r2d2-sentinel-subscriber";
         let worker = Worker {
             shared,
@@ -131,7 +131,7 @@ impl Subscriber {
     /// # Errors
     ///
     /// The server's refusal ([`Error::NoPermission`] for an ACL user without the channel), or [`Error::Connect`] when the subscription could not be confirmed within the
-    /// pool's `connection_timeout` (no master reachable): it is kept all the same, and made as
+    /// pool's `checkout_timeout` (no master reachable): it is kept all the same, and made as
     /// soon as a master answers.
     pub fn subscribe(&self, channel: &str) -> Result<(), Error> {
         self.change(Change::Subscribe(channel.to_owned()))

@@ -29,7 +29,7 @@ fn a_user_without_dangerous_commands_uses_the_pool_and_a_demoted_node_is_still_r
         .password("app-pass")
         .max_size(1)
         .watcher(false)
-        .connection_timeout(Duration::from_secs(1))
+        .checkout_timeout(Duration::from_secs(1))
         .build()
         .unwrap();
     let mut conn = pool.get().unwrap();
@@ -89,7 +89,7 @@ fn a_permission_the_pool_needs_gets_its_own_error() {
         .username("narrow")
         .password("narrow-pass")
         .db(1)
-        .connection_timeout(Duration::from_secs(1))
+        .checkout_timeout(Duration::from_secs(1))
         .build()
         .unwrap_err();
     match &err {

@@ -44,7 +44,7 @@ fn checkout_asks(pool: &SentinelPool, master: &NodeAddr) -> String {
     command
 }
 
-fn mode_events(events: &r2d2_redis_sentinel::crossbeam_channel::Receiver<Event>) -> Vec<Event> {
+fn mode_events(events: &r2d2_redis_sentinel::Events) -> Vec<Event> {
     events
         .try_iter()
         .filter(|e| matches!(e, Event::CheckoutMode { .. }))
@@ -174,7 +174,7 @@ fn a_master_demoted_behind_the_sentinels_back_is_refused_within_the_window_and_n
         .pool_builder()
         .max_size(2)
         .min_idle(Some(2))
-        .connection_timeout(Duration::from_secs(1))
+        .checkout_timeout(Duration::from_secs(1))
         .build()
         .unwrap();
     support::wait_idle(&pool, 2);
@@ -312,7 +312,7 @@ fn replica_pools_check_every_checkout() {
     let topology = Topology::start().unwrap();
     let pool = topology
         .pool_builder()
-        .connection_timeout(Duration::from_secs(1))
+        .checkout_timeout(Duration::from_secs(1))
         .build()
         .unwrap();
     let reads = pool

@@ -108,7 +108,7 @@ fn discovered_sentinels_are_reached_through_the_mapped_address() {
         .iter()
         .map(|addr| (addr.clone(), Proxy::start(addr)))
         .collect();
-    let pool = SentinelPool::builder([sentinels[0].to_string()], topology.service_name())
+    let pool = SentinelPool::builder([sentinels[0].to_string()], topology.service())
         .address_map(
             proxies
                 .iter()

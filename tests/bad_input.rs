@@ -199,7 +199,7 @@ fn a_master_that_never_answers_fails_the_checkout_within_its_timeouts() {
         topology
             .pool_builder()
             .max_size(1)
-            .connection_timeout(Duration::from_secs(1))
+            .checkout_timeout(Duration::from_secs(1))
             .connect_timeout(Duration::from_millis(300))
             .read_timeout(Duration::from_millis(300))
             .validation(validation)
@@ -255,7 +255,7 @@ fn an_exhausted_pool_says_so_and_recovers() {
     let pool = topology
         .pool_builder()
         .max_size(1)
-        .connection_timeout(Duration::from_millis(200))
+        .checkout_timeout(Duration::from_millis(200))
         .build()
         .unwrap();
     let held = pool.get().unwrap();
@@ -277,10 +277,7 @@ fn absurd_option_values_are_typed_errors_not_panics() {
     let cases: Vec<(r2d2_redis_sentinel::Builder, &str)> = vec![
         // r2d2 allocates a slot per connection up front: this aborted the process.
         (base().max_size(u32::MAX), "max_size"),
-        (
-            base().connection_timeout(Duration::MAX),
-            "connection_timeout",
-        ),
+        (base().checkout_timeout(Duration::MAX), "checkout_timeout"),
         (base().read_timeout(Duration::MAX), "read_timeout"),
         (base().sentinel_timeout(Duration::MAX), "sentinel_timeout"),
         // A fence held that long holds every write for a failover that is stuck.

@@ -76,7 +76,7 @@ fn a_node_that_answers_role_as_replica_is_never_handed_out() {
         .pool_builder()
         .max_size(2)
         .min_idle(Some(2))
-        .connection_timeout(Duration::from_secs(1))
+        .checkout_timeout(Duration::from_secs(1))
         .validation(r2d2_redis_sentinel::Validation::PingRole)
         .build()
         .unwrap();

@@ -21,7 +21,7 @@ fn a_pool_configured_from_json_reaches_the_master_with_its_options() {
             "client_name": "from-a-file"
         }}"#,
         sentinels.join(","),
-        topology.service_name()
+        topology.service()
     );
     let config: PoolConfig = serde_json::from_str(&json).unwrap();
     let builder = format!("{:?}", config.builder().unwrap());
@@ -51,7 +51,7 @@ fn a_pool_configured_from_json_reaches_the_master_with_its_options() {
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(","),
-        topology.service_name()
+        topology.service()
     );
     let config: PoolConfig =
         serde_json::from_str(&format!(r#"{{"url": "{url}", "max_size": 2}}"#)).unwrap();

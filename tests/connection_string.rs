@@ -1,4 +1,4 @@
-//! One string of configuration (issue 9): a `redis+sentinel://` URL names the sentinels, the
+//! One string of configuration: a `redis+sentinel://` URL names the sentinels, the
 //! service, the db and both sides' credentials; builder options still override it; hostile
 //! strings get the same typed errors as the builder.
 
@@ -29,7 +29,7 @@ fn a_url_configures_sentinels_service_db_and_credentials() {
     let url = format!(
         "redis+sentinel://:data%40pw%25@{}/{}/3?sentinel_password=sentinel%3Apw",
         sentinels_part(&topology),
-        topology.service_name()
+        topology.service()
     );
     let pool = SentinelPool::from_url(&url).unwrap().build().unwrap();
     let _: () = pool.get().unwrap().set("k", "in db 3").unwrap();

@@ -361,7 +361,7 @@ fn a_stalled_handover_is_told_and_held_in_the_pool_until_sentinel_gives_up() {
     let sentinel = &topology.sentinel_addrs()[0];
     let _: String = redis::cmd("SENTINEL")
         .arg("FAILOVER")
-        .arg(topology.service_name())
+        .arg(topology.service())
         .arg("COORDINATED")
         .query(&mut direct(sentinel))
         .unwrap();
@@ -450,7 +450,7 @@ fn sentinel_user(topology: &Topology, rules: &[&str]) {
         for (option, value) in [("auth-user", "sentinel"), ("auth-pass", "sentinel-pass")] {
             let _: () = redis::cmd("SENTINEL")
                 .arg("SET")
-                .arg(topology.service_name())
+                .arg(topology.service())
                 .arg(option)
                 .arg(value)
                 .query(&mut direct(&sentinel))
@@ -515,7 +515,7 @@ fn without_failover_in_its_acl_sentinel_cannot_hand_over() {
     let abort = topology.listen("-failover-abort-slave-timeout").unwrap();
     let _: String = redis::cmd("SENTINEL")
         .arg("FAILOVER")
-        .arg(topology.service_name())
+        .arg(topology.service())
         .arg("COORDINATED")
         .query(&mut direct(&topology.sentinel_addrs()[0]))
         .unwrap();

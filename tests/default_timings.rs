@@ -1,6 +1,6 @@
 //! Sentinel's default timings (`down-after-milliseconds` 30 s, `failover-timeout` 3 minutes)
 //! with the pool's defaults, as most deployments run: a crash of the master must surface no
-//! error through `with_retry_idempotent` (issue 15). The pool learns `down-after` from the
+//! error through `with_retry_idempotent`. The pool learns `down-after` from the
 //! sentinels and grows its default retry deadline to cover the failover.
 
 mod support;

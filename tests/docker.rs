@@ -132,7 +132,7 @@ fn a_docker_deployment_is_followed_through_a_failover_and_a_partition() {
     leader_cut_off_after_replicaof_no_one(&compose);
 }
 
-/// The fault matrix's partition row (issue 14): the first sentinel leads a `SENTINEL FAILOVER`
+/// The fault matrix's partition row: the first sentinel leads a `SENTINEL FAILOVER`
 /// and is cut off from the other sentinels (and the data nodes) the moment it announces
 /// `+failover-state-wait-promotion`, that is, right after it sent `REPLICAOF NO ONE` and before
 /// it can see the promotion and publish the new configuration. The client still reaches it.

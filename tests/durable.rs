@@ -322,7 +322,7 @@ fn durable_writes_follow_a_planned_failover_and_a_crash_with_no_loss_and_no_erro
 fn replicas_seen(topology: &Topology) -> Vec<std::collections::HashMap<String, String>> {
     redis::cmd("SENTINEL")
         .arg("REPLICAS")
-        .arg(topology.service_name())
+        .arg(topology.service())
         .query(&mut direct(&topology.sentinel_addrs()[0]))
         .unwrap()
 }

@@ -18,7 +18,7 @@ fn on_disk(topology: &Topology) -> Result<SentinelPool, Error> {
     topology
         .pool_builder()
         .max_size(2)
-        .connection_timeout(Duration::from_secs(5))
+        .checkout_timeout(Duration::from_secs(5))
         // The default timeout on disk, 2.5 s.
         .durability(Durability::all_replicas().on_disk())
         .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(1)))

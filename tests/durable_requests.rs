@@ -201,7 +201,7 @@ fn what_durable_mode_needs_is_checked_before_any_write() {
             .max_size(1)
             .watcher(false)
             .durability(Durability::all_replicas())
-            .connection_timeout(Duration::from_secs(2))
+            .checkout_timeout(Duration::from_secs(2))
             .build();
         match built {
             Err(Error::InvalidConfig {

@@ -1,4 +1,4 @@
-//! Short fault runs under load (issue 10): a hung master, an exhausted pool across a failover,
+//! Short fault runs under load: a hung master, an exhausted pool across a failover,
 //! an old master that comes back believing it is master. Each is bounded in time and stops by
 //! itself.
 
@@ -30,7 +30,7 @@ fn callers_blocked_on_a_hung_master_return_within_their_timeouts() {
         .max_size(16)
         .watcher(false)
         .read_timeout(read_timeout)
-        .connection_timeout(Duration::from_secs(1))
+        .checkout_timeout(Duration::from_secs(1))
         .build()
         .unwrap();
     let start = Arc::new(Barrier::new(17));
@@ -88,7 +88,7 @@ fn callers_on_a_paused_or_sleeping_master_return_within_their_timeouts() {
             .pool_builder()
             .max_size(16)
             .read_timeout(read_timeout)
-            .connection_timeout(Duration::from_secs(1))
+            .checkout_timeout(Duration::from_secs(1))
             .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(30)))
             .build()
             .unwrap();
@@ -214,7 +214,7 @@ fn an_exhausted_pool_across_a_failover_gives_typed_errors_and_recovers() {
     let pool = topology
         .pool_builder()
         .max_size(4)
-        .connection_timeout(Duration::from_millis(300))
+        .checkout_timeout(Duration::from_millis(300))
         .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(30)))
         .build()
         .unwrap();

@@ -53,7 +53,7 @@ fn a_leader_that_dies_after_promoting_costs_no_write_and_the_next_failover_is_fo
         .query(&mut leader)
         .unwrap();
     let _: () = redis::cmd("SENTINEL")
-        .arg(&["FAILOVER", topology.service_name()])
+        .arg(&["FAILOVER", topology.service()])
         .query(&mut leader)
         .unwrap();
     let promoted = eventually(

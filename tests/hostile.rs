@@ -91,7 +91,7 @@ fn a_lying_sentinel_alone_is_a_sentinel_fault_not_a_configuration_error() {
         let server = liar(role, master);
         let err = SentinelPool::builder([server.url()], "mymaster")
             .sentinel_timeout(Duration::from_millis(500))
-            .connection_timeout(Duration::from_millis(200))
+            .checkout_timeout(Duration::from_millis(200))
             .build()
             .map(|_| ())
             .unwrap_err();
@@ -144,7 +144,7 @@ fn a_sentinel_that_does_not_know_the_name_still_says_so() {
 /// GET-MASTER-ADDR-BY-NAME`, forwarded here to a real sentinel; no `ROLE`, no `SENTINEL
 /// MASTER`, no pub/sub), as a managed service's discovery endpoint does: the pool works
 /// through it, the watcher says it does not subscribe there, and a failover is followed
-/// through lookups and role checks (issue 15).
+/// through lookups and role checks.
 #[test]
 fn a_lookup_only_endpoint_is_enough_to_use_the_pool_and_follow_a_failover() {
     init_logging();
@@ -180,7 +180,7 @@ fn a_lookup_only_endpoint_is_enough_to_use_the_pool_and_follow_a_failover() {
         })
         .unwrap()
     };
-    let pool = SentinelPool::builder([endpoint.url()], topology.service_name())
+    let pool = SentinelPool::builder([endpoint.url()], topology.service())
         .build()
         .unwrap();
     let _: () = pool.with_retry(|c| c.set("k", "before")).unwrap();

@@ -1,5 +1,5 @@
 //! Hostile input to the builder: every URL form and option value gives a typed error or a
-//! documented accepted value, never a panic (issue 10). No server is needed: validation runs
+//! documented accepted value, never a panic. No server is needed: validation runs
 //! before any I/O, and accepted values are checked by the addresses the pool would ask.
 
 use std::time::Duration;
@@ -7,11 +7,11 @@ use std::time::Duration;
 use r2d2_redis_sentinel::{Error, RetryPolicy, SentinelPool};
 
 /// Builds against nothing listening; what matters is the kind of error. (It sets
-/// `sentinel_timeout` and `connection_timeout` itself: tests/bad_input.rs covers those.)
+/// `sentinel_timeout` and `checkout_timeout` itself: tests/bad_input.rs covers those.)
 fn outcome(builder: r2d2_redis_sentinel::Builder) -> Result<(), Error> {
     builder
         .sentinel_timeout(Duration::from_millis(50))
-        .connection_timeout(Duration::from_millis(50))
+        .checkout_timeout(Duration::from_millis(50))
         .build()
         .map(|_| ())
 }
@@ -70,8 +70,7 @@ fn service_names() {
     ] {
         match outcome(SentinelPool::builder(["127.0.0.1:1"], name)) {
             Err(Error::InvalidConfig {
-                option: "service_name",
-                ..
+                option: "service", ..
             }) => {}
             other => panic!("{name:?}: expected InvalidConfig, got {other:?}"),
         }

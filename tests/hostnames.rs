@@ -16,7 +16,7 @@ fn announced_hostnames_are_resolved_through_a_failover() {
     init_logging();
     let topology = Topology::builder().hostnames(true).start().unwrap();
     let (host, _): (String, u16) = redis::cmd("SENTINEL")
-        .arg(&["GET-MASTER-ADDR-BY-NAME", topology.service_name()])
+        .arg(&["GET-MASTER-ADDR-BY-NAME", topology.service()])
         .query(&mut direct(&topology.sentinel_addrs()[0]))
         .unwrap();
     assert_eq!(host, "localhost", "the sentinels announce hostnames");

@@ -1,4 +1,4 @@
-//! A connection left in a bad state by its caller is never handed to the next one (R6). Each
+//! A connection left in a bad state by its caller is never handed to the next one. Each
 //! case runs with both validation modes: the state is tracked, not only caught by `PING`.
 
 mod support;

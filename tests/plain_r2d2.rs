@@ -98,7 +98,7 @@ fn a_lazy_pool_starts_before_its_sentinels_and_connects_once_they_answer() {
     }
     let pool = topology
         .pool_builder()
-        .connection_timeout(Duration::from_millis(500))
+        .checkout_timeout(Duration::from_millis(500))
         .build_unchecked()
         .unwrap();
     match pool.get() {

@@ -18,7 +18,7 @@ fn pool(topology: &Topology) -> SentinelPool {
         .pool_builder()
         .max_size(4)
         .read_timeout(Duration::from_millis(500))
-        .connection_timeout(Duration::from_secs(3))
+        .checkout_timeout(Duration::from_secs(3))
         .build()
         .unwrap()
 }

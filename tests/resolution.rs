@@ -27,7 +27,7 @@ fn a_named_master_that_answers_replica_costs_one_invalidation_not_one_per_connec
         .pool_builder()
         .max_size(4)
         .watcher(false)
-        .connection_timeout(Duration::from_millis(500))
+        .checkout_timeout(Duration::from_millis(500))
         .build()
         .unwrap();
     let events = pool.events();
@@ -168,9 +168,9 @@ fn a_hung_sentinel_does_not_delay_the_failover_or_block_stats() {
     topology.pause(&first_sentinel).unwrap();
     let applied = loop {
         match events.recv_timeout(Duration::from_secs(30)) {
-            Ok(Event::Failover { new, .. }) if new != old => break Instant::now(),
-            Ok(_) => {}
-            Err(err) => panic!("no failover event: {err}"),
+            Some(Event::Failover { new, .. }) if new != old => break Instant::now(),
+            Some(_) => {}
+            None => panic!("no failover event within 30 s"),
         }
     };
     let announced = std::iter::from_fn(|| listener.recv_timeout(Duration::ZERO))

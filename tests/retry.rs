@@ -461,7 +461,7 @@ fn a_configuration_error_met_while_checking_out_is_returned_at_once() {
     let pool = topology
         .pool_builder()
         .max_size(2)
-        .connection_timeout(Duration::from_secs(20))
+        .checkout_timeout(Duration::from_secs(20))
         .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(30)))
         .build()
         .unwrap();

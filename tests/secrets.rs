@@ -1,6 +1,6 @@
 //! A password never appears in `Debug` or `Display` output, an error message, an event or a
-//! log record (issue 10, "Secrets"), whatever characters it holds: passwords with `/`, `?`,
-//! `#`, `@`, `&`, `=`, `,` or `:` unencoded in URLs too (issue 16, item 5). Every log record of
+//! log record, whatever characters it holds: passwords with `/`, `?`,
+//! `#`, `@`, `&`, `=`, `,` or `:` unencoded in URLs too. Every log record of
 //! this test binary, at every level, is captured and checked.
 
 mod support;
@@ -121,7 +121,7 @@ fn builders_and_configuration_errors_hide_passwords() {
                 Ok(builder) => {
                     assert_hidden("a parsed URL's Builder", &format!("{builder:?}"));
                     let err = builder
-                        .connection_timeout(Duration::from_millis(200))
+                        .checkout_timeout(Duration::from_millis(200))
                         .build()
                         .map(|_| ())
                         .unwrap_err();
@@ -144,7 +144,7 @@ fn a_pool_its_stats_events_logs_and_auth_errors_hide_passwords() {
         .unwrap();
     let pool = topology
         .pool_builder()
-        .connection_timeout(Duration::from_secs(1))
+        .checkout_timeout(Duration::from_secs(1))
         .build()
         .unwrap();
     drop(pool.get().unwrap());
@@ -186,7 +186,7 @@ fn a_pool_its_stats_events_logs_and_auth_errors_hide_passwords() {
             .password(DATA),
     ] {
         let err = builder
-            .connection_timeout(Duration::from_secs(1))
+            .checkout_timeout(Duration::from_secs(1))
             .build()
             .map(|_| ())
             .unwrap_err();

@@ -82,7 +82,7 @@ fn dropping_the_pool_while_threads_wait_in_get_and_in_retry_backoffs() {
     let exhausted = topology
         .pool_builder()
         .max_size(2)
-        .connection_timeout(Duration::from_secs(1))
+        .checkout_timeout(Duration::from_secs(1))
         .build()
         .unwrap();
     let held = [exhausted.get().unwrap(), exhausted.get().unwrap()];

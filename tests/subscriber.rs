@@ -1,5 +1,5 @@
 //! `pool.subscriber()`: pub/sub on the master that follows it across failovers and broken
-//! connections, says so with an event, and bounds every wait (issue 16, item 7).
+//! connections, says so with an event, and bounds every wait.
 
 mod support;
 

@@ -1,4 +1,4 @@
-//! Each timeout bounds the whole operation it names (R3): a hung node or sentinel costs the
+//! Each timeout bounds the whole operation it names: a hung node or sentinel costs the
 //! timeout the user set, not a multiple of it. A hung node here is a real one frozen with
 //! SIGSTOP, or a listener that accepts and never answers (the kernel accepts for both).
 //!
@@ -23,7 +23,7 @@ fn a_hung_sentinel_costs_sentinel_timeout_once_even_with_a_password() {
     let result = SentinelPool::builder([hung.url()], "mymaster")
         .sentinel_timeout(timeout)
         .sentinel_password("secret")
-        .connection_timeout(Duration::from_millis(100))
+        .checkout_timeout(Duration::from_millis(100))
         .build();
     let waited = started.elapsed();
     let err = result.unwrap_err();
@@ -44,7 +44,7 @@ fn checkout_validation_of_a_hung_master_costs_read_timeout_once() {
         .pool_builder()
         .max_size(1)
         .watcher(false)
-        .connection_timeout(timeout)
+        .checkout_timeout(timeout)
         .read_timeout(timeout)
         .build()
         .unwrap();
@@ -71,7 +71,7 @@ fn build_against_a_hung_master_ends_within_connection_timeout() {
     let result = topology
         .pool_builder()
         .watcher(false)
-        .connection_timeout(timeout)
+        .checkout_timeout(timeout)
         .connect_timeout(timeout)
         .read_timeout(timeout)
         .build();

@@ -74,7 +74,7 @@ fn a_certificate_from_another_ca_is_refused_with_a_clear_error() {
 fn a_plain_client_against_tls_only_sentinels_gets_an_error_not_a_hang() {
     init_logging();
     let topology = Topology::builder().tls(true).start().unwrap();
-    let err = SentinelPool::builder(topology.sentinel_urls(), topology.service_name())
+    let err = SentinelPool::builder(topology.sentinel_urls(), topology.service())
         .build()
         .map(|_| ())
         .unwrap_err();
@@ -93,7 +93,7 @@ fn a_rediss_url_speaks_tls_and_the_builder_supplies_the_ca() {
     let url = format!(
         "rediss+sentinel://{}/{}",
         hosts.join(","),
-        topology.service_name()
+        topology.service()
     );
     // The platform's roots do not know the test CA: refused, so TLS was spoken.
     let err = SentinelPool::from_url(&url)

@@ -6,8 +6,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use r2d2_redis_sentinel::{
-    Event, FailoverSource, NodeAddr, SentinelPool, WatcherState,
-    crossbeam_channel::Receiver,
+    Event, Events, FailoverSource, NodeAddr, SentinelPool, WatcherState,
     redis::{self, Commands},
     testkit::Topology,
 };
@@ -26,28 +25,25 @@ fn wait_subscribed(pool: &SentinelPool, count: usize) {
 }
 
 /// The next `Event::Failover` within `timeout`: (new master, generation, sentinel, source).
-fn next_failover(
-    events: &Receiver<Event>,
-    timeout: Duration,
-) -> (NodeAddr, u64, NodeAddr, FailoverSource) {
+fn next_failover(events: &Events, timeout: Duration) -> (NodeAddr, u64, NodeAddr, FailoverSource) {
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match events.recv_timeout(left) {
-            Ok(Event::Failover {
+            Some(Event::Failover {
                 new,
                 generation,
                 sentinel,
                 via,
                 ..
             }) => return (new, generation, sentinel, via),
-            Ok(_) => continue,
-            Err(_) => panic!("no failover event within {timeout:?}"),
+            Some(_) => continue,
+            None => panic!("no failover event within {timeout:?}"),
         }
     }
 }
 
-fn failovers_in(events: &Receiver<Event>) -> usize {
+fn failovers_in(events: &Events) -> usize {
     events
         .try_iter()
         .filter(|e| matches!(e, Event::Failover { .. }))
@@ -396,7 +392,7 @@ fn a_data_node_in_the_sentinel_list_is_not_reconnected_to_in_a_loop() {
     let replica = support::replica(&topology, &master);
     let mut sentinels = vec![format!("redis://{replica}")];
     sentinels.extend(topology.sentinel_urls());
-    let pool = SentinelPool::builder(sentinels, topology.service_name())
+    let pool = SentinelPool::builder(sentinels, topology.service())
         .build()
         .unwrap();
     let events = pool.events();
@@ -425,16 +421,16 @@ fn sentinel_discovery_can_be_turned_off_and_is_bounded() {
     let topology = Topology::start().unwrap();
     let two = &topology.sentinel_urls()[..2];
     // Control: with discovery, the third sentinel is learned from the first two.
-    let learning = SentinelPool::builder(two, topology.service_name())
+    let learning = SentinelPool::builder(two, topology.service())
         .build()
         .unwrap();
     wait_subscribed(&learning, 3);
     for pool in [
-        SentinelPool::builder(two, topology.service_name())
+        SentinelPool::builder(two, topology.service())
             .discover_sentinels(false)
             .build()
             .unwrap(),
-        SentinelPool::builder(two, topology.service_name())
+        SentinelPool::builder(two, topology.service())
             .max_sentinels(2)
             .build()
             .unwrap(),

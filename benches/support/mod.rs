@@ -26,13 +26,10 @@ pub(crate) fn locked_sentinel_client(topology: &Topology) -> LockedSentinelClien
         .sentinel_addrs()
         .into_iter()
         .map(|a| ConnectionAddr::Tcp(a.host, a.port));
-    let client = SentinelClientBuilder::new(
-        sentinels,
-        topology.service_name(),
-        SentinelServerType::Master,
-    )
-    .and_then(|b| b.build())
-    .expect("sentinel client");
+    let client =
+        SentinelClientBuilder::new(sentinels, topology.service(), SentinelServerType::Master)
+            .and_then(|b| b.build())
+            .expect("sentinel client");
     LockedSentinelClient::new(client)
 }
 

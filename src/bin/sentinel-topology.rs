@@ -111,7 +111,7 @@ fn run() -> Result<(), String> {
         .iter()
         .map(ToString::to_string)
         .collect();
-    let service = topology.service_name().to_owned();
+    let service = topology.service().to_owned();
     say!(
         "REDIS_SENTINEL_URL=redis+sentinel://{}/{service}",
         sentinels.join(",")

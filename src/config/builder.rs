@@ -7,7 +7,8 @@ use redis::ProtocolVersion;
 use super::{FenceResume, Hooks, REDACTED, Validation, redact_url};
 use crate::{Connection, Error, NodeAddr, RetryPolicy, node::MapFn};
 
-/// Builds a [`SentinelPool`]; made by [`SentinelPool::builder`].
+/// Builds a [`SentinelPool`](crate::SentinelPool); made by
+/// [`SentinelPool::builder`](crate::SentinelPool::builder).
 ///
 /// Every setter documents its default. Nothing is checked until [`build`](Builder::build),
 /// which validates every option and asks the sentinels for the master. Every duration must be
@@ -20,7 +21,7 @@ pub struct Builder {
     pub(crate) service: String,
     pub(crate) max_size: u32,
     pub(crate) min_idle: Option<u32>,
-    pub(crate) connection_timeout: Duration,
+    pub(crate) checkout_timeout: Duration,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) max_lifetime: Option<Duration>,
     pub(crate) username: Option<String>,
@@ -63,7 +64,7 @@ impl std::fmt::Debug for Builder {
             .field("service", &self.service)
             .field("max_size", &self.max_size)
             .field("min_idle", &self.min_idle)
-            .field("connection_timeout", &self.connection_timeout)
+            .field("checkout_timeout", &self.checkout_timeout)
             .field("idle_timeout", &self.idle_timeout)
             .field("max_lifetime", &self.max_lifetime)
             .field("username", &self.username)
@@ -124,7 +125,7 @@ impl Builder {
             service,
             max_size: 10,
             min_idle: None,
-            connection_timeout: Duration::from_secs(5),
+            checkout_timeout: Duration::from_secs(5),
             idle_timeout: Some(Duration::from_secs(10 * 60)),
             max_lifetime: Some(Duration::from_secs(30 * 60)),
             username: None,
@@ -177,9 +178,16 @@ impl Builder {
     /// How long [`get`](crate::SentinelPool::get) waits for a connection before it fails.
     ///
     /// Defaults to 5 seconds.
-    pub fn connection_timeout(mut self, timeout: Duration) -> Self {
-        self.connection_timeout = timeout;
+    pub fn checkout_timeout(mut self, timeout: Duration) -> Self {
+        self.checkout_timeout = timeout;
         self
+    }
+
+    /// The former name of [`checkout_timeout`](Self::checkout_timeout), which reads apart
+    /// from [`connect_timeout`](Self::connect_timeout) (a TCP connect).
+    #[deprecated(since = "0.1.0", note = "renamed `checkout_timeout`")]
+    pub fn connection_timeout(self, timeout: Duration) -> Self {
+        self.checkout_timeout(timeout)
     }
 
     /// How long a connection may stay idle before it is closed; `None` keeps it.
@@ -283,118 +291,6 @@ impl Builder {
         self
     }
 
-    /// How connections are checked at checkout; see [`Validation`].
-    ///
-    /// Defaults to [`Validation::Adaptive`] with a window of 500 ms.
-    pub fn validation(mut self, validation: Validation) -> Self {
-        self.validation = validation;
-        self
-    }
-
-    /// How [`with_retry`](crate::SentinelPool::with_retry) retries; see [`RetryPolicy`].
-    ///
-    /// Defaults to [`RetryPolicy::default`] with a deadline that covers a crash failover of
-    /// this deployment: the service's `down-after-milliseconds`, which the sentinels report,
-    /// plus 10 s for the election, the promotion and the announcement, never under 10 s nor
-    /// over 2 minutes (40 s at Sentinel's default 30 s; 11 s at 1 s). [`Stats::retry_deadline`](crate::Stats)
-    /// shows the one in force. A policy set here is used as it is: a web request that must
-    /// answer within its own budget sets a shorter deadline and maps the error to a 503.
-    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
-        self.retry = Some(policy);
-        self
-    }
-
-    /// Whether to run the watcher: background threads subscribed to every sentinel's
-    /// `+switch-master`, which move the pool to a new master within milliseconds of its
-    /// announcement. Without it the pool still recovers, later: from errors and `ROLE` checks,
-    /// which after a planned failover means only once the old master is demoted (seconds later,
-    /// writes it acknowledged meanwhile are lost).
-    ///
-    /// Defaults to `true`.
-    pub fn watcher(mut self, enabled: bool) -> Self {
-        self.watcher = enabled;
-        self
-    }
-
-    /// Whether the watcher learns sentinels other than those given (from `+sentinel` and
-    /// `SENTINEL SENTINELS`), listens to them and uses them for lookups. Turn it off when the
-    /// sentinels announce addresses this client cannot reach, or to use exactly the list
-    /// given.
-    ///
-    /// Defaults to `true`.
-    pub fn discover_sentinels(mut self, enabled: bool) -> Self {
-        self.discover_sentinels = enabled;
-        self
-    }
-
-    /// The most sentinels the pool knows, those given included; learned ones beyond it are
-    /// ignored. Each known sentinel costs a thread and two connections. At least the number of
-    /// sentinels given.
-    ///
-    /// Defaults to 16.
-    pub fn max_sentinels(mut self, max: usize) -> Self {
-        self.max_sentinels = max;
-        self
-    }
-
-    /// Whether the watcher fences the old master while a failover promotes a replica.
-    ///
-    /// Sentinel announces a failover (`+switch-master`) only after it promoted a replica:
-    /// about 0.1 to 1 s later, seconds for the leader. During `SENTINEL FAILOVER` the old master
-    /// accepts writes all that time, and every write it acknowledges after the promotion is
-    /// lost when it is demoted: thousands. With the fence, the watcher follows the failover
-    /// leader's steps: when the leader selects the replica to promote (about 0.1 s before it
-    /// sends `REPLICAOF NO ONE`), the pool stops handing out connections to the old master,
-    /// drops the idle ones, makes checked-out ones refuse their next request (not sent, so
-    /// [`with_retry`](crate::SentinelPool::with_retry) retries it) and holds new checkouts.
-    /// It resumes on the promoted replica when the failover is committed (or earlier: see
-    /// [`fence_resume`](Self::fence_resume)). The fence comes down without a new master, and
-    /// checkouts go where the sentinels say, when the leader aborts (`-failover-abort-*`,
-    /// back to the old master at once), when the watcher loses its subscription to the leader
-    /// (it died or froze: its failover cannot commit), and after
-    /// [`fence_timeout`](Self::fence_timeout). A subscriber that (re)joins while a failover is
-    /// under way learns it from its sentinel's state and raises the fence too.
-    ///
-    /// The trade-off: writes pause for about a second per failover (from the selection to the
-    /// commit), instead of a second of acknowledged writes being lost. In no failure of the
-    /// failover itself (its leader crashing or freezing at any step, the promoted replica
-    /// lost, a watcher that joins late) does the fence lose a write that a pool without it
-    /// would have kept. It needs the watcher, and a replica address this client can reach
-    /// (see [`address_map`](Self::address_map)).
-    ///
-    /// What it cannot protect: writes other clients send to the old master, and writes the
-    /// old master acknowledged but had not yet replicated when the replica was promoted
-    /// (asynchronous replication; `WAIT` narrows that window).
-    ///
-    /// Defaults to `true`.
-    pub fn fence(mut self, enabled: bool) -> Self {
-        self.fence = enabled;
-        self
-    }
-
-    /// The longest a fence holds checkouts: after it, the pool asks the sentinels for the
-    /// master again, as without the fence. A checkout never waits longer than its own
-    /// [`connection_timeout`](Self::connection_timeout) either. At most 30 seconds: a
-    /// failover that has not committed by then is stuck, and Sentinel itself gives it up only
-    /// after its `failover-timeout` (three minutes by default).
-    ///
-    /// Defaults to 3 seconds (a healthy failover commits within about 1.5 s of the step that
-    /// raises the fence).
-    pub fn fence_timeout(mut self, timeout: Duration) -> Self {
-        self.fence_timeout = timeout;
-        self
-    }
-
-    /// Where a fenced pool resumes writes: when the failover is committed (safe against its
-    /// leader dying midway), or as soon as the promoted replica answers master (faster, at
-    /// that risk). See [`FenceResume`] for the figures.
-    ///
-    /// Defaults to [`FenceResume::Commit`].
-    pub fn fence_resume(mut self, resume: FenceResume) -> Self {
-        self.fence_resume = resume;
-        self
-    }
-
     /// Speaks TLS to the sentinels and the data nodes (the `tls` feature; a connection
     /// string's `rediss+sentinel://`).
     ///
@@ -403,18 +299,6 @@ impl Builder {
     #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn tls(mut self, options: crate::TlsOptions) -> Self {
         self.tls = Some(options);
-        self
-    }
-
-    /// Builds a pool of reads from the replicas instead of the master: what
-    /// [`SentinelPool::replica_pool`](crate::SentinelPool::replica_pool) gives, for a program
-    /// that only reads (a connection string's `?role=replica`). The master's watcher runs
-    /// behind it. `build` still checks the master first; `build_manager` gives a manager
-    /// whose connections go to replicas.
-    ///
-    /// Defaults to none: the pool serves the master.
-    pub fn replicas(mut self, options: crate::ReplicaOptions) -> Self {
-        self.replicas = Some(options);
         self
     }
 
@@ -517,38 +401,6 @@ impl Builder {
     /// Defaults to none.
     pub fn event_handler(mut self, handler: Box<dyn r2d2::HandleEvent>) -> Self {
         self.hooks.event_handler = Some(handler.into());
-        self
-    }
-
-    /// Durable mode: every write through the pool is reported done only once the replicas
-    /// asked for confirm it (`WAIT`, sent in the write's own round trip, after it); when fewer
-    /// do within the durability's timeout, the call fails with
-    /// [`Error::NotReplicated`](crate::Error::NotReplicated) (through
-    /// [`with_retry`](crate::SentinelPool::with_retry)) or a `NOTREPLICATED` error (on a
-    /// connection), never `Ok`: the write was applied on the master and may be lost.
-    /// Reads are not waited for. [`Connection::with_durability`] sets it for one call.
-    /// [`Durability::on_disk`](crate::Durability::on_disk) waits with `WAITAOF` instead, for
-    /// the append-only files ([`Error::NotPersisted`](crate::Error::NotPersisted) when short).
-    ///
-    /// # Errors
-    ///
-    /// [`build`](Builder::build) returns [`Error::InvalidConfig`](crate::Error::InvalidConfig)
-    /// when the master cannot confirm writes, before any write: the ACL user may not run
-    /// `WAIT` (`WAITAOF` on disk), or, with
-    /// [`all_replicas`](crate::Durability::all_replicas), `ROLE`; on disk, no `WAITAOF`
-    /// (before Redis 7.2) or `appendonly no`.
-    ///
-    /// What it cannot do: confirm writes that a request sends inside a `MULTI` it leaves
-    /// open (such a request is refused unsent: send `MULTI ... EXEC` in one request, an
-    /// atomic pipeline, or each as a request of its own); protect against two failures at once (the master and the replicas
-    /// that confirmed), or a replica lost after it confirmed. A blocking command that writes
-    /// (`BLMOVE`) waits for its own timeout, then for the confirmations, within the read
-    /// timeout. Inside a script, `WAIT` cannot run: the script's writes are confirmed after
-    /// it, as one write.
-    ///
-    /// Defaults to none: a write is done when the master acknowledges it.
-    pub fn durability(mut self, durability: crate::Durability) -> Self {
-        self.durability = Some(durability);
         self
     }
 }

@@ -9,7 +9,7 @@ use crate::{Builder, Error};
 
 /// The pool's options as plain data, for a service's configuration file (TOML, YAML, JSON:
 /// any serde format). Every field is optional but where the sentinels are: either `url` (a
-/// connection string, as [`SentinelPool::from_url`] reads it) or `sentinels`, with `service`
+/// connection string, as [`SentinelPool::from_url`](crate::SentinelPool::from_url) reads it) or `sentinels`, with `service`
 /// (`mymaster` when unset). Durations are written `"500ms"`, `"3s"` or `"1m"`. Fields set here
 /// override what the `url` says; a field not set keeps the builder's default. Unknown fields
 /// are refused, so that a misspelt option is not silently ignored.
@@ -55,9 +55,10 @@ pub struct PoolConfig {
     pub max_size: Option<u32>,
     /// [`Builder::min_idle`].
     pub min_idle: Option<u32>,
-    /// [`Builder::connection_timeout`].
-    #[serde(deserialize_with = "duration")]
-    pub connection_timeout: Option<Duration>,
+    /// [`Builder::checkout_timeout`]; also read under its former name,
+    /// `connection_timeout`.
+    #[serde(deserialize_with = "duration", alias = "connection_timeout")]
+    pub checkout_timeout: Option<Duration>,
     /// [`Builder::connect_timeout`].
     #[serde(deserialize_with = "duration")]
     pub connect_timeout: Option<Duration>,
@@ -98,7 +99,7 @@ impl std::fmt::Debug for PoolConfig {
             .field("db", &self.db)
             .field("max_size", &self.max_size)
             .field("min_idle", &self.min_idle)
-            .field("connection_timeout", &self.connection_timeout)
+            .field("checkout_timeout", &self.checkout_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("read_timeout", &self.read_timeout)
             .field("write_timeout", &self.write_timeout)
@@ -160,8 +161,8 @@ impl PoolConfig {
         }
         let durations = [
             (
-                self.connection_timeout,
-                Builder::connection_timeout as fn(Builder, Duration) -> Builder,
+                self.checkout_timeout,
+                Builder::checkout_timeout as fn(Builder, Duration) -> Builder,
             ),
             (self.connect_timeout, Builder::connect_timeout),
             (self.read_timeout, Builder::read_timeout),

@@ -10,7 +10,9 @@ use crate::{
 };
 
 mod builder;
+mod check;
 mod env;
+mod failover;
 #[cfg(feature = "serde")]
 mod file;
 pub(crate) mod limits;
@@ -19,7 +21,6 @@ mod sentinel_address;
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 mod tls;
 pub(crate) mod url;
-mod validate;
 
 pub use builder::Builder;
 pub(crate) use env::builder as from_env;
@@ -146,7 +147,7 @@ pub(crate) struct Config {
     pub(crate) service: String,
     pub(crate) max_size: u32,
     pub(crate) min_idle: Option<u32>,
-    pub(crate) connection_timeout: Duration,
+    pub(crate) checkout_timeout: Duration,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) max_lifetime: Option<Duration>,
     pub(crate) data: NodeSettings,

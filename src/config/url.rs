@@ -12,8 +12,8 @@
 //! | parameter | builder option | value |
 //! | --- | --- | --- |
 //! | `sentinel_username`, `sentinel_password` | the sentinels' ACL user | text |
-//! | `role` | `master` (default) or `replica` ([`Builder::replicas`]) | word |
-//! | `connect_timeout`, `read_timeout`, `write_timeout`, `sentinel_timeout`, `connection_timeout` | the timeout of the same name | `500ms`, `3s`, `1m`; a bare number is seconds |
+//! | `role` | `master` (default) or `replica` ([`Builder::read_from_replicas`]) | word |
+//! | `connect_timeout`, `read_timeout`, `write_timeout`, `sentinel_timeout`, `checkout_timeout` | the timeout of the same name | `500ms`, `3s`, `1m`; a bare number is seconds |
 //! | `max_size`, `min_idle` | pool sizes | number |
 //! | `client_name` | [`Builder::client_name`] | text |
 //! | `address_map` | [`Builder::address_map`] | `announced=reachable` pairs, comma-separated |
@@ -121,15 +121,18 @@ pub(crate) fn parse(url: &str) -> Result<Builder, Error> {
             "read_timeout" => builder.read_timeout(duration("read_timeout", value)?),
             "write_timeout" => builder.write_timeout(duration("write_timeout", value)?),
             "sentinel_timeout" => builder.sentinel_timeout(duration("sentinel_timeout", value)?),
-            "connection_timeout" => {
-                builder.connection_timeout(duration("connection_timeout", value)?)
+            // `connection_timeout`: its former name, still read.
+            "checkout_timeout" | "connection_timeout" => {
+                builder.checkout_timeout(duration("checkout_timeout", value)?)
             }
             "max_size" => builder.max_size(number("max_size", value)?),
             "min_idle" => builder.min_idle(Some(number("min_idle", value)?)),
             "client_name" => builder.client_name(decode(value)?),
             "address_map" => builder.address_map(address_pairs("address_map", &decode(value)?)?),
             "role" if value == "master" => builder,
-            "role" if value == "replica" => builder.replicas(crate::ReplicaOptions::default()),
+            "role" if value == "replica" => {
+                builder.read_from_replicas(crate::ReplicaOptions::default())
+            }
             "role" => {
                 return Err(invalid(
                     "url",
@@ -143,7 +146,7 @@ pub(crate) fn parse(url: &str) -> Result<Builder, Error> {
                     format!(
                         "parameter {} (counting from 1) is not one of sentinel_username, \
                          sentinel_password, role, connect_timeout, read_timeout, \
-                         write_timeout, sentinel_timeout, connection_timeout, max_size, \
+                         write_timeout, sentinel_timeout, checkout_timeout, max_size, \
                          min_idle, client_name or address_map; a & inside a value must be \
                          percent-encoded (%26)",
                         position + 1
@@ -242,7 +245,7 @@ mod tests {
     fn parameters_set_timeouts_sizes_the_name_and_the_address_map() {
         let builder = parse(
             "redis+sentinel://s1,s2:26380/cache?connect_timeout=250ms&read_timeout=2&\
-             write_timeout=1.5s&sentinel_timeout=100ms&connection_timeout=1m&max_size=32&\
+             write_timeout=1.5s&sentinel_timeout=100ms&checkout_timeout=1m&max_size=32&\
              min_idle=4&client_name=orders&address_map=10.0.0.5:6379%3D127.0.0.1:7000",
         )
         .unwrap();
@@ -251,7 +254,7 @@ mod tests {
         assert_eq!(builder.read_timeout, ms(2000));
         assert_eq!(builder.write_timeout, ms(1500));
         assert_eq!(builder.sentinel_timeout, ms(100));
-        assert_eq!(builder.connection_timeout, ms(60_000));
+        assert_eq!(builder.checkout_timeout, ms(60_000));
         assert_eq!((builder.max_size, builder.min_idle), (32, Some(4)));
         assert_eq!(builder.client_name.as_deref(), Some("orders"));
         assert_eq!(
@@ -259,7 +262,7 @@ mod tests {
             vec![("10.0.0.5:6379".to_owned(), "127.0.0.1:7000".to_owned())]
         );
         // A sentinel without a port listens on 26379.
-        let config = builder.validate().unwrap();
+        let config = builder.check().unwrap();
         assert_eq!(config.sentinels[0], crate::NodeAddr::new("s1", 26379));
     }
 

@@ -261,7 +261,7 @@ impl Shared {
     /// The master the fence closed holds writes for a handover that does not complete: keeps
     /// the fence up until `until`, at most [`LONGEST_FENCE`](crate::config::LONGEST_FENCE)
     /// after it went up, and says so in the error of a connect it holds past its
-    /// `connection_timeout`. Returns the fence's end now, or `None` when no fence is up.
+    /// `checkout_timeout`. Returns the fence's end now, or `None` when no fence is up.
     pub(crate) fn stall_fence(&self, until: Instant) -> Option<Instant> {
         self.record.lock().stall_fence(until)
     }

@@ -264,8 +264,14 @@ impl Topology {
     }
 
     /// The service (master) name.
-    pub fn service_name(&self) -> &str {
+    pub fn service(&self) -> &str {
         &self.options.service
+    }
+
+    /// The former name of [`service`](Self::service).
+    #[deprecated(since = "0.1.0", note = "renamed `service`")]
+    pub fn service_name(&self) -> &str {
+        self.service()
     }
 
     /// The server the topology runs (from `redis-server --version`, or `valkey-server`'s), for
@@ -305,7 +311,7 @@ impl Topology {
 
     /// A pool builder for this topology: its sentinels, service name and passwords.
     pub fn pool_builder(&self) -> Builder {
-        let mut builder = SentinelPool::builder(self.sentinel_urls(), self.service_name());
+        let mut builder = SentinelPool::builder(self.sentinel_urls(), self.service());
         if let Some(password) = &self.options.password {
             builder = builder.password(password);
         }

@@ -3,7 +3,7 @@
 //! to the shared state. It does no I/O and takes no lock sentinel I/O holds.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     sync::Arc,
     thread::{self, JoinHandle},
     time::{Duration, Instant},
@@ -15,7 +15,7 @@ use super::{
     fence::{self, Decision, Target},
     probe::Probe,
     report::{Report, clamp},
-    subscriber::Subscriber,
+    subscription::SentinelSubscription,
     view::{MasterView, Verdict},
 };
 use crate::{
@@ -23,10 +23,6 @@ use crate::{
     sentinel::message::SentinelMessage, shared::Shared,
 };
 
-/// A learned (not configured) sentinel unreachable this long is forgotten.
-const PRUNE_AFTER: Duration = Duration::from_secs(60);
-/// A forgotten sentinel is not learned again for this long.
-const FORGOTTEN_FOR: Duration = Duration::from_secs(10 * 60);
 /// How often the coordinator looks for sentinels to forget, or subscriber threads to start
 /// again after the system refused one.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
@@ -66,7 +62,7 @@ pub(super) struct Slot {
 }
 
 impl Slot {
-    fn stop(&mut self) {
+    pub(super) fn stop(&mut self) {
         drop(self.stop.take());
         if let Some(thread) = self.thread.take()
             && thread.join().is_err()
@@ -92,7 +88,7 @@ pub(super) struct Coordinator {
     pub(super) reports_tx: Sender<Report>,
     pub(super) reports: Receiver<Report>,
     pub(super) subscribers: HashMap<NodeAddr, Slot>,
-    /// Sentinels forgotten, and when: not learned again for [`FORGOTTEN_FOR`].
+    /// Sentinels forgotten, and when: not learned again for ten minutes (see the `discovery` module).
     pub(super) forgotten: HashMap<NodeAddr, Instant>,
     pub(super) view: MasterView,
     /// The bound on known sentinels was reached and logged.
@@ -181,9 +177,9 @@ impl Coordinator {
         self.subscribers.insert(addr, slot);
     }
 
-    fn start_thread(&self, addr: &NodeAddr, slot: &mut Slot) {
+    pub(super) fn start_thread(&self, addr: &NodeAddr, slot: &mut Slot) {
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
-        let subscriber = Subscriber {
+        let subscriber = SentinelSubscription {
             addr: addr.clone(),
             service: self.shared.config.service.clone(),
             settings: clamp(&self.shared.config.sentinel),
@@ -376,95 +372,6 @@ impl Coordinator {
                  ignored"
             ),
         }
-    }
-
-    pub(super) fn learn(&mut self, addr: NodeAddr) {
-        if self.subscribers.contains_key(&addr) || !self.shared.config.discover_sentinels {
-            return;
-        }
-        if self
-            .forgotten
-            .get(&addr)
-            .is_some_and(|t| t.elapsed() < FORGOTTEN_FOR)
-        {
-            return;
-        }
-        if self.subscribers.len() >= self.shared.config.max_sentinels {
-            if !std::mem::replace(&mut self.full_logged, true) {
-                log::warn!(
-                    "not following sentinel {addr}: the pool knows max_sentinels ({}) already",
-                    self.shared.config.max_sentinels
-                );
-            }
-            return;
-        }
-        log::debug!("watcher learned of sentinel {addr}");
-        self.forgotten.remove(&addr);
-        self.shared.lookups.add(addr.clone());
-        self.add(addr.clone(), false);
-        self.update_liveness();
-        self.shared.events.send(Event::SentinelsChanged {
-            added: vec![addr],
-            removed: Vec::new(),
-        });
-    }
-
-    fn housekeeping(&mut self) {
-        // A sentinel gone silent ends the trust by time alone; this says so.
-        self.update_liveness();
-        let stale: HashSet<NodeAddr> = self
-            .subscribers
-            .iter()
-            .filter(|(_, s)| !s.seed && s.down_since.is_some_and(|t| t.elapsed() > PRUNE_AFTER))
-            .map(|(addr, _)| addr.clone())
-            .collect();
-        self.forget(stale, "unreachable for a minute");
-        let restart: Vec<NodeAddr> = self
-            .subscribers
-            .iter()
-            .filter(|(_, s)| s.thread.is_none())
-            .map(|(addr, _)| addr.clone())
-            .collect();
-        for addr in restart {
-            let mut slot = self.subscribers.remove(&addr).expect("listed above");
-            self.start_thread(&addr, &mut slot);
-            self.subscribers.insert(addr, slot);
-        }
-        self.forgotten.retain(|_, t| t.elapsed() < FORGOTTEN_FOR);
-        let (finished, running) = self.probes.drain(..).partition(|p| p.is_finished());
-        self.probes = running;
-        for probe in finished {
-            let _ = probe.join();
-        }
-    }
-
-    /// After a `SENTINEL RESET`: forgets the learned sentinels that are unreachable now; the
-    /// live ones are listed again by the sentinels.
-    fn forget_unreachable(&mut self) {
-        let down: HashSet<NodeAddr> = self
-            .subscribers
-            .iter()
-            .filter(|(_, s)| !s.seed && !s.connected)
-            .map(|(addr, _)| addr.clone())
-            .collect();
-        self.forget(down, "unreachable when a sentinel was reset");
-    }
-
-    pub(super) fn forget(&mut self, addrs: HashSet<NodeAddr>, why: &str) {
-        for addr in addrs {
-            if let Some(mut slot) = self.subscribers.remove(&addr) {
-                slot.stop();
-            }
-            self.shared.watcher.set_subscribed(&addr, false);
-            log::debug!("watcher forgot sentinel {addr}: {why}");
-            self.forgotten.insert(addr.clone(), Instant::now());
-            self.shared.lookups.remove(&addr);
-            self.shared.events.send(Event::SentinelsChanged {
-                added: Vec::new(),
-                removed: vec![addr],
-            });
-        }
-        self.update_liveness();
     }
 
     /// Tells checkouts until when they may trust the watcher instead of a round trip: while

@@ -79,11 +79,12 @@
 //! pool's events) each change. Adaptive checkouts skip their round trip only until then.
 
 mod coordinator;
+mod discovery;
 mod fence;
 mod fencing;
 mod probe;
 mod report;
-mod subscriber;
+mod subscription;
 mod view;
 
 use std::thread::{self, JoinHandle};

@@ -316,7 +316,7 @@ pub fn until_waiting_for_promotion(topology: &Topology, leader: &NodeAddr) {
         Duration::from_secs(10),
         || {
             let state: std::collections::HashMap<String, String> = redis::cmd("SENTINEL")
-                .arg(&["MASTER", topology.service_name()])
+                .arg(&["MASTER", topology.service()])
                 .query(&mut direct(leader))
                 .ok()?;
             (state.get("failover-state").map(String::as_str) == Some("wait_promotion"))
@@ -328,21 +328,21 @@ pub fn until_waiting_for_promotion(topology: &Topology, leader: &NodeAddr) {
 /// Sends `SENTINEL FAILOVER` to the first sentinel.
 pub fn start_failover(topology: &Topology) {
     let _: () = redis::cmd("SENTINEL")
-        .arg(&["FAILOVER", topology.service_name()])
+        .arg(&["FAILOVER", topology.service()])
         .query(&mut direct(&topology.sentinel_addrs()[0]))
         .unwrap();
 }
 
 /// Waits for the first event that `matches`, collecting the ones before it.
 pub fn wait_for_event(
-    pool_events: &r2d2_redis_sentinel::crossbeam_channel::Receiver<Event>,
+    pool_events: &r2d2_redis_sentinel::Events,
     what: &str,
     matches: impl Fn(&Event) -> bool,
 ) -> Vec<Event> {
     let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
-        if let Ok(event) = pool_events.recv_timeout(Duration::from_millis(100)) {
+        if let Some(event) = pool_events.recv_timeout(Duration::from_millis(100)) {
             let found = matches(&event);
             seen.push(event);
             if found {

@@ -85,7 +85,7 @@ pub fn wait_flagged(topology: &Topology, replicas: &[NodeAddr], down: bool, time
             .iter()
             .all(|s| {
                 let listed: Vec<std::collections::HashMap<String, String>> = redis::cmd("SENTINEL")
-                    .arg(&["REPLICAS", topology.service_name()])
+                    .arg(&["REPLICAS", topology.service()])
                     .query(&mut direct(s))
                     .unwrap();
                 replicas.iter().all(|r| {

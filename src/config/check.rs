@@ -9,7 +9,7 @@ use redis::{
 
 use super::{
     Builder, Config, FenceOptions, LONGEST, LONGEST_FENCE, MAX_POOL_SIZE, Validation,
-    check_duration, invalid, parse_sentinel,
+    check_duration, invalid, parse_sentinel, sentinel_address::SentinelUrl,
 };
 use crate::{
     Error, NodeAddr, RetryPolicy,
@@ -17,152 +17,18 @@ use crate::{
 };
 
 impl Builder {
+    /// Checks every option, family by family, and makes the configuration the pool runs on.
     // `mut` for the TLS a rediss:// address turns on.
     #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
-    pub(crate) fn validate(mut self) -> Result<Config, Error> {
-        if self.sentinels.is_empty() {
-            return Err(Error::NoSentinels);
-        }
-        let sentinels = self
-            .sentinels
-            .iter()
-            .map(|address| parse_sentinel(address))
-            .collect::<Result<Vec<_>, _>>()?;
-        // A TLS scheme turns TLS on for the pool, which speaks it to every node or to none.
-        let schemes: Vec<bool> = sentinels.iter().filter_map(|s| s.tls).collect();
-        if schemes.contains(&true) {
-            if schemes.contains(&false) {
-                return Err(invalid(
-                    "sentinels",
-                    "some addresses are rediss:// (TLS) and others redis://: the pool speaks \
-                     TLS to every node or to none",
-                ));
-            }
-            #[cfg(feature = "tls")]
-            if self.tls.is_none() {
-                self.tls = Some(crate::TlsOptions::default());
-            }
-            #[cfg(not(feature = "tls"))]
-            return Err(invalid(
-                "sentinels",
-                "a rediss:// (TLS) sentinel address needs the crate's `tls` feature",
-            ));
-        }
-        #[cfg(feature = "tls")]
-        if self.tls.is_some() {
-            crate::TlsOptions::install_crypto_provider();
-        }
-        if self.max_sentinels < sentinels.len() || self.max_sentinels > MAX_POOL_SIZE as usize {
-            return Err(invalid(
-                "max_sentinels",
-                format!(
-                    "{} is out of range: give at least the {} sentinels listed, at most \
-                     {MAX_POOL_SIZE}",
-                    self.max_sentinels,
-                    sentinels.len()
-                ),
-            ));
-        }
-        if self.service.trim().is_empty() {
-            return Err(invalid(
-                "service_name",
-                "the service (master) name is empty",
-            ));
-        }
-        // `sentinel monitor <name> ...` takes the name as one word: no sentinel can monitor a
-        // name with white space or control characters.
-        if self
-            .service
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control())
-        {
-            return Err(invalid(
-                "service_name",
-                "the service (master) name has white space or control characters; use the \
-                 name from `sentinel monitor` in sentinel.conf",
-            ));
-        }
-        if self.db < 0 {
-            return Err(invalid(
-                "db",
-                format!("{} is negative: databases count from 0", self.db),
-            ));
-        }
-        if self.max_size == 0 || self.max_size > MAX_POOL_SIZE {
-            return Err(invalid(
-                "max_size",
-                format!(
-                    "{} is out of range: give 1 to {MAX_POOL_SIZE} (Redis's default maxclients)",
-                    self.max_size
-                ),
-            ));
-        }
-        if let Some(min_idle) = self.min_idle
-            && min_idle > self.max_size
-        {
-            return Err(invalid(
-                "min_idle",
-                format!("{min_idle} is larger than max_size {}", self.max_size),
-            ));
-        }
-        for (option, value) in [
-            ("connection_timeout", self.connection_timeout),
-            ("connect_timeout", self.connect_timeout),
-            ("read_timeout", self.read_timeout),
-            ("write_timeout", self.write_timeout),
-            ("sentinel_timeout", self.sentinel_timeout),
-            ("fence_timeout", self.fence_timeout),
-        ] {
-            check_duration(option, value)?;
-        }
-        for (option, value) in [
-            ("idle_timeout", self.idle_timeout),
-            ("max_lifetime", self.max_lifetime),
-        ] {
-            if let Some(value) = value {
-                check_duration(option, value)?;
-            }
-        }
-        if let Validation::Adaptive { window } = self.validation {
-            check_duration("validation", window)?;
-        }
-        if self.fence_timeout > LONGEST_FENCE {
-            return Err(invalid(
-                "fence_timeout",
-                format!(
-                    "{:?} is longer than the longest allowed, {LONGEST_FENCE:?}: a failover \
-                     that has not committed by then is stuck, and holding writes for it is \
-                     worse than what the fence prevents",
-                    self.fence_timeout
-                ),
-            ));
-        }
+    pub(crate) fn check(mut self) -> Result<Config, Error> {
+        let sentinels = self.check_sentinels()?;
+        self.check_names()?;
+        self.check_pool_size()?;
+        self.check_timeouts()?;
         if let Some(retry) = &self.retry {
             check_retry(retry)?;
         }
-        if let Some(name) = &self.client_name
-            && (name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()))
-        {
-            return Err(invalid(
-                "client_name",
-                "Redis takes a client name of printable ASCII without spaces (letters, digits, \
-                 - _ . : and the like), and not an empty one",
-            ));
-        }
-        if let Some(idle) = self.tcp_keepalive {
-            check_duration("tcp_keepalive", idle)?;
-            // Linux's TCP_KEEPIDLE, in whole seconds; outside it every connect fails with
-            // `os error 22`, which names no option.
-            if !(Duration::from_secs(1)..=Duration::from_secs(32_767)).contains(&idle) {
-                return Err(invalid(
-                    "tcp_keepalive",
-                    format!(
-                        "{idle:?} is outside what the kernel takes for a keepalive's idle \
-                         time: 1 s to 32,767 s"
-                    ),
-                ));
-            }
-        }
+        self.check_connections()?;
         if let Some(why) = self
             .durability
             .and_then(|d| d.invalid_with(self.read_timeout))
@@ -235,7 +101,7 @@ impl Builder {
             service: self.service,
             max_size: self.max_size,
             min_idle: self.min_idle,
-            connection_timeout: self.connection_timeout,
+            checkout_timeout: self.checkout_timeout,
             idle_timeout: self.idle_timeout,
             max_lifetime: self.max_lifetime,
             data: NodeSettings {
@@ -271,6 +137,171 @@ impl Builder {
             }),
             hooks: self.hooks,
         })
+    }
+}
+
+impl Builder {
+    /// The sentinel addresses, parsed; a TLS scheme turns TLS on for the pool.
+    #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
+    fn check_sentinels(&mut self) -> Result<Vec<SentinelUrl>, Error> {
+        if self.sentinels.is_empty() {
+            return Err(Error::NoSentinels);
+        }
+        let sentinels = self
+            .sentinels
+            .iter()
+            .map(|address| parse_sentinel(address))
+            .collect::<Result<Vec<_>, _>>()?;
+        // A TLS scheme turns TLS on for the pool, which speaks it to every node or to none.
+        let schemes: Vec<bool> = sentinels.iter().filter_map(|s| s.tls).collect();
+        if schemes.contains(&true) {
+            if schemes.contains(&false) {
+                return Err(invalid(
+                    "sentinels",
+                    "some addresses are rediss:// (TLS) and others redis://: the pool speaks \
+                     TLS to every node or to none",
+                ));
+            }
+            #[cfg(feature = "tls")]
+            if self.tls.is_none() {
+                self.tls = Some(crate::TlsOptions::default());
+            }
+            #[cfg(not(feature = "tls"))]
+            return Err(invalid(
+                "sentinels",
+                "a rediss:// (TLS) sentinel address needs the crate's `tls` feature",
+            ));
+        }
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() {
+            crate::TlsOptions::install_crypto_provider();
+        }
+        if self.max_sentinels < sentinels.len() || self.max_sentinels > MAX_POOL_SIZE as usize {
+            return Err(invalid(
+                "max_sentinels",
+                format!(
+                    "{} is out of range: give at least the {} sentinels listed, at most \
+                     {MAX_POOL_SIZE}",
+                    self.max_sentinels,
+                    sentinels.len()
+                ),
+            ));
+        }
+        Ok(sentinels)
+    }
+
+    /// The service's name and the db.
+    fn check_names(&self) -> Result<(), Error> {
+        if self.service.trim().is_empty() {
+            return Err(invalid("service", "the service (master) name is empty"));
+        }
+        // `sentinel monitor <name> ...` takes the name as one word: no sentinel can monitor a
+        // name with white space or control characters.
+        if self
+            .service
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(invalid(
+                "service",
+                "the service (master) name has white space or control characters; use the \
+                 name from `sentinel monitor` in sentinel.conf",
+            ));
+        }
+        if self.db < 0 {
+            return Err(invalid(
+                "db",
+                format!("{} is negative: databases count from 0", self.db),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `max_size` and `min_idle`.
+    fn check_pool_size(&self) -> Result<(), Error> {
+        if self.max_size == 0 || self.max_size > MAX_POOL_SIZE {
+            return Err(invalid(
+                "max_size",
+                format!(
+                    "{} is out of range: give 1 to {MAX_POOL_SIZE} (Redis's default maxclients)",
+                    self.max_size
+                ),
+            ));
+        }
+        if let Some(min_idle) = self.min_idle
+            && min_idle > self.max_size
+        {
+            return Err(invalid(
+                "min_idle",
+                format!("{min_idle} is larger than max_size {}", self.max_size),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every duration: the timeouts, the validation window and the fence's longest hold.
+    fn check_timeouts(&self) -> Result<(), Error> {
+        for (option, value) in [
+            ("checkout_timeout", self.checkout_timeout),
+            ("connect_timeout", self.connect_timeout),
+            ("read_timeout", self.read_timeout),
+            ("write_timeout", self.write_timeout),
+            ("sentinel_timeout", self.sentinel_timeout),
+            ("fence_timeout", self.fence_timeout),
+        ] {
+            check_duration(option, value)?;
+        }
+        for (option, value) in [
+            ("idle_timeout", self.idle_timeout),
+            ("max_lifetime", self.max_lifetime),
+        ] {
+            if let Some(value) = value {
+                check_duration(option, value)?;
+            }
+        }
+        if let Validation::Adaptive { window } = self.validation {
+            check_duration("validation", window)?;
+        }
+        if self.fence_timeout > LONGEST_FENCE {
+            return Err(invalid(
+                "fence_timeout",
+                format!(
+                    "{:?} is longer than the longest allowed, {LONGEST_FENCE:?}: a failover \
+                     that has not committed by then is stuck, and holding writes for it is \
+                     worse than what the fence prevents",
+                    self.fence_timeout
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// What every data-node connection sets up: its client name and TCP keepalive.
+    fn check_connections(&self) -> Result<(), Error> {
+        if let Some(name) = &self.client_name
+            && (name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(invalid(
+                "client_name",
+                "Redis takes a client name of printable ASCII without spaces (letters, digits, \
+                 - _ . : and the like), and not an empty one",
+            ));
+        }
+        if let Some(idle) = self.tcp_keepalive {
+            check_duration("tcp_keepalive", idle)?;
+            // Linux's TCP_KEEPIDLE, in whole seconds; outside it every connect fails with
+            // `os error 22`, which names no option.
+            if !(Duration::from_secs(1)..=Duration::from_secs(32_767)).contains(&idle) {
+                return Err(invalid(
+                    "tcp_keepalive",
+                    format!(
+                        "{idle:?} is outside what the kernel takes for a keepalive's idle \
+                         time: 1 s to 32,767 s"
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -344,7 +375,7 @@ mod tests {
             "s1",
             "redis://[::1]",
         ])
-        .validate()
+        .check()
         .unwrap();
         assert_eq!(
             config.sentinels,
@@ -368,7 +399,7 @@ mod tests {
             "redis://h:notaport",
             "redis+unix:///tmp/s",
         ] {
-            match builder(&[bad]).validate() {
+            match builder(&[bad]).check() {
                 Err(Error::InvalidSentinelAddress { address, .. }) => assert_eq!(address, bad),
                 other => panic!("{bad:?} gave {other:?}"),
             }
@@ -377,7 +408,7 @@ mod tests {
 
     #[test]
     fn a_tls_scheme_turns_tls_on_and_cannot_be_mixed_with_plain() {
-        let mixed = builder(&["rediss://h:1", "redis://h:2"]).validate();
+        let mixed = builder(&["rediss://h:1", "redis://h:2"]).check();
         assert!(
             matches!(
                 &mixed,
@@ -388,7 +419,7 @@ mod tests {
             ),
             "{mixed:?}"
         );
-        let tls = builder(&["rediss://h:1", "valkeys://h:2", "h:3"]).validate();
+        let tls = builder(&["rediss://h:1", "valkeys://h:2", "h:3"]).check();
         #[cfg(feature = "tls")]
         assert!(tls.unwrap().data.tls.is_some());
         #[cfg(not(feature = "tls"))]
@@ -402,7 +433,7 @@ mod tests {
         #[cfg(feature = "tls")]
         assert!(
             builder(&["redis://h:1"])
-                .validate()
+                .check()
                 .unwrap()
                 .data
                 .tls
@@ -435,12 +466,12 @@ mod tests {
             ),
         ];
         for (builder, expected) in cases {
-            match builder.validate() {
+            match builder.check() {
                 Err(Error::InvalidConfig { option, .. }) => assert_eq!(option, expected),
                 other => panic!("expected InvalidConfig for {expected}, got {other:?}"),
             }
         }
-        assert!(matches!(builder(&[]).validate(), Err(Error::NoSentinels)));
+        assert!(matches!(builder(&[]).check(), Err(Error::NoSentinels)));
     }
 
     #[test]
@@ -448,7 +479,7 @@ mod tests {
         let config = builder(&["h:1"])
             .password("data")
             .sentinel_password("sentinel")
-            .validate()
+            .check()
             .unwrap();
         assert_eq!(config.data.redis.password(), Some("data"));
         assert_eq!(config.sentinel.redis.password(), Some("sentinel"));

@@ -49,7 +49,7 @@ impl From<redis::RedisError> for Ended {
 }
 
 /// One subscriber thread's world.
-pub(super) struct Subscriber {
+pub(super) struct SentinelSubscription {
     pub(super) addr: NodeAddr,
     pub(super) service: String,
     pub(super) settings: NodeSettings,
@@ -59,7 +59,7 @@ pub(super) struct Subscriber {
     pub(super) stop: Receiver<()>,
 }
 
-impl Subscriber {
+impl SentinelSubscription {
     pub(super) fn run(self) {
         let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
         loop {
