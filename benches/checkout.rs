@@ -17,10 +17,8 @@ use criterion::{
     measurement::WallTime,
 };
 
-mod support;
-
 use r2d2_redis_sentinel::testkit::Topology;
-use support::{POOL_SIZES, THREADS, contenders, run};
+use support::bench::{POOL_SIZES, THREADS, contenders, run};
 
 fn checkout(c: &mut Criterion) {
     let topology = Topology::start().expect("topology");

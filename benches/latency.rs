@@ -16,9 +16,7 @@ use std::{
 };
 
 use r2d2_redis_sentinel::{Durability, NodeAddr, SentinelPool, redis, testkit::Topology};
-use support::{Op, POOL_SIZES, THREADS, contenders};
-
-mod support;
+use support::bench::{Op, POOL_SIZES, THREADS, contenders};
 
 fn main() {
     let durable_mode = std::env::var("DURABLE").unwrap_or_default();
@@ -28,7 +26,7 @@ fn main() {
     }
     let topology = Topology::start().expect("topology");
     if durable_mode == "on" {
-        let pool = |durable: bool| support::pool_durable_or_not(&topology, 8, durable);
+        let pool = |durable: bool| support::bench::pool_durable_or_not(&topology, 8, durable);
         durable(
             &[
                 ("default", pool(false), None),
@@ -103,7 +101,7 @@ type Mode<'a> = (&'a str, SentinelPool, Option<(&'a Vec<NodeAddr>, &'a str)>);
 fn durable(modes: &[Mode], duration: Duration) {
     println!("| request | mode | threads | ops/s | p50 | p99 |");
     println!("| --- | --- | --- | --- | --- | --- |");
-    let pipeline = Arc::new(support::pipeline());
+    let pipeline = Arc::new(support::bench::pipeline());
     for (mode, pool, fsync) in modes {
         if let Some((nodes, fsync)) = fsync {
             for node in nodes.iter() {

@@ -1,6 +1,6 @@
 //! Every ratio the README and BENCHMARKS.md state, measured interleaved: the contenders take
 //! turns in slices of a fifth of a second, in a shuffled order each round, on one topology, and
-//! each ratio is taken between slices of the same round (`support/interleave.rs` says why).
+//! each ratio is taken between slices of the same round (`support/src/interleave.rs` says why).
 //! Each row gives the contender's median rate and its median ratio to the case's baseline, with
 //! the middle half of the per-round ratios.
 //!
@@ -31,11 +31,9 @@ use r2d2_redis_sentinel::{
     testkit::Topology,
 };
 
-mod support;
-
 use support::{
-    Op, contenders, interleave::Contender, interleave::interleave, interleave::print, mget,
-    pipeline, rebuild_after_invalidate, run, time_builds,
+    bench::{Op, contenders, mget, pipeline, rebuild_after_invalidate, run, time_builds},
+    interleave::{Contender, interleave, print},
 };
 
 /// One slice per contender and round.
@@ -140,8 +138,8 @@ fn rebuild(topology: &Topology) {
     let master = topology.master().expect("master");
     let pool = topology
         .pool_builder()
-        .max_size(support::REBUILD)
-        .min_idle(Some(support::REBUILD))
+        .max_size(support::bench::REBUILD)
+        .min_idle(Some(support::bench::REBUILD))
         .build()
         .expect("pool");
     let mut sides = vec![
@@ -154,7 +152,7 @@ fn rebuild(topology: &Topology) {
             })
         }),
         Contender::new("`LockedSentinelClient`, build", |iters| {
-            time_builds(iters, || support::locked_sentinel_client(topology))
+            time_builds(iters, || support::bench::locked_sentinel_client(topology))
         }),
     ];
     let rates = interleave(&mut sides, SLICE, ROUNDS);
@@ -233,7 +231,7 @@ fn nodelay(topology: &Topology) {
 }
 
 fn durable(topology: &Topology) {
-    let pool = |durable: bool| support::pool_durable_or_not(topology, 1, durable);
+    let pool = |durable: bool| support::bench::pool_durable_or_not(topology, 1, durable);
     let (default, durable) = (pool(false), pool(true));
     let master = topology.master().expect("master");
     let client = redis::Client::open(format!("redis://{master}")).expect("client");

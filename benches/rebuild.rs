@@ -17,10 +17,9 @@
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-mod support;
 
 use r2d2_redis_sentinel::{redis, testkit::Topology};
-use support::{REBUILD, rebuild_after_invalidate, time_builds};
+use support::bench::{REBUILD, rebuild_after_invalidate, time_builds};
 
 fn rebuild(c: &mut Criterion) {
     let topology = Topology::start().expect("topology");
@@ -47,7 +46,9 @@ fn rebuild(c: &mut Criterion) {
         })
     });
     group.bench_function("locked-sentinel-client/build", |b| {
-        b.iter_custom(|iters| time_builds(iters, || support::locked_sentinel_client(&topology)))
+        b.iter_custom(|iters| {
+            time_builds(iters, || support::bench::locked_sentinel_client(&topology))
+        })
     });
     group.finish();
 }

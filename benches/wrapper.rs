@@ -17,9 +17,7 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use r2d2_redis_sentinel::{redis, testkit::Topology};
 
-mod support;
-
-use support::{KEYS, mget, pipeline};
+use support::bench::{KEYS, mget, pipeline};
 
 fn wrapper(c: &mut Criterion) {
     let topology = Topology::start().expect("topology");

@@ -29,11 +29,11 @@ pub fn sentinel_reply(fields: &[(String, String)]) {
 
 /// A connection string, a sentinel address, and their redaction.
 pub fn strings(text: &str) {
-    if let Ok(builder) = crate::url::parse(text) {
+    if let Ok(builder) = crate::config::url::parse(text) {
         let _ = format!("{builder:?}");
     }
     let _ = crate::config::parse_sentinel(text);
-    let _ = crate::config::redact_url(text);
+    let _ = crate::secret::redact_url(text);
 }
 
 /// The RESP scan of a packed request that tracks what a connection's caller did, and the
@@ -42,7 +42,7 @@ pub fn packed_request(bytes: &[u8]) {
     let table = redis::parse_redis_value(bytes)
         .ok()
         .and_then(|reply| crate::connection::command_table::CommandTable::parse(&reply));
-    for (name, arg) in crate::connection::commands(bytes) {
+    for (name, arg) in crate::connection::command::commands(bytes) {
         let _ = (name.len(), arg.map(<[u8]>::len));
         let _ = crate::connection::command_table::traits(name, arg, None);
         let _ = crate::connection::command_table::traits(name, arg, table.as_ref());

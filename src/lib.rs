@@ -19,6 +19,7 @@ mod node;
 mod pool;
 mod replica;
 mod retry;
+mod secret;
 mod sentinel;
 mod stats;
 mod subscriber;
@@ -43,6 +44,7 @@ pub use node::NodeAddr;
 pub use pool::{PooledConnection, SentinelPool};
 pub use replica::{ReplicaOptions, ReplicaSelection};
 pub use retry::RetryPolicy;
+pub use secret::Secret;
 pub use stats::{CheckoutMode, RetryStats, Stats, WatcherState};
 pub use subscriber::Subscriber;
 

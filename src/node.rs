@@ -49,14 +49,24 @@ impl fmt::Display for NodeAddr {
 
 /// Rewrites the addresses sentinels announce into addresses this client can reach (Docker,
 /// NAT): exact pairs first, then the function, else the address as announced.
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct AddressMap {
     pub(crate) exact: std::collections::HashMap<NodeAddr, NodeAddr>,
-    pub(crate) function: Option<std::sync::Arc<MapFn>>,
+    pub(crate) function: Option<MapFunction>,
 }
 
 /// The general form of an address map: `None` keeps the address as announced.
 pub(crate) type MapFn = dyn Fn(&NodeAddr) -> Option<NodeAddr> + Send + Sync;
+
+/// A user's address function, shared; shows as `<function>`.
+#[derive(Clone)]
+pub(crate) struct MapFunction(pub(crate) std::sync::Arc<MapFn>);
+
+impl fmt::Debug for MapFunction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<function>")
+    }
+}
 
 impl AddressMap {
     /// The address to connect to for `announced`.
@@ -65,18 +75,9 @@ impl AddressMap {
             return mapped.clone();
         }
         match &self.function {
-            Some(function) => function(&announced).unwrap_or(announced),
+            Some(MapFunction(function)) => function(&announced).unwrap_or(announced),
             None => announced,
         }
-    }
-}
-
-impl fmt::Debug for AddressMap {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AddressMap")
-            .field("exact", &self.exact)
-            .field("function", &self.function.as_ref().map(|_| "<function>"))
-            .finish()
     }
 }
 

@@ -2,8 +2,6 @@
 //! then asked with `HELLO`, which every user may run, and a demoted node is still never
 //! handed out. A permission the pool cannot do without gets its own error.
 
-mod support;
-
 use std::time::Duration;
 
 use r2d2_redis_sentinel::{

@@ -3,8 +3,6 @@
 //! the round trip protected stays protected. Each test here fails if the window were skipped
 //! blindly (the round trip never asked, or asked only while one subscription is open).
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use r2d2_redis_sentinel::{

@@ -3,8 +3,6 @@
 //! watcher's announcements alike. Here each data node is reached through its own loopback
 //! proxy, and the pool must go through the proxies, before and after a failover.
 
-mod support;
-
 use std::{collections::HashMap, time::Duration};
 
 use r2d2_redis_sentinel::{Error, NodeAddr, SentinelPool, redis::Commands, testkit::Topology};

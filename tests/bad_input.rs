@@ -1,7 +1,5 @@
 //! Bad input gets a typed error whose message says what to fix; nothing panics or hangs.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use r2d2_redis_sentinel::{Error, SentinelPool, Validation, redis::Commands, testkit::Topology};

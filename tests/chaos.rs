@@ -1,4 +1,4 @@
-//! A short chaos run (the long one is `cargo bench --bench chaos`): 8 writers through
+//! A short chaos run (the long one is `cargo bench -p benchmarks --bench chaos`): 8 writers through
 //! `with_retry_idempotent` while a planned failover, a crash (the old master restarted as master) and two
 //! failovers back to back happen. No error reaches a writer, and no acknowledged write is lost
 //! after the pool knew its node was no longer master. What Redis itself lost (replication lag,
@@ -6,10 +6,7 @@
 //! durable mode, which the second run checks loses nothing at all; the third compares both
 //! modes in a storm with the fence off, where the default loses writes.
 
-mod support;
-
-#[path = "support/chaos.rs"]
-mod chaos;
+use support::chaos;
 
 use std::sync::{Mutex, MutexGuard};
 

@@ -1,7 +1,5 @@
 //! Checkouts reach the master, never a stale or demoted node.
 
-mod support;
-
 use std::time::Duration;
 
 use r2d2_redis_sentinel::{WatcherState, redis::Commands, testkit::Topology};

@@ -2,8 +2,6 @@
 //! service, the db and both sides' credentials; builder options still override it; hostile
 //! strings get the same typed errors as the builder.
 
-mod support;
-
 use r2d2_redis_sentinel::{Error, SentinelPool, redis::Commands, testkit::Topology};
 use support::init_logging;
 

@@ -6,10 +6,7 @@
 //! of both nodes, before they fail. Each test skips (and says so) on servers without
 //! coordinated failovers.
 
-mod support;
-
-#[path = "support/fence.rs"]
-mod fence_kit;
+use support::fence as fence_kit;
 
 use std::{
     sync::{

@@ -3,10 +3,7 @@
 //! error through `with_retry_idempotent`. The pool learns `down-after` from the
 //! sentinels and grows its default retry deadline to cover the failover.
 
-mod support;
-
-#[path = "support/fence.rs"]
-mod fence_kit;
+use support::fence as fence_kit;
 
 use std::time::Duration;
 

@@ -10,13 +10,9 @@
 //! image, the test says so and passes without running: everything else in the suite runs without
 //! Docker. An image named by `REDIS_IMAGE` that the engine does not have is a failure, not a skip.
 
-mod support;
+use support::docker as docker_kit;
 
-#[path = "support/docker.rs"]
-mod docker_kit;
-
-#[path = "support/fence.rs"]
-mod fence_kit;
+use support::fence as fence_kit;
 
 use std::{
     thread,

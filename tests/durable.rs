@@ -3,10 +3,7 @@
 //! with replication lag loses no write durable mode acknowledged, where the default mode
 //! loses some.
 
-mod support;
-
-#[path = "support/fence.rs"]
-mod fence_kit;
+use support::fence as fence_kit;
 
 use std::{
     sync::{

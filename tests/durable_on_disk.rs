@@ -3,8 +3,6 @@
 //! append-only file) is refused before any write reaches it; fewer confirmations than asked
 //! are a typed error, never `Ok`. CI runs this file on every server of its matrix.
 
-mod support;
-
 use std::time::Duration;
 
 use r2d2_redis_sentinel::{

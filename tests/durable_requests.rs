@@ -3,8 +3,6 @@
 //! needs no confirmation, and what durable mode needs from the server (`WAIT`, `ROLE`,
 //! `WAITAOF`) is checked before any write is sent. Each test here failed before its fix.
 
-mod support;
-
 use std::time::Duration;
 
 use r2d2_redis_sentinel::{

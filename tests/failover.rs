@@ -1,8 +1,6 @@
 //! After a failover, new checkouts reach the new master, with the watcher off: the pool finds
 //! out from errors and `ROLE` checks alone. (tests/watcher.rs covers the watcher.)
 
-mod support;
-
 use std::time::Duration;
 
 use r2d2_redis_sentinel::{SentinelPool, redis::Commands, testkit::Topology};

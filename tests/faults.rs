@@ -2,8 +2,6 @@
 //! an old master that comes back believing it is master. Each is bounded in time and stops by
 //! itself.
 
-mod support;
-
 use std::{
     sync::{Arc, Barrier},
     thread,

@@ -5,10 +5,7 @@
 //! master's keys as the judge. The failures of the failover itself are in
 //! `tests/fence_faults.rs`.
 
-mod support;
-
-#[path = "support/fence.rs"]
-mod fence_kit;
+use support::fence as fence_kit;
 
 use std::{
     sync::{

@@ -5,10 +5,7 @@
 //! one is. Where the comparison matters, a fenced pool and an unfenced one run side by side on
 //! the same topology through the same fault.
 
-mod support;
-
-#[path = "support/fence.rs"]
-mod fence_kit;
+use support::fence as fence_kit;
 
 use std::time::{Duration, Instant};
 

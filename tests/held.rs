@@ -2,8 +2,6 @@
 //! request fails with an error that says it was not sent, which `with_retry` retries on the
 //! new master.
 
-mod support;
-
 use r2d2_redis_sentinel::{
     Error,
     redis::{self, Commands},

@@ -1,8 +1,6 @@
 //! What the builder hands to r2d2 and to the sockets: a connection customizer and an event
 //! handler (on the master pool and its replica pools), a client name, TCP keepalive.
 
-mod support;
-
 use std::{
     sync::{
         Arc,

@@ -3,8 +3,6 @@
 //! first in a list of real sentinels, the next one is asked and the pool works. Nothing
 //! panics.
 
-mod support;
-
 use std::time::Duration;
 
 use r2d2_redis_sentinel::{

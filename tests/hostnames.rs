@@ -2,8 +2,6 @@
 //! replicas announcing `localhost`): the pool resolves them, through a failover and for
 //! replica reads.
 
-mod support;
-
 use r2d2_redis_sentinel::{
     ReplicaOptions,
     redis::{self, Commands},

@@ -1,8 +1,6 @@
 //! A connection left in a bad state by its caller is never handed to the next one. Each
 //! case runs with both validation modes: the state is tracked, not only caught by `PING`.
 
-mod support;
-
 use std::time::Duration;
 
 use r2d2_redis_sentinel::{

@@ -1,8 +1,6 @@
 //! The manager in a plain `r2d2::Pool`, built the r2d2 way (customizer, event handler, any
 //! code generic over `r2d2::Pool<M>`), a lazy start, and a per-call read timeout.
 
-mod support;
-
 use std::{
     sync::{
         Arc,

@@ -1,8 +1,6 @@
 //! RESP3 to the data nodes, and a non-zero db, through a failover: checkout validation, the
 //! fence's probe and replica reads parse RESP3 replies as they do RESP2 ones.
 
-mod support;
-
 use std::time::Duration;
 
 use r2d2_redis_sentinel::{

@@ -2,8 +2,6 @@
 //! no replica means a clear error or the master when allowed, failovers move the read set,
 //! and a write sent to a replica is refused at once without moving anything.
 
-mod support;
-
 use std::{collections::BTreeSet, time::Duration};
 
 use r2d2_redis_sentinel::{

@@ -1,8 +1,6 @@
 //! Finding the master: one generation holds one master, a stale answer costs one
 //! invalidation and no more, and sentinel I/O never blocks the watcher or `stats()`.
 
-mod support;
-
 use std::{
     sync::{
         Arc,

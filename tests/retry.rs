@@ -1,8 +1,6 @@
 //! `with_retry`: failovers are invisible to writers, and nothing that may have run is run again
 //! unless the caller said it is safe.
 
-mod support;
-
 use std::{
     sync::{
         Arc,

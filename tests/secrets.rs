@@ -3,8 +3,6 @@
 //! `#`, `@`, `&`, `=`, `,` or `:` unencoded in URLs too. Every log record of
 //! this test binary, at every level, is captured and checked.
 
-mod support;
-
 use std::{
     sync::{Mutex, Once},
     time::Duration,

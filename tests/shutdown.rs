@@ -4,8 +4,6 @@
 
 #![cfg(target_os = "linux")]
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;

@@ -1,8 +1,6 @@
 //! `pool.subscriber()`: pub/sub on the master that follows it across failovers and broken
 //! connections, says so with an event, and bounds every wait.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use r2d2_redis_sentinel::{

@@ -5,8 +5,6 @@
 //! The bounds have slack for a loaded machine; what they catch is a wait of twice the
 //! timeout or more (one timeout per reply of a pipelined request).
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use r2d2_redis_sentinel::{Error, SentinelPool, testkit::Topology};

@@ -1,8 +1,6 @@
 //! TLS (the `tls` feature) against a topology that speaks only TLS: every node and sentinel on
 //! a `tls-port`, certificates from a throwaway CA, the sentinels announcing the TLS ports.
 
-mod support;
-
 use r2d2_redis_sentinel::{
     Error, Event, FailoverSource, SentinelPool, TlsOptions,
     redis::Commands,

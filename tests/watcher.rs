@@ -1,8 +1,6 @@
 //! The watcher: failovers are learned from the sentinels within a bounded time, from any
 //! sentinel, after reconnecting, and from sentinels discovered later.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use r2d2_redis_sentinel::{

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use redis::ProtocolVersion;
 
-use super::{FenceResume, Hooks, REDACTED, Validation, redact_url};
-use crate::{Connection, Error, NodeAddr, RetryPolicy, node::MapFn};
+use super::{FenceResume, Hooks, Validation};
+use crate::{Connection, Error, NodeAddr, RetryPolicy, Secret, node::MapFunction};
 
 /// Builds a [`SentinelPool`](crate::SentinelPool); made by
 /// [`SentinelPool::builder`](crate::SentinelPool::builder).
@@ -14,10 +14,11 @@ use crate::{Connection, Error, NodeAddr, RetryPolicy, node::MapFn};
 /// which validates every option and asks the sentinels for the master. Every duration must be
 /// longer than zero and at most one year. Its `Debug` output shows no password, not even one
 /// inside a sentinel URL.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct Builder {
-    pub(crate) sentinels: Vec<String>,
+    /// Addresses as given: they may carry credentials.
+    pub(crate) sentinels: Vec<Secret>,
     pub(crate) service: String,
     pub(crate) max_size: u32,
     pub(crate) min_idle: Option<u32>,
@@ -25,9 +26,9 @@ pub struct Builder {
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) max_lifetime: Option<Duration>,
     pub(crate) username: Option<String>,
-    pub(crate) password: Option<String>,
+    pub(crate) password: Option<Secret>,
     pub(crate) sentinel_username: Option<String>,
-    pub(crate) sentinel_password: Option<String>,
+    pub(crate) sentinel_password: Option<Secret>,
     pub(crate) db: i64,
     pub(crate) protocol: ProtocolVersion,
     pub(crate) connect_timeout: Duration,
@@ -47,59 +48,12 @@ pub struct Builder {
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::TlsOptions>,
     pub(crate) address_pairs: Vec<(String, String)>,
-    pub(crate) address_function: Option<std::sync::Arc<MapFn>>,
+    pub(crate) address_function: Option<MapFunction>,
     pub(crate) client_name: Option<String>,
     pub(crate) tcp_nodelay: bool,
     pub(crate) tcp_keepalive: Option<Duration>,
     pub(crate) hooks: Hooks,
     pub(crate) durability: Option<crate::Durability>,
-}
-
-impl std::fmt::Debug for Builder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let hidden = |password: &Option<String>| password.as_ref().map(|_| REDACTED);
-        let sentinels: Vec<String> = self.sentinels.iter().map(|s| redact_url(s)).collect();
-        let mut f = f.debug_struct("Builder");
-        f.field("sentinels", &sentinels)
-            .field("service", &self.service)
-            .field("max_size", &self.max_size)
-            .field("min_idle", &self.min_idle)
-            .field("checkout_timeout", &self.checkout_timeout)
-            .field("idle_timeout", &self.idle_timeout)
-            .field("max_lifetime", &self.max_lifetime)
-            .field("username", &self.username)
-            .field("password", &hidden(&self.password))
-            .field("sentinel_username", &self.sentinel_username)
-            .field("sentinel_password", &hidden(&self.sentinel_password))
-            .field("db", &self.db)
-            .field("protocol", &self.protocol)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("read_timeout", &self.read_timeout)
-            .field("write_timeout", &self.write_timeout)
-            .field("sentinel_timeout", &self.sentinel_timeout)
-            .field("validation", &self.validation)
-            .field("retry", &self.retry)
-            .field("watcher", &self.watcher)
-            .field("discover_sentinels", &self.discover_sentinels)
-            .field("max_sentinels", &self.max_sentinels)
-            .field("fence", &self.fence)
-            .field("fence_timeout", &self.fence_timeout)
-            .field("fence_resume", &self.fence_resume)
-            .field("replicas", &self.replicas);
-        #[cfg(feature = "tls")]
-        f.field("tls", &self.tls);
-        f.field("address_map", &self.address_pairs)
-            .field(
-                "map_addresses",
-                &self.address_function.as_ref().map(|_| "<function>"),
-            )
-            .field("client_name", &self.client_name)
-            .field("tcp_nodelay", &self.tcp_nodelay)
-            .field("tcp_keepalive", &self.tcp_keepalive)
-            .field("hooks", &self.hooks)
-            .field("durability", &self.durability)
-            .finish()
-    }
 }
 
 impl Builder {
@@ -113,13 +67,13 @@ impl Builder {
         Builder::new(
             sentinels
                 .into_iter()
-                .map(|s| s.as_ref().to_owned())
+                .map(|s| Secret::address(s.as_ref()))
                 .collect(),
             service.into(),
         )
     }
 
-    pub(crate) fn new(sentinels: Vec<String>, service: String) -> Self {
+    pub(crate) fn new(sentinels: Vec<Secret>, service: String) -> Self {
         Builder {
             sentinels,
             service,
@@ -218,7 +172,7 @@ impl Builder {
     ///
     /// Defaults to none.
     pub fn password(mut self, password: impl Into<String>) -> Self {
-        self.password = Some(password.into());
+        self.password = Some(Secret::new(password.into()));
         self
     }
 
@@ -235,7 +189,7 @@ impl Builder {
     ///
     /// Defaults to none, or the password in the sentinel URL.
     pub fn sentinel_password(mut self, password: impl Into<String>) -> Self {
-        self.sentinel_password = Some(password.into());
+        self.sentinel_password = Some(Secret::new(password.into()));
         self
     }
 
@@ -337,7 +291,7 @@ impl Builder {
         mut self,
         map: impl Fn(&NodeAddr) -> Option<NodeAddr> + Send + Sync + 'static,
     ) -> Self {
-        self.address_function = Some(std::sync::Arc::new(map));
+        self.address_function = Some(MapFunction(std::sync::Arc::new(map)));
         self
     }
 

@@ -49,7 +49,7 @@ impl Builder {
             data = data.set_username(username);
         }
         if let Some(password) = &self.password {
-            data = data.set_password(password);
+            data = data.set_password(password.expose());
         }
         let mut sentinel = RedisConnectionInfo::default();
         let sentinel_username = self
@@ -58,7 +58,8 @@ impl Builder {
             .or(sentinels.iter().find_map(|s| s.username.as_deref()));
         let sentinel_password = self
             .sentinel_password
-            .as_deref()
+            .as_ref()
+            .map(|p| p.expose().as_str())
             .or(sentinels.iter().find_map(|s| s.password.as_deref()));
         if sentinel_username.is_some() && sentinel_password.is_none() {
             return Err(invalid(
@@ -150,7 +151,7 @@ impl Builder {
         let sentinels = self
             .sentinels
             .iter()
-            .map(|address| parse_sentinel(address))
+            .map(|address| parse_sentinel(address.expose()))
             .collect::<Result<Vec<_>, _>>()?;
         // A TLS scheme turns TLS on for the pool, which speaks it to every node or to none.
         let schemes: Vec<bool> = sentinels.iter().filter_map(|s| s.tls).collect();
@@ -360,7 +361,10 @@ mod tests {
 
     fn builder(sentinels: &[&str]) -> Builder {
         Builder::new(
-            sentinels.iter().map(|s| s.to_string()).collect(),
+            sentinels
+                .iter()
+                .map(|s| crate::Secret::address(*s))
+                .collect(),
             "mymaster".into(),
         )
     }

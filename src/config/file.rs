@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::{Builder, Error};
+use crate::{Builder, Error, Secret};
 
 /// The pool's options as plain data, for a service's configuration file (TOML, YAML, JSON:
 /// any serde format). Every field is optional but where the sentinels are: either `url` (a
@@ -29,26 +29,28 @@ use crate::{Builder, Error};
 /// # }
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct PoolConfig {
     /// A connection string (`redis+sentinel://...`); instead of `sentinels` and `service`.
-    pub url: Option<String>,
+    #[serde(deserialize_with = "address")]
+    pub url: Option<Secret>,
     /// Sentinel addresses (`host:port`, `redis://...`), when no `url` is given.
-    pub sentinels: Vec<String>,
+    #[serde(deserialize_with = "addresses")]
+    pub sentinels: Vec<Secret>,
     /// The service (master) name; `mymaster` when unset.
     pub service: Option<String>,
     /// [`Builder::username`].
     pub username: Option<String>,
     /// [`Builder::password`].
     #[serde(deserialize_with = "secret")]
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// [`Builder::sentinel_username`].
     pub sentinel_username: Option<String>,
     /// [`Builder::sentinel_password`].
     #[serde(deserialize_with = "secret")]
-    pub sentinel_password: Option<String>,
+    pub sentinel_password: Option<Secret>,
     /// [`Builder::db`].
     pub db: Option<i64>,
     /// [`Builder::max_size`].
@@ -77,39 +79,6 @@ pub struct PoolConfig {
     pub address_map: std::collections::BTreeMap<String, String>,
 }
 
-impl std::fmt::Debug for PoolConfig {
-    /// The passwords, and a URL's, never show.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let hidden = |password: &Option<String>| password.as_ref().map(|_| super::REDACTED);
-        f.debug_struct("PoolConfig")
-            .field("url", &self.url.as_deref().map(super::redact_url))
-            .field(
-                "sentinels",
-                &self
-                    .sentinels
-                    .iter()
-                    .map(|s| super::redact_url(s))
-                    .collect::<Vec<_>>(),
-            )
-            .field("service", &self.service)
-            .field("username", &self.username)
-            .field("password", &hidden(&self.password))
-            .field("sentinel_username", &self.sentinel_username)
-            .field("sentinel_password", &hidden(&self.sentinel_password))
-            .field("db", &self.db)
-            .field("max_size", &self.max_size)
-            .field("min_idle", &self.min_idle)
-            .field("checkout_timeout", &self.checkout_timeout)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("read_timeout", &self.read_timeout)
-            .field("write_timeout", &self.write_timeout)
-            .field("sentinel_timeout", &self.sentinel_timeout)
-            .field("client_name", &self.client_name)
-            .field("address_map", &self.address_map)
-            .finish()
-    }
-}
-
 impl PoolConfig {
     /// The builder these options describe; set more on it, then `build`.
     ///
@@ -119,9 +88,9 @@ impl PoolConfig {
     /// `url` does not parse. Everything else is checked by `build`, as the builder's options.
     pub fn builder(&self) -> Result<Builder, Error> {
         let mut builder = match (&self.url, self.sentinels.is_empty()) {
-            (Some(url), true) => super::url::parse(url)?,
+            (Some(url), true) => super::url::parse(url.expose())?,
             (None, false) => Builder::of(
-                &self.sentinels,
+                self.sentinels.iter().map(Secret::expose),
                 self.service.as_deref().unwrap_or("mymaster"),
             ),
             (Some(_), false) => {
@@ -146,13 +115,19 @@ impl PoolConfig {
         }
         let strings = [
             (
-                &self.username,
+                self.username.as_ref(),
                 Builder::username as fn(Builder, String) -> Builder,
             ),
-            (&self.password, Builder::password),
-            (&self.sentinel_username, Builder::sentinel_username),
-            (&self.sentinel_password, Builder::sentinel_password),
-            (&self.client_name, Builder::client_name),
+            (
+                self.password.as_ref().map(Secret::expose),
+                Builder::password,
+            ),
+            (self.sentinel_username.as_ref(), Builder::sentinel_username),
+            (
+                self.sentinel_password.as_ref().map(Secret::expose),
+                Builder::sentinel_password,
+            ),
+            (self.client_name.as_ref(), Builder::client_name),
         ];
         for (value, set) in strings {
             if let Some(value) = value {
@@ -190,6 +165,17 @@ impl PoolConfig {
     }
 }
 
+/// A connection string, which may carry passwords.
+fn address<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Secret>, D::Error> {
+    Ok(Option::<String>::deserialize(deserializer)?.map(Secret::address))
+}
+
+/// Sentinel addresses, which may carry passwords.
+fn addresses<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Secret>, D::Error> {
+    let addresses = Vec::<String>::deserialize(deserializer)?;
+    Ok(addresses.into_iter().map(Secret::address).collect())
+}
+
 /// `"500ms"`, `"3s"`, `"1m"`, as connection strings write durations.
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
     let text = String::deserialize(deserializer)?;
@@ -201,21 +187,21 @@ fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duratio
 /// A password: a string. Anything else is refused with an error that does not quote it, as
 /// serde's own would (`invalid type: integer `12345``): a password the file format read as a
 /// number is still a password.
-fn secret<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
-    struct Secret;
-    impl serde::de::Visitor<'_> for Secret {
-        type Value = Option<String>;
+fn secret<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Secret>, D::Error> {
+    struct Password;
+    impl serde::de::Visitor<'_> for Password {
+        type Value = Option<Secret>;
 
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.write_str("a password, as a string")
         }
 
         fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Self::Value, E> {
-            Ok(Some(value.to_owned()))
+            Ok(Some(Secret::from(value)))
         }
 
         fn visit_string<E: serde::de::Error>(self, value: String) -> Result<Self::Value, E> {
-            Ok(Some(value))
+            Ok(Some(Secret::new(value)))
         }
 
         fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
@@ -253,5 +239,5 @@ fn secret<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<St
     fn not_text<E: serde::de::Error>() -> E {
         E::custom("a password must be a string: quote it (its value is not shown)")
     }
-    deserializer.deserialize_any(Secret)
+    deserializer.deserialize_any(Password)
 }

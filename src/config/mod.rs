@@ -27,7 +27,7 @@ pub(crate) use env::builder as from_env;
 #[cfg(feature = "serde")]
 pub use file::PoolConfig;
 pub(crate) use limits::{LONGEST, LONGEST_FENCE, MAX_POOL_SIZE};
-pub(crate) use sentinel_address::{REDACTED, parse_sentinel, percent_decode, redact_url};
+pub(crate) use sentinel_address::{parse_sentinel, percent_decode};
 #[cfg(feature = "tls")]
 pub use tls::TlsOptions;
 

@@ -3,7 +3,7 @@
 
 use redis::IntoConnectionInfo;
 
-use crate::{Error, NodeAddr};
+use crate::{Error, NodeAddr, secret::redact_url};
 
 pub(crate) struct SentinelUrl {
     pub(super) addr: NodeAddr,
@@ -12,40 +12,6 @@ pub(crate) struct SentinelUrl {
     /// `Some(true)` for `rediss://` or `valkeys://`, `Some(false)` for `redis://` or
     /// `valkey://`, `None` without a scheme.
     pub(super) tls: Option<bool>,
-}
-
-/// What stands for a password wherever the crate shows one.
-pub(crate) const REDACTED: &str = "<redacted>";
-
-/// `address` with the password of its user info, if any, replaced by [`REDACTED`]:
-/// `redis://user:secret@host:1` shows as `redis://user:<redacted>@host:1`. User info without a
-/// colon is hidden whole, as it may be a password alone. The user info runs to the last `@`:
-/// a password may hold `/`, `?`, `#` or `@` unencoded, and whatever follows the last `@` is
-/// the only part sure to hold none of it. A query parameter whose name ends in `password`
-/// (`?sentinel_password=...`) is hidden with everything after it, since an unencoded `&` in
-/// it would make its tail look like another parameter.
-pub(crate) fn redact_url(address: &str) -> String {
-    let query_secret = address.find('?').and_then(|q| {
-        let key = "password=";
-        address[q..]
-            .to_ascii_lowercase()
-            .find(key)
-            .map(|at| q + at + key.len())
-    });
-    let address = match query_secret {
-        Some(value) => format!("{}{REDACTED}", &address[..value]),
-        None => address.to_owned(),
-    };
-    let start = address.find("://").map_or(0, |i| i + 3);
-    let rest = &address[start..];
-    let Some(at) = rest.rfind('@') else {
-        return address;
-    };
-    let user = match rest[..at].split_once(':') {
-        Some((user, _)) if !user.contains(['/', '?', '#']) => format!("{user}:{REDACTED}"),
-        _ => REDACTED.to_owned(),
-    };
-    format!("{}{user}{}", &address[..start], &rest[at..])
 }
 
 /// Parses `redis://[user:pass@]host[:port]` (or `rediss://`, `valkey://`, `valkeys://`) or a

@@ -1,6 +1,8 @@
 //! TLS to sentinels and data nodes (the `tls` feature): [`TlsOptions`] for
 //! [`Builder::tls`](crate::Builder::tls).
 
+use crate::Secret;
+
 /// How the pool speaks TLS, to the sentinels and the data nodes alike (Redis's `tls-port`,
 /// with `tls-replication yes` on the nodes and sentinels). Certificates are checked against
 /// the given root certificates, or the platform's when none is given, and must name the
@@ -18,7 +20,8 @@
 #[must_use]
 pub struct TlsOptions {
     pub(crate) root_certificates: Option<Vec<u8>>,
-    pub(crate) client: Option<(Vec<u8>, Vec<u8>)>,
+    /// A certificate chain and its private key.
+    pub(crate) client: Option<(Vec<u8>, Secret<Vec<u8>>)>,
 }
 
 impl std::fmt::Debug for TlsOptions {
@@ -28,7 +31,7 @@ impl std::fmt::Debug for TlsOptions {
                 "root_certificates",
                 &self.root_certificates.as_ref().map(|_| "<PEM>"),
             )
-            .field("client", &self.client.as_ref().map(|_| super::REDACTED))
+            .field("client", &self.client.as_ref().map(|(_, key)| key))
             .finish()
     }
 }
@@ -48,7 +51,7 @@ impl TlsOptions {
         certificate: impl Into<Vec<u8>>,
         key: impl Into<Vec<u8>>,
     ) -> Self {
-        self.client = Some((certificate.into(), key.into()));
+        self.client = Some((certificate.into(), Secret::new(key.into())));
         self
     }
 
@@ -60,7 +63,7 @@ impl TlsOptions {
                 .as_ref()
                 .map(|(cert, key)| redis::ClientTlsConfig {
                     client_cert: cert.clone(),
-                    client_key: key.clone(),
+                    client_key: key.expose().clone(),
                 }),
             root_cert: self.root_certificates.clone(),
         }

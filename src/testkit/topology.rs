@@ -15,7 +15,7 @@ use super::{
     error::io_error,
     process::{Access, Binaries, Process, ServerVersion, free_port, query, unique_dir},
 };
-use crate::{Builder, NodeAddr, SentinelPool};
+use crate::{Builder, NodeAddr, Secret, SentinelPool};
 
 /// How often readiness and state conditions are polled.
 const POLL: Duration = Duration::from_millis(20);
@@ -24,7 +24,7 @@ const START_ATTEMPTS: usize = 4;
 
 /// Options of a [`Topology`]; made by [`Topology::builder`]. Its `Debug` output shows no
 /// password.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 #[must_use]
 pub struct TopologyBuilder {
     service: String,
@@ -34,31 +34,12 @@ pub struct TopologyBuilder {
     failover_timeout: Duration,
     redis_defaults: bool,
     appendonly: bool,
-    password: Option<String>,
-    sentinel_password: Option<String>,
+    password: Option<Secret>,
+    sentinel_password: Option<Secret>,
     timeout: Duration,
     hostnames: bool,
     #[cfg(feature = "tls")]
     tls: bool,
-}
-
-impl std::fmt::Debug for TopologyBuilder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let hidden = |password: &Option<String>| password.as_ref().map(|_| crate::config::REDACTED);
-        f.debug_struct("TopologyBuilder")
-            .field("service", &self.service)
-            .field("replicas", &self.replicas)
-            .field("sentinels", &self.sentinels)
-            .field("down_after", &self.down_after)
-            .field("failover_timeout", &self.failover_timeout)
-            .field("redis_defaults", &self.redis_defaults)
-            .field("appendonly", &self.appendonly)
-            .field("hostnames", &self.hostnames)
-            .field("password", &hidden(&self.password))
-            .field("sentinel_password", &hidden(&self.sentinel_password))
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Default for TopologyBuilder {
@@ -147,7 +128,7 @@ impl TopologyBuilder {
     ///
     /// Defaults to none.
     pub fn password(mut self, password: impl Into<String>) -> Self {
-        self.password = Some(password.into());
+        self.password = Some(Secret::new(password.into()));
         self
     }
 
@@ -180,7 +161,7 @@ impl TopologyBuilder {
     ///
     /// Defaults to none.
     pub fn sentinel_password(mut self, password: impl Into<String>) -> Self {
-        self.sentinel_password = Some(password.into());
+        self.sentinel_password = Some(Secret::new(password.into()));
         self
     }
 
@@ -312,10 +293,10 @@ impl Topology {
     /// A pool builder for this topology: its sentinels, service name and passwords.
     pub fn pool_builder(&self) -> Builder {
         let mut builder = SentinelPool::builder(self.sentinel_urls(), self.service());
-        if let Some(password) = &self.options.password {
+        if let Some(password) = self.options.password.as_ref().map(Secret::expose) {
             builder = builder.password(password);
         }
-        if let Some(password) = &self.options.sentinel_password {
+        if let Some(password) = self.options.sentinel_password.as_ref().map(Secret::expose) {
             builder = builder.sentinel_password(password);
         }
         #[cfg(feature = "tls")]
@@ -346,7 +327,7 @@ impl Topology {
     /// How the kit reaches its data nodes.
     fn data_access(&self) -> Access {
         Access {
-            password: self.options.password.clone(),
+            password: self.options.password.as_ref().map(|p| p.expose().clone()),
             #[cfg(feature = "tls")]
             tls: self.tls_options(),
         }
@@ -355,7 +336,11 @@ impl Topology {
     /// How the kit reaches its sentinels.
     fn sentinel_access(&self) -> Access {
         Access {
-            password: self.options.sentinel_password.clone(),
+            password: self
+                .options
+                .sentinel_password
+                .as_ref()
+                .map(|p| p.expose().clone()),
             #[cfg(feature = "tls")]
             tls: self.tls_options(),
         }
@@ -596,7 +581,7 @@ impl Topology {
                 .arg(self.options.down_after.as_millis() as u64)
                 .arg("failover-timeout")
                 .arg(self.options.failover_timeout.as_millis() as u64);
-            if let Some(password) = &self.options.password {
+            if let Some(password) = self.options.password.as_ref().map(Secret::expose) {
                 set.arg("auth-pass").arg(password);
             }
             self.sentinel_query::<()>(sentinel, &set)?;
@@ -714,7 +699,7 @@ impl Topology {
             if self.options.hostnames {
                 conf.push_str("replica-announce-ip localhost\n");
             }
-            if let Some(password) = &self.options.password {
+            if let Some(password) = self.options.password.as_ref().map(Secret::expose) {
                 conf.push_str(&format!("requirepass {password}\nmasterauth {password}\n"));
             }
             if let Some(master_port) = master_port {
@@ -764,10 +749,10 @@ impl Topology {
                 down = options.down_after.as_millis(),
                 failover = options.failover_timeout.as_millis(),
             );
-            if let Some(password) = &options.password {
+            if let Some(password) = options.password.as_ref().map(Secret::expose) {
                 conf.push_str(&format!("sentinel auth-pass {service} {password}\n"));
             }
-            if let Some(password) = &options.sentinel_password {
+            if let Some(password) = options.sentinel_password.as_ref().map(Secret::expose) {
                 conf.push_str(&format!(
                     "requirepass {password}\nsentinel sentinel-pass {password}\n"
                 ));

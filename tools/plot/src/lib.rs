@@ -1,6 +1,6 @@
 //! Draws the benchmark figures from the benches' results, run from the repository's root:
 //! `cargo run -p plot --bin checkout` (after `cargo bench --bench checkout`) and
-//! `cargo run -p plot --bin failover` (after `cargo bench --bench failover`). What both share:
+//! `cargo run -p plot --bin failover` (after `cargo bench -p benchmarks --bench failover`). What both share:
 //! the font.
 
 use std::{error::Error, fs};

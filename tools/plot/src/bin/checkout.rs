@@ -1,4 +1,4 @@
-//! Draws `benches/checkout.png` from the results of `cargo bench --bench checkout`: operations
+//! Draws `docs/plots/checkout.png` from the results of `cargo bench --bench checkout`: operations
 //! per second against threads, one line per contender, one panel per pool size.
 //!
 //! `cargo bench --bench checkout && cargo run -p plot --bin checkout`
@@ -91,8 +91,8 @@ fn main() -> Result<(), Box<dyn Error>> {
             label,
         );
     }
-    img.save("benches/checkout.png")?;
-    println!("wrote benches/checkout.png");
+    img.save("docs/plots/checkout.png")?;
+    println!("wrote docs/plots/checkout.png");
     Ok(())
 }
 

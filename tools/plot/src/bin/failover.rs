@@ -1,9 +1,9 @@
-//! Draws `benches/failover.png` from the timelines `cargo bench --bench failover` writes: one
+//! Draws `docs/plots/failover.png` from the timelines `cargo bench -p benchmarks --bench failover` writes: one
 //! writer's acknowledged writes per 10 ms through one planned failover and one master crash,
 //! with the fence on and off; writes the final master lacks in red; Sentinel's steps and the
 //! pool's moves marked.
 //!
-//! `cargo bench --bench failover && cargo run -p plot --bin failover`
+//! `cargo bench -p benchmarks --bench failover && cargo run -p plot --bin failover`
 //!
 //! It reads `target/failover-timeline/*.json` and the DejaVu Sans font (Debian/Ubuntu:
 //! `apt-get install fonts-dejavu-core`; or set `PLOT_FONT` to any TTF file).
@@ -72,8 +72,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut timelines = Vec::new();
     for (file, title) in PANELS {
         let path = format!("target/failover-timeline/{file}.json");
-        let text = fs::read_to_string(&path)
-            .map_err(|e| format!("{path}: {e}; run `cargo bench --bench failover` first"))?;
+        let text = fs::read_to_string(&path).map_err(|e| {
+            format!("{path}: {e}; run `cargo bench -p benchmarks --bench failover` first")
+        })?;
         let json: serde_json::Value = serde_json::from_str(&text)?;
         let numbers = |key: &str| -> Vec<f64> {
             json[key]
@@ -136,8 +137,8 @@ fn main() -> Result<(), Box<dyn Error>> {
             label,
         );
     }
-    img.save("benches/failover.png")?;
-    println!("wrote benches/failover.png");
+    img.save("docs/plots/failover.png")?;
+    println!("wrote docs/plots/failover.png");
     Ok(())
 }
 

@@ -11,16 +11,16 @@ use std::time::Duration;
 
 /// Runs the operation `iters` times and returns the time it took (criterion's `iter_custom`
 /// shape, so the benches' operations serve both).
-pub(crate) type Timed<'a> = Box<dyn FnMut(u64) -> Duration + 'a>;
+pub type Timed<'a> = Box<dyn FnMut(u64) -> Duration + 'a>;
 
 /// One side of a comparison.
-pub(crate) struct Contender<'a> {
-    pub(crate) name: String,
-    pub(crate) run: Timed<'a>,
+pub struct Contender<'a> {
+    pub name: String,
+    pub run: Timed<'a>,
 }
 
 impl<'a> Contender<'a> {
-    pub(crate) fn new(name: impl Into<String>, run: impl FnMut(u64) -> Duration + 'a) -> Self {
+    pub fn new(name: impl Into<String>, run: impl FnMut(u64) -> Duration + 'a) -> Self {
         Contender {
             name: name.into(),
             run: Box::new(run),
@@ -29,9 +29,9 @@ impl<'a> Contender<'a> {
 }
 
 /// The rates of each contender, one per round (operations per second).
-pub(crate) struct Rates {
-    pub(crate) names: Vec<String>,
-    pub(crate) per_round: Vec<Vec<f64>>,
+pub struct Rates {
+    pub names: Vec<String>,
+    pub per_round: Vec<Vec<f64>>,
 }
 
 /// How many iterations fill about `slice`, found by doubling from one (warms the contender up
@@ -50,11 +50,7 @@ fn calibrate(run: &mut Timed<'_>, slice: Duration) -> u64 {
 
 /// `rounds` rounds of one slice of about `slice` per contender, in an order shuffled per round
 /// (a fixed seed: the same sequence every run).
-pub(crate) fn interleave(
-    contenders: &mut [Contender<'_>],
-    slice: Duration,
-    rounds: usize,
-) -> Rates {
+pub fn interleave(contenders: &mut [Contender<'_>], slice: Duration, rounds: usize) -> Rates {
     let iters: Vec<u64> = contenders
         .iter_mut()
         .map(|c| calibrate(&mut c.run, slice))
@@ -90,16 +86,16 @@ fn quantile(values: &[f64], q: f64) -> f64 {
 
 /// Per contender: the median rate, and the median ratio to the `baseline` contender's rate in
 /// the same round with the middle half of those ratios (p25 to p75).
-pub(crate) struct Summary {
-    pub(crate) name: String,
-    pub(crate) median_rate: f64,
-    pub(crate) ratio: f64,
-    pub(crate) ratio_p25: f64,
-    pub(crate) ratio_p75: f64,
+pub struct Summary {
+    pub name: String,
+    pub median_rate: f64,
+    pub ratio: f64,
+    pub ratio_p25: f64,
+    pub ratio_p75: f64,
 }
 
 impl Rates {
-    pub(crate) fn summarize(&self, baseline: usize) -> Vec<Summary> {
+    pub fn summarize(&self, baseline: usize) -> Vec<Summary> {
         let base = &self.per_round[baseline];
         self.names
             .iter()
@@ -120,7 +116,7 @@ impl Rates {
 
 /// Prints one Markdown table row per contender: the case, the contender, its median rate
 /// (`unit` per second) and its ratio to the baseline.
-pub(crate) fn print(case: &str, unit: &str, rates: &Rates, baseline: usize) {
+pub fn print(case: &str, unit: &str, rates: &Rates, baseline: usize) {
     let base = &rates.names[baseline];
     for s in rates.summarize(baseline) {
         let ratio = if s.name == *base {

@@ -1,7 +1,7 @@
 //! Chaos runs, long: 8 writers through `with_retry_idempotent` (`RETRY=plain`: plain
 //! `with_retry`, which returns `MaybeApplied` where the other retries) while the harness
 //! causes failovers, then
-//! every acknowledged write accounted for on the final master (see `tests/support/chaos.rs`
+//! every acknowledged write accounted for on the final master (see `support/src/chaos.rs`
 //! for the classes of loss). Two runs, each on a topology of its own:
 //! - **alternating**: `FAILOVERS` (10 by default) failovers, `SENTINEL FAILOVER` and SIGKILL of
 //!   the master in turn, each once the topology settled (replicas in sync); a killed master is
@@ -9,14 +9,13 @@
 //! - **storm**: `STORM` (6 by default) `SENTINEL FAILOVER`s back to back, each as soon as the
 //!   previous one's new master answers.
 //!
-//! `cargo bench --bench chaos` (about 5 minutes); `FENCE=off` runs both with the pool's fence
+//! `cargo bench -p benchmarks --bench chaos` (about 5 minutes); `FENCE=off` runs both with the pool's fence
 //! off, to see the window it closes; `DURABLE=on` in durable mode (every write confirmed by
 //! all connected replicas); `REDIS_DEFAULTS=on` keeps Redis's replication defaults (a full
 //! resync waits 5 seconds before it starts, so a storm promotes replicas still waiting);
 //! `FAILOVERS=0` or `STORM=0` skips a run. Results in BENCHMARKS.md and the README.
 
-#[path = "../tests/support/chaos.rs"]
-mod chaos;
+use support::chaos;
 
 use std::env;
 

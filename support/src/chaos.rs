@@ -1,6 +1,6 @@
 //! Chaos runs: writers through `with_retry_idempotent` (or plain `with_retry`) while the
 //! harness causes failovers, then every acknowledged write accounted for on the final master.
-//! Shared by `tests/chaos.rs` (a short run) and `benches/chaos.rs` (the long one).
+//! Shared by `tests/chaos.rs` (a short run) and `benchmarks/benches/chaos.rs` (the long one).
 //!
 //! A lost write is one acknowledged to a writer and missing from the final master. Each is
 //! put in one of three classes by when it was acknowledged and by which node:
@@ -40,7 +40,7 @@ use r2d2_redis_sentinel::{
 
 /// One thing the harness does to the topology.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Step {
+pub enum Step {
     /// `SENTINEL FAILOVER`, after the topology settled (replicas in sync).
     Planned,
     /// SIGKILL of the master after the topology settled; the node is restarted once a replica
@@ -54,45 +54,45 @@ pub(crate) enum Step {
 
 /// What a run did and what it lost.
 #[derive(Debug, Default)]
-pub(crate) struct Report {
+pub struct Report {
     /// Failovers completed: planned, crashes, in storms.
-    pub(crate) planned: usize,
-    pub(crate) crashes: usize,
-    pub(crate) stormed: usize,
+    pub planned: usize,
+    pub crashes: usize,
+    pub stormed: usize,
     /// Writes acknowledged to the writers.
-    pub(crate) acked: usize,
+    pub acked: usize,
     /// Errors the writers saw (each a write not acknowledged).
-    pub(crate) errors: usize,
+    pub errors: usize,
     /// Of those, `MaybeApplied`: plain `with_retry` met a broken connection after sending the
     /// write, and did not run it again.
-    pub(crate) maybe_applied: usize,
+    pub maybe_applied: usize,
     /// The first few errors' messages.
-    pub(crate) error_samples: Vec<String>,
+    pub error_samples: Vec<String>,
     /// Lost writes, by class (see the module's documentation).
-    pub(crate) lost_before_failover: usize,
-    pub(crate) lost_before_pool_knew: usize,
-    pub(crate) lost_after_pool_knew: usize,
+    pub lost_before_failover: usize,
+    pub lost_before_pool_knew: usize,
+    pub lost_after_pool_knew: usize,
     /// Of those, requests sent before the pool knew (in flight when it learned).
-    pub(crate) lost_in_flight: usize,
+    pub lost_in_flight: usize,
     /// The longest a single `with_retry` call took.
-    pub(crate) worst_call: Duration,
+    pub worst_call: Duration,
     /// Failovers the pool followed (its `Failover` events): more than the harness caused when
     /// Sentinel failed a live master over by itself.
-    pub(crate) pool_moves: usize,
+    pub pool_moves: usize,
     /// Per failover: from when it began to the pool's first event about it (fence or move).
-    pub(crate) pool_told_after: Vec<Duration>,
+    pub pool_told_after: Vec<Duration>,
     /// The run's wall time.
-    pub(crate) elapsed: Duration,
+    pub elapsed: Duration,
 }
 
 impl Report {
     /// Lost writes in all.
-    pub(crate) fn lost(&self) -> usize {
+    pub fn lost(&self) -> usize {
         self.lost_before_failover + self.lost_before_pool_knew + self.lost_after_pool_knew
     }
 
     /// The report as a Markdown table row, after [`Report::HEADER`].
-    pub(crate) fn row(&self, name: &str) -> String {
+    pub fn row(&self, name: &str) -> String {
         let mut told: Vec<f64> = self
             .pool_told_after
             .iter()
@@ -125,7 +125,7 @@ impl Report {
     }
 
     /// The header of [`Report::row`]'s table.
-    pub(crate) const HEADER: &'static str = "| run | failovers | errors | writes acked | lost (before its failover began / during it, before the pool knew / after the pool knew, of which in flight) | failover began → pool told, p50 / max | worst `with_retry` call | wall time |\n| --- | --- | --- | --- | --- | --- | --- | --- |";
+    pub const HEADER: &'static str = "| run | failovers | errors | writes acked | lost (before its failover began / during it, before the pool knew / after the pool knew, of which in flight) | failover began → pool told, p50 / max | worst `with_retry` call | wall time |\n| --- | --- | --- | --- | --- | --- | --- | --- |";
 }
 
 /// One acknowledged write: the key's number, the node that acknowledged it, when its last
@@ -150,20 +150,20 @@ enum Belief {
 
 /// How a run's pool and topology are set up.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Setup {
+pub struct Setup {
     /// Writer threads (and the pool's size).
-    pub(crate) writers: usize,
+    pub writers: usize,
     /// The pool's fence on or off.
-    pub(crate) fence: bool,
+    pub fence: bool,
     /// Writes through `with_retry_idempotent` (a `SET` of a key no other write uses may run
     /// twice), else through plain `with_retry`, which returns `MaybeApplied` where the other
     /// retries.
-    pub(crate) idempotent: bool,
+    pub idempotent: bool,
     /// The pool in durable mode (every write confirmed by all connected replicas).
-    pub(crate) durable: bool,
+    pub durable: bool,
     /// The nodes keep Redis's replication defaults: a full resync then waits 5 seconds
     /// (`repl-diskless-sync-delay`) before it starts, which the kit otherwise sets to 0.
-    pub(crate) redis_defaults: bool,
+    pub redis_defaults: bool,
 }
 
 impl Default for Setup {
@@ -184,7 +184,7 @@ impl Default for Setup {
 /// # Panics
 ///
 /// When the topology cannot be started or does not fail over as asked.
-pub(crate) fn run(steps: &[Step], setup: Setup) -> Report {
+pub fn run(steps: &[Step], setup: Setup) -> Report {
     let Setup {
         writers,
         fence,

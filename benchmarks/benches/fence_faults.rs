@@ -10,7 +10,7 @@
 //! Every acknowledged write is then looked up on the final master: lost during the fault
 //! (acknowledged before the next failover began) and lost in the next failover, per pool.
 //!
-//! `cargo bench --bench fence_faults` (about 10 minutes; `ROWS=name,name` runs some rows only:
+//! `cargo bench -p benchmarks --bench fence_faults` (about 10 minutes; `ROWS=name,name` runs some rows only:
 //! their names are the first column's). `TIMINGS=default` runs the matrix at Sentinel's default
 //! timings (`down-after-milliseconds` 30 s, `failover-timeout` 3 minutes) instead of 1 s and
 //! 10 s, without the killed-candidate row: there the sentinels need the dead node's 30 s of
@@ -27,11 +27,7 @@
 //! leader sends the master `FAILOVER TO`, not the replica `REPLICAOF NO ONE`). Results in
 //! BENCHMARKS.md.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
-#[path = "../tests/support/fence.rs"]
-mod fence_kit;
+use support::fence as fence_kit;
 
 use std::{
     collections::HashMap,

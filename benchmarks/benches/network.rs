@@ -10,7 +10,7 @@
 //! before the failover began (`SENTINEL FAILOVER` sent; the master killed), in the announcement
 //! window (from then to the first `+switch-master` any sentinel published), or after it.
 //!
-//! `cargo bench --bench network` (needs a Docker engine, root for `tc`, and the image
+//! `cargo bench -p benchmarks --bench network` (needs a Docker engine, root for `tc`, and the image
 //! `docker/build-image.sh` builds; about 5 minutes). `FAILOVERS=N` of each kind (3), `RATE`
 //! the shaped rate (`tc` units, 4mbit). `DURABLE=on` compares durable mode with the default
 //! (both fenced) instead of the fence on with off. `COST=on` runs no failover: it measures
@@ -19,14 +19,9 @@
 //! request and `WAIT 2`), unshaped, then shaped at `RATE`. The kernel here has no `netem`, so
 //! latency is not added: a token bucket is what it has. Results in BENCHMARKS.md.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use support::fence as fence_kit;
 
-#[path = "../tests/support/fence.rs"]
-mod fence_kit;
-
-#[path = "../tests/support/docker.rs"]
-mod docker_kit;
+use support::docker as docker_kit;
 
 use std::{
     collections::HashMap,

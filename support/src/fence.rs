@@ -1,8 +1,6 @@
 //! What the fence tests share: a writer of unique keys that records every acknowledgement,
 //! a topology whose failover stalls at the promotion, and event waits.
 
-#![allow(dead_code, unreachable_pub)]
-
 use std::{
     sync::{
         Arc,
@@ -18,7 +16,7 @@ use r2d2_redis_sentinel::{
     testkit::Topology,
 };
 
-use crate::support::{direct, eventually, wait_flagged};
+use crate::{direct, eventually, wait_flagged};
 
 /// One acknowledged write.
 pub struct Ack {

@@ -1,6 +1,14 @@
-//! Helpers shared by the integration tests. Each test starts its own topology.
+//! What the tests and the benchmarks share, so that neither includes the other's files: the
+//! helpers every test uses (this file), the fence's writer and stalled failovers ([`fence`]),
+//! the chaos harness ([`chaos`]), the `docker/` deployment ([`docker`]), and the benches'
+//! contenders and interleaved measurement ([`bench`], [`interleave`]). Each test starts its
+//! own topology. Not published.
 
-#![allow(dead_code, unreachable_pub)]
+pub mod bench;
+pub mod chaos;
+pub mod docker;
+pub mod fence;
+pub mod interleave;
 
 use std::time::{Duration, Instant};
 

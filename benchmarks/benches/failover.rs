@@ -12,10 +12,10 @@
 //!
 //! The first failover of each scenario is also written, as acknowledged and lost writes per
 //! 10 ms with Sentinel's steps marked, to `target/failover-timeline/<scenario>.json`, which
-//! `cargo run -p plot --bin failover` draws into `benches/failover.png`.
+//! `cargo run -p plot --bin failover` draws into `docs/plots/failover.png`.
 //!
-//! `cargo bench --bench failover` (`FAILOVERS=10` per scenario by default; about 18 minutes).
-//! `cargo bench --bench failover -- "watcher off"` runs the scenarios without the watcher.
+//! `cargo bench -p benchmarks --bench failover` (`FAILOVERS=10` per scenario by default; about 18 minutes).
+//! `cargo bench -p benchmarks --bench failover -- "watcher off"` runs the scenarios without the watcher.
 //! `DOWN_AFTER_MS=5000` sets the sentinels' `down-after-milliseconds` (1 s by default).
 //! `VALIDATION=ping-role` checks every checkout with `PING`+`ROLE` instead of the default.
 //! `WRITERS=8` runs eight writers on the pool (one by default; the pool then holds eight
@@ -487,7 +487,7 @@ fn write_timeline(name: &str, acks: &[Ack], lost: &[u64], marks: &Marks, end: In
             "pool_moved": event(|e| matches!(e, Event::Failover { .. })),
         },
     });
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/failover-timeline");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/failover-timeline");
     fs::create_dir_all(&dir).expect("timeline folder");
     let file = dir.join(format!(
         "{}.json",

@@ -2,8 +2,6 @@
 //! its addresses, the compose project (brought down on drop), the sentinels' agreement, and a
 //! pool that reaches everything on the `client` network.
 
-#![allow(dead_code, unreachable_pub)]
-
 use std::{
     collections::HashMap,
     path::Path,
@@ -58,7 +56,7 @@ impl Compose {
     }
 
     pub fn run(&self, args: &[&str]) -> String {
-        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("docker/docker-compose.yml");
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docker/docker-compose.yml");
         let output = Command::new("docker-compose")
             .args(["-p", self.project, "-f"])
             .arg(&file)
@@ -218,7 +216,7 @@ pub fn until_pools_write_to(
     node: &NodeAddr,
     timeout: Duration,
 ) {
-    crate::support::eventually(what, timeout, || {
+    crate::eventually(what, timeout, || {
         pools
             .iter()
             .all(|p| p.with_retry(|c| Ok(c.addr().clone())).ok().as_ref() == Some(node))

@@ -1,9 +1,5 @@
 //! What the benches share. Each bench uses a part of it.
 
-#![allow(dead_code)]
-
-pub(crate) mod interleave;
-
 use std::{
     sync::{Arc, Barrier},
     thread,
@@ -21,7 +17,7 @@ use r2d2_redis_sentinel::{
 
 /// redis-rs's own Sentinel-aware r2d2 manager, for the topology's master: the contender this
 /// crate is measured against.
-pub(crate) fn locked_sentinel_client(topology: &Topology) -> LockedSentinelClient {
+pub fn locked_sentinel_client(topology: &Topology) -> LockedSentinelClient {
     let sentinels = topology
         .sentinel_addrs()
         .into_iter()
@@ -33,11 +29,11 @@ pub(crate) fn locked_sentinel_client(topology: &Topology) -> LockedSentinelClien
     LockedSentinelClient::new(client)
 }
 
-pub(crate) const POOL_SIZES: [u32; 2] = [8, 16];
-pub(crate) const THREADS: [usize; 5] = [1, 2, 4, 8, 16];
+pub const POOL_SIZES: [u32; 2] = [8, 16];
+pub const THREADS: [usize; 5] = [1, 2, 4, 8, 16];
 
 /// Something that checks out a connection and runs one `SET` on it.
-pub(crate) type Op = Arc<dyn Fn() + Send + Sync>;
+pub type Op = Arc<dyn Fn() + Send + Sync>;
 
 fn set_on<C: ConnectionLike>(conn: &mut C) {
     redis::cmd("SET")
@@ -48,7 +44,7 @@ fn set_on<C: ConnectionLike>(conn: &mut C) {
 }
 
 /// Runs `iters` operations split across `threads` threads; returns the wall time.
-pub(crate) fn run(op: &Op, threads: usize, iters: u64) -> Duration {
+pub fn run(op: &Op, threads: usize, iters: u64) -> Duration {
     let barrier = Arc::new(Barrier::new(threads + 1));
     let per_thread = iters.div_ceil(threads as u64);
     let handles: Vec<_> = (0..threads)
@@ -71,10 +67,10 @@ pub(crate) fn run(op: &Op, threads: usize, iters: u64) -> Duration {
 }
 
 /// The keys of the wrapper's pipeline and `MGET`.
-pub(crate) const KEYS: usize = 1_000;
+pub const KEYS: usize = 1_000;
 
 /// A pipeline of [`KEYS`] `SET`s.
-pub(crate) fn pipeline() -> redis::Pipeline {
+pub fn pipeline() -> redis::Pipeline {
     let mut pipe = redis::pipe();
     for i in 0..KEYS {
         pipe.set(format!("wrapper:{i}"), i).ignore();
@@ -83,7 +79,7 @@ pub(crate) fn pipeline() -> redis::Pipeline {
 }
 
 /// A `MGET` of the pipeline's [`KEYS`] keys.
-pub(crate) fn mget() -> redis::Cmd {
+pub fn mget() -> redis::Cmd {
     let mut cmd = redis::cmd("MGET");
     for i in 0..KEYS {
         cmd.arg(format!("wrapper:{i}"));
@@ -92,14 +88,11 @@ pub(crate) fn mget() -> redis::Cmd {
 }
 
 /// The connections a rebuild opens.
-pub(crate) const REBUILD: u32 = 32;
+pub const REBUILD: u32 = 32;
 
 /// Invalidates `pool` (what a failover does) and checks out [`REBUILD`] connections of the new
 /// generation, `iters` times; returns the time spent.
-pub(crate) fn rebuild_after_invalidate(
-    pool: &r2d2_redis_sentinel::SentinelPool,
-    iters: u64,
-) -> Duration {
+pub fn rebuild_after_invalidate(pool: &r2d2_redis_sentinel::SentinelPool, iters: u64) -> Duration {
     let mut total = Duration::ZERO;
     for _ in 0..iters {
         let start = Instant::now();
@@ -115,10 +108,7 @@ pub(crate) fn rebuild_after_invalidate(
 
 /// Builds `iters` pools of [`REBUILD`] connections with managers from `manager`; returns the
 /// time spent in `build`, which returns once they all exist.
-pub(crate) fn time_builds<M: r2d2::ManageConnection>(
-    iters: u64,
-    manager: impl Fn() -> M,
-) -> Duration {
+pub fn time_builds<M: r2d2::ManageConnection>(iters: u64, manager: impl Fn() -> M) -> Duration {
     let mut total = Duration::ZERO;
     for _ in 0..iters {
         let manager = manager();
@@ -134,7 +124,7 @@ pub(crate) fn time_builds<M: r2d2::ManageConnection>(
     total
 }
 
-pub(crate) fn contenders(topology: &Topology, pool_size: u32) -> Vec<(&'static str, Op)> {
+pub fn contenders(topology: &Topology, pool_size: u32) -> Vec<(&'static str, Op)> {
     let master = topology.master().expect("master");
     let ours = |validation| {
         let pool = topology
@@ -172,7 +162,7 @@ pub(crate) fn contenders(topology: &Topology, pool_size: u32) -> Vec<(&'static s
 
 /// A pool of `max_size` on `topology`, in durable mode (every write confirmed by all
 /// connected replicas) or not: the two contenders of the durable cases.
-pub(crate) fn pool_durable_or_not(
+pub fn pool_durable_or_not(
     topology: &Topology,
     max_size: u32,
     durable: bool,
