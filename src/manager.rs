@@ -454,7 +454,11 @@ impl r2d2::ManageConnection for SentinelManager {
                 ),
             );
         }
-        self.outdated(conn) || !conn.is_reusable() || std::thread::panicking()
+        if let Some(why) = conn.retire() {
+            log::debug!("connection to {} retired: {why:?}", conn.addr());
+            return true;
+        }
+        self.outdated(conn) || std::thread::panicking()
     }
 }
 

@@ -98,6 +98,23 @@ struct Blocking {
     entry: Option<(u64, Arc<std::sync::atomic::AtomicBool>)>,
 }
 
+/// Why a connection is not handed to another caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retire {
+    /// An error on the wire (I/O, timeout, unparsable reply) may have left a reply in flight.
+    OutOfStep,
+    /// It is subscribed, and takes only (un)subscribe commands.
+    Subscribed,
+    /// It was returned inside `MULTI` or `WATCH`.
+    InTransaction,
+    /// A caller changed what it is: its db, user, protocol, reply mode or name.
+    SessionChanged,
+    /// Its node answered that it is no longer a writable master.
+    Demoted,
+    /// Its socket is closed.
+    Closed,
+}
+
 /// What makes a connection unfit to hand to the next caller.
 #[derive(Debug, Default)]
 pub(crate) struct Hygiene {
@@ -246,13 +263,32 @@ impl Connection {
 
     /// True while nothing has made the connection unfit for another caller.
     pub(crate) fn is_reusable(&self) -> bool {
-        !self.hygiene.out_of_step
-            && !self.hygiene.tracked.subscribed
-            && !self.hygiene.tracked.in_transaction
-            && !self.hygiene.tracked.watching
-            && !self.hygiene.tracked.session_changed
-            && self.hygiene.failover_error.is_none()
-            && self.inner.is_open()
+        self.retire().is_none()
+    }
+
+    /// Why the connection may not go to another caller, if anything made it unfit.
+    pub(crate) fn retire(&self) -> Option<Retire> {
+        let Hygiene {
+            tracked,
+            out_of_step,
+            failover_error,
+            ..
+        } = &self.hygiene;
+        Some(if *out_of_step {
+            Retire::OutOfStep
+        } else if tracked.subscribed {
+            Retire::Subscribed
+        } else if tracked.in_transaction || tracked.watching {
+            Retire::InTransaction
+        } else if tracked.session_changed {
+            Retire::SessionChanged
+        } else if failover_error.is_some() {
+            Retire::Demoted
+        } else if !self.inner.is_open() {
+            Retire::Closed
+        } else {
+            return None;
+        })
     }
 
     /// Notes that the pool hands the connection out: from now on, session changes count.
