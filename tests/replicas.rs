@@ -313,7 +313,16 @@ fn a_lag_bound_holds_without_a_recorded_master_and_with_a_silent_one() {
         .down_after(Duration::from_secs(10))
         .start()
         .unwrap();
-    let pool = pool(&topology);
+    // No idle connection to refill after the invalidation below, so that no connect records
+    // the master again before the lag check.
+    let pool = topology
+        .pool_builder()
+        .max_size(4)
+        .min_idle(Some(0))
+        .read_timeout(Duration::from_millis(500))
+        .checkout_timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
     let master = topology.master().unwrap();
     let replicas = replicas_of(&topology, &master);
 
