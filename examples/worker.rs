@@ -44,7 +44,7 @@ use std::{
 mod support;
 
 use r2d2_redis_sentinel::{
-    Connection, Durability, Error, SentinelPool,
+    Connection, Durability, Error, RetryPolicy, SentinelPool,
     redis::{Commands, Direction, RedisResult},
 };
 
@@ -78,7 +78,14 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         builder,
     } = support::target()?;
     let durable = std::env::var("DURABLE").is_ok_and(|d| d == "on");
-    let mut builder = builder.max_size(u32::try_from(WORKERS)? + 2);
+    // A crash soon after a planned failover can leave no replica connected to the new master
+    // for longer than the default retry deadline (down-after + 10 s): the old master, not yet
+    // converted, or a replica promoted by an aborted attempt, still answers master, and a
+    // durable write waits for a replica that may confirm it. Thirty seconds covers the
+    // sentinels settling; the checks below are unchanged.
+    let mut builder = builder
+        .max_size(u32::try_from(WORKERS)? + 2)
+        .retry_policy(RetryPolicy::default().deadline(Duration::from_secs(30)));
     if durable {
         builder = builder.durability(Durability::all_replicas());
     }
