@@ -110,6 +110,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     })?;
 
     let producing = Arc::new(AtomicBool::new(true));
+    // Set once the producer has returned: a push it was still retrying when told to stop is
+    // in `jobs` by then, so workers that stop on an empty list leave nothing behind.
+    let produced = Arc::new(AtomicBool::new(false));
     let pushed = Arc::new(AtomicU64::new(0));
     let producer = {
         let (pool, producing, pushed) = (pool.clone(), Arc::clone(&producing), Arc::clone(&pushed));
@@ -117,8 +120,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     };
     let workers: Vec<_> = (0..WORKERS)
         .map(|w| {
-            let (pool, producing) = (pool.clone(), Arc::clone(&producing));
-            thread::spawn(move || work(&pool, w, &producing))
+            let (pool, produced) = (pool.clone(), Arc::clone(&produced));
+            thread::spawn(move || work(&pool, w, &produced))
         })
         .collect();
 
@@ -160,6 +163,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     producing.store(false, Ordering::Relaxed);
     let jobs = producer.join().expect("producer")?;
+    produced.store(true, Ordering::Relaxed);
     let tallies: Vec<Tally> = workers
         .into_iter()
         .map(|w| w.join().expect("worker"))
@@ -231,7 +235,7 @@ fn produce(pool: &SentinelPool, producing: &AtomicBool, pushed: &AtomicU64) -> R
 }
 
 /// Takes jobs until the producer stopped and `jobs` is empty.
-fn work(pool: &SentinelPool, w: usize, producing: &AtomicBool) -> Result<Tally, Error> {
+fn work(pool: &SentinelPool, w: usize, produced: &AtomicBool) -> Result<Tally, Error> {
     let mut tally = Tally::default();
     let processing = format!("processing:{w}");
     // A worker that starts may find jobs a previous run of it left in its list.
@@ -250,7 +254,7 @@ fn work(pool: &SentinelPool, w: usize, producing: &AtomicBool) -> Result<Tally, 
         });
         match moved {
             Ok(Some(job)) => finish(pool, w, &processing, job, &mut tally)?,
-            Ok(None) if !producing.load(Ordering::Relaxed) => return Ok(tally),
+            Ok(None) if produced.load(Ordering::Relaxed) => return Ok(tally),
             Ok(None) => {}
             // The move may have happened, or happened unconfirmed: the job, if it moved, is
             // in the processing list. Never move again blindly.
