@@ -52,6 +52,11 @@ impl Lookups {
         self.order.lock().clone()
     }
 
+    /// How many sentinels lookups ask.
+    pub(crate) fn count(&self) -> usize {
+        self.order.lock().len()
+    }
+
     /// Adds a sentinel for lookups (asked last), unless it is known.
     pub(crate) fn add(&self, addr: NodeAddr) {
         let mut sentinels = self.order.lock();

@@ -197,7 +197,7 @@ impl Shared {
         }
         // Each sentinel within its read timeout: one that hangs costs it once (it is asked last
         // for a while after), and the others are still asked.
-        let asked = u32::try_from(self.lookups.sentinels().len()).unwrap_or(u32::MAX);
+        let asked = u32::try_from(self.lookups.count()).unwrap_or(u32::MAX);
         let deadline = Instant::now() + self.config.sentinel.read_timeout.saturating_mul(asked);
         let view = self.cached(&self.promotion, |client, service| {
             client.promotion_view(service, deadline)
