@@ -12,8 +12,6 @@
 
 use std::{
     collections::BTreeMap,
-    io::{Read, Write},
-    net::TcpStream,
     sync::Arc,
     thread,
     time::{Duration, Instant},
@@ -92,7 +90,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         ("GET", "/visits"),
         ("GET", "/health"),
     ] {
-        let (status, body) = send(addr, method, path)?;
+        let (status, body) = support::send(addr, method, path)?;
         println!("{method} {path} -> {status} {body}");
     }
 
@@ -109,7 +107,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                         ("POST", format!("/orders/{order}")),
                         ("GET", "/visits".into()),
                     ] {
-                        let status = send(addr, method, &path).map_or(0, |(status, _)| status);
+                        let status =
+                            support::send(addr, method, &path).map_or(0, |(status, _)| status);
                         *seen.entry(status).or_default() += 1;
                     }
                 }
@@ -139,9 +138,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     if failed > 0 {
         return Err(format!("{failed} requests failed through a planned failover").into());
     }
-    let (status, body) = send(addr, "GET", "/orders/1")?;
+    let (status, body) = support::send(addr, "GET", "/orders/1")?;
     println!("GET /orders/1 -> {status} {body}");
-    let (status, health) = send(addr, "GET", "/health")?;
+    let (status, health) = support::send(addr, "GET", "/health")?;
     println!("GET /health -> {status} {health}");
 
     // Each unblock ends one worker's wait (tiny_http queues them): one per worker.
@@ -223,26 +222,4 @@ fn status_of(err: &Error) -> (u16, &'static str) {
         // Anything else is a bug of ours (WRONGTYPE, a reply that does not convert...).
         _ => (500, "internal error"),
     }
-}
-
-/// One HTTP/1.0 request; the status and body of the response.
-fn send(addr: std::net::SocketAddr, method: &str, path: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nContent-Length: 0\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, body)| body)
-        .to_owned();
-    Ok((status, body))
 }

@@ -7,7 +7,7 @@ use std::{
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use crate::{CheckoutMode, NodeAddr};
+use crate::{CheckoutMode, NodeAddr, metrics::ServiceSeries};
 
 /// How many events wait for a consumer before the oldest is dropped.
 const CAPACITY: usize = 1024;
@@ -271,19 +271,24 @@ pub(crate) struct EventSink {
     tx: Sender<Event>,
     rx: Receiver<Event>,
     dropped: AtomicU64,
+    /// The service's series (feature `metrics`): every event is recorded as it is sent.
+    pub(crate) series: ServiceSeries,
 }
 
 impl EventSink {
-    pub(crate) fn new() -> Self {
+    /// The events of `service`'s pools.
+    pub(crate) fn new(service: &str) -> Self {
         let (tx, rx) = crossbeam_channel::bounded(CAPACITY);
         EventSink {
             tx,
             rx,
             dropped: AtomicU64::new(0),
+            series: ServiceSeries::new(service),
         }
     }
 
     pub(crate) fn send(&self, event: Event) {
+        self.series.event(&event);
         let mut event = event;
         loop {
             match self.tx.try_send(event) {
@@ -317,7 +322,7 @@ mod tests {
 
     #[test]
     fn a_full_channel_drops_the_oldest_and_counts_it() {
-        let sink = EventSink::new();
+        let sink = EventSink::new("mymaster");
         for generation in 0..CAPACITY as u64 + 10 {
             sink.send(Event::Invalidated {
                 generation,

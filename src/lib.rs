@@ -15,6 +15,7 @@ mod shared;
 #[doc = include_str!("../docs/guide.md")]
 pub mod guide {}
 mod manager;
+mod metrics;
 mod node;
 mod pool;
 mod replica;

@@ -14,6 +14,7 @@ use crate::{
     Connection, Error, NodeAddr, ReplicaOptions, Validation, WatcherState,
     backoff::Backoff,
     config::Config,
+    metrics::{PoolSeries, Timer},
     node::{self, NodeRole, RoleProbe},
     shared::{Shared, Suspicion},
     watcher::Watcher,
@@ -33,6 +34,13 @@ thread_local! {
 /// Makes every validation on the calling thread skip its round trip (see [`NO_ROUND_TRIP`]).
 pub(crate) fn skip_round_trips_on_this_thread() {
     NO_ROUND_TRIP.set(true);
+}
+
+/// Whether the calling thread is a pool's evicting thread, whose validations skip their
+/// round trip.
+#[cfg(feature = "metrics")]
+pub(crate) fn round_trips_skipped_on_this_thread() -> bool {
+    NO_ROUND_TRIP.get()
 }
 
 /// The [`r2d2::ManageConnection`] behind a [`SentinelPool`](crate::SentinelPool): every new
@@ -71,6 +79,8 @@ pub struct SentinelManager {
     /// Why this manager's last connect failed, if it did: the master's and each replica
     /// pool's apart.
     last_error: Arc<Mutex<Option<Error>>>,
+    /// Its series (feature `metrics`), labelled with the service and the role it serves.
+    pub(crate) series: PoolSeries,
 }
 
 /// Which nodes a manager's connections go to.
@@ -113,6 +123,7 @@ impl SentinelManager {
     pub(crate) fn new(config: Config) -> Self {
         let shared = Arc::new(Shared::new(config));
         SentinelManager {
+            series: PoolSeries::new(&shared.config.service, NodeRole::Master),
             watcher: Arc::new(WatcherOwner {
                 shared: Arc::clone(&shared),
                 slot: Mutex::new(WatcherSlot::Off),
@@ -127,6 +138,7 @@ impl SentinelManager {
     /// watcher.
     pub(crate) fn for_replicas(&self, options: ReplicaOptions) -> Self {
         SentinelManager {
+            series: PoolSeries::new(&self.shared.config.service, NodeRole::Replica),
             shared: Arc::clone(&self.shared),
             watcher: Arc::clone(&self.watcher),
             target: Destination::Replicas {
@@ -207,6 +219,7 @@ impl SentinelManager {
         let shared = &self.shared;
         let deadline = Instant::now() + shared.config.checkout_timeout;
         let mut backoff = Backoff::new(CONNECT_RETRY_INTERVAL, CONNECT_RETRY_INTERVAL);
+        let timer = Timer::start();
         loop {
             let seen = shared.generation.current();
             let attempt = match &self.target {
@@ -218,6 +231,7 @@ impl SentinelManager {
             let err = match attempt {
                 Ok(conn) => {
                     self.connect_result(None);
+                    self.series.created(timer);
                     return Ok(conn);
                 }
                 Err(err) => err,
@@ -300,6 +314,7 @@ impl SentinelManager {
             expected,
             shared,
             &shared.config.data,
+            self.series.operations(),
         );
         let left = deadline.saturating_duration_since(Instant::now());
         let role = self.role_of(&mut conn, false, left)?;

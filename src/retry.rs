@@ -190,6 +190,7 @@ pub(crate) fn run<T>(
     let counters = &pool.shared().retries;
     count(&counters.calls);
     let result = attempts(pool, idempotent, op, counters);
+    pool.shared().events.series.call(&result);
     if let Err(err) = &result {
         count(match err {
             Error::MaybeApplied { .. }
@@ -217,7 +218,7 @@ fn attempts<T>(
         attempt += 1;
         count(&counters.attempts);
         // Which kind of retry the attempt that failed calls for.
-        let mut retried = &counters.retried_unapplied;
+        let mut maybe_applied = false;
         if !idempotent {
             settle(pool, deadline);
         }
@@ -246,9 +247,7 @@ fn attempts<T>(
                             // Returning `conn` (at the end of this arm) invalidates the pool if the
                             // error showed a failover, so the backoff below ends at once.
                             log::debug!("attempt {attempt} on {} failed: {err}", conn.addr());
-                            if class == Class::MaybeApplied {
-                                retried = &counters.retried_maybe_applied;
-                            }
+                            maybe_applied = class == Class::MaybeApplied;
                             Error::from(err)
                         }
                     },
@@ -271,7 +270,12 @@ fn attempts<T>(
                 last: Box::new(last),
             });
         }
-        count(retried);
+        count(if maybe_applied {
+            &counters.retried_maybe_applied
+        } else {
+            &counters.retried_unapplied
+        });
+        pool.shared().events.series.retried(maybe_applied);
         // A failover announced meanwhile ends the wait: the next attempt reaches the new master.
         pool.shared()
             .generation

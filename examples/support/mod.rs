@@ -3,6 +3,11 @@
 // Each example uses part of what is here.
 #![allow(dead_code)]
 
+use std::{
+    io::{Read, Write},
+    time::Duration,
+};
+
 use r2d2_redis_sentinel::{Builder, SentinelPool, testkit::Topology};
 
 /// The deployment an example talks to.
@@ -61,4 +66,31 @@ pub(crate) fn finish(result: Result<(), Box<dyn std::error::Error>>) -> std::pro
         source = cause.source();
     }
     std::process::ExitCode::FAILURE
+}
+
+/// One HTTP/1.0 request from an example to the server it runs; the status and body of the
+/// response.
+pub(crate) fn send(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+) -> std::io::Result<(u16, String)> {
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nContent-Length: 0\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, body)| body)
+        .to_owned();
+    Ok((status, body))
 }

@@ -27,6 +27,7 @@ pub(crate) use request::Tracked;
 use crate::{
     Durability, NodeAddr,
     durable::DurableState,
+    metrics::{Operations, Timer},
     node::{NodeRole, NodeSettings, RoleProbe},
     outcome::STALE,
     shared::{Generation, Shared},
@@ -83,6 +84,8 @@ pub struct Connection {
     pub(crate) durable: DurableState,
     /// A blocking command in flight, so that the fence can release it.
     blocking: Blocking,
+    /// Records each request's duration (feature `metrics`).
+    operations: Operations,
 }
 
 /// A connection's blocking request.
@@ -175,6 +178,7 @@ impl Connection {
         serves: NodeRole,
         shared: &Arc<Shared>,
         settings: &NodeSettings,
+        operations: Operations,
     ) -> Self {
         Connection {
             inner,
@@ -197,6 +201,7 @@ impl Connection {
             replica: ReplicaTag::default(),
             durable: DurableState::new(settings.durability.filter(|_| serves == NodeRole::Master)),
             blocking: Blocking::default(),
+            operations,
         }
     }
 
@@ -468,13 +473,16 @@ impl Connection {
 impl ConnectionLike for Connection {
     fn req_packed_command(&mut self, cmd: &[u8]) -> RedisResult<Value> {
         self.refuse_if_stale()?;
+        let timer = Timer::start();
         let (kept, applied) = (self.hygiene.tracked, self.accounting.applied);
         self.before(cmd);
         let durable = self.durable_wait(kept)?;
         self.enter_blocking()?;
         let result = self.send_one(cmd, durable, applied);
         self.leave_blocking();
-        self.after(result)
+        let result = self.after(result);
+        self.operations.command(timer, &result);
+        result
     }
 
     fn req_packed_commands(
@@ -484,13 +492,16 @@ impl ConnectionLike for Connection {
         count: usize,
     ) -> RedisResult<Vec<Value>> {
         self.refuse_if_stale()?;
+        let timer = Timer::start();
         let (kept, applied) = (self.hygiene.tracked, self.accounting.applied);
         self.before(cmd);
         let durable = self.durable_wait(kept)?;
         self.enter_blocking()?;
         let result = self.send_many(cmd, offset, count, durable, applied);
         self.leave_blocking();
-        self.after(result)
+        let result = self.after(result);
+        self.operations.pipeline(timer, &result);
+        result
     }
 
     fn get_db(&self) -> i64 {

@@ -149,6 +149,12 @@ impl Connection {
         }
     }
 
+    /// What a durable write's confirmation said, recorded (feature `metrics`).
+    fn confirmed(&self, verdict: RedisResult<()>) -> RedisResult<()> {
+        self.shared.events.series.durable(&verdict);
+        verdict
+    }
+
     /// Sends one command (and its `WAIT`, in durable mode) and reads its reply; `applied`:
     /// [`applied`](Connection::applied) before it.
     pub(super) fn send_one(
@@ -176,7 +182,8 @@ impl Connection {
                     // Refused, or it changed nothing: nothing to confirm.
                     return Ok(reply);
                 }
-                durability.check(wait, asked).map(|()| reply)
+                self.confirmed(durability.check(wait, asked))
+                    .map(|()| reply)
             })
     }
 
@@ -208,7 +215,8 @@ impl Connection {
             match (wait, durable) {
                 // Every write refused, or none changed anything: its own replies say so.
                 (Some(wait), Some((durability, asked))) if self.accounting.applied > applied => {
-                    durability.check(wait, asked).map(|()| replies)
+                    self.confirmed(durability.check(wait, asked))
+                        .map(|()| replies)
                 }
                 _ => Ok(replies),
             }

@@ -14,6 +14,7 @@ use crate::{
     Builder, Connection, Error, Events, NodeAddr, ReplicaOptions, Stats,
     config::{LONGEST, MAX_POOL_SIZE, invalid},
     manager::SentinelManager,
+    metrics::Tally,
     retry,
     shared::Shared,
 };
@@ -61,6 +62,8 @@ struct Guard {
     owner: Option<Arc<Owner>>,
     stop_evicting: Arc<AtomicBool>,
     evict: Option<thread::JoinHandle<()>>,
+    /// What this pool added to its connection gauges (feature `metrics`).
+    tally: Tally,
 }
 
 /// The manager that owns the watcher, shared by a master pool and its replica pools.
@@ -215,6 +218,14 @@ impl SentinelPool {
     ///
     /// As [`get`](Self::get).
     pub fn get_timeout(&self, timeout: Duration) -> Result<PooledConnection, Error> {
+        let checkout = self.guard.manager.series.checkout();
+        let result = self.checkout_within(timeout);
+        checkout.end(&result);
+        result
+    }
+
+    /// A checkout, waiting at most `timeout`.
+    fn checkout_within(&self, timeout: Duration) -> Result<PooledConnection, Error> {
         let shared = self.shared();
         let manager = &self.guard.manager;
         let timeout = timeout.min(LONGEST);

@@ -15,7 +15,8 @@ use scheduled_thread_pool::{OnPoolDropBehavior, ScheduledThreadPool};
 
 use super::{Guard, Owner, SentinelPool};
 use crate::{
-    Builder, Connection, Error, config::Config, manager::SentinelManager, shared::Generation,
+    Builder, Connection, Error, config::Config, manager::SentinelManager, metrics::Tally,
+    shared::Generation,
 };
 
 /// How often an evicting thread whose pool is gone (while the manager's other pools live on)
@@ -30,6 +31,7 @@ impl Drop for Owner {
 
 impl Drop for Guard {
     fn drop(&mut self) {
+        self.tally.close();
         self.stop_evicting.store(true, Ordering::Relaxed);
         // The last pool closes the generation, which ends the evicting thread at once; any
         // other ends within its tick.
@@ -54,6 +56,7 @@ fn start_evicting(
     pool: r2d2::Pool<SentinelManager>,
     generation: Arc<Generation>,
     stop: Arc<AtomicBool>,
+    tally: Tally,
 ) -> Result<thread::JoinHandle<()>, Error> {
     let name = "r2d2-sentinel-evict";
     thread::Builder::new()
@@ -68,6 +71,7 @@ fn start_evicting(
                 seen = generation.current();
                 let mut valid = Vec::new();
                 while let Some(conn) = pool.try_get() {
+                    tally.taken_unseen();
                     valid.push(conn);
                 }
                 drop(valid);
@@ -154,8 +158,14 @@ impl SentinelPool {
         if let Some(customizer) = &hooks.customizer {
             builder = builder.connection_customizer(Box::new(SharedHook(Arc::clone(customizer))));
         }
-        if let Some(handler) = &hooks.event_handler {
-            builder = builder.event_handler(Box::new(SharedHook(Arc::clone(handler))));
+        let user = hooks
+            .event_handler
+            .as_ref()
+            .map(|handler| Box::new(SharedHook(Arc::clone(handler))) as Box<dyn r2d2::HandleEvent>);
+        // With the feature `metrics`, r2d2's events count idle and used connections first.
+        let (handler, tally) = manager.series.pool_events(max_size, config.min_idle, user);
+        if let Some(handler) = handler {
+            builder = builder.event_handler(handler);
         }
         let pool = builder.build_unchecked(manager);
         let stop_evicting = Arc::new(AtomicBool::new(false));
@@ -163,6 +173,7 @@ impl SentinelPool {
             pool.clone(),
             Arc::clone(&shared.generation),
             Arc::clone(&stop_evicting),
+            tally.clone(),
         )?;
         Ok(SentinelPool {
             pool,
@@ -171,6 +182,7 @@ impl SentinelPool {
                 owner: Some(owner),
                 stop_evicting,
                 evict: Some(evict),
+                tally,
             }),
         })
     }

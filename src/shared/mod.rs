@@ -79,10 +79,10 @@ impl Shared {
     pub(crate) fn new(config: Config) -> Self {
         Shared {
             lookups: Lookups::new(&config),
+            events: EventSink::new(&config.service),
             config,
             generation: Arc::new(Generation::default()),
             record: Mutex::new(Record::default()),
-            events: EventSink::new(),
             replicas: Cached::default(),
             replica_set: std::sync::atomic::AtomicU64::new(0),
             promotion: Cached::default(),
@@ -388,6 +388,9 @@ impl Shared {
 
     /// The watcher is gone: it listens to no sentinel, and checkouts trust it no more.
     pub(crate) fn watcher_gone(&self) {
+        for sentinel in self.watcher.subscribed() {
+            self.events.series.subscribed(&sentinel, false);
+        }
         self.watcher.clear_subscriptions();
         self.liveness.set_live_until(None);
         self.liveness.settle_until(None);

@@ -50,6 +50,11 @@ impl Coordinator {
     pub(super) fn housekeeping(&mut self) {
         // A sentinel gone silent ends the trust by time alone; this says so.
         self.update_liveness();
+        for (addr, slot) in &self.subscribers {
+            if let Some(since) = slot.heard.or(slot.down_since) {
+                self.shared.events.series.silence(addr, since);
+            }
+        }
         let stale: HashSet<NodeAddr> = self
             .subscribers
             .iter()
