@@ -19,6 +19,12 @@
 //!   one `SET`, a pipeline of 1,000 `SET`s; and a bare `WAIT 2` after a `SET`, the physical
 //!   limit (one replication round trip).
 //!
+//! - with the `metrics` feature: checkout + one `SET` + return on a pool whose series go to a
+//!   Prometheus recorder (with its upkeep every second, as the exporter schedules it) against
+//!   the same pool built before any recorder was installed (the series are no-ops), beside
+//!   `LockedSentinelClient`; the case runs alone, as `CASES=metrics cargo bench --bench ratios
+//!   --features metrics`.
+//!
 //! `cargo bench --bench ratios` (about 3 minutes); `CASES=checkout,wrapper,rebuild,reads,nodelay,durable` runs
 //! some of them. Results in BENCHMARKS.md. Criterion's benches (`checkout`, `wrapper`,
 //! `rebuild`) keep the absolute figures, statistics and plots.
@@ -69,6 +75,66 @@ fn main() {
     if wanted("durable") {
         durable(&topology);
     }
+    #[cfg(feature = "metrics")]
+    if cases
+        .as_ref()
+        .is_some_and(|c| c.iter().any(|w| w == "metrics"))
+    {
+        recorded(&topology);
+    }
+}
+
+/// The cost of the `metrics` feature: the same checkout + `SET`, with and without a recorder.
+#[cfg(feature = "metrics")]
+fn recorded(topology: &Topology) {
+    let sizes = [(8, 1), (8, 8), (16, 16), (16, 64)];
+    let pool = |size| {
+        let pool = topology
+            .pool_builder()
+            .max_size(size)
+            .build()
+            .expect("pool");
+        Arc::new(move || support::bench::set_on(&mut *pool.get().expect("checkout")))
+            as support::bench::Op
+    };
+    // Pools built before the recorder register no-op series.
+    let quiet: Vec<_> = sizes.iter().map(|(size, _)| pool(*size)).collect();
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = prometheus.handle();
+    metrics::set_global_recorder(prometheus).expect("the only recorder");
+    let upkeep = std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+            handle.run_upkeep();
+        }
+    });
+    for ((size, threads), quiet) in sizes.into_iter().zip(quiet) {
+        let recorded = pool(size);
+        let locked = support::bench::contenders(topology, size)
+            .into_iter()
+            .find(|(name, _)| name.starts_with("locked-sentinel-client"))
+            .expect("the contender")
+            .1;
+        let mut sides = vec![
+            Contender::new("sentinel-pool/no recorder", |iters| {
+                run(&quiet, threads, iters)
+            }),
+            Contender::new("sentinel-pool/prometheus", |iters| {
+                run(&recorded, threads, iters)
+            }),
+            Contender::new("locked-sentinel-client/ping", |iters| {
+                run(&locked, threads, iters)
+            }),
+        ];
+        let rates = interleave(&mut sides, SLICE, ROUNDS);
+        print(
+            &format!("metrics: checkout + `SET`, {threads} threads, pool of {size}"),
+            "ops",
+            &rates,
+            0,
+        );
+    }
+    drop(upkeep);
 }
 
 fn checkout(topology: &Topology) {

@@ -4,6 +4,8 @@
 # everything down. Fails when the example surfaced an error or lost an acknowledged write.
 #
 #   REDIS_IMAGE=r2d2-redis-sentinel/redis:bookworm docker/example-failover.sh
+#
+# CARGO_FLAGS, if set, is passed to cargo (CI builds everything with `--features metrics`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,9 +31,10 @@ done
 export SENTINELS=redis://172.30.0.21:26379,redis://172.30.0.22:26379,redis://172.30.0.23:26379
 export ADDRESS_MAP=172.30.0.10:6379=172.31.0.10:6379,172.30.0.11:6379=172.31.0.11:6379,172.30.0.12:6379=172.31.0.12:6379
 export DURATION=12
-cargo build -q --example failover
+read -ra flags <<<"${CARGO_FLAGS:-}"
+cargo build -q "${flags[@]}" --example failover
 output="$(mktemp)"
-cargo run -q --example failover >"$output" 2>&1 &
+cargo run -q "${flags[@]}" --example failover >"$output" 2>&1 &
 example=$!
 sleep 4
 echo ">>> SENTINEL FAILOVER mymaster: $(redis-cli -h 172.30.0.21 -p 26379 SENTINEL FAILOVER mymaster)"

@@ -19,6 +19,26 @@ use crate::durable::Shortfall;
 /// or [`RetriesExhausted`](Error::RetriesExhausted) ended on. Use the predicates
 /// ([`is_timeout`](Error::is_timeout), [`is_retryable`](Error::is_retryable),
 /// [`is_config`](Error::is_config)) rather than matching messages.
+///
+/// So an error reporter (`anyhow`, `eyre`, a `Box<dyn Error>` printed by `main`) shows one
+/// message and no "caused by" list, and loses nothing. To act on a cause, downcast the report
+/// to this type and match the variant's fields:
+///
+/// ```no_run
+/// use r2d2_redis_sentinel::{Error, SentinelPool, redis::Commands};
+///
+/// # fn run(pool: &SentinelPool) {
+/// let result: Result<(), Box<dyn std::error::Error>> =
+///     pool.with_retry(|c| c.set("k", 1)).map_err(Into::into);
+/// if let Err(report) = result {
+///     assert!(report.source().is_none(), "every cause is in the message");
+///     if let Some(Error::RetriesExhausted { last, .. }) = report.downcast_ref::<Error>() {
+///         // `last` is the typed error the last attempt met.
+///         eprintln!("gave up ({}): {last}", if last.is_timeout() { "timeouts" } else { "failures" });
+///     }
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Error {

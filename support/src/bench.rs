@@ -35,7 +35,8 @@ pub const THREADS: [usize; 5] = [1, 2, 4, 8, 16];
 /// Something that checks out a connection and runs one `SET` on it.
 pub type Op = Arc<dyn Fn() + Send + Sync>;
 
-fn set_on<C: ConnectionLike>(conn: &mut C) {
+/// One `SET` on `conn`: the request of every checkout case.
+pub fn set_on<C: ConnectionLike>(conn: &mut C) {
     redis::cmd("SET")
         .arg("bench")
         .arg("v")
