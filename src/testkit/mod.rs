@@ -31,9 +31,14 @@
 //! (else sentinels run as `redis-server --sentinel`). On Debian or Ubuntu: `apt-get install
 //! redis-server redis-sentinel`. Redis 6.0 and later and Valkey work;
 //! [`Topology::server_version`] tells a test which one runs.
+//!
+//! [`Cluster::start`] runs a Redis Cluster from the same binaries: 3 primaries with a replica
+//! each by default, built by the kit itself (no `redis-cli --cluster`), with helpers to fail a
+//! shard over by hand, kill a primary, and move a slot in steps.
 
 #[cfg(feature = "tls")]
 mod certs;
+mod cluster;
 mod error;
 mod listener;
 mod process;
@@ -42,6 +47,7 @@ mod topology;
 
 #[cfg(feature = "tls")]
 pub use certs::throwaway_ca_pem;
+pub use cluster::{Cluster, ClusterBuilder, Migration};
 pub use error::Error;
 pub use listener::{Listener, Published};
 pub use process::ServerVersion;
