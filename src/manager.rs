@@ -220,6 +220,7 @@ impl SentinelManager {
         let deadline = Instant::now() + shared.config.checkout_timeout;
         let mut backoff = Backoff::new(CONNECT_RETRY_INTERVAL, CONNECT_RETRY_INTERVAL);
         let timer = Timer::start();
+        let mut previous: Option<Error> = None;
         loop {
             let seen = shared.generation.current();
             let attempt = match &self.target {
@@ -235,6 +236,13 @@ impl SentinelManager {
                     return Ok(conn);
                 }
                 Err(err) => err,
+            };
+            // An attempt that the deadline cut short (it had what was left of the checkout's
+            // time: a connect of a few milliseconds, say) tells only that; the attempt before
+            // it told why no connection came, and is what the checkout reports.
+            let err = match previous.take() {
+                Some(before) if Instant::now() >= deadline && !err.is_config() => before,
+                _ => err,
             };
             if self.connect_result(Some(&err)) {
                 log::debug!("still no connection for {:?}: {err}", shared.config.service);
@@ -262,6 +270,7 @@ impl SentinelManager {
                 // An attempt with no time left would only report that; keep the real failure.
                 return Err(err);
             }
+            previous = Some(err);
         }
     }
 
