@@ -3,7 +3,13 @@
 //! first in a list of real sentinels, the next one is asked and the pool works. Nothing
 //! panics.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use r2d2_redis_sentinel::{
     Error, SentinelPool,
@@ -210,4 +216,66 @@ fn a_lookup_only_endpoint_is_enough_to_use_the_pool_and_follow_a_failover() {
             .filter(|by| *by == new)
         });
     assert_eq!(by, new);
+}
+
+/// A checkout that times out says why its connects failed. Here the master answers its first
+/// `ROLE` as a replica, then never answers `ROLE` again: the connect's second attempt waits
+/// until the checkout's deadline cuts it short. The cause is the wrong role, not that the last
+/// attempt ran out of time.
+#[test]
+fn a_checkout_reports_why_connects_failed_not_that_the_last_ran_out_of_time() {
+    init_logging();
+    let asked = Arc::new(AtomicUsize::new(0));
+    let master =
+        {
+            let asked = Arc::clone(&asked);
+            ScriptedServer::start(move |cmd: &[String]| match cmd[0].to_ascii_uppercase().as_str() {
+            "ROLE" if asked.fetch_add(1, Ordering::SeqCst) == 0 => Reply::raw(
+                "*5\r\n$5\r\nslave\r\n$9\r\n127.0.0.1\r\n:6379\r\n$9\r\nconnected\r\n:1\r\n",
+            ),
+            "ROLE" => Reply::Silence,
+            "COMMAND" => Reply::raw("*0\r\n"),
+            "PING" => Reply::raw("+PONG\r\n"),
+            _ => Reply::raw("+OK\r\n"),
+        })
+        .unwrap()
+        };
+    let port = master.addr().port().to_string();
+    let sentinel = ScriptedServer::start(move |cmd: &[String]| {
+        let sub = cmd.get(1).map(|s| s.to_ascii_uppercase());
+        match (cmd[0].to_ascii_uppercase().as_str(), sub.as_deref()) {
+            ("ROLE", _) => Reply::sentinel_role(),
+            ("SENTINEL", Some("MASTER")) => Reply::fields(&[
+                ("ip", "127.0.0.1"),
+                ("port", &port),
+                ("flags", "master"),
+                ("config-epoch", "1"),
+            ]),
+            ("SENTINEL", Some("GET-MASTER-ADDR-BY-NAME")) => Reply::raw(format!(
+                "*2\r\n$9\r\n127.0.0.1\r\n${}\r\n{port}\r\n",
+                port.len()
+            )),
+            ("SENTINEL", _) => Reply::raw("*0\r\n"),
+            _ => Reply::raw("+OK\r\n"),
+        }
+    })
+    .unwrap();
+    // One connect, started at build: its deadline (1 s) comes before the checkout's (1.5 s).
+    let pool = SentinelPool::builder([sentinel.url()], "mymaster")
+        .watcher(false)
+        .max_size(1)
+        .checkout_timeout(Duration::from_secs(1))
+        .read_timeout(Duration::from_secs(5))
+        .build_unchecked()
+        .unwrap();
+    match pool.get_timeout(Duration::from_millis(1500)) {
+        Err(Error::CheckoutTimeout { cause, .. }) => {
+            assert!(matches!(*cause, Error::WrongRole { .. }), "{cause}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        asked.load(Ordering::SeqCst) >= 2,
+        "a second attempt was cut short"
+    );
 }
