@@ -110,11 +110,13 @@ fn recorded(topology: &Topology) {
     });
     for ((size, threads), quiet) in sizes.into_iter().zip(quiet) {
         let recorded = pool(size);
-        let locked = support::bench::contenders(topology, size)
-            .into_iter()
-            .find(|(name, _)| name.starts_with("locked-sentinel-client"))
-            .expect("the contender")
-            .1;
+        // Built as `contenders` builds it, without the other contenders' pools.
+        let locked_pool = r2d2_redis_sentinel::r2d2::Pool::builder()
+            .max_size(size)
+            .build(support::bench::locked_sentinel_client(topology))
+            .expect("pool");
+        let locked: support::bench::Op =
+            Arc::new(move || support::bench::set_on(&mut *locked_pool.get().expect("checkout")));
         let mut sides = vec![
             Contender::new("sentinel-pool/no recorder", |iters| {
                 run(&quiet, threads, iters)
