@@ -2,6 +2,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backoff;
+mod cluster;
 mod config;
 mod connection;
 mod durable;
@@ -29,13 +30,14 @@ mod subscriber;
 pub mod testkit;
 mod watcher;
 
+pub use cluster::{ClusterConnection, ClusterPool};
 #[cfg(feature = "serde")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub use config::PoolConfig;
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use config::TlsOptions;
-pub use config::{Builder, FenceResume, Validation};
+pub use config::{Builder, Cluster, FenceResume, Sentinel, Validation};
 pub use connection::Connection;
 pub use durable::Durability;
 pub use error::{Error, SentinelFailure};

@@ -92,6 +92,9 @@ enum Destination {
         options: ReplicaOptions,
         next: Arc<AtomicUsize>,
     },
+    /// One node of a cluster, whatever the sentinels say (it has none): its pool's
+    /// generation moves when the node answers that it is no longer a primary.
+    Node(NodeAddr),
 }
 
 /// The watcher, shared by every handle on a manager; stopped when the last one is dropped.
@@ -131,6 +134,15 @@ impl SentinelManager {
             shared,
             target: Destination::Master,
             last_error: Arc::default(),
+        }
+    }
+
+    /// A manager whose connections all go to the cluster node `addr`, which must be a
+    /// primary; no I/O, no thread.
+    pub(crate) fn for_node(config: Config, addr: NodeAddr) -> Self {
+        SentinelManager {
+            target: Destination::Node(addr),
+            ..SentinelManager::new(config)
         }
     }
 
@@ -228,6 +240,7 @@ impl SentinelManager {
                 Destination::Replicas { options, next } => {
                     self.connect_replica(options, next, deadline)
                 }
+                Destination::Node(addr) => self.open(addr, seen, NodeRole::Master, deadline),
             };
             let err = match attempt {
                 Ok(conn) => {
@@ -252,13 +265,15 @@ impl SentinelManager {
                     shared.config.service
                 );
             }
-            let transient = matches!(
-                err,
+            // A cluster node that is no longer a primary stays so: the cluster's slot map,
+            // not this node's pool, finds the new one.
+            let transient = match err {
+                Error::WrongRole { .. } => !matches!(self.target, Destination::Node(_)),
                 Error::Connect { .. }
-                    | Error::MasterDown { .. }
-                    | Error::WrongRole { .. }
-                    | Error::NoHealthyReplica { .. }
-            );
+                | Error::MasterDown { .. }
+                | Error::NoHealthyReplica { .. } => true,
+                _ => false,
+            };
             let left = deadline.saturating_duration_since(Instant::now());
             if !transient || left.is_zero() || shared.generation.is_closed() {
                 return Err(err);

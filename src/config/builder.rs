@@ -1,14 +1,20 @@
 //! The [`Builder`]: every option with its default, and the three ways to start a pool.
 
-use std::time::Duration;
+use std::{marker::PhantomData, time::Duration};
 
 use redis::ProtocolVersion;
 
 use super::{FenceResume, Hooks, Validation};
 use crate::{Connection, Error, NodeAddr, RetryPolicy, Secret, node::MapFunction};
 
-/// Builds a [`SentinelPool`](crate::SentinelPool); made by
-/// [`SentinelPool::builder`](crate::SentinelPool::builder).
+/// Builds a [`SentinelPool`](crate::SentinelPool) (made by
+/// [`SentinelPool::builder`](crate::SentinelPool::builder)) or, as a `Builder<Cluster>`, a
+/// [`ClusterPool`](crate::ClusterPool) (made by
+/// [`ClusterPool::builder`](crate::ClusterPool::builder)).
+///
+/// The options every topology shares (pool size, timeouts, credentials, TLS, addresses) are
+/// set the same way on both; the Sentinel-only ones (sentinel credentials, the watcher, the
+/// fence, replicas, durable mode) exist only on `Builder<Sentinel>`.
 ///
 /// Every setter documents its default. Nothing is checked until [`build`](Builder::build),
 /// which validates every option and asks the sentinels for the master. Every duration must be
@@ -16,8 +22,9 @@ use crate::{Connection, Error, NodeAddr, RetryPolicy, Secret, node::MapFunction}
 /// inside a sentinel URL.
 #[derive(Clone, Debug)]
 #[must_use = "a builder does nothing until `build` is called"]
-pub struct Builder {
-    /// Addresses as given: they may carry credentials.
+pub struct Builder<T = Sentinel> {
+    /// Addresses as given (the sentinels', or a cluster's seed nodes): they may carry
+    /// credentials.
     pub(crate) sentinels: Vec<Secret>,
     pub(crate) service: String,
     pub(crate) max_size: u32,
@@ -54,9 +61,18 @@ pub struct Builder {
     pub(crate) tcp_keepalive: Option<Duration>,
     pub(crate) hooks: Hooks,
     pub(crate) durability: Option<crate::Durability>,
+    pub(crate) topology: PhantomData<T>,
 }
 
-impl Builder {
+/// A [`Builder`]'s topology: a service behind Redis Sentinel, the default.
+#[derive(Debug, Clone, Copy)]
+pub enum Sentinel {}
+
+/// A [`Builder`]'s topology: a Redis (or Valkey) Cluster.
+#[derive(Debug, Clone, Copy)]
+pub enum Cluster {}
+
+impl Builder<Sentinel> {
     /// A builder for `service` at `sentinels`: what
     /// [`SentinelPool::builder`](crate::SentinelPool::builder) starts.
     pub(crate) fn of<I, S>(sentinels: I, service: impl Into<String>) -> Self
@@ -74,8 +90,15 @@ impl Builder {
     }
 
     pub(crate) fn new(sentinels: Vec<Secret>, service: String) -> Self {
+        Builder::with_topology(sentinels, service)
+    }
+}
+
+impl<T> Builder<T> {
+    /// A builder with every default, for `addresses` (sentinels or seeds) and `service`.
+    pub(crate) fn with_topology(addresses: Vec<Secret>, service: String) -> Self {
         Builder {
-            sentinels,
+            sentinels: addresses,
             service,
             max_size: 10,
             min_idle: None,
@@ -110,6 +133,7 @@ impl Builder {
             tcp_keepalive: Some(Duration::from_secs(60)),
             hooks: Hooks::default(),
             durability: None,
+            topology: PhantomData,
         }
     }
 
@@ -176,23 +200,6 @@ impl Builder {
         self
     }
 
-    /// The ACL user for the sentinels, which is separate from the data nodes'.
-    ///
-    /// Defaults to none (the `default` user), or the user named in the sentinel URL.
-    pub fn sentinel_username(mut self, username: impl Into<String>) -> Self {
-        self.sentinel_username = Some(username.into());
-        self
-    }
-
-    /// The password for the sentinels (their own `requirepass`), which is separate from the data
-    /// nodes'.
-    ///
-    /// Defaults to none, or the password in the sentinel URL.
-    pub fn sentinel_password(mut self, password: impl Into<String>) -> Self {
-        self.sentinel_password = Some(Secret::new(password.into()));
-        self
-    }
-
     /// The database index selected on every data-node connection.
     ///
     /// Defaults to 0.
@@ -232,16 +239,6 @@ impl Builder {
     /// Defaults to 3 seconds.
     pub fn write_timeout(mut self, timeout: Duration) -> Self {
         self.write_timeout = timeout;
-        self
-    }
-
-    /// How long asking one sentinel may take, connecting to it included. A sentinel that
-    /// accepts connections and never answers costs this much in each lookup that reaches it;
-    /// after it failed, it is asked only when no other sentinel answers, for a few seconds.
-    ///
-    /// Defaults to 500 milliseconds.
-    pub fn sentinel_timeout(mut self, timeout: Duration) -> Self {
-        self.sentinel_timeout = timeout;
         self
     }
 
@@ -355,6 +352,36 @@ impl Builder {
     /// Defaults to none.
     pub fn event_handler(mut self, handler: Box<dyn r2d2::HandleEvent>) -> Self {
         self.hooks.event_handler = Some(handler.into());
+        self
+    }
+}
+
+/// The options only a Sentinel deployment has.
+impl Builder<Sentinel> {
+    /// The ACL user for the sentinels, which is separate from the data nodes'.
+    ///
+    /// Defaults to none (the `default` user), or the user named in the sentinel URL.
+    pub fn sentinel_username(mut self, username: impl Into<String>) -> Self {
+        self.sentinel_username = Some(username.into());
+        self
+    }
+
+    /// The password for the sentinels (their own `requirepass`), which is separate from the data
+    /// nodes'.
+    ///
+    /// Defaults to none, or the password in the sentinel URL.
+    pub fn sentinel_password(mut self, password: impl Into<String>) -> Self {
+        self.sentinel_password = Some(Secret::new(password.into()));
+        self
+    }
+
+    /// How long asking one sentinel may take, connecting to it included. A sentinel that
+    /// accepts connections and never answers costs this much in each lookup that reaches it;
+    /// after it failed, it is asked only when no other sentinel answers, for a few seconds.
+    ///
+    /// Defaults to 500 milliseconds.
+    pub fn sentinel_timeout(mut self, timeout: Duration) -> Self {
+        self.sentinel_timeout = timeout;
         self
     }
 }

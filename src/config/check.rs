@@ -16,7 +16,7 @@ use crate::{
     node::{AddressMap, NodeSettings},
 };
 
-impl Builder {
+impl<T> Builder<T> {
     /// Checks every option, family by family, and makes the configuration the pool runs on.
     // `mut` for the TLS a rediss:// address turns on.
     #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
@@ -141,7 +141,7 @@ impl Builder {
     }
 }
 
-impl Builder {
+impl<T> Builder<T> {
     /// The sentinel addresses, parsed; a TLS scheme turns TLS on for the pool.
     #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
     fn check_sentinels(&mut self) -> Result<Vec<SentinelUrl>, Error> {

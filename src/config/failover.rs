@@ -4,18 +4,22 @@
 
 use std::time::Duration;
 
-use super::{Builder, FenceResume, Validation};
+use super::{Builder, FenceResume, Sentinel, Validation};
 use crate::RetryPolicy;
 
-impl Builder {
-    /// How connections are checked at checkout; see [`Validation`].
+impl<T> Builder<T> {
+    /// How connections are checked at checkout; see [`Validation`]. A cluster's node pools
+    /// take [`Validation::Adaptive`] as [`Validation::Off`]: there the node itself refuses a
+    /// request for a slot it no longer serves (`MOVED`), and no `ROLE` is needed to find out.
     ///
     /// Defaults to [`Validation::Adaptive`] with a window of 500 ms.
     pub fn validation(mut self, validation: Validation) -> Self {
         self.validation = validation;
         self
     }
+}
 
+impl Builder<Sentinel> {
     /// How [`with_retry`](crate::SentinelPool::with_retry) retries; see [`RetryPolicy`].
     ///
     /// Defaults to [`RetryPolicy::default`] with a deadline that covers a crash failover of

@@ -22,7 +22,7 @@ mod sentinel_address;
 mod tls;
 pub(crate) mod url;
 
-pub use builder::Builder;
+pub use builder::{Builder, Cluster, Sentinel};
 pub(crate) use env::builder as from_env;
 #[cfg(feature = "serde")]
 pub use file::PoolConfig;

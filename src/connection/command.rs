@@ -70,6 +70,33 @@ impl<'a> Iterator for Commands<'a> {
     }
 }
 
+/// One command of a packed request: where its bytes lie, and its arguments (its name first).
+pub(crate) type Part<'a> = (std::ops::Range<usize>, Vec<&'a [u8]>);
+
+/// Every command of a packed request with all its arguments (its name first) and where its
+/// bytes lie in `packed`; `None` when the request is not RESP arrays of bulk strings through
+/// to its end (an inline command, say).
+pub(crate) fn split(packed: &[u8]) -> Option<Vec<Part<'_>>> {
+    let mut out = Vec::new();
+    let mut rest = packed;
+    while !rest.is_empty() {
+        let start = packed.len() - rest.len();
+        let (count, mut after) = read_header(rest, b'*')?;
+        let mut args = Vec::with_capacity(count.min(64));
+        for _ in 0..count {
+            let (len, body) = read_header(after, b'$')?;
+            args.push(body.get(..len)?);
+            after = body.get(len..)?.strip_prefix(b"\r\n")?;
+        }
+        if args.is_empty() {
+            return None;
+        }
+        rest = after;
+        out.push((start..packed.len() - rest.len(), args));
+    }
+    Some(out)
+}
+
 /// Reads `<marker><number>\r\n` at the start of `buf`.
 fn read_header(buf: &[u8], marker: u8) -> Option<(usize, &[u8])> {
     let rest = buf.strip_prefix(&[marker])?;
@@ -107,6 +134,24 @@ mod tests {
             names(&pipe.get_packed_pipeline()),
             ["MULTI", "SET", "INCRBY", "EXEC"]
         );
+    }
+
+    #[test]
+    fn split_gives_every_argument_and_the_bytes_of_each_command() {
+        let mut pipe = redis::pipe();
+        pipe.set("k\r\n", "v").cmd("MGET").arg("a").arg("b");
+        let packed = pipe.get_packed_pipeline();
+        let parts = split(&packed).unwrap();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0].1, [&b"SET"[..], b"k\r\n", b"v"]);
+        assert_eq!(parts[1].1, [&b"MGET"[..], b"a", b"b"]);
+        assert_eq!(parts[1].0.end, packed.len());
+        assert_eq!(
+            &packed[parts[1].0.clone()],
+            &redis::cmd("MGET").arg("a").arg("b").get_packed_command()[..]
+        );
+        assert!(split(b"PING\r\n").is_none());
+        assert!(split(b"*2\r\n$3\r\nGET\r\n").is_none());
     }
 
     #[test]

@@ -113,6 +113,14 @@ impl SentinelPool {
     /// Waits, at most `checkout_timeout`, until the pool holds its first idle connection
     /// (r2d2 opens them in the background, up to `min_idle`) and the watcher, if on, listens
     /// to a sentinel: so that `stats()` right after `build()` shows what the pool has.
+    /// A pool of connections to the cluster node `addr`, made lazily: no I/O here.
+    pub(crate) fn for_node(config: Config, addr: crate::NodeAddr) -> Result<Self, Error> {
+        let manager = SentinelManager::for_node(config, addr);
+        let owner = Arc::new(Owner(manager.clone()));
+        let max_size = manager.shared.config.max_size;
+        Self::pool_of(manager, owner, max_size)
+    }
+
     fn until_settled(&self) {
         let shared = self.shared();
         let deadline = Instant::now() + shared.config.checkout_timeout;

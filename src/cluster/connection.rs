@@ -1,0 +1,430 @@
+//! [`ClusterConnection`]: what [`ClusterPool::get`](super::ClusterPool::get) hands out. It
+//! routes each request to the primary owning its keys, on a connection checked out of that
+//! node's pool the first time the node is needed, and follows the cluster's redirections.
+
+use redis::{ConnectionLike, ErrorKind, RedisError, RedisResult, ServerErrorKind, Value};
+
+use super::{
+    ClusterPool,
+    route::{self, Keys},
+};
+use crate::{NodeAddr, PooledConnection, connection::Retire, connection::command::split};
+
+/// How many redirections (`MOVED`, `ASK`) one request follows before giving up: a slot moves
+/// once per migration step, so more means the nodes disagree.
+const MAX_REDIRECTS: usize = 5;
+
+/// A connection to a cluster: each request goes to the primary that owns its keys' slot.
+///
+/// It implements [`redis::ConnectionLike`], so every command of [`redis::Commands`] and every
+/// [`redis::Cmd`] or [`redis::Pipeline`] works on it, as on a
+/// [`Connection`](crate::Connection):
+/// - a command goes to the primary of its keys' slot (hash tags respected); one without keys
+///   to the node the last request went to (so that the `SCRIPT LOAD` that
+///   [`redis::Script::invoke`] sends after a `NOSCRIPT` reaches the node that answered it), or
+///   the first primary;
+/// - a command, a transaction or a script whose keys span slots is refused unsent, with an
+///   error of kind `CROSSSLOT` that names each key's slot;
+/// - `MOVED` (the slot has a new owner: a failover, or a migration that ended) updates the
+///   pool's slot map and sends the request again to the owner named; `ASK` (the key is being
+///   migrated) sends it once to the node named, after `ASKING`;
+/// - a pipeline is split by node and its replies come back in the caller's order; an atomic
+///   one (`MULTI`/`EXEC`) goes to one node whole, or is refused unsent if its keys span
+///   slots;
+/// - after a `WATCH` or a `MULTI`, until the `EXEC`, `DISCARD` or `UNWATCH`, every request goes
+///   to that node, and a key of another slot is refused unsent. Send a transaction as an
+///   atomic pipeline, or begin it with `WATCH` on one of its keys: a `MULTI` sent alone does
+///   not know where its keys will go.
+///
+/// The node connections it holds go back to their pools when it is dropped.
+pub struct ClusterConnection {
+    pool: ClusterPool,
+    /// The connections checked out so far: one per node.
+    held: Vec<(NodeAddr, PooledConnection)>,
+    /// The node (and, once known, the slot) a transaction under way is bound to.
+    pinned: Option<(NodeAddr, Option<u16>)>,
+    /// The node the last request went to, where a request without keys goes.
+    last: Option<NodeAddr>,
+}
+
+impl std::fmt::Debug for ClusterConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConnection")
+            .field(
+                "held",
+                &self.held.iter().map(|(a, _)| a).collect::<Vec<_>>(),
+            )
+            .field("pinned", &self.pinned)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a reply sends the request instead.
+enum Redirect {
+    Moved { slot: u16, to: NodeAddr },
+    Ask { to: NodeAddr },
+}
+
+impl ClusterConnection {
+    pub(super) fn new(pool: ClusterPool) -> Self {
+        pool.refresh_if_old();
+        ClusterConnection {
+            pool,
+            held: Vec::new(),
+            pinned: None,
+            last: None,
+        }
+    }
+
+    /// The nodes this connection holds a connection to.
+    pub fn nodes(&self) -> Vec<NodeAddr> {
+        self.held.iter().map(|(addr, _)| addr.clone()).collect()
+    }
+
+    /// The slot of the command `args`: `None` without keys.
+    fn slot_of(&mut self, args: &[&[u8]]) -> RedisResult<Option<u16>> {
+        match self.pool.inner.keys.keys(args) {
+            Keys::Known(keys) => route::slot_of(&keys),
+            Keys::AskServer => {
+                let keys = self.keys_from_server(args)?;
+                let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+                route::slot_of(&keys)
+            }
+        }
+    }
+
+    /// `COMMAND GETKEYS`, asked of a node: for commands whose keys move with their arguments.
+    fn keys_from_server(&mut self, args: &[&[u8]]) -> RedisResult<Vec<Vec<u8>>> {
+        let addr = self.target(None)?;
+        let mut ask = redis::cmd("COMMAND");
+        ask.arg("GETKEYS");
+        for arg in args {
+            ask.arg(*arg);
+        }
+        let reply = self.conn(&addr)?.req_command(&ask)?;
+        // A command without keys (or unknown to the server) is answered with an error: it
+        // goes anywhere, and the server says what is wrong with it.
+        Ok(route::keys_from_server(&reply))
+    }
+
+    /// The node a request of `slot` goes to.
+    fn target(&mut self, slot: Option<u16>) -> RedisResult<NodeAddr> {
+        if let Some((addr, pinned)) = &mut self.pinned {
+            match (*pinned, slot) {
+                (Some(bound), Some(slot)) if bound != slot => {
+                    return Err(route::cross_slot(&format!(
+                        "a transaction bound to slot {bound} met a key in slot {slot}"
+                    )));
+                }
+                (None, Some(slot)) => *pinned = Some(slot),
+                _ => {}
+            }
+            return Ok(addr.clone());
+        }
+        let map = self.pool.map();
+        match slot {
+            Some(slot) => map.primary(slot).cloned().ok_or_else(|| {
+                self.pool.refresh(Some(super::REFRESH_PAUSE));
+                RedisError::from((
+                    ErrorKind::Server(ServerErrorKind::ClusterDown),
+                    "no node serves the slot",
+                    format!("slot {slot} has no primary in the pool's slot map"),
+                ))
+            }),
+            None => self
+                .last
+                .clone()
+                .or_else(|| map.shards().first().map(|s| s.primary.clone()))
+                .ok_or_else(|| {
+                    RedisError::from((
+                        ErrorKind::Server(ServerErrorKind::ClusterDown),
+                        "the pool's slot map names no primary",
+                    ))
+                }),
+        }
+    }
+
+    /// The connection to `addr` this one holds, checked out of its pool if needed.
+    fn conn(&mut self, addr: &NodeAddr) -> RedisResult<&mut PooledConnection> {
+        let at = match self.held.iter().position(|(a, _)| a == addr) {
+            Some(at) => at,
+            None => {
+                let checkout = self.pool.node(addr).and_then(|pool| pool.get());
+                let conn = checkout.map_err(|err| {
+                    // The node may be gone: the map may know better.
+                    self.pool.refresh(Some(super::REFRESH_PAUSE));
+                    RedisError::from(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionRefused,
+                        format!("no connection to cluster node {addr}: {err}"),
+                    ))
+                })?;
+                self.held.push((addr.clone(), conn));
+                self.held.len() - 1
+            }
+        };
+        Ok(&mut self.held[at].1)
+    }
+
+    /// After a request on `addr`: binds the connection to it while a transaction is under
+    /// way there, and lets go of its connection if that can take no other request.
+    fn after(&mut self, addr: &NodeAddr, slot: Option<u16>) {
+        self.last = Some(addr.clone());
+        let Some(at) = self.held.iter().position(|(a, _)| a == addr) else {
+            return;
+        };
+        let conn = &self.held[at].1;
+        let tracked = &conn.hygiene.tracked;
+        if tracked.in_transaction || tracked.watching {
+            if self.pinned.is_none() {
+                self.pinned = Some((addr.clone(), slot));
+            }
+        } else if self.pinned.as_ref().is_some_and(|(a, _)| a == addr) {
+            self.pinned = None;
+        }
+        if matches!(
+            conn.retire(),
+            Some(Retire::OutOfStep | Retire::Closed | Retire::Demoted)
+        ) {
+            self.held.swap_remove(at);
+            if self.pinned.as_ref().is_some_and(|(a, _)| a == addr) {
+                self.pinned = None;
+            }
+        }
+    }
+
+    /// Sends the one command `packed` (of `slot`), following redirections.
+    fn one(&mut self, packed: &[u8], slot: Option<u16>) -> RedisResult<Value> {
+        let mut addr = self.target(slot)?;
+        let mut asking = false;
+        for _ in 0..=MAX_REDIRECTS {
+            let bound = self.pinned.is_some();
+            let conn = self.conn(&addr)?;
+            let reply = if asking {
+                let mut both = redis::cmd("ASKING").get_packed_command();
+                both.extend_from_slice(packed);
+                conn.req_packed_commands(&both, 1, 1)
+                    .map(|mut replies| replies.pop().unwrap_or(Value::Nil))
+            } else {
+                conn.req_packed_command(packed)
+            };
+            self.after(&addr, slot);
+            let reply = reply?;
+            // Inside a transaction, a redirection is the transaction's answer.
+            match redirect(&reply, &addr, &self.pool).filter(|_| !bound) {
+                Some(Redirect::Moved { slot, to }) => {
+                    self.pool.moved(slot, &to);
+                    (addr, asking) = (to, false);
+                }
+                Some(Redirect::Ask { to }) => (addr, asking) = (to, true),
+                None => return Ok(reply),
+            }
+        }
+        Err(too_many_redirects())
+    }
+
+    /// Sends the pipeline `packed` whole to the node of `slot`, and returns every reply; one
+    /// `MOVED` among them (nothing of an atomic one was applied then) sends it again to the
+    /// owner named.
+    fn whole(&mut self, packed: &[u8], count: usize, slot: Option<u16>) -> RedisResult<Vec<Value>> {
+        let mut addr = self.target(slot)?;
+        for _ in 0..=MAX_REDIRECTS {
+            let bound = self.pinned.is_some();
+            let replies = self.conn(&addr)?.req_packed_commands(packed, 0, count);
+            self.after(&addr, slot);
+            let replies = replies?;
+            let first = replies
+                .iter()
+                .find_map(|r| redirect(r, &addr, &self.pool))
+                .filter(|_| !bound);
+            match first {
+                Some(Redirect::Moved { slot, to }) => {
+                    self.pool.moved(slot, &to);
+                    addr = to;
+                }
+                Some(Redirect::Ask { .. }) => {
+                    return Err(RedisError::from((
+                        ErrorKind::Server(ServerErrorKind::TryAgain),
+                        "the transaction's slot is being migrated (refused, nothing applied)",
+                    )));
+                }
+                None => return Ok(replies),
+            }
+        }
+        Err(too_many_redirects())
+    }
+
+    /// A pipeline that is not atomic: each node gets its commands in one round trip, and the
+    /// replies come back in the caller's order; a command answered with a redirection is sent
+    /// again alone, where it points.
+    fn split_by_node(
+        &mut self,
+        packed: &[u8],
+        commands: &[(std::ops::Range<usize>, Option<u16>)],
+    ) -> RedisResult<Vec<Value>> {
+        let mut groups: Vec<(NodeAddr, Vec<usize>)> = Vec::new();
+        for (i, (_, slot)) in commands.iter().enumerate() {
+            let addr = self.target(*slot)?;
+            match groups.iter_mut().find(|(a, _)| *a == addr) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((addr, vec![i])),
+            }
+        }
+        let mut replies = vec![Value::Nil; commands.len()];
+        for (addr, members) in groups {
+            let mut sub = Vec::new();
+            for &i in &members {
+                sub.extend_from_slice(&packed[commands[i].0.clone()]);
+            }
+            let answers = self
+                .conn(&addr)?
+                .req_packed_commands(&sub, 0, members.len());
+            self.after(&addr, None);
+            for (i, reply) in members.into_iter().zip(answers?) {
+                replies[i] = reply;
+            }
+        }
+        for (i, (range, slot)) in commands.iter().enumerate() {
+            if matches!(&replies[i], Value::ServerError(e)
+                if matches!(e.kind(), Some(ServerErrorKind::Moved | ServerErrorKind::Ask)))
+            {
+                let resent = self.one_redirected(&packed[range.clone()], *slot, &replies[i])?;
+                replies[i] = resent;
+            }
+        }
+        Ok(replies)
+    }
+
+    /// Sends `packed` again where `reply` (a redirection to it) points.
+    fn one_redirected(
+        &mut self,
+        packed: &[u8],
+        slot: Option<u16>,
+        reply: &Value,
+    ) -> RedisResult<Value> {
+        let from = self.target(slot)?;
+        match redirect(reply, &from, &self.pool) {
+            Some(Redirect::Moved { slot, to }) => {
+                self.pool.moved(slot, &to);
+                self.one(packed, Some(slot))
+            }
+            Some(Redirect::Ask { to }) => {
+                let conn = self.conn(&to)?;
+                let mut both = redis::cmd("ASKING").get_packed_command();
+                both.extend_from_slice(packed);
+                let answer = conn
+                    .req_packed_commands(&both, 1, 1)
+                    .map(|mut replies| replies.pop().unwrap_or(Value::Nil));
+                self.after(&to, slot);
+                answer
+            }
+            None => Ok(reply.clone()),
+        }
+    }
+}
+
+impl ConnectionLike for ClusterConnection {
+    fn req_packed_command(&mut self, cmd: &[u8]) -> RedisResult<Value> {
+        let commands = split(cmd).ok_or_else(unreadable)?;
+        let mut slot = None;
+        for (_, args) in &commands {
+            if let Some(s) = self.slot_of(args)? {
+                if let Some(known) = slot.filter(|&known| known != s) {
+                    return Err(route::cross_slot(&format!(
+                        "the request's commands have keys in slots {known} and {s}"
+                    )));
+                }
+                slot = Some(s);
+            }
+        }
+        self.one(cmd, slot)
+    }
+
+    fn req_packed_commands(
+        &mut self,
+        cmd: &[u8],
+        offset: usize,
+        count: usize,
+    ) -> RedisResult<Vec<Value>> {
+        let commands = split(cmd).ok_or_else(unreadable)?;
+        let mut slots = Vec::with_capacity(commands.len());
+        let mut unit = offset > 0 || self.pinned.is_some();
+        for (range, args) in &commands {
+            let name = args[0];
+            unit |= ["MULTI", "EXEC", "WATCH"]
+                .iter()
+                .any(|t| name.eq_ignore_ascii_case(t.as_bytes()));
+            slots.push((range.clone(), self.slot_of(args)?));
+        }
+        let replies = if unit {
+            // One node: every key in one slot.
+            let mut slot = None;
+            for (_, s) in &slots {
+                if let Some(s) = *s {
+                    if slot.is_some_and(|known| known != s) {
+                        return Err(route::cross_slot(&format!(
+                            "a transaction's keys are in slots {} and {s}",
+                            slot.unwrap_or_default()
+                        )));
+                    }
+                    slot = Some(s);
+                }
+            }
+            self.whole(cmd, commands.len(), slot)?
+        } else {
+            self.split_by_node(cmd, &slots)?
+        };
+        Ok(replies.into_iter().skip(offset).take(count).collect())
+    }
+
+    fn get_db(&self) -> i64 {
+        0
+    }
+
+    fn check_connection(&mut self) -> bool {
+        self.held
+            .iter_mut()
+            .all(|(_, conn)| conn.check_connection())
+    }
+
+    fn is_open(&self) -> bool {
+        self.held.iter().all(|(_, conn)| conn.is_open())
+    }
+}
+
+/// Where `reply` redirects the request, if it does: the node named, as the pool's address
+/// map rewrites it (a node that does not know its own host names only its port: `from`'s
+/// host, then).
+fn redirect(reply: &Value, from: &NodeAddr, pool: &ClusterPool) -> Option<Redirect> {
+    let Value::ServerError(err) = reply else {
+        return None;
+    };
+    let err = RedisError::from(err.clone());
+    let (addr, slot) = err.redirect_node()?;
+    let (host, port) = addr.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host = if host.is_empty() { &from.host } else { host };
+    let to = pool
+        .inner
+        .config
+        .address_map
+        .apply(NodeAddr::new(host, port.parse().ok()?));
+    Some(match err.kind() {
+        ErrorKind::Server(ServerErrorKind::Moved) => Redirect::Moved { slot, to },
+        _ => Redirect::Ask { to },
+    })
+}
+
+fn too_many_redirects() -> RedisError {
+    RedisError::from((
+        ErrorKind::Server(ServerErrorKind::TryAgain),
+        "too many redirections",
+        format!("the nodes redirected the request {MAX_REDIRECTS} times: their slot maps disagree"),
+    ))
+}
+
+fn unreadable() -> RedisError {
+    RedisError::from((
+        ErrorKind::Client,
+        "the cluster connection takes requests as redis-rs packs them (RESP arrays)",
+    ))
+}

@@ -1,0 +1,331 @@
+//! [`ClusterPool`]: the same blocking pool over a Redis (or Valkey) Cluster.
+//!
+//! # Design
+//!
+//! - **One pool per node.** Each primary a request reaches gets its own pool of this crate's
+//!   [`Connection`](crate::Connection)s, made on first use, bounded by
+//!   [`max_size`](crate::Builder::max_size): at most that many sockets per node in use,
+//!   whatever the number of callers, where a pool of whole cluster clients opens one socket
+//!   per node per pooled client. A node's pool has its own generation, which moves when the
+//!   node answers that it is no longer a primary; its connections then refuse to send, as
+//!   in the Sentinel pool.
+//! - **One slot map** ([`map`]), shared by every caller and read without a lock held across
+//!   anything: learned from `CLUSTER SHARDS` (7.0 and later; `CLUSTER SLOTS` before), and
+//!   refreshed when a node answers `MOVED`, when a node cannot be reached, and every
+//!   [`REFRESH_EVERY`] at most when a caller passes by. One refresh runs at a time (single
+//!   flight): the callers that need one meanwhile wait for it and use its answer. The refresh
+//!   asks a node on a connection of its own, bounded by the connect and read timeouts, and
+//!   swaps the new map in under a lock held for the swap alone.
+//! - **Routing** ([`route`]): the keys of a command are where the server's own `COMMAND`
+//!   reply places them, their slot is the key's CRC16 ([`slot`]), hash tags respected. A
+//!   command, a transaction or a script whose keys span slots is refused unsent.
+//! - **The connection** ([`connection`]) a caller gets is a router: it checks a connection out
+//!   of a node's pool the first time a request needs that node, keeps it until it is dropped
+//!   (so that `WATCH`, `MULTI` and `EXEC` stay on one connection), follows `MOVED` and `ASK`,
+//!   and splits a pipeline by node.
+
+mod connection;
+mod map;
+mod route;
+mod slot;
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use parking_lot::{Mutex, RwLock};
+use redis::{ConnectionLike, Value};
+
+pub use connection::ClusterConnection;
+use map::{Reading, SlotMap};
+use route::KeyTable;
+
+use crate::{
+    Builder, Error, NodeAddr, SentinelPool, Validation,
+    config::{Cluster, Config, invalid},
+    node,
+};
+
+/// How old the slot map may grow before a caller passing by refreshes it.
+const REFRESH_EVERY: Duration = Duration::from_secs(5);
+
+/// How soon after a refresh a `MOVED` only patches its slot, instead of asking again: during a
+/// slot migration every key moved answers `MOVED`, and one refresh tells them all.
+const REFRESH_PAUSE: Duration = Duration::from_millis(100);
+
+/// A pool over a Redis (or Valkey) Cluster: one pool of connections per primary and one slot
+/// map, behind a connection that routes each request to the primary that owns its keys.
+///
+/// Cloning is cheap and gives another handle to the same pool.
+///
+/// ```no_run
+/// use r2d2_redis_sentinel::{ClusterPool, redis::Commands};
+///
+/// let pool = ClusterPool::builder(["127.0.0.1:7000", "127.0.0.1:7001"]).build()?;
+/// let mut conn = pool.get()?;
+/// let _: () = conn.set("{user:42}:name", "Ada")?;
+/// let _: () = conn.set("{user:42}:email", "ada@example.com")?;
+/// let (name, email): (String, String) = conn.mget(&["{user:42}:name", "{user:42}:email"])?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClusterPool {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// The options every node pool is made with.
+    config: Config,
+    /// The nodes given to the builder, asked when none of the map's answers.
+    seeds: Vec<NodeAddr>,
+    map: RwLock<Arc<SlotMap>>,
+    /// Held while a refresh runs; when the last one ended.
+    refresh: Mutex<Instant>,
+    /// Every node pool made so far.
+    nodes: RwLock<HashMap<NodeAddr, SentinelPool>>,
+    keys: KeyTable,
+}
+
+impl ClusterPool {
+    /// Starts a builder for the cluster whose nodes include `seeds` (`"host:port"`,
+    /// `"redis://host:port"`, `"rediss://..."` for TLS, with `user:password@` if the nodes
+    /// need it); one reachable node is enough, more is safer. Every other node is learned
+    /// from the cluster.
+    pub fn builder<I, S>(seeds: I) -> Builder<Cluster>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Builder::with_topology(
+            seeds
+                .into_iter()
+                .map(|s| crate::Secret::address(s.as_ref()))
+                .collect(),
+            "cluster".to_owned(),
+        )
+    }
+
+    /// A connection that routes each request to the primary owning its keys. No I/O: it
+    /// checks a connection out of a node's pool when a request first needs that node.
+    ///
+    /// # Errors
+    ///
+    /// None yet; the `Result` leaves room for checks a later version makes at checkout.
+    pub fn get(&self) -> Result<ClusterConnection, Error> {
+        Ok(ClusterConnection::new(self.clone()))
+    }
+
+    /// The primaries the slot map names now, in the order their slots come.
+    pub fn primaries(&self) -> Vec<NodeAddr> {
+        let map = self.map();
+        map.shards().iter().map(|s| s.primary.clone()).collect()
+    }
+
+    /// The primary that owns `key`'s slot in the slot map now, if one does.
+    pub fn primary_for_key(&self, key: impl AsRef<[u8]>) -> Option<NodeAddr> {
+        self.map().primary(slot::of(key.as_ref())).cloned()
+    }
+
+    /// The slot map now.
+    fn map(&self) -> Arc<SlotMap> {
+        Arc::clone(&self.inner.map.read())
+    }
+
+    /// The pool of connections to `addr`, made on first use.
+    fn node(&self, addr: &NodeAddr) -> Result<SentinelPool, Error> {
+        if let Some(pool) = self.inner.nodes.read().get(addr) {
+            return Ok(pool.clone());
+        }
+        let mut nodes = self.inner.nodes.write();
+        if let Some(pool) = nodes.get(addr) {
+            return Ok(pool.clone());
+        }
+        let mut config = self.inner.config.clone();
+        config.service = addr.to_string();
+        let pool = SentinelPool::for_node(config, addr.clone())?;
+        nodes.insert(addr.clone(), pool.clone());
+        Ok(pool)
+    }
+
+    /// What a `MOVED` said: `slot` is served by `addr` now. Refreshes the whole map unless
+    /// one ended within [`REFRESH_PAUSE`]; patches the slot meanwhile.
+    fn moved(&self, slot: u16, addr: &NodeAddr) {
+        {
+            let mut map = self.inner.map.write();
+            if map.primary(slot) != Some(addr) {
+                *map = Arc::new(map.moved(slot, addr));
+            }
+        }
+        self.refresh(Some(REFRESH_PAUSE));
+    }
+
+    /// Asks the cluster for its slot map and swaps it in, unless a refresh ended less than
+    /// `unless_within` ago. One refresh at a time: a caller that finds one running waits for
+    /// it and keeps its answer.
+    fn refresh(&self, unless_within: Option<Duration>) {
+        let asked_at = Instant::now();
+        let mut last = self.inner.refresh.lock();
+        // Another caller refreshed while this one waited, or lately enough.
+        if *last >= asked_at || unless_within.is_some_and(|within| last.elapsed() < within) {
+            return;
+        }
+        let mut candidates = self.primaries();
+        candidates.extend(self.inner.seeds.iter().cloned());
+        match ask_map(&candidates, &self.inner.config, false) {
+            Ok((map, _)) => *self.inner.map.write() = Arc::new(map),
+            Err(err) => log::warn!("could not refresh the cluster's slot map: {err}"),
+        }
+        *last = Instant::now();
+    }
+
+    /// Refreshes the map if it is older than [`REFRESH_EVERY`], without waiting for a
+    /// refresh another caller runs.
+    fn refresh_if_old(&self) {
+        let old = self
+            .inner
+            .refresh
+            .try_lock()
+            .is_some_and(|last| last.elapsed() >= REFRESH_EVERY);
+        if old {
+            self.refresh(Some(REFRESH_EVERY));
+        }
+    }
+}
+
+impl Builder<Cluster> {
+    /// Validates every option, asks a seed node for the slot map and the commands it knows,
+    /// and makes the pool. Connections to the primaries are made when requests first need
+    /// them.
+    ///
+    /// # Errors
+    ///
+    /// A configuration error; [`Error::Connect`] when no seed answered, with the last
+    /// failure; [`Error::InvalidConfig`] when a seed is not a cluster node.
+    pub fn build(self) -> Result<ClusterPool, Error> {
+        let mut config = self.check()?;
+        // A cluster has no sentinels to watch, no failover to fence: the map follows it.
+        config.watcher = false;
+        config.fence = None;
+        config.discover_sentinels = false;
+        if matches!(config.validation, Validation::Adaptive { .. }) {
+            config.validation = Validation::Off;
+        }
+        let seeds = std::mem::take(&mut config.sentinels);
+        let (map, keys) = ask_map(&seeds, &config, true)?;
+        let keys = keys.ok_or_else(|| {
+            invalid(
+                "seeds",
+                "no seed answered COMMAND, which the pool needs to find each command's keys: \
+                 allow the ACL user `COMMAND`",
+            )
+        })?;
+        log::info!(
+            "cluster pool started: {} primaries, {} of 16384 slots served",
+            map.shards().len(),
+            map.covered()
+        );
+        Ok(ClusterPool {
+            inner: Arc::new(Inner {
+                config,
+                seeds,
+                map: RwLock::new(Arc::new(map)),
+                refresh: Mutex::new(Instant::now()),
+                nodes: RwLock::default(),
+                keys,
+            }),
+        })
+    }
+}
+
+/// Asks each of `candidates` in turn for the slot map (and, with `commands`, for `COMMAND`,
+/// which the pool reads once, at build), until one answers.
+fn ask_map(
+    candidates: &[NodeAddr],
+    config: &Config,
+    commands: bool,
+) -> Result<(SlotMap, Option<KeyTable>), Error> {
+    let mut last = None;
+    let mut tried = Vec::new();
+    for addr in candidates {
+        if tried.contains(&addr) {
+            continue;
+        }
+        tried.push(addr);
+        match ask_one(addr, config, commands) {
+            Ok(answer) => return Ok(answer),
+            Err(err @ Error::InvalidConfig { .. }) => return Err(err),
+            Err(err) => {
+                log::debug!("cluster node {addr} did not give its slot map: {err}");
+                last = Some(err);
+            }
+        }
+    }
+    Err(last.unwrap_or(Error::NoSentinels))
+}
+
+fn ask_one(
+    addr: &NodeAddr,
+    config: &Config,
+    commands: bool,
+) -> Result<(SlotMap, Option<KeyTable>), Error> {
+    let failed = |err| crate::manager::data_node_error(addr, err, "CLUSTER SHARDS");
+    let mut conn = node::connect(addr, &config.data).map_err(failed)?;
+    let reading = Reading {
+        asked: addr,
+        tls: tls(config),
+        addresses: &config.address_map,
+    };
+    let shards = conn.req_command(redis::cmd("CLUSTER").arg("SHARDS"));
+    let map = match shards {
+        Ok(reply @ Value::Array(_) | reply @ Value::Map(_)) => {
+            SlotMap::from_shards(&reply, reading)
+        }
+        Ok(Value::ServerError(err)) if err.details().is_some_and(|d| d.contains("disabled")) => {
+            return Err(invalid(
+                "seeds",
+                format!(
+                    "{addr} is not a cluster node ({}): give the nodes of a Redis Cluster, or \
+                     use SentinelPool for a Sentinel deployment",
+                    err.details().unwrap_or_default()
+                ),
+            ));
+        }
+        // Before 7.0: `CLUSTER SHARDS` is unknown.
+        Ok(Value::ServerError(_)) => {
+            let slots = conn
+                .req_command(redis::cmd("CLUSTER").arg("SLOTS"))
+                .map_err(failed)?;
+            SlotMap::from_slots(&slots, reading)
+        }
+        Ok(_) => None,
+        Err(err) => return Err(failed(err)),
+    };
+    let map = map.ok_or_else(|| Error::Connect {
+        address: addr.to_string(),
+        source: redis::RedisError::from((
+            redis::ErrorKind::Parse,
+            "the node's slot map could not be read",
+        )),
+    })?;
+    if !commands {
+        return Ok((map, None));
+    }
+    let keys = match conn.req_command(&redis::cmd("COMMAND")) {
+        Ok(reply) => KeyTable::parse(&reply),
+        Err(err) => return Err(failed(err)),
+    };
+    Ok((map, keys))
+}
+
+fn tls(config: &Config) -> bool {
+    #[cfg(feature = "tls")]
+    return config.data.tls.is_some();
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = config;
+        false
+    }
+}
