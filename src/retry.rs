@@ -159,10 +159,37 @@ pub(crate) fn classify_attempt(err: &RedisError, conn: &Connection, applied_befo
     }
 }
 
+/// What the retry loop reads of the connection an attempt ran on.
+pub(crate) trait Attempted {
+    /// Replies that said something was applied, over the connection's life.
+    fn applied(&self) -> u64;
+    /// The class of `err`, met by an attempt that began when [`applied`](Self::applied) was
+    /// `applied_before`.
+    fn class_of(&self, err: &RedisError, applied_before: u64) -> Class;
+    /// Where the attempt ran, for the log.
+    fn place(&self) -> String;
+}
+
+impl Attempted for Connection {
+    fn applied(&self) -> u64 {
+        Connection::applied(self)
+    }
+
+    fn class_of(&self, err: &RedisError, applied_before: u64) -> Class {
+        classify_attempt(err, self, applied_before)
+    }
+
+    fn place(&self) -> String {
+        self.addr().to_string()
+    }
+}
+
 /// What the retry loop takes its connections from: a pool, whatever its topology.
 pub(crate) trait Checkouts {
+    /// What an attempt runs on.
+    type Target: Attempted;
     /// What a checkout hands out.
-    type Conn: std::ops::DerefMut<Target = Connection>;
+    type Conn: std::ops::DerefMut<Target = Self::Target>;
 
     /// The state the pool's parts share: its generation, configuration and counters.
     fn shared(&self) -> &Shared;
@@ -182,10 +209,10 @@ pub(crate) fn policy(shared: &Shared) -> RetryPolicy {
 
 /// The loop behind `with_retry` and `with_retry_idempotent`, counted in the pool's
 /// [`RetryCounters`].
-pub(crate) fn run<T>(
-    pool: &impl Checkouts,
+pub(crate) fn run<T, P: Checkouts>(
+    pool: &P,
     idempotent: bool,
-    op: impl FnMut(&mut Connection) -> RedisResult<T>,
+    op: impl FnMut(&mut P::Target) -> RedisResult<T>,
 ) -> Result<T, Error> {
     let counters = &pool.shared().retries;
     count(&counters.calls);
@@ -203,10 +230,10 @@ pub(crate) fn run<T>(
     result
 }
 
-fn attempts<T>(
-    pool: &impl Checkouts,
+fn attempts<T, P: Checkouts>(
+    pool: &P,
     idempotent: bool,
-    mut op: impl FnMut(&mut Connection) -> RedisResult<T>,
+    mut op: impl FnMut(&mut P::Target) -> RedisResult<T>,
     counters: &RetryCounters,
 ) -> Result<T, Error> {
     let policy = policy(pool.shared());
@@ -232,7 +259,7 @@ fn attempts<T>(
                 let applied_before = conn.applied();
                 match op(&mut conn) {
                     Ok(value) => return Ok(value),
-                    Err(err) => match classify_attempt(&err, &conn, applied_before) {
+                    Err(err) => match conn.class_of(&err, applied_before) {
                         Class::Final => return Err(Error::from(err)),
                         Class::MaybeApplied if !idempotent => {
                             return Err(match Error::from(err) {
@@ -246,7 +273,7 @@ fn attempts<T>(
                         class => {
                             // Returning `conn` (at the end of this arm) invalidates the pool if the
                             // error showed a failover, so the backoff below ends at once.
-                            log::debug!("attempt {attempt} on {} failed: {err}", conn.addr());
+                            log::debug!("attempt {attempt} on {} failed: {err}", conn.place());
                             maybe_applied = class == Class::MaybeApplied;
                             Error::from(err)
                         }

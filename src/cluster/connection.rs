@@ -2,17 +2,27 @@
 //! routes each request to the primary owning its keys, on a connection checked out of that
 //! node's pool the first time the node is needed, and follows the cluster's redirections.
 
+use std::time::{Duration, Instant};
+
 use redis::{ConnectionLike, ErrorKind, RedisError, RedisResult, ServerErrorKind, Value};
 
 use super::{
     ClusterPool,
     route::{self, Keys},
 };
-use crate::{NodeAddr, PooledConnection, connection::Retire, connection::command::split};
+use crate::{
+    NodeAddr, PooledConnection,
+    connection::{Retire, command::split},
+    outcome::{self, Class},
+};
 
 /// How many redirections (`MOVED`, `ASK`) one request follows before giving up: a slot moves
 /// once per migration step, so more means the nodes disagree.
 const MAX_REDIRECTS: usize = 5;
+
+/// How long a node's checkout waits at a time before looking at whether the node's
+/// connects are failing.
+const CHECKOUT_SLICE: Duration = Duration::from_millis(50);
 
 /// A connection to a cluster: each request goes to the primary that owns its keys' slot.
 ///
@@ -45,6 +55,23 @@ pub struct ClusterConnection {
     pinned: Option<(NodeAddr, Option<u16>)>,
     /// The node the last request went to, where a request without keys goes.
     last: Option<NodeAddr>,
+    /// What `with_retry` reads of the attempt.
+    accounting: Accounting,
+    /// How long a node's checkout may wait: the pool's `checkout_timeout`, or what is left of
+    /// a `with_retry` attempt.
+    wait: Duration,
+}
+
+/// What the requests of an attempt left for `with_retry` to read: whether anything was
+/// applied, and how the last request ended.
+#[derive(Debug, Default)]
+struct Accounting {
+    /// What the node connections let go of had applied.
+    let_go: u64,
+    /// The last request's connection broke or timed out: a reply may be in flight.
+    out_of_step: bool,
+    /// The last request held only reads.
+    sent_only_reads: bool,
 }
 
 impl std::fmt::Debug for ClusterConnection {
@@ -66,13 +93,15 @@ enum Redirect {
 }
 
 impl ClusterConnection {
-    pub(super) fn new(pool: ClusterPool) -> Self {
+    pub(super) fn new(pool: ClusterPool, wait: Duration) -> Self {
         pool.refresh_if_old();
         ClusterConnection {
+            wait,
             pool,
             held: Vec::new(),
             pinned: None,
             last: None,
+            accounting: Accounting::default(),
         }
     }
 
@@ -149,7 +178,10 @@ impl ClusterConnection {
         let at = match self.held.iter().position(|(a, _)| a == addr) {
             Some(at) => at,
             None => {
-                let checkout = self.pool.node(addr).and_then(|pool| pool.get());
+                let checkout = self
+                    .pool
+                    .node(addr)
+                    .and_then(|pool| checkout(&pool, self.wait));
                 let conn = checkout.map_err(|err| {
                     // The node may be gone: the map may know better.
                     self.pool.refresh(Some(super::REFRESH_PAUSE));
@@ -173,6 +205,8 @@ impl ClusterConnection {
             return;
         };
         let conn = &self.held[at].1;
+        self.accounting.out_of_step = conn.is_out_of_step();
+        self.accounting.sent_only_reads = conn.sent_only_reads();
         let tracked = &conn.hygiene.tracked;
         if tracked.in_transaction || tracked.watching {
             if self.pinned.is_none() {
@@ -185,7 +219,8 @@ impl ClusterConnection {
             conn.retire(),
             Some(Retire::OutOfStep | Retire::Closed | Retire::Demoted)
         ) {
-            self.held.swap_remove(at);
+            let (_, gone) = self.held.swap_remove(at);
+            self.accounting.let_go += gone.applied();
             if self.pinned.as_ref().is_some_and(|(a, _)| a == addr) {
                 self.pinned = None;
             }
@@ -322,6 +357,41 @@ impl ClusterConnection {
     }
 }
 
+impl crate::retry::Attempted for ClusterConnection {
+    fn applied(&self) -> u64 {
+        self.accounting.let_go + self.held.iter().map(|(_, c)| c.applied()).sum::<u64>()
+    }
+
+    /// As on a node's connection: an error that came off the wire with nothing applied
+    /// before it in the attempt is retried; a broken connection under reads alone applied
+    /// nothing; a refusal after something was applied leaves the attempt maybe applied.
+    fn class_of(&self, err: &RedisError, applied_before: u64) -> Class {
+        let applied = crate::retry::Attempted::applied(self) > applied_before;
+        match outcome::classify(err) {
+            // The slot map is being fixed (a failover, a partition): nothing ran.
+            Class::Final if err.kind() == ErrorKind::Server(ServerErrorKind::ClusterDown) => {
+                if applied {
+                    Class::MaybeApplied
+                } else {
+                    Class::NotApplied { failover: false }
+                }
+            }
+            Class::MaybeApplied if !self.accounting.out_of_step => Class::Final,
+            Class::MaybeApplied if self.accounting.sent_only_reads && !applied => {
+                Class::NotApplied { failover: false }
+            }
+            Class::NotApplied { .. } if applied => Class::MaybeApplied,
+            class => class,
+        }
+    }
+
+    fn place(&self) -> String {
+        self.last
+            .as_ref()
+            .map_or_else(|| "the cluster".to_owned(), ToString::to_string)
+    }
+}
+
 impl ConnectionLike for ClusterConnection {
     fn req_packed_command(&mut self, cmd: &[u8]) -> RedisResult<Value> {
         let commands = split(cmd).ok_or_else(unreadable)?;
@@ -388,6 +458,26 @@ impl ConnectionLike for ClusterConnection {
 
     fn is_open(&self) -> bool {
         self.held.iter().all(|(_, conn)| conn.is_open())
+    }
+}
+
+/// A connection from a node's pool, waiting at most `wait`, but not for a node that cannot be
+/// reached (a primary that crashed): the slot map will name another, and the caller's retry
+/// should look there instead of waiting out the timeout.
+fn checkout(pool: &crate::SentinelPool, wait: Duration) -> Result<PooledConnection, crate::Error> {
+    let start = Instant::now();
+    loop {
+        let left = wait.saturating_sub(start.elapsed());
+        match pool.get_timeout(left.min(CHECKOUT_SLICE)) {
+            Ok(conn) => return Ok(conn),
+            Err(err) if left <= CHECKOUT_SLICE => return Err(err),
+            Err(err) if err.is_config() => return Err(err),
+            Err(_) => {
+                if let Some(err) = pool.last_connect_error() {
+                    return Err(err);
+                }
+            }
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use super::slot::SLOTS;
 use crate::{NodeAddr, node::AddressMap};
 
 /// Which shard serves each slot.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SlotMap {
     /// For each slot, its shard's index in `shards`, plus one; 0 for a slot no node serves.
     owners: Box<[u16]>,
@@ -81,7 +81,35 @@ impl SlotMap {
         if let Some(owner) = map.owners.get_mut(usize::from(slot)) {
             *owner = index(at);
         }
+        map.drop_idle_shards();
         map
+    }
+
+    /// Forgets the shards that serve no slot (a primary whose last slot moved away).
+    fn drop_idle_shards(&mut self) {
+        let mut serving = vec![false; self.shards.len()];
+        for &owner in self.owners.iter().filter(|&&o| o != 0) {
+            serving[usize::from(owner) - 1] = true;
+        }
+        if serving.iter().all(|&s| s) {
+            return;
+        }
+        let mut renumbered = vec![0u16; self.shards.len()];
+        let mut kept = 0;
+        for (i, &serves) in serving.iter().enumerate() {
+            if serves {
+                renumbered[i] = index(kept);
+                kept += 1;
+            }
+        }
+        for owner in self.owners.iter_mut().filter(|o| **o != 0) {
+            *owner = renumbered[usize::from(*owner) - 1];
+        }
+        let mut i = 0;
+        self.shards.retain(|_| {
+            i += 1;
+            serving[i - 1]
+        });
     }
 
     /// Reads a `CLUSTER SHARDS` reply: per shard, its slot ranges and its nodes, each with
@@ -339,13 +367,22 @@ mod tests {
     }
 
     #[test]
-    fn a_move_patches_one_slot() {
-        let map = SlotMap::empty().moved(7, &NodeAddr::new("h", 1));
-        assert_eq!(map.primary(7), Some(&NodeAddr::new("h", 1)));
+    fn a_move_patches_one_slot_and_forgets_a_primary_left_without_slots() {
+        let (a, b) = (NodeAddr::new("a", 1), NodeAddr::new("b", 2));
+        let map = SlotMap::empty().moved(7, &a);
+        assert_eq!(map.primary(7), Some(&a));
         assert_eq!(map.covered(), 1);
-        let again = map.moved(8, &NodeAddr::new("h", 1));
+        let again = map.moved(8, &a);
         assert_eq!(again.shards().len(), 1);
         assert_eq!(again.covered(), 2);
+        let both = again.moved(9, &b).moved(7, &b);
+        assert_eq!(both.shards().len(), 2);
+        let all_b = both.moved(8, &b);
+        assert_eq!(all_b.shards().len(), 1, "a keeps no slot");
+        assert_eq!(all_b.primary(7), Some(&b));
+        assert_eq!(all_b.primary(8), Some(&b));
+        assert_eq!(all_b.primary(9), Some(&b));
+        assert_eq!(all_b.covered(), 3);
     }
 
     #[test]

@@ -31,7 +31,10 @@ mod slot;
 
 use std::{
     collections::HashMap,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -79,6 +82,10 @@ pub struct ClusterPool {
 struct Inner {
     /// The options every node pool is made with.
     config: Config,
+    /// The cluster's own retry counters and policy (its deadline covers the cluster's
+    /// `cluster-node-timeout`), and a generation that moves whenever the slot map changes,
+    /// which ends a retry's backoff at once.
+    shared: crate::shared::Shared,
     /// The nodes given to the builder, asked when none of the map's answers.
     seeds: Vec<NodeAddr>,
     map: RwLock<Arc<SlotMap>>,
@@ -86,6 +93,9 @@ struct Inner {
     refresh: Mutex<Instant>,
     /// Every node pool made so far.
     nodes: RwLock<HashMap<NodeAddr, SentinelPool>>,
+    /// A `MOVED` came too soon after a refresh to ask again: the next caller to pass by
+    /// after [`REFRESH_PAUSE`] does.
+    stale: AtomicBool,
     keys: KeyTable,
 }
 
@@ -115,7 +125,10 @@ impl ClusterPool {
     ///
     /// None yet; the `Result` leaves room for checks a later version makes at checkout.
     pub fn get(&self) -> Result<ClusterConnection, Error> {
-        Ok(ClusterConnection::new(self.clone()))
+        Ok(ClusterConnection::new(
+            self.clone(),
+            self.inner.config.checkout_timeout,
+        ))
     }
 
     /// The primaries the slot map names now, in the order their slots come.
@@ -127,6 +140,60 @@ impl ClusterPool {
     /// The primary that owns `key`'s slot in the slot map now, if one does.
     pub fn primary_for_key(&self, key: impl AsRef<[u8]>) -> Option<NodeAddr> {
         self.map().primary(slot::of(key.as_ref())).cloned()
+    }
+
+    /// Runs `op` on a cluster connection, retrying what surely did not run, within the
+    /// [`RetryPolicy`](crate::RetryPolicy), as
+    /// [`SentinelPool::with_retry`](crate::SentinelPool::with_retry) does: a node that
+    /// cannot be reached (a primary that crashed, until its replica takes over), `TRYAGAIN`,
+    /// `CLUSTERDOWN`, redirections that did not settle. Each attempt gets a fresh
+    /// connection, and a backoff ends as soon as the slot map changes. The default deadline
+    /// covers a primary's crash: the cluster's `cluster-node-timeout` (asked at build) plus
+    /// 10 s, at least 10 s.
+    ///
+    /// ```no_run
+    /// # use r2d2_redis_sentinel::{ClusterPool, redis::Commands};
+    /// # let pool = ClusterPool::builder(["127.0.0.1:7000"]).build()?;
+    /// let visits: u64 = pool.with_retry(|c| c.incr("visits", 1))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`SentinelPool::with_retry`](crate::SentinelPool::with_retry):
+    /// [`Error::MaybeApplied`] when an attempt may have been applied,
+    /// [`Error::RetriesExhausted`], [`Error::Redis`] for a final error (a cross-slot request
+    /// among them).
+    pub fn with_retry<T>(
+        &self,
+        op: impl FnMut(&mut ClusterConnection) -> redis::RedisResult<T>,
+    ) -> Result<T, Error> {
+        crate::retry::run(self, false, op)
+    }
+
+    /// Like [`with_retry`](Self::with_retry), for an operation that is safe to run more than
+    /// once: a connection that broke after the command was sent is retried too. See
+    /// [`SentinelPool::with_retry_idempotent`](crate::SentinelPool::with_retry_idempotent)
+    /// for which operations are.
+    ///
+    /// # Errors
+    ///
+    /// As [`with_retry`](Self::with_retry), without [`Error::MaybeApplied`].
+    pub fn with_retry_idempotent<T>(
+        &self,
+        op: impl FnMut(&mut ClusterConnection) -> redis::RedisResult<T>,
+    ) -> Result<T, Error> {
+        crate::retry::run(self, true, op)
+    }
+
+    /// Swaps `map` in; a map that differs from the one in force starts a new generation.
+    fn install(&self, map: SlotMap) {
+        let mut current = self.inner.map.write();
+        if **current != map {
+            *current = Arc::new(map);
+            drop(current);
+            self.inner.shared.generation.bump();
+        }
     }
 
     /// The slot map now.
@@ -153,12 +220,11 @@ impl ClusterPool {
     /// What a `MOVED` said: `slot` is served by `addr` now. Refreshes the whole map unless
     /// one ended within [`REFRESH_PAUSE`]; patches the slot meanwhile.
     fn moved(&self, slot: u16, addr: &NodeAddr) {
-        {
-            let mut map = self.inner.map.write();
-            if map.primary(slot) != Some(addr) {
-                *map = Arc::new(map.moved(slot, addr));
-            }
+        let map = self.map();
+        if map.primary(slot) != Some(addr) {
+            self.install(map.moved(slot, addr));
         }
+        self.inner.stale.store(true, Ordering::Relaxed);
         self.refresh(Some(REFRESH_PAUSE));
     }
 
@@ -174,24 +240,42 @@ impl ClusterPool {
         }
         let mut candidates = self.primaries();
         candidates.extend(self.inner.seeds.iter().cloned());
+        self.inner.stale.store(false, Ordering::Relaxed);
         match ask_map(&candidates, &self.inner.config, false) {
-            Ok((map, _)) => *self.inner.map.write() = Arc::new(map),
+            Ok((map, _)) => self.install(map),
             Err(err) => log::warn!("could not refresh the cluster's slot map: {err}"),
         }
         *last = Instant::now();
     }
 
-    /// Refreshes the map if it is older than [`REFRESH_EVERY`], without waiting for a
+    /// Refreshes the map if it is older than [`REFRESH_EVERY`], or a `MOVED` found it
+    /// wrong more than [`REFRESH_PAUSE`] after the last refresh, without waiting for a
     /// refresh another caller runs.
     fn refresh_if_old(&self) {
+        let stale = self.inner.stale.load(Ordering::Relaxed);
+        let due = if stale { REFRESH_PAUSE } else { REFRESH_EVERY };
         let old = self
             .inner
             .refresh
             .try_lock()
-            .is_some_and(|last| last.elapsed() >= REFRESH_EVERY);
+            .is_some_and(|last| last.elapsed() >= due);
         if old {
-            self.refresh(Some(REFRESH_EVERY));
+            self.refresh(Some(due));
         }
+    }
+}
+
+impl crate::retry::Checkouts for ClusterPool {
+    type Target = ClusterConnection;
+    type Conn = Box<ClusterConnection>;
+
+    fn shared(&self) -> &crate::shared::Shared {
+        &self.inner.shared
+    }
+
+    fn checkout(&self, wait: Duration) -> Result<Box<ClusterConnection>, Error> {
+        // Each node's checkout is bounded by `wait` when a request needs it.
+        Ok(Box::new(ClusterConnection::new(self.clone(), wait)))
     }
 }
 
@@ -214,7 +298,8 @@ impl Builder<Cluster> {
             config.validation = Validation::Off;
         }
         let seeds = std::mem::take(&mut config.sentinels);
-        let (map, keys) = ask_map(&seeds, &config, true)?;
+        let (map, found) = ask_map(&seeds, &config, true)?;
+        let Found { keys, node_timeout } = found.unwrap_or_default();
         let keys = keys.ok_or_else(|| {
             invalid(
                 "seeds",
@@ -227,26 +312,42 @@ impl Builder<Cluster> {
             map.shards().len(),
             map.covered()
         );
+        let shared = crate::shared::Shared::new(config.clone());
+        if let Some(timeout) = node_timeout {
+            shared.watcher.learn_down_after(timeout);
+        }
         Ok(ClusterPool {
             inner: Arc::new(Inner {
+                shared,
                 config,
                 seeds,
                 map: RwLock::new(Arc::new(map)),
                 refresh: Mutex::new(Instant::now()),
                 nodes: RwLock::default(),
+                stale: AtomicBool::new(false),
                 keys,
             }),
         })
     }
 }
 
-/// Asks each of `candidates` in turn for the slot map (and, with `commands`, for `COMMAND`,
-/// which the pool reads once, at build), until one answers.
+/// What the pool asks a seed once, at build, beside the slot map.
+#[derive(Debug, Default)]
+struct Found {
+    /// Where each command's keys are (`COMMAND`).
+    keys: Option<KeyTable>,
+    /// How long the cluster takes to find a primary failed (`cluster-node-timeout`), if the
+    /// user may ask `CONFIG GET`.
+    node_timeout: Option<Duration>,
+}
+
+/// Asks each of `candidates` in turn for the slot map (and, with `at_build`, for what
+/// [`Found`] holds), until one answers.
 fn ask_map(
     candidates: &[NodeAddr],
     config: &Config,
-    commands: bool,
-) -> Result<(SlotMap, Option<KeyTable>), Error> {
+    at_build: bool,
+) -> Result<(SlotMap, Option<Found>), Error> {
     let mut last = None;
     let mut tried = Vec::new();
     for addr in candidates {
@@ -254,7 +355,7 @@ fn ask_map(
             continue;
         }
         tried.push(addr);
-        match ask_one(addr, config, commands) {
+        match ask_one(addr, config, at_build) {
             Ok(answer) => return Ok(answer),
             Err(err @ Error::InvalidConfig { .. }) => return Err(err),
             Err(err) => {
@@ -269,8 +370,8 @@ fn ask_map(
 fn ask_one(
     addr: &NodeAddr,
     config: &Config,
-    commands: bool,
-) -> Result<(SlotMap, Option<KeyTable>), Error> {
+    at_build: bool,
+) -> Result<(SlotMap, Option<Found>), Error> {
     let failed = |err| crate::manager::data_node_error(addr, err, "CLUSTER SHARDS");
     let mut conn = node::connect(addr, &config.data).map_err(failed)?;
     let reading = Reading {
@@ -310,14 +411,22 @@ fn ask_one(
             "the node's slot map could not be read",
         )),
     })?;
-    if !commands {
+    if !at_build {
         return Ok((map, None));
     }
     let keys = match conn.req_command(&redis::cmd("COMMAND")) {
         Ok(reply) => KeyTable::parse(&reply),
         Err(err) => return Err(failed(err)),
     };
-    Ok((map, keys))
+    // `CONFIG GET` may be refused to the ACL user: the default retry deadline then stands.
+    let node_timeout = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("cluster-node-timeout")
+        .query::<HashMap<String, u64>>(&mut conn)
+        .ok()
+        .and_then(|found| found.get("cluster-node-timeout").copied())
+        .map(Duration::from_millis);
+    Ok((map, Some(Found { keys, node_timeout })))
 }
 
 fn tls(config: &Config) -> bool {

@@ -465,9 +465,15 @@ impl SentinelPool {
     pub(crate) fn shared(&self) -> &Shared {
         &self.guard.manager.shared
     }
+
+    /// Why the pool's last connect failed, if it did.
+    pub(crate) fn last_connect_error(&self) -> Option<Error> {
+        self.guard.manager.last_connect_error()
+    }
 }
 
 impl retry::Checkouts for SentinelPool {
+    type Target = Connection;
     type Conn = PooledConnection;
 
     fn shared(&self) -> &Shared {
