@@ -21,12 +21,15 @@ use support::{direct, init_logging};
 const WRITERS: u64 = 8;
 const KEYS: u64 = 32;
 
+/// What writers end with: the last value acknowledged for each key, and every error.
+type Outcome = (HashMap<String, u64>, Vec<String>);
+
 /// 8 writers, each on its own 32 keys spread over every slot, until told to stop; each
 /// remembers the last value acknowledged for each key and every error.
 struct Writers {
     stop: Arc<AtomicBool>,
     acks: Arc<AtomicU64>,
-    threads: Vec<thread::JoinHandle<(HashMap<String, u64>, Vec<String>)>>,
+    threads: Vec<thread::JoinHandle<Outcome>>,
 }
 
 impl Writers {
@@ -73,7 +76,7 @@ impl Writers {
     }
 
     /// Stops the writers; the last acknowledged value of every key, and every error.
-    fn stop(self) -> (HashMap<String, u64>, Vec<String>) {
+    fn stop(self) -> Outcome {
         self.stop.store(true, Ordering::Relaxed);
         let mut acked = HashMap::new();
         let mut errors = Vec::new();
