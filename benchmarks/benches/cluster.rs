@@ -1,17 +1,18 @@
-//! Redis Cluster behind a blocking pool, as redis-rs offers it today: `r2d2::Pool<ClusterClient>`
-//! on the test kit's cluster (3 primaries with a replica each, `cluster-node-timeout` 1 s). It
-//! is the contender this crate's cluster pool is to beat, side by side in this program once
-//! that pool exists; for now it pins the contender's figures on this machine and this kit.
+//! Redis Cluster behind a blocking pool: this crate's `ClusterPool` beside what redis-rs offers
+//! today, `r2d2::Pool<ClusterClient>`, on the test kit's cluster (3 primaries with a replica
+//! each, `cluster-node-timeout` 1 s).
 //!
-//! - checkout + `SET` of a random key, at 1, 8, 16 and 64 threads (pools of 8, 8, 16, 16),
-//!   slices of a fifth of a second as the ratios bench takes them;
-//! - the sockets 16 threads keep open on the nodes (`connected_clients`);
-//! - 8 writers of unique keys (checkout, `SET`, no retry) through a manual `CLUSTER FAILOVER`
-//!   and, on a fresh cluster, a primary's SIGKILL: the errors they saw, the acknowledged writes
-//!   missing afterwards (each primary's keys listed with `SCAN`), the longest pause a writer
-//!   saw between two acknowledgements.
+//! - checkout + `SET` of a random key, at 1, 8, 16 and 64 threads (pools of 8, 8, 16, 16; per
+//!   node for `ClusterPool`), interleaved in slices of a fifth of a second as the ratios bench
+//!   takes them, the contender the baseline;
+//! - the sockets each keeps open on the nodes for 16 threads (`connected_clients`);
+//! - 8 writers of unique keys through a manual `CLUSTER FAILOVER` and, on a fresh cluster, a
+//!   primary's SIGKILL: the contender with a checkout and a `SET` (it has no retry of its
+//!   own), `ClusterPool` the same and through `with_retry_idempotent`. The errors they saw, the
+//!   acknowledged writes missing afterwards (each primary's keys listed with `SCAN`), the
+//!   longest pause a writer saw between two acknowledgements.
 //!
-//! `cargo bench -p benchmarks --bench cluster` (about a minute). Results in BENCHMARKS.md.
+//! `cargo bench -p benchmarks --bench cluster` (about 2 minutes). Results in BENCHMARKS.md.
 
 use std::{
     collections::HashSet,
@@ -24,7 +25,7 @@ use std::{
 };
 
 use r2d2_redis_sentinel::{
-    r2d2,
+    ClusterPool, r2d2,
     redis::{self, Commands, cluster::ClusterClient},
     testkit::Cluster,
 };
@@ -52,22 +53,54 @@ fn pool(cluster: &Cluster, size: u32) -> r2d2::Pool<ClusterClient> {
         .expect("pool")
 }
 
+fn ours(cluster: &Cluster, size: u32) -> ClusterPool {
+    let seeds: Vec<String> = cluster.nodes().iter().map(ToString::to_string).collect();
+    ClusterPool::builder(seeds)
+        .max_size(size)
+        .build()
+        .expect("cluster pool")
+}
+
+/// A key spread over the slots: a counter scrambled, 100,000 keys.
+fn random_key(next: &AtomicU64) -> String {
+    let n = next.fetch_add(1, Ordering::Relaxed);
+    format!("bench:{}", n.wrapping_mul(0x9E37_79B9_7F4A_7C15) % 100_000)
+}
+
 fn main() {
     let cluster = Cluster::start().expect("cluster");
     println!("| case | contender | median rate | ratio to the baseline: median (middle half) |");
     println!("| --- | --- | --- | --- |");
     for (size, threads) in [(8, 1), (8, 8), (16, 16), (16, 64)] {
-        let pool = pool(&cluster, size);
+        let theirs = pool(&cluster, size);
         let next = Arc::new(AtomicU64::new(0));
-        let op: support::bench::Op = Arc::new(move || {
-            // Spread over the slots: a counter scrambled, 100,000 keys.
-            let n = next.fetch_add(1, Ordering::Relaxed);
-            let key = format!("bench:{}", n.wrapping_mul(0x9E37_79B9_7F4A_7C15) % 100_000);
-            let () = pool.get().expect("checkout").set(key, "v").expect("SET");
-        });
-        let mut sides = vec![Contender::new("r2d2::Pool<ClusterClient>", |iters| {
-            run(&op, threads, iters)
-        })];
+        let op: support::bench::Op = {
+            let (pool, next) = (theirs.clone(), Arc::clone(&next));
+            Arc::new(move || {
+                let () = pool
+                    .get()
+                    .expect("checkout")
+                    .set(random_key(&next), "v")
+                    .expect("SET");
+            })
+        };
+        let mine = ours(&cluster, size);
+        let our_op: support::bench::Op = {
+            let (pool, next) = (mine.clone(), Arc::clone(&next));
+            Arc::new(move || {
+                let () = pool
+                    .get()
+                    .expect("checkout")
+                    .set(random_key(&next), "v")
+                    .expect("SET");
+            })
+        };
+        let mut sides = vec![
+            Contender::new("r2d2::Pool<ClusterClient>", |iters| {
+                run(&op, threads, iters)
+            }),
+            Contender::new("ClusterPool", |iters| run(&our_op, threads, iters)),
+        ];
         let rates = interleave(&mut sides, SLICE, ROUNDS);
         print(
             &format!("cluster: checkout + `SET`, {threads} threads, pool of {size}"),
@@ -76,20 +109,55 @@ fn main() {
             0,
         );
         if threads == 16 {
+            let both = sockets(&cluster);
+            drop(sides);
+            drop((our_op, mine));
+            let contender = sockets(&cluster);
             println!(
-                "\nsockets open on the nodes for 16 threads, pool of 16: {}\n",
-                sockets(&cluster)
+                "\nsockets open on the nodes for 16 threads, pool of 16: \
+                 r2d2::Pool<ClusterClient> {contender}, ClusterPool {}\n",
+                both - contender
             );
         }
     }
     drop(cluster);
 
-    println!("| event | writes acknowledged | lost | errors | longest pause |");
-    println!("| --- | --- | --- | --- | --- |");
-    for crash in [false, true] {
+    println!("| event | pool | writes acknowledged | lost | errors | longest pause |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for (crash, side) in [false, true].into_iter().flat_map(|crash| {
+        [
+            (crash, Side::Contender),
+            (crash, Side::Ours),
+            (crash, Side::OursRetried),
+        ]
+    }) {
         let mut cluster = Cluster::start().expect("cluster");
-        let pool = pool(&cluster, 16);
-        let writers = Writers::start(&pool);
+        let write: Write = match side {
+            Side::Contender => {
+                let pool = pool(&cluster, 16);
+                Arc::new(move |key: &str| {
+                    pool.get()
+                        .map_err(|e| e.to_string())
+                        .and_then(|mut c| c.set::<_, _, ()>(key, 1).map_err(|e| e.to_string()))
+                })
+            }
+            Side::Ours => {
+                let pool = ours(&cluster, 16);
+                Arc::new(move |key: &str| {
+                    pool.get()
+                        .map_err(|e| e.to_string())
+                        .and_then(|mut c| c.set::<_, _, ()>(key, 1).map_err(|e| e.to_string()))
+                })
+            }
+            Side::OursRetried => {
+                let pool = ours(&cluster, 16);
+                Arc::new(move |key: &str| {
+                    pool.with_retry_idempotent(|c| c.set::<_, _, ()>(key, 1))
+                        .map_err(|e| e.to_string())
+                })
+            }
+        };
+        let writers = Writers::start(&write);
         thread::sleep(Duration::from_secs(1));
         let primary = cluster.owner(0).expect("owner");
         let what = if crash {
@@ -107,12 +175,34 @@ fn main() {
         let present = keys(&cluster);
         let lost = acked.iter().filter(|k| !present.contains(*k)).count();
         println!(
-            "| {what} | {} | {lost} | {errors} | {:.0} ms |",
+            "| {what} | {} | {} | {lost} | {errors} | {:.0} ms |",
+            side.name(),
             acked.len(),
             pause.as_secs_f64() * 1000.0
         );
     }
 }
+
+/// Who writes through a failover.
+#[derive(Clone, Copy)]
+enum Side {
+    Contender,
+    Ours,
+    OursRetried,
+}
+
+impl Side {
+    fn name(self) -> &'static str {
+        match self {
+            Side::Contender => "r2d2::Pool<ClusterClient>, get + SET",
+            Side::Ours => "ClusterPool, get + SET",
+            Side::OursRetried => "ClusterPool, with_retry_idempotent",
+        }
+    }
+}
+
+/// One write of a key, through one pool.
+type Write = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
 /// Clients connected to the nodes, the connection that asks left out.
 fn sockets(cluster: &Cluster) -> u64 {
@@ -146,18 +236,18 @@ fn keys(cluster: &Cluster) -> HashSet<String> {
     all
 }
 
-/// Writers of unique keys, one checkout and one `SET` each, no retry.
+/// Writers of unique keys.
 struct Writers {
     stop: Arc<AtomicBool>,
     threads: Vec<thread::JoinHandle<(Vec<String>, u64, Duration)>>,
 }
 
 impl Writers {
-    fn start(pool: &r2d2::Pool<ClusterClient>) -> Writers {
+    fn start(write: &Write) -> Writers {
         let stop = Arc::new(AtomicBool::new(false));
         let threads = (0..WRITERS)
             .map(|w| {
-                let (pool, stop) = (pool.clone(), Arc::clone(&stop));
+                let (write, stop) = (Arc::clone(write), Arc::clone(&stop));
                 thread::spawn(move || {
                     let (mut acked, mut errors) = (Vec::new(), 0);
                     let (mut last, mut pause) = (Instant::now(), Duration::ZERO);
@@ -166,10 +256,7 @@ impl Writers {
                             break;
                         }
                         let key = format!("w:{w}:{n}");
-                        let written = pool.get().map_err(|e| e.to_string()).and_then(|mut c| {
-                            c.set::<_, _, ()>(&key, 1).map_err(|e| e.to_string())
-                        });
-                        match written {
+                        match write(&key) {
                             Ok(()) => {
                                 pause = pause.max(last.elapsed());
                                 last = Instant::now();

@@ -153,7 +153,7 @@ impl ClusterConnection {
         let map = self.pool.map();
         match slot {
             Some(slot) => map.primary(slot).cloned().ok_or_else(|| {
-                self.pool.refresh(Some(super::REFRESH_PAUSE));
+                self.pool.refresh(Some(super::REFRESH_PAUSE), true);
                 RedisError::from((
                     ErrorKind::Server(ServerErrorKind::ClusterDown),
                     "no node serves the slot",
@@ -183,8 +183,9 @@ impl ClusterConnection {
                     .node(addr)
                     .and_then(|pool| checkout(&pool, self.wait));
                 let conn = checkout.map_err(|err| {
-                    // The node may be gone: the map may know better.
-                    self.pool.refresh(Some(super::REFRESH_PAUSE));
+                    // The node may be gone: the map may know better. A caller that finds a
+                    // refresh running goes on to its backoff.
+                    self.pool.refresh(Some(super::REFRESH_PAUSE), false);
                     RedisError::from(std::io::Error::new(
                         std::io::ErrorKind::ConnectionRefused,
                         format!("no connection to cluster node {addr}: {err}"),

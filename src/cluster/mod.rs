@@ -118,6 +118,35 @@ impl ClusterPool {
         )
     }
 
+    /// Starts a builder from one connection string; builder options still override what it
+    /// says:
+    ///
+    /// ```text
+    /// redis+cluster://[user:password@]host:port[,host:port...][?param=value&...]
+    /// ```
+    ///
+    /// `rediss+cluster://` speaks TLS to every node (the `tls` feature). The parameters are
+    /// those of [`SentinelPool::from_url`](crate::SentinelPool::from_url) that a cluster has:
+    /// `connect_timeout`, `read_timeout`, `write_timeout`, `checkout_timeout`, `max_size`,
+    /// `min_idle`, `client_name`, `address_map`. Reserved characters in a user, password or
+    /// parameter are percent-encoded, as there.
+    ///
+    /// ```no_run
+    /// # use r2d2_redis_sentinel::ClusterPool;
+    /// let pool = ClusterPool::from_url("redis+cluster://:pw@10.0.0.1:7000,10.0.0.2:7000")?
+    ///     .max_size(16)
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] (option `url`, or the parameter's name) when the string is not
+    /// of that form. Node addresses are checked by `build`.
+    pub fn from_url(url: &str) -> Result<Builder<Cluster>, Error> {
+        crate::config::url::parse_cluster(url)
+    }
+
     /// A connection that routes each request to the primary owning its keys. No I/O: it
     /// checks a connection out of a node's pool when a request first needs that node.
     ///
@@ -217,23 +246,31 @@ impl ClusterPool {
         Ok(pool)
     }
 
-    /// What a `MOVED` said: `slot` is served by `addr` now. Refreshes the whole map unless
-    /// one ended within [`REFRESH_PAUSE`]; patches the slot meanwhile.
+    /// What a `MOVED` said: `slot` is served by `addr` now. The slot is patched at once; the
+    /// rest of the map is asked for by the next caller to check out (see
+    /// [`refresh_if_old`](Self::refresh_if_old)), so that no request waits on a refresh
+    /// while the cluster is changing hands.
     fn moved(&self, slot: u16, addr: &NodeAddr) {
         let map = self.map();
         if map.primary(slot) != Some(addr) {
             self.install(map.moved(slot, addr));
         }
         self.inner.stale.store(true, Ordering::Relaxed);
-        self.refresh(Some(REFRESH_PAUSE));
     }
 
     /// Asks the cluster for its slot map and swaps it in, unless a refresh ended less than
     /// `unless_within` ago. One refresh at a time: a caller that finds one running waits for
-    /// it and keeps its answer.
-    fn refresh(&self, unless_within: Option<Duration>) {
+    /// it and keeps its answer when `wait`, and goes on without otherwise.
+    fn refresh(&self, unless_within: Option<Duration>, wait: bool) {
         let asked_at = Instant::now();
-        let mut last = self.inner.refresh.lock();
+        let mut last = if wait {
+            self.inner.refresh.lock()
+        } else {
+            match self.inner.refresh.try_lock() {
+                Some(last) => last,
+                None => return,
+            }
+        };
         // Another caller refreshed while this one waited, or lately enough.
         if *last >= asked_at || unless_within.is_some_and(|within| last.elapsed() < within) {
             return;
@@ -260,7 +297,7 @@ impl ClusterPool {
             .try_lock()
             .is_some_and(|last| last.elapsed() >= due);
         if old {
-            self.refresh(Some(due));
+            self.refresh(Some(due), false);
         }
     }
 }
@@ -289,6 +326,15 @@ impl Builder<Cluster> {
     /// A configuration error; [`Error::Connect`] when no seed answered, with the last
     /// failure; [`Error::InvalidConfig`] when a seed is not a cluster node.
     pub fn build(self) -> Result<ClusterPool, Error> {
+        if let Some(seed) = self.sentinels.iter().find(|s| !has_port(s.expose())) {
+            return Err(invalid(
+                "seeds",
+                format!(
+                    "{seed:?} has no port: give each cluster node as host:port (there is no \
+                     default port for a cluster node)"
+                ),
+            ));
+        }
         let mut config = self.check()?;
         // A cluster has no sentinels to watch, no failover to fence: the map follows it.
         config.watcher = false;
@@ -328,6 +374,21 @@ impl Builder<Cluster> {
                 keys,
             }),
         })
+    }
+}
+
+/// Whether a seed address (`host:port`, `[v6]:port`, with a scheme and user info or not)
+/// names its port.
+fn has_port(seed: &str) -> bool {
+    let seed = seed.trim();
+    let seed = seed.split_once("://").map_or(seed, |(_, rest)| rest);
+    let seed = seed.rsplit_once('@').map_or(seed, |(_, hosts)| hosts);
+    let seed = seed.trim_end_matches('/');
+    match seed.rsplit_once(':') {
+        Some((host, port)) => {
+            port.parse::<u16>().is_ok() && (host.ends_with(']') || !host.contains(':'))
+        }
+        None => false,
     }
 }
 
@@ -427,6 +488,24 @@ fn ask_one(
         .and_then(|found| found.get("cluster-node-timeout").copied())
         .map(Duration::from_millis);
     Ok((map, Some(Found { keys, node_timeout })))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_seed_must_name_its_port() {
+        for seed in [
+            "h:7000",
+            "redis://u:p@h:7000",
+            "[::1]:7000",
+            "rediss://h:7000/",
+        ] {
+            assert!(super::has_port(seed), "{seed}");
+        }
+        for seed in ["h", "redis://h", "::1", "h:port", "redis://u:p@h"] {
+            assert!(!super::has_port(seed), "{seed}");
+        }
+    }
 }
 
 fn tls(config: &Config) -> bool {

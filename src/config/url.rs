@@ -20,13 +20,17 @@
 //!
 //! The result is a [`Builder`], whose options still override what the string said.
 
-use super::invalid;
+use super::{Cluster, invalid};
 use crate::{Builder, Error};
 
 const SCHEME: &str = "redis+sentinel://";
 /// The same over TLS, to sentinels and data nodes, checked against the platform's root
 /// certificates (the `tls` feature).
 const TLS_SCHEME: &str = "rediss+sentinel://";
+/// A cluster's nodes.
+const CLUSTER_SCHEME: &str = "redis+cluster://";
+/// The same over TLS.
+const CLUSTER_TLS_SCHEME: &str = "rediss+cluster://";
 
 /// Parses a `redis+sentinel://` (or `rediss+sentinel://`) URL into a builder. Sentinel
 /// addresses are checked by `build`, as the builder's are.
@@ -100,6 +104,110 @@ pub(crate) fn parse(url: &str) -> Result<Builder, Error> {
     if let Some(db) = db {
         builder = builder.db(db);
     }
+    builder = with_userinfo(builder, userinfo)?;
+    for (position, pair) in query.split('&').filter(|p| !p.is_empty()).enumerate() {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        builder = match key {
+            "sentinel_username" => builder.sentinel_username(decode(value)?),
+            "sentinel_password" => builder.sentinel_password(decode(value)?),
+            "sentinel_timeout" => builder.sentinel_timeout(duration("sentinel_timeout", value)?),
+            "role" if value == "master" => builder,
+            "role" if value == "replica" => {
+                builder.read_from_replicas(crate::ReplicaOptions::default())
+            }
+            "role" => {
+                return Err(invalid(
+                    "url",
+                    "role is master (the default) or replica (reads from the replicas)",
+                ));
+            }
+            _ => match common(builder, key, value)? {
+                Ok(builder) => builder,
+                // Not quoted: an unencoded `&` in a password makes its tail look like a key.
+                Err(_) => {
+                    return Err(unknown_parameter(
+                        position,
+                        "sentinel_username, sentinel_password, role, sentinel_timeout, ",
+                    ));
+                }
+            },
+        };
+    }
+    Ok(builder)
+}
+
+/// Parses a `redis+cluster://` (or `rediss+cluster://`) URL into a builder for a
+/// [`ClusterPool`](crate::ClusterPool):
+///
+/// ```text
+/// redis+cluster://[user:password@]host:port[,host:port...][?param=value&...]
+/// ```
+///
+/// The parameters are the Sentinel URL's that a cluster has: the timeouts but
+/// `sentinel_timeout`, `max_size`, `min_idle`, `client_name` and `address_map`.
+pub(crate) fn parse_cluster(url: &str) -> Result<Builder<Cluster>, Error> {
+    let url = url.trim();
+    let (rest, tls) = match (
+        url.strip_prefix(CLUSTER_SCHEME),
+        url.strip_prefix(CLUSTER_TLS_SCHEME),
+    ) {
+        (Some(rest), _) => (rest, false),
+        (None, Some(rest)) => (rest, true),
+        (None, None) => {
+            return Err(invalid(
+                "url",
+                "it must start with redis+cluster:// (or rediss+cluster:// for TLS)",
+            ));
+        }
+    };
+    if tls && cfg!(not(feature = "tls")) {
+        return Err(invalid(
+            "url",
+            "rediss+cluster:// needs the crate's `tls` feature",
+        ));
+    }
+    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    if url.contains('#') || path.contains('@') || query.contains('@') {
+        return Err(invalid(
+            "url",
+            "a reserved character in the user, password or a parameter is not percent-encoded: \
+             write / as %2F, ? as %3F, # as %23, @ as %40",
+        ));
+    }
+    if !path.is_empty() {
+        return Err(invalid(
+            "url",
+            "a cluster URL has no path: a cluster has one database, 0; write the nodes, then \
+             ?parameters",
+        ));
+    }
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => (Some(userinfo), hosts),
+        None => (None, authority),
+    };
+    let seeds: Vec<&str> = hosts.split(',').filter(|h| !h.is_empty()).collect();
+    if seeds.is_empty() {
+        return Err(invalid("url", "it names no cluster node"));
+    }
+    let mut builder = crate::ClusterPool::builder(seeds);
+    #[cfg(feature = "tls")]
+    if tls {
+        builder = builder.tls(crate::TlsOptions::default());
+    }
+    builder = with_userinfo(builder, userinfo)?;
+    for (position, pair) in query.split('&').filter(|p| !p.is_empty()).enumerate() {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        builder = match common(builder, key, value)? {
+            Ok(builder) => builder,
+            Err(_) => return Err(unknown_parameter(position, "")),
+        };
+    }
+    Ok(builder)
+}
+
+/// The data nodes' user and password, from a URL's `user:password@`.
+fn with_userinfo<T>(mut builder: Builder<T>, userinfo: Option<&str>) -> Result<Builder<T>, Error> {
     if let Some(userinfo) = userinfo {
         let (user, password) = match userinfo.split_once(':') {
             Some((user, password)) => (user, Some(password)),
@@ -112,50 +220,44 @@ pub(crate) fn parse(url: &str) -> Result<Builder, Error> {
             builder = builder.password(decode(password)?);
         }
     }
-    for (position, pair) in query.split('&').filter(|p| !p.is_empty()).enumerate() {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        builder = match key {
-            "sentinel_username" => builder.sentinel_username(decode(value)?),
-            "sentinel_password" => builder.sentinel_password(decode(value)?),
-            "connect_timeout" => builder.connect_timeout(duration("connect_timeout", value)?),
-            "read_timeout" => builder.read_timeout(duration("read_timeout", value)?),
-            "write_timeout" => builder.write_timeout(duration("write_timeout", value)?),
-            "sentinel_timeout" => builder.sentinel_timeout(duration("sentinel_timeout", value)?),
-            // `connection_timeout`: its former name, still read.
-            "checkout_timeout" | "connection_timeout" => {
-                builder.checkout_timeout(duration("checkout_timeout", value)?)
-            }
-            "max_size" => builder.max_size(number("max_size", value)?),
-            "min_idle" => builder.min_idle(Some(number("min_idle", value)?)),
-            "client_name" => builder.client_name(decode(value)?),
-            "address_map" => builder.address_map(address_pairs("address_map", &decode(value)?)?),
-            "role" if value == "master" => builder,
-            "role" if value == "replica" => {
-                builder.read_from_replicas(crate::ReplicaOptions::default())
-            }
-            "role" => {
-                return Err(invalid(
-                    "url",
-                    "role is master (the default) or replica (reads from the replicas)",
-                ));
-            }
-            // Not quoted: an unencoded `&` in a password makes its tail look like a key.
-            _ => {
-                return Err(invalid(
-                    "url",
-                    format!(
-                        "parameter {} (counting from 1) is not one of sentinel_username, \
-                         sentinel_password, role, connect_timeout, read_timeout, \
-                         write_timeout, sentinel_timeout, checkout_timeout, max_size, \
-                         min_idle, client_name or address_map; a & inside a value must be \
-                         percent-encoded (%26)",
-                        position + 1
-                    ),
-                ));
-            }
-        };
-    }
     Ok(builder)
+}
+
+/// A parameter every topology has: the builder with it set, or the builder back (`Err`)
+/// when `key` is not one.
+fn common<T>(
+    builder: Builder<T>,
+    key: &str,
+    value: &str,
+) -> Result<Result<Builder<T>, Builder<T>>, Error> {
+    Ok(Ok(match key {
+        "connect_timeout" => builder.connect_timeout(duration("connect_timeout", value)?),
+        "read_timeout" => builder.read_timeout(duration("read_timeout", value)?),
+        "write_timeout" => builder.write_timeout(duration("write_timeout", value)?),
+        // `connection_timeout`: its former name, still read.
+        "checkout_timeout" | "connection_timeout" => {
+            builder.checkout_timeout(duration("checkout_timeout", value)?)
+        }
+        "max_size" => builder.max_size(number("max_size", value)?),
+        "min_idle" => builder.min_idle(Some(number("min_idle", value)?)),
+        "client_name" => builder.client_name(decode(value)?),
+        "address_map" => builder.address_map(address_pairs("address_map", &decode(value)?)?),
+        _ => return Ok(Err(builder)),
+    }))
+}
+
+/// The error of a parameter no option has; `more` lists the topology's own ones first.
+/// Not quoted: an unencoded `&` in a password makes its tail look like a key.
+fn unknown_parameter(position: usize, more: &str) -> Error {
+    invalid(
+        "url",
+        format!(
+            "parameter {} (counting from 1) is not one of {more}connect_timeout, \
+             read_timeout, write_timeout, checkout_timeout, max_size, min_idle, client_name \
+             or address_map; a & inside a value must be percent-encoded (%26)",
+            position + 1
+        ),
+    )
 }
 
 /// A duration parameter: a number (fractions allowed) and a unit, `ms`, `s` or `m`; a bare
@@ -264,6 +366,33 @@ mod tests {
         // A sentinel without a port listens on 26379.
         let config = builder.check().unwrap();
         assert_eq!(config.sentinels[0], crate::NodeAddr::new("s1", 26379));
+    }
+
+    #[test]
+    fn a_cluster_url_gives_its_seeds_credentials_and_parameters() {
+        let builder =
+            parse_cluster("redis+cluster://app:s%40cret@n1:7000,n2:7001?read_timeout=2&max_size=4")
+                .unwrap();
+        assert_eq!(builder.sentinels.len(), 2);
+        assert_eq!(builder.username.as_deref(), Some("app"));
+        assert_eq!(
+            builder.password.as_ref().map(|p| p.expose().as_str()),
+            Some("s@cret")
+        );
+        assert_eq!(builder.read_timeout, std::time::Duration::from_secs(2));
+        assert_eq!(builder.max_size, 4);
+        for bad in [
+            "redis+sentinel://n1:7000/m",
+            "redis+cluster://",
+            "redis+cluster://n1:7000/0",
+            "redis+cluster://n1:7000?sentinel_timeout=1s",
+            "redis+cluster://n1:7000?role=replica",
+        ] {
+            assert!(
+                matches!(parse_cluster(bad), Err(Error::InvalidConfig { .. })),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
