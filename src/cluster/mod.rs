@@ -490,6 +490,16 @@ fn ask_one(
     Ok((map, Some(Found { keys, node_timeout })))
 }
 
+fn tls(config: &Config) -> bool {
+    #[cfg(feature = "tls")]
+    return config.data.tls.is_some();
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = config;
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -505,15 +515,5 @@ mod tests {
         for seed in ["h", "redis://h", "::1", "h:port", "redis://u:p@h"] {
             assert!(!super::has_port(seed), "{seed}");
         }
-    }
-}
-
-fn tls(config: &Config) -> bool {
-    #[cfg(feature = "tls")]
-    return config.data.tls.is_some();
-    #[cfg(not(feature = "tls"))]
-    {
-        let _ = config;
-        false
     }
 }
