@@ -3,7 +3,8 @@
 //! clients and hands over: nothing may be lost) and a primary's SIGKILL (its replica is
 //! promoted after `cluster-node-timeout`, 1 s here; the writes the dead primary acknowledged
 //! but had not yet sent to its replica are lost by Redis itself, and counted). Every last
-//! acknowledged value is then read from the primary the cluster names.
+//! acknowledged value is then read from the primary the cluster names. And a primary that
+//! hangs, then dies, with no failover to rescue it: each call costs its timeouts, no more.
 
 use std::{
     collections::HashMap,
@@ -15,7 +16,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use r2d2_redis_sentinel::{ClusterPool, NodeAddr, redis::Commands, testkit::Cluster};
+use r2d2_redis_sentinel::{
+    ClusterPool, Error, NodeAddr, RetryPolicy, redis::Commands, testkit::Cluster,
+};
 use support::{direct, init_logging};
 
 const WRITERS: u64 = 8;
@@ -174,4 +177,100 @@ fn a_killed_primary_surfaces_no_error_and_loses_only_what_its_replica_had_not_re
         acked.len()
     );
     follows(&pool, &new, &old);
+}
+
+#[test]
+fn a_hung_primary_then_a_dead_one_cost_each_call_its_timeouts_and_no_more() {
+    init_logging();
+    // A long node timeout: the cluster does not fail the frozen primary over meanwhile.
+    let mut cluster = Cluster::builder()
+        .node_timeout(Duration::from_secs(120))
+        .start()
+        .unwrap();
+    let seeds: Vec<String> = cluster.nodes().iter().map(ToString::to_string).collect();
+    let (read, connect) = (Duration::from_millis(500), Duration::from_millis(300));
+    // Room for a loaded machine, far below the 10 s a checkout would wait without the
+    // pool's care.
+    let slack = Duration::from_millis(1500);
+    // One connection per node, made on demand: the second call below needs a new one.
+    let pool = ClusterPool::builder(seeds)
+        .max_size(1)
+        .min_idle(Some(0))
+        .read_timeout(read)
+        .connect_timeout(connect)
+        .checkout_timeout(Duration::from_secs(10))
+        .retry_policy(RetryPolicy::default().deadline(Duration::from_millis(1500)))
+        .build()
+        .unwrap();
+    let victim = pool.primary_for_key("hung").unwrap();
+    let elsewhere = (0..)
+        .map(|i| format!("other:{i}"))
+        .find(|k| pool.primary_for_key(k).as_ref() != Some(&victim))
+        .unwrap();
+    let () = pool.get().unwrap().set("hung", 1).unwrap();
+    let timed = |what: &str, limit: Duration, call: &dyn Fn() -> Result<(), String>| {
+        let start = Instant::now();
+        let result = call();
+        let took = start.elapsed();
+        assert!(
+            took < limit,
+            "{what}: {took:?} (limit {limit:?}), {result:?}"
+        );
+        result
+    };
+    let set_hung = || {
+        pool.get()
+            .unwrap()
+            .set::<_, _, ()>("hung", 2)
+            .map_err(|e| e.to_string())
+    };
+
+    cluster.pause(&victim).unwrap();
+    // A pooled connection: the read timeout ends the wait for the reply.
+    let hung = timed("a request on a pooled connection", read + slack, &set_hung);
+    assert!(hung.is_err(), "{hung:?}");
+    // A new connection: the handshake's timeout ends the connect, and the checkout fails at
+    // once instead of trying again until its own timeout.
+    let hung = timed("a new connection", connect + slack, &set_hung);
+    assert!(
+        hung.as_ref()
+            .is_err_and(|e| e.contains(&victim.to_string())),
+        "{hung:?}"
+    );
+    // with_retry gives up at its deadline.
+    let retried = timed(
+        "with_retry",
+        Duration::from_millis(1500) + read + connect + slack,
+        &|| {
+            pool.with_retry_idempotent(|c| c.set::<_, _, ()>("hung", 3))
+                .map_err(|e| e.to_string())
+        },
+    );
+    assert!(retried.is_err(), "{retried:?}");
+    // The other primaries answer meanwhile.
+    let other = timed("another primary", slack, &|| {
+        pool.get()
+            .unwrap()
+            .set::<_, _, ()>(&elsewhere, 1)
+            .map_err(|e| e.to_string())
+    });
+    assert_eq!(other, Ok(()));
+
+    cluster.resume(&victim).unwrap();
+    cluster.kill(&victim).unwrap();
+    // A dead node refuses connections: the call fails fast.
+    let dead = timed("a dead primary", slack, &set_hung);
+    assert!(dead.is_err(), "{dead:?}");
+    let exhausted = pool.with_retry_idempotent(|c| c.set::<_, _, ()>("hung", 4));
+    assert!(
+        matches!(exhausted, Err(Error::RetriesExhausted { .. })),
+        "{exhausted:?}"
+    );
+    let start = Instant::now();
+    drop(pool);
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "dropping the pool took {:?}",
+        start.elapsed()
+    );
 }

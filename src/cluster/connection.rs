@@ -153,7 +153,7 @@ impl ClusterConnection {
         let map = self.pool.map();
         match slot {
             Some(slot) => map.primary(slot).cloned().ok_or_else(|| {
-                self.pool.refresh(Some(super::REFRESH_PAUSE), true);
+                self.pool.refresh(Some(super::REFRESH_PAUSE), true, None);
                 RedisError::from((
                     ErrorKind::Server(ServerErrorKind::ClusterDown),
                     "no node serves the slot",
@@ -185,7 +185,8 @@ impl ClusterConnection {
                 let conn = checkout.map_err(|err| {
                     // The node may be gone: the map may know better. A caller that finds a
                     // refresh running goes on to its backoff.
-                    self.pool.refresh(Some(super::REFRESH_PAUSE), false);
+                    self.pool
+                        .refresh(Some(super::REFRESH_PAUSE), false, Some(addr));
                     RedisError::from(std::io::Error::new(
                         std::io::ErrorKind::ConnectionRefused,
                         format!("no connection to cluster node {addr}: {err}"),

@@ -260,8 +260,9 @@ impl ClusterPool {
 
     /// Asks the cluster for its slot map and swaps it in, unless a refresh ended less than
     /// `unless_within` ago. One refresh at a time: a caller that finds one running waits for
-    /// it and keeps its answer when `wait`, and goes on without otherwise.
-    fn refresh(&self, unless_within: Option<Duration>, wait: bool) {
+    /// it and keeps its answer when `wait`, and goes on without otherwise. A node that just
+    /// failed (`avoid`) is asked last.
+    fn refresh(&self, unless_within: Option<Duration>, wait: bool, avoid: Option<&NodeAddr>) {
         let asked_at = Instant::now();
         let mut last = if wait {
             self.inner.refresh.lock()
@@ -277,6 +278,10 @@ impl ClusterPool {
         }
         let mut candidates = self.primaries();
         candidates.extend(self.inner.seeds.iter().cloned());
+        if let Some(avoid) = avoid {
+            // Stable: the others keep their order.
+            candidates.sort_by_key(|c| c == avoid);
+        }
         self.inner.stale.store(false, Ordering::Relaxed);
         match ask_map(&candidates, &self.inner.config, false) {
             Ok((map, _)) => self.install(map),
@@ -297,7 +302,7 @@ impl ClusterPool {
             .try_lock()
             .is_some_and(|last| last.elapsed() >= due);
         if old {
-            self.refresh(Some(due), false);
+            self.refresh(Some(due), false, None);
         }
     }
 }

@@ -17,22 +17,23 @@ impl<T> Builder<T> {
         self.validation = validation;
         self
     }
-}
 
-impl Builder<Sentinel> {
     /// How [`with_retry`](crate::SentinelPool::with_retry) retries; see [`RetryPolicy`].
     ///
     /// Defaults to [`RetryPolicy::default`] with a deadline that covers a crash failover of
-    /// this deployment: the service's `down-after-milliseconds`, which the sentinels report,
-    /// plus 10 s for the election, the promotion and the announcement, never under 10 s nor
-    /// over 2 minutes (40 s at Sentinel's default 30 s; 11 s at 1 s). [`Stats::retry_deadline`](crate::Stats)
+    /// this deployment: the service's `down-after-milliseconds`, which the sentinels report
+    /// (on a cluster, its `cluster-node-timeout`, asked at build), plus 10 s for the election,
+    /// the promotion and the announcement, never under 10 s nor over 2 minutes (40 s at
+    /// Sentinel's default 30 s; 11 s at 1 s). [`Stats::retry_deadline`](crate::Stats)
     /// shows the one in force. A policy set here is used as it is: a web request that must
     /// answer within its own budget sets a shorter deadline and maps the error to a 503.
     pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
         self.retry = Some(policy);
         self
     }
+}
 
+impl Builder<Sentinel> {
     /// Whether to run the watcher: background threads subscribed to every sentinel's
     /// `+switch-master`, which move the pool to a new master within milliseconds of its
     /// announcement. Without it the pool still recovers, later: from errors and `ROLE` checks,

@@ -338,6 +338,26 @@ impl Cluster {
         Ok(())
     }
 
+    /// Freezes a node with SIGSTOP: the kernel still accepts its connections, the process never
+    /// answers, as a hung node looks from outside. A frozen primary is failed over after
+    /// `cluster-node-timeout`, like a dead one; give the cluster a long one to keep it primary.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when `addr` is not one of the kit's nodes, or the signal fails.
+    pub fn pause(&mut self, addr: &NodeAddr) -> Result<(), Error> {
+        self.process(addr)?.signal("STOP")
+    }
+
+    /// Lets a node frozen by [`pause`](Self::pause) run again (SIGCONT).
+    ///
+    /// # Errors
+    ///
+    /// As [`pause`](Self::pause).
+    pub fn resume(&mut self, addr: &NodeAddr) -> Result<(), Error> {
+        self.process(addr)?.signal("CONT")
+    }
+
     /// Starts a killed node again on its port; it rejoins with the identity it kept
     /// (`nodes.conf`), as a replica when its slots moved meanwhile.
     ///
