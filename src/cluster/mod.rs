@@ -215,14 +215,29 @@ impl ClusterPool {
         crate::retry::run(self, true, op)
     }
 
-    /// Swaps `map` in; a map that differs from the one in force starts a new generation.
+    /// Swaps `map` in; a map that differs from the one in force starts a new generation, and
+    /// the pools of nodes it no longer names as primaries are closed (a connection checked
+    /// out of one stays its holder's until returned).
     fn install(&self, map: SlotMap) {
         let mut current = self.inner.map.write();
-        if **current != map {
-            *current = Arc::new(map);
-            drop(current);
-            self.inner.shared.generation.bump();
+        if **current == map {
+            return;
         }
+        let primaries: Vec<NodeAddr> = map.shards().iter().map(|s| s.primary.clone()).collect();
+        *current = Arc::new(map);
+        drop(current);
+        self.inner.shared.generation.bump();
+        let closed: Vec<SentinelPool> = {
+            let mut nodes = self.inner.nodes.write();
+            let gone: Vec<NodeAddr> = nodes
+                .keys()
+                .filter(|addr| !primaries.contains(addr))
+                .cloned()
+                .collect();
+            gone.iter().filter_map(|addr| nodes.remove(addr)).collect()
+        };
+        // Dropped outside the lock: each stops its threads.
+        drop(closed);
     }
 
     /// The slot map now.
