@@ -178,6 +178,20 @@ fn cross_slot_requests_are_refused_unsent_and_pipelines_split_by_node() {
     })
     .unwrap();
     assert_eq!(counter, 5);
+    // A command whose keys only the server can place, inside a transaction sent command by
+    // command: nothing else is queued with it, and it runs on the transaction's node.
+    let () = conn.zadd("{w}:a", "m", 1).unwrap();
+    let () = redis::cmd("WATCH").arg("{w}:a").query(&mut conn).unwrap();
+    let () = redis::cmd("MULTI").query(&mut conn).unwrap();
+    let queued: String = redis::cmd("ZUNIONSTORE")
+        .arg("{w}:u")
+        .arg(1)
+        .arg("{w}:a")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(queued, "QUEUED");
+    let (stored,): (i64,) = redis::cmd("EXEC").query(&mut conn).unwrap();
+    assert_eq!(stored, 1);
     // After a WATCH, a key of another slot is refused unsent.
     let () = redis::cmd("WATCH").arg("{w}:n").query(&mut conn).unwrap();
     let err = conn.set::<_, _, ()>("elsewhere", 1).unwrap_err();

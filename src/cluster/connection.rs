@@ -114,6 +114,10 @@ impl ClusterConnection {
     fn slot_of(&mut self, args: &[&[u8]]) -> RedisResult<Option<u16>> {
         match self.pool.inner.keys.keys(args) {
             Keys::Known(keys) => route::slot_of(&keys),
+            // Inside a transaction the question would be queued with the rest: the command
+            // goes to the transaction's node, which refuses it if its keys are elsewhere (and
+            // the `EXEC` then applies nothing).
+            Keys::AskServer if self.pinned.is_some() => Ok(None),
             Keys::AskServer => {
                 let keys = self.keys_from_server(args)?;
                 let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
