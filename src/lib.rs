@@ -23,6 +23,7 @@ mod replica;
 mod retry;
 mod secret;
 mod sentinel;
+mod standalone;
 mod stats;
 mod subscriber;
 #[cfg(feature = "testkit")]
@@ -37,7 +38,7 @@ pub use config::PoolConfig;
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use config::TlsOptions;
-pub use config::{Builder, Cluster, FenceResume, Sentinel, Validation};
+pub use config::{Builder, Cluster, FenceResume, Sentinel, Standalone, Validation};
 pub use connection::Connection;
 pub use durable::Durability;
 pub use error::{Error, SentinelFailure};

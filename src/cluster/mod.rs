@@ -47,7 +47,7 @@ use route::KeyTable;
 
 use crate::{
     Builder, Error, NodeAddr, SentinelPool, Validation,
-    config::{Cluster, Config, invalid},
+    config::{Cluster, Config, invalid, names_port},
     node,
 };
 
@@ -102,8 +102,8 @@ struct Inner {
 impl ClusterPool {
     /// Starts a builder for the cluster whose nodes include `seeds` (`"host:port"`,
     /// `"redis://host:port"`, `"rediss://..."` for TLS, with `user:password@` if the nodes
-    /// need it); one reachable node is enough, more is safer. Every other node is learned
-    /// from the cluster.
+    /// need it, as [`Builder::password`] would set it); one reachable node is enough, more is
+    /// safer. Every other node is learned from the cluster.
     pub fn builder<I, S>(seeds: I) -> Builder<Cluster>
     where
         I: IntoIterator<Item = S>,
@@ -256,7 +256,7 @@ impl ClusterPool {
         }
         let mut config = self.inner.config.clone();
         config.service = addr.to_string();
-        let pool = SentinelPool::for_node(config, addr.clone())?;
+        let pool = SentinelPool::for_node(config, addr.clone(), false)?;
         nodes.insert(addr.clone(), pool.clone());
         Ok(pool)
     }
@@ -346,7 +346,7 @@ impl Builder<Cluster> {
     /// A configuration error; [`Error::Connect`] when no seed answered, with the last
     /// failure; [`Error::InvalidConfig`] when a seed is not a cluster node.
     pub fn build(self) -> Result<ClusterPool, Error> {
-        if let Some(seed) = self.sentinels.iter().find(|s| !has_port(s.expose())) {
+        if let Some(seed) = self.sentinels.iter().find(|s| !names_port(s.expose())) {
             return Err(invalid(
                 "seeds",
                 format!(
@@ -355,7 +355,7 @@ impl Builder<Cluster> {
                 ),
             ));
         }
-        let mut config = self.check()?;
+        let mut config = self.data_credentials_from_addresses()?.check()?;
         // A cluster has no sentinels to watch, no failover to fence: the map follows it.
         config.watcher = false;
         config.fence = None;
@@ -394,21 +394,6 @@ impl Builder<Cluster> {
                 keys,
             }),
         })
-    }
-}
-
-/// Whether a seed address (`host:port`, `[v6]:port`, with a scheme and user info or not)
-/// names its port.
-fn has_port(seed: &str) -> bool {
-    let seed = seed.trim();
-    let seed = seed.split_once("://").map_or(seed, |(_, rest)| rest);
-    let seed = seed.rsplit_once('@').map_or(seed, |(_, hosts)| hosts);
-    let seed = seed.trim_end_matches('/');
-    match seed.rsplit_once(':') {
-        Some((host, port)) => {
-            port.parse::<u16>().is_ok() && (host.ends_with(']') || !host.contains(':'))
-        }
-        None => false,
     }
 }
 
@@ -517,23 +502,5 @@ fn tls(config: &Config) -> bool {
     {
         let _ = config;
         false
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_seed_must_name_its_port() {
-        for seed in [
-            "h:7000",
-            "redis://u:p@h:7000",
-            "[::1]:7000",
-            "rediss://h:7000/",
-        ] {
-            assert!(super::has_port(seed), "{seed}");
-        }
-        for seed in ["h", "redis://h", "::1", "h:port", "redis://u:p@h"] {
-            assert!(!super::has_port(seed), "{seed}");
-        }
     }
 }

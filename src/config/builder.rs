@@ -8,9 +8,11 @@ use super::{FenceResume, Hooks, Validation};
 use crate::{Connection, Error, NodeAddr, RetryPolicy, Secret, node::MapFunction};
 
 /// Builds a [`SentinelPool`](crate::SentinelPool) (made by
-/// [`SentinelPool::builder`](crate::SentinelPool::builder)) or, as a `Builder<Cluster>`, a
+/// [`SentinelPool::builder`](crate::SentinelPool::builder)); as a `Builder<Cluster>`, a
 /// [`ClusterPool`](crate::ClusterPool) (made by
-/// [`ClusterPool::builder`](crate::ClusterPool::builder)).
+/// [`ClusterPool::builder`](crate::ClusterPool::builder)); as a `Builder<Standalone>`, a
+/// `SentinelPool` over one server (made by
+/// [`SentinelPool::standalone`](crate::SentinelPool::standalone)).
 ///
 /// The options every topology shares (pool size, timeouts, credentials, TLS, addresses) are
 /// set the same way on both; the Sentinel-only ones (sentinel credentials, the watcher, the
@@ -71,6 +73,10 @@ pub enum Sentinel {}
 /// A [`Builder`]'s topology: a Redis (or Valkey) Cluster.
 #[derive(Debug, Clone, Copy)]
 pub enum Cluster {}
+
+/// A [`Builder`]'s topology: one Redis server, no Sentinel, no cluster.
+#[derive(Debug, Clone, Copy)]
+pub enum Standalone {}
 
 impl Builder<Sentinel> {
     /// A builder for `service` at `sentinels`: what

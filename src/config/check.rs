@@ -142,6 +142,26 @@ impl<T> Builder<T> {
 }
 
 impl<T> Builder<T> {
+    /// For a topology whose addresses are data nodes (a cluster's seeds, a standalone
+    /// server): the user and password one of them carries (`redis://user:pw@host:port`) are
+    /// the data nodes', unless set with [`password`](Builder::password).
+    pub(crate) fn data_credentials_from_addresses(mut self) -> Result<Self, Error> {
+        if self.password.is_some() {
+            return Ok(self);
+        }
+        for address in &self.sentinels {
+            let url = parse_sentinel(address.expose())?;
+            if let Some(password) = url.password {
+                self.username = url.username;
+                self.password = Some(crate::Secret::new(password));
+                break;
+            }
+        }
+        Ok(self)
+    }
+}
+
+impl<T> Builder<T> {
     /// The sentinel addresses, parsed; a TLS scheme turns TLS on for the pool.
     #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
     fn check_sentinels(&mut self) -> Result<Vec<SentinelUrl>, Error> {

@@ -22,12 +22,12 @@ mod sentinel_address;
 mod tls;
 pub(crate) mod url;
 
-pub use builder::{Builder, Cluster, Sentinel};
+pub use builder::{Builder, Cluster, Sentinel, Standalone};
 pub(crate) use env::builder as from_env;
 #[cfg(feature = "serde")]
 pub use file::PoolConfig;
 pub(crate) use limits::{LONGEST, LONGEST_FENCE, MAX_POOL_SIZE};
-pub(crate) use sentinel_address::{parse_sentinel, percent_decode};
+pub(crate) use sentinel_address::{names_port, parse_sentinel, percent_decode};
 #[cfg(feature = "tls")]
 pub use tls::TlsOptions;
 

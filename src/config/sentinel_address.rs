@@ -83,6 +83,21 @@ pub(crate) fn parse_sentinel(address: &str) -> Result<SentinelUrl, Error> {
     }
 }
 
+/// Whether an address (`host:port`, `[v6]:port`, with a scheme, user info and a path or
+/// not) names its port.
+pub(crate) fn names_port(address: &str) -> bool {
+    let address = address.trim();
+    let address = address.split_once("://").map_or(address, |(_, rest)| rest);
+    let address = address.rsplit_once('@').map_or(address, |(_, hosts)| hosts);
+    let host_port = address.split(['/', '?', '#']).next().unwrap_or(address);
+    match host_port.rsplit_once(':') {
+        Some((host, port)) => {
+            port.parse::<u16>().is_ok() && (host.ends_with(']') || !host.contains(':'))
+        }
+        None => false,
+    }
+}
+
 /// Decodes `%XX` escapes; `None` when one is malformed or the result is not UTF-8.
 pub(crate) fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
@@ -107,6 +122,28 @@ pub(crate) fn percent_decode(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_address_names_its_port_or_not() {
+        for named in [
+            "h:7000",
+            "redis://u:p@h:7000",
+            "[::1]:7000",
+            "rediss://h:7000/3",
+        ] {
+            assert!(names_port(named), "{named}");
+        }
+        for bare in [
+            "h",
+            "redis://h",
+            "::1",
+            "h:port",
+            "redis://u:p@h",
+            "redis://h/0",
+        ] {
+            assert!(!names_port(bare), "{bare}");
+        }
+    }
 
     #[test]
     fn passwords_in_urls_are_redacted() {

@@ -113,9 +113,17 @@ impl SentinelPool {
     /// Waits, at most `checkout_timeout`, until the pool holds its first idle connection
     /// (r2d2 opens them in the background, up to `min_idle`) and the watcher, if on, listens
     /// to a sentinel: so that `stats()` right after `build()` shows what the pool has.
-    /// A pool of connections to the cluster node `addr`, made lazily: no I/O here.
-    pub(crate) fn for_node(config: Config, addr: crate::NodeAddr) -> Result<Self, Error> {
+    /// A pool of connections to the node `addr` (a cluster's, or a standalone server); with
+    /// `check`, after one connect that must succeed (no I/O otherwise).
+    pub(crate) fn for_node(
+        config: Config,
+        addr: crate::NodeAddr,
+        check: bool,
+    ) -> Result<Self, Error> {
         let manager = SentinelManager::for_node(config, addr);
+        if check {
+            drop(manager.connect()?);
+        }
         let owner = Arc::new(Owner(manager.clone()));
         let max_size = manager.shared.config.max_size;
         Self::pool_of(manager, owner, max_size)
