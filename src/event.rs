@@ -136,6 +136,21 @@ pub enum Event {
         /// Sentinels removed.
         removed: Vec<NodeAddr>,
     },
+    /// A [`ClusterPool`](crate::ClusterPool)'s slot map changed at a refresh: slots moved to
+    /// another primary (a failover, a migration), or primaries came or went. A slot patched
+    /// by a `MOVED` alone sends none; the refresh that follows tells it.
+    SlotMapChanged {
+        /// The map's generation now (the `MOVED` patches before the refresh may have started
+        /// it).
+        generation: u64,
+        /// How many of the 16384 slots have another primary than at the refresh before (a
+        /// slot no node served counts when one does now, and the other way round).
+        moved_slots: usize,
+        /// The primaries the map names now.
+        primaries: Vec<NodeAddr>,
+        /// When it was applied.
+        at: SystemTime,
+    },
 }
 
 /// How the pool learned of a failover.

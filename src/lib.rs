@@ -31,7 +31,7 @@ mod subscriber;
 pub mod testkit;
 mod watcher;
 
-pub use cluster::{ClusterConnection, ClusterPool};
+pub use cluster::{ClusterConnection, ClusterPool, ClusterStats, PrimaryStats};
 #[cfg(feature = "serde")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub use config::PoolConfig;

@@ -17,7 +17,7 @@ use std::{
 };
 
 use r2d2_redis_sentinel::{
-    ClusterPool, Error, NodeAddr, RetryPolicy, redis::Commands, testkit::Cluster,
+    ClusterPool, Error, Event, NodeAddr, RetryPolicy, redis::Commands, testkit::Cluster,
 };
 use support::{direct, init_logging};
 
@@ -150,6 +150,23 @@ fn a_manual_failover_under_eight_writers_loses_nothing_and_surfaces_no_error() {
     assert_eq!(acked.len() as u64, WRITERS * KEYS);
     assert_eq!(lost(&cluster, &acked), []);
     follows(&pool, &new, &old);
+    // The pool says what it saw: the shard's slots moved to the new primary at once.
+    let stats = pool.stats();
+    assert!(stats.moved > 0, "{stats}");
+    assert_eq!(stats.retries.failed + stats.retries.exhausted, 0, "{stats}");
+    let moved = stats
+        .primaries
+        .iter()
+        .find(|p| p.addr == new)
+        .map(|p| p.slots)
+        .unwrap();
+    let told: Vec<Event> = pool.events().try_iter().collect();
+    assert!(
+        told.iter()
+            .any(|e| matches!(e, Event::SlotMapChanged { moved_slots, .. }
+            if *moved_slots == moved)),
+        "{told:?}"
+    );
 }
 
 #[test]

@@ -14,7 +14,7 @@ use std::{
 };
 
 use r2d2_redis_sentinel::{
-    ClusterPool,
+    ClusterPool, Event,
     redis::{self, Commands, ErrorKind, ServerErrorKind},
     testkit::Cluster,
 };
@@ -293,6 +293,28 @@ fn eight_writers_follow_moved_and_ask_while_a_slot_migrates_and_lose_nothing() {
         .query(&mut direct(&to))
         .unwrap();
     assert_eq!(keys, 64, "{writes} writes; every writer's 8 keys moved");
+    let stats = pool.stats();
+    assert!(stats.moved > 0 && stats.asked > 0, "{stats}");
+    assert_eq!(stats.uncovered_slots, 0, "{stats}");
+    // The refresh after the move tells it: one slot moved.
+    let events = pool.events();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        drop(pool.get().unwrap());
+        let told = events.try_iter().any(|e| {
+            matches!(e, Event::SlotMapChanged { moved_slots: 1, ref primaries, .. }
+                if primaries.len() == 3)
+        });
+        if told {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no SlotMapChanged; {}",
+            pool.stats()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]

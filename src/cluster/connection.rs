@@ -14,6 +14,7 @@ use crate::{
     NodeAddr, PooledConnection,
     connection::{Retire, command::split},
     outcome::{self, Class},
+    shared::count,
 };
 
 /// How many redirections (`MOVED`, `ASK`) one request follows before giving up: a slot moves
@@ -256,7 +257,10 @@ impl ClusterConnection {
                     self.pool.moved(slot, &to);
                     (addr, asking) = (to, false);
                 }
-                Some(Redirect::Ask { to }) => (addr, asking) = (to, true),
+                Some(Redirect::Ask { to }) => {
+                    count(&self.pool.inner.counters.asked);
+                    (addr, asking) = (to, true);
+                }
                 None => return Ok(reply),
             }
         }
@@ -349,6 +353,7 @@ impl ClusterConnection {
                 self.one(packed, Some(slot))
             }
             Some(Redirect::Ask { to }) => {
+                count(&self.pool.inner.counters.asked);
                 let conn = self.conn(&to)?;
                 let mut both = redis::cmd("ASKING").get_packed_command();
                 both.extend_from_slice(packed);

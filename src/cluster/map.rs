@@ -59,6 +59,21 @@ impl SlotMap {
         &self.shards
     }
 
+    /// How many slots `other` gives another primary (or none, or one where this gives none).
+    pub(crate) fn moved_slots(&self, other: &SlotMap) -> usize {
+        (0..SLOTS)
+            .filter(|&slot| self.primary(slot) != other.primary(slot))
+            .count()
+    }
+
+    /// How many slots `primary` serves.
+    pub(crate) fn slots_of(&self, primary: &NodeAddr) -> usize {
+        match self.shards.iter().position(|s| &s.primary == primary) {
+            Some(at) => self.owners.iter().filter(|&&o| o == index(at)).count(),
+            None => 0,
+        }
+    }
+
     /// How many slots some node serves.
     pub(crate) fn covered(&self) -> usize {
         self.owners.iter().filter(|&&o| o != 0).count()
@@ -377,6 +392,8 @@ mod tests {
         assert_eq!(again.covered(), 2);
         let both = again.moved(9, &b).moved(7, &b);
         assert_eq!(both.shards().len(), 2);
+        assert_eq!(both.moved_slots(&again), 2, "7 moved to b, 9 newly served");
+        assert_eq!((both.slots_of(&a), both.slots_of(&b)), (1, 2));
         let all_b = both.moved(8, &b);
         assert_eq!(all_b.shards().len(), 1, "a keeps no slot");
         assert_eq!(all_b.primary(7), Some(&b));

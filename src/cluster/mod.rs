@@ -28,6 +28,7 @@ mod connection;
 mod map;
 mod route;
 mod slot;
+mod stats;
 
 use std::{
     collections::HashMap,
@@ -44,11 +45,13 @@ use redis::{ConnectionLike, Value};
 pub use connection::ClusterConnection;
 use map::{Reading, SlotMap};
 use route::KeyTable;
+pub use stats::{ClusterStats, PrimaryStats};
 
 use crate::{
     Builder, Error, NodeAddr, SentinelPool, Validation,
     config::{Cluster, Config, invalid, names_port},
     node,
+    shared::count,
 };
 
 /// How old the slot map may grow before a caller passing by refreshes it.
@@ -90,12 +93,14 @@ struct Inner {
     seeds: Vec<NodeAddr>,
     map: RwLock<Arc<SlotMap>>,
     /// Held while a refresh runs; when the last one ended.
-    refresh: Mutex<Instant>,
+    refresh: Mutex<Refreshed>,
     /// Every node pool made so far.
     nodes: RwLock<HashMap<NodeAddr, SentinelPool>>,
     /// A `MOVED` came too soon after a refresh to ask again: the next caller to pass by
     /// after [`REFRESH_PAUSE`] does.
     stale: AtomicBool,
+    /// What [`stats`](ClusterPool::stats) reports.
+    counters: stats::Counters,
     keys: KeyTable,
 }
 
@@ -218,13 +223,13 @@ impl ClusterPool {
     /// Swaps `map` in; a map that differs from the one in force starts a new generation, and
     /// the pools of nodes it no longer names as primaries are closed (a connection checked
     /// out of one stays its holder's until returned).
-    fn install(&self, map: SlotMap) {
+    fn install(&self, map: Arc<SlotMap>) {
         let mut current = self.inner.map.write();
-        if **current == map {
+        if **current == *map {
             return;
         }
         let primaries: Vec<NodeAddr> = map.shards().iter().map(|s| s.primary.clone()).collect();
-        *current = Arc::new(map);
+        *current = map;
         drop(current);
         self.inner.shared.generation.bump();
         let closed: Vec<SentinelPool> = {
@@ -238,6 +243,47 @@ impl ClusterPool {
         };
         // Dropped outside the lock: each stops its threads.
         drop(closed);
+    }
+
+    /// What the pool knows of itself now: the slot map, each primary's connections, the
+    /// refreshes and redirections so far, what `with_retry` did. No I/O.
+    pub fn stats(&self) -> ClusterStats {
+        let map = self.map();
+        let nodes = self.inner.nodes.read();
+        let primaries = map
+            .shards()
+            .iter()
+            .map(|shard| {
+                let state = nodes.get(&shard.primary).map(SentinelPool::state);
+                PrimaryStats {
+                    addr: shard.primary.clone(),
+                    slots: map.slots_of(&shard.primary),
+                    connections: state.as_ref().map_or(0, |s| s.connections),
+                    idle_connections: state.as_ref().map_or(0, |s| s.idle_connections),
+                }
+            })
+            .collect();
+        let counters = &self.inner.counters;
+        let read = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        ClusterStats {
+            generation: self.inner.shared.generation.current(),
+            primaries,
+            uncovered_slots: usize::from(slot::SLOTS) - map.covered(),
+            refreshes: read(&counters.refreshes),
+            refresh_failures: read(&counters.refresh_failures),
+            moved: read(&counters.moved),
+            asked: read(&counters.asked),
+            retry_deadline: crate::retry::policy(&self.inner.shared).deadline_value(),
+            retries: self.inner.shared.retries.snapshot(),
+            events_dropped: self.inner.shared.events.dropped(),
+        }
+    }
+
+    /// The pool's events: [`Event::SlotMapChanged`](crate::Event::SlotMapChanged) at each
+    /// refresh that changed the slot map. Bounded and never blocking, as
+    /// [`SentinelPool::events`](crate::SentinelPool::events).
+    pub fn events(&self) -> crate::Events {
+        self.inner.shared.events.receiver()
     }
 
     /// The slot map now.
@@ -266,9 +312,10 @@ impl ClusterPool {
     /// [`refresh_if_old`](Self::refresh_if_old)), so that no request waits on a refresh
     /// while the cluster is changing hands.
     fn moved(&self, slot: u16, addr: &NodeAddr) {
+        count(&self.inner.counters.moved);
         let map = self.map();
         if map.primary(slot) != Some(addr) {
-            self.install(map.moved(slot, addr));
+            self.install(Arc::new(map.moved(slot, addr)));
         }
         self.inner.stale.store(true, Ordering::Relaxed);
     }
@@ -288,7 +335,7 @@ impl ClusterPool {
             }
         };
         // Another caller refreshed while this one waited, or lately enough.
-        if *last >= asked_at || unless_within.is_some_and(|within| last.elapsed() < within) {
+        if last.at >= asked_at || unless_within.is_some_and(|within| last.at.elapsed() < within) {
             return;
         }
         let mut candidates = self.primaries();
@@ -298,11 +345,36 @@ impl ClusterPool {
             candidates.sort_by_key(|c| c == avoid);
         }
         self.inner.stale.store(false, Ordering::Relaxed);
+        count(&self.inner.counters.refreshes);
         match ask_map(&candidates, &self.inner.config, false) {
-            Ok((map, _)) => self.install(map),
-            Err(err) => log::warn!("could not refresh the cluster's slot map: {err}"),
+            Ok((map, _)) => {
+                let map = Arc::new(map);
+                self.install(Arc::clone(&map));
+                if *map != *last.map {
+                    self.announce(&last.map, &map);
+                    last.map = map;
+                }
+            }
+            Err(err) => {
+                count(&self.inner.counters.refresh_failures);
+                log::warn!("could not refresh the cluster's slot map: {err}");
+            }
         }
-        *last = Instant::now();
+        last.at = Instant::now();
+    }
+
+    /// Tells that a refresh found `now` where the one before found `before`.
+    fn announce(&self, before: &SlotMap, now: &SlotMap) {
+        let moved_slots = before.moved_slots(now);
+        let primaries: Vec<NodeAddr> = now.shards().iter().map(|s| s.primary.clone()).collect();
+        let generation = self.inner.shared.generation.current();
+        log::info!("cluster slot map changed: {moved_slots} slots moved; primaries {primaries:?}");
+        self.inner.shared.events.send(crate::Event::SlotMapChanged {
+            generation,
+            moved_slots,
+            primaries,
+            at: std::time::SystemTime::now(),
+        });
     }
 
     /// Refreshes the map if it is older than [`REFRESH_EVERY`], or a `MOVED` found it
@@ -315,7 +387,7 @@ impl ClusterPool {
             .inner
             .refresh
             .try_lock()
-            .is_some_and(|last| last.elapsed() >= due);
+            .is_some_and(|last| last.at.elapsed() >= due);
         if old {
             self.refresh(Some(due), false, None);
         }
@@ -378,7 +450,10 @@ impl Builder<Cluster> {
             map.shards().len(),
             map.covered()
         );
+        let map = Arc::new(map);
         let shared = crate::shared::Shared::new(config.clone());
+        let counters = stats::Counters::default();
+        count(&counters.refreshes);
         if let Some(timeout) = node_timeout {
             shared.watcher.learn_down_after(timeout);
         }
@@ -387,14 +462,26 @@ impl Builder<Cluster> {
                 shared,
                 config,
                 seeds,
-                map: RwLock::new(Arc::new(map)),
-                refresh: Mutex::new(Instant::now()),
+                map: RwLock::new(Arc::clone(&map)),
+                refresh: Mutex::new(Refreshed {
+                    at: Instant::now(),
+                    map: Arc::clone(&map),
+                }),
                 nodes: RwLock::default(),
                 stale: AtomicBool::new(false),
+                counters,
                 keys,
             }),
         })
     }
+}
+
+/// The last refresh: when it ended, and the map it learned (which `MOVED` patches do not
+/// change), what the next refresh's event is told against.
+#[derive(Debug)]
+struct Refreshed {
+    at: Instant,
+    map: Arc<SlotMap>,
 }
 
 /// What the pool asks a seed once, at build, beside the slot map.
