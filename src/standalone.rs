@@ -47,6 +47,7 @@ impl Builder<Standalone> {
     /// a db number); the connect's error ([`Error::Connect`], [`Error::Auth`],
     /// [`Error::WrongRole`] for a replica...).
     pub fn build(self) -> Result<SentinelPool, Error> {
+        self.durable_without_sentinels()?;
         let mut this = self.data_credentials_from_addresses()?;
         let (address, db) = split_address(this.sentinels[0].expose())?;
         this.sentinels = vec![crate::Secret::address(&address)];

@@ -3,8 +3,11 @@
 //! clients and hands over: nothing may be lost) and a primary's SIGKILL (its replica is
 //! promoted after `cluster-node-timeout`, 1 s here; the writes the dead primary acknowledged
 //! but had not yet sent to its replica are lost by Redis itself, and counted). Every last
-//! acknowledged value is then read from the primary the cluster names. And a primary that
-//! hangs, then dies, with no failover to rescue it: each call costs its timeouts, no more.
+//! acknowledged value is then read from the primary the cluster names. A primary that hangs,
+//! then dies, with no failover to rescue it: each call costs its timeouts, no more. And
+//! durable mode (`Durability::at_least(1)`, two replicas per primary): a write no replica of
+//! its shard can confirm is never reported done, and durable writers lose nothing when the
+//! primary is killed.
 
 use std::{
     collections::HashMap,
@@ -17,7 +20,7 @@ use std::{
 };
 
 use r2d2_redis_sentinel::{
-    ClusterPool, Error, Event, NodeAddr, RetryPolicy, redis::Commands, testkit::Cluster,
+    ClusterPool, Durability, Error, Event, NodeAddr, RetryPolicy, redis::Commands, testkit::Cluster,
 };
 use support::{direct, init_logging};
 
@@ -290,4 +293,72 @@ fn a_hung_primary_then_a_dead_one_cost_each_call_its_timeouts_and_no_more() {
         "dropping the pool took {:?}",
         start.elapsed()
     );
+}
+
+#[test]
+fn durable_writes_wait_for_their_shards_replica_and_survive_its_primarys_crash() {
+    init_logging();
+    // Two replicas per primary: after a crash one is promoted, and the other confirms the
+    // new primary's writes.
+    let mut cluster = Cluster::builder().replicas(2).start().unwrap();
+    let seeds: Vec<String> = cluster.nodes().iter().map(ToString::to_string).collect();
+    let refused = ClusterPool::builder(seeds.clone())
+        .durability(Durability::all_replicas())
+        .build();
+    assert!(
+        matches!(
+            refused,
+            Err(Error::InvalidConfig {
+                option: "durability",
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    let durable = ClusterPool::builder(seeds)
+        .max_size(8)
+        .durability(Durability::at_least(1))
+        .build()
+        .unwrap();
+    let plain = pool_for(&cluster);
+
+    // A write no replica of its shard can confirm is never reported done; without durable
+    // mode it is.
+    let primary = durable.primary_for_key("w0:k1").unwrap();
+    let replicas = cluster.replicas_of(&primary).unwrap();
+    assert_eq!(replicas.len(), 2);
+    for replica in &replicas {
+        cluster.pause(replica).unwrap();
+    }
+    let unconfirmed = durable.with_retry(|c| c.set::<_, _, ()>("w0:k1", 1));
+    assert!(
+        matches!(unconfirmed, Err(Error::NotReplicated { .. })),
+        "{unconfirmed:?}"
+    );
+    let () = plain.get().unwrap().set("w0:k1", 2).unwrap();
+    for replica in &replicas {
+        cluster.resume(replica).unwrap();
+    }
+    // Confirmed again once the replicas are back.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while durable
+        .with_retry_idempotent(|c| c.set::<_, _, ()>("w0:k1", 3))
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the replica never confirmed again"
+        );
+    }
+
+    // Durable writers through the primary's crash: nothing lost, no error.
+    let writers = Writers::start(&durable);
+    writers.progress(300);
+    cluster.kill(&primary).unwrap();
+    let new = cluster.wait_for_new_primary(&primary).unwrap();
+    assert!(replicas.contains(&new), "{new} {replicas:?}");
+    writers.progress(300);
+    let (acked, errors) = writers.stop();
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(lost(&cluster, &acked), []);
 }

@@ -379,6 +379,11 @@ impl crate::retry::Attempted for ClusterConnection {
     fn class_of(&self, err: &RedisError, applied_before: u64) -> Class {
         let applied = crate::retry::Attempted::applied(self) > applied_before;
         match outcome::classify(err) {
+            // Durable mode: applied on the primary, not confirmed by enough replicas. Retried
+            // only when idempotent; the connection is in step.
+            Class::MaybeApplied if crate::durable::Shortfall::of(err).is_some() => {
+                Class::MaybeApplied
+            }
             // The slot map is being fixed (a failover, a partition): nothing ran.
             Class::Final if err.kind() == ErrorKind::Server(ServerErrorKind::ClusterDown) => {
                 if applied {

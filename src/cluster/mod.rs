@@ -427,6 +427,7 @@ impl Builder<Cluster> {
                 ),
             ));
         }
+        self.durable_without_sentinels()?;
         let mut config = self.data_credentials_from_addresses()?.check()?;
         // A cluster has no sentinels to watch, no failover to fence: the map follows it.
         config.watcher = false;

@@ -142,6 +142,21 @@ impl<T> Builder<T> {
 }
 
 impl<T> Builder<T> {
+    /// For a topology without sentinels: durable mode with every replica needs them (to
+    /// count the replicas that may be promoted), so only `at_least` serves.
+    pub(crate) fn durable_without_sentinels(&self) -> Result<(), Error> {
+        match self.durability {
+            Some(durability) if durability.replicas == crate::durable::Replicas::All => {
+                Err(invalid(
+                    "durability",
+                    "all_replicas counts the replicas the sentinels may promote, and this pool has \
+                 no sentinels: use Durability::at_least(n), n the replicas each write must reach",
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// For a topology whose addresses are data nodes (a cluster's seeds, a standalone
     /// server): the user and password one of them carries (`redis://user:pw@host:port`) are
     /// the data nodes', unless set with [`password`](Builder::password).

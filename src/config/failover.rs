@@ -31,6 +31,26 @@ impl<T> Builder<T> {
         self.retry = Some(policy);
         self
     }
+
+    /// Durable mode: every write through the pool is reported done only once the replicas
+    /// asked for confirm it (`WAIT`, or `WAITAOF` [on disk](crate::Durability::on_disk), in the
+    /// write's own round trip); short of that the call fails with
+    /// [`Error::NotReplicated`](crate::Error::NotReplicated) (or
+    /// [`NotPersisted`](crate::Error::NotPersisted)), never `Ok`.
+    /// [`Connection::with_durability`](crate::Connection::with_durability) sets it for one call. `build` refuses a master that
+    /// cannot confirm writes, before any write. Which requests it confirms, which replicas, and
+    /// what it cannot do: [the guide](crate::guide#durable-mode).
+    ///
+    /// On a [cluster](crate::ClusterPool) each write waits for the replicas of its shard's
+    /// primary, and a standalone server for its own: there only
+    /// [`Durability::at_least`](crate::Durability::at_least) serves (`build` refuses
+    /// `all_replicas`, whose count of the replicas that may be promoted asks the sentinels).
+    ///
+    /// Defaults to none: a write is done when the master acknowledges it.
+    pub fn durability(mut self, durability: crate::Durability) -> Self {
+        self.durability = Some(durability);
+        self
+    }
 }
 
 impl Builder<Sentinel> {
@@ -121,20 +141,5 @@ impl Builder<Sentinel> {
     #[deprecated(since = "0.1.0", note = "renamed `read_from_replicas`")]
     pub fn replicas(self, options: crate::ReplicaOptions) -> Self {
         self.read_from_replicas(options)
-    }
-
-    /// Durable mode: every write through the pool is reported done only once the replicas
-    /// asked for confirm it (`WAIT`, or `WAITAOF` [on disk](crate::Durability::on_disk), in the
-    /// write's own round trip); short of that the call fails with
-    /// [`Error::NotReplicated`](crate::Error::NotReplicated) (or
-    /// [`NotPersisted`](crate::Error::NotPersisted)), never `Ok`.
-    /// [`Connection::with_durability`](crate::Connection::with_durability) sets it for one call. `build` refuses a master that
-    /// cannot confirm writes, before any write. Which requests it confirms, which replicas, and
-    /// what it cannot do: [the guide](crate::guide#durable-mode).
-    ///
-    /// Defaults to none: a write is done when the master acknowledges it.
-    pub fn durability(mut self, durability: crate::Durability) -> Self {
-        self.durability = Some(durability);
-        self
     }
 }
