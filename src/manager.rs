@@ -92,9 +92,13 @@ enum Destination {
         options: ReplicaOptions,
         next: Arc<AtomicUsize>,
     },
-    /// One node of a cluster, whatever the sentinels say (it has none): its pool's
-    /// generation moves when the node answers that it is no longer a primary.
-    Node(NodeAddr),
+    /// One node (a cluster's, or a standalone server), whatever the sentinels say (it has
+    /// none), with the role it must have: a primary's pool's generation moves when the node
+    /// answers that it is no longer one; a cluster replica's connections are `READONLY`.
+    Node {
+        addr: NodeAddr,
+        role: NodeRole,
+    },
 }
 
 /// The watcher, shared by every handle on a manager; stopped when the last one is dropped.
@@ -137,11 +141,13 @@ impl SentinelManager {
         }
     }
 
-    /// A manager whose connections all go to the cluster node `addr`, which must be a
-    /// primary; no I/O, no thread.
-    pub(crate) fn for_node(config: Config, addr: NodeAddr) -> Self {
+    /// A manager whose connections all go to the node `addr`, which must have the role
+    /// `role` (a replica's connections are made `READONLY`, to serve a cluster's reads); no
+    /// I/O, no thread.
+    pub(crate) fn for_node(config: Config, addr: NodeAddr, role: NodeRole) -> Self {
         SentinelManager {
-            target: Destination::Node(addr),
+            series: PoolSeries::new(&config.service, role),
+            target: Destination::Node { addr, role },
             ..SentinelManager::new(config)
         }
     }
@@ -240,7 +246,12 @@ impl SentinelManager {
                 Destination::Replicas { options, next } => {
                     self.connect_replica(options, next, deadline)
                 }
-                Destination::Node(addr) => self.open(addr, seen, NodeRole::Master, deadline),
+                Destination::Node { addr, role } => self
+                    .open(addr, seen, *role, deadline)
+                    .and_then(|conn| match role {
+                        NodeRole::Replica => conn.read_only(),
+                        _ => Ok(conn),
+                    }),
             };
             let err = match attempt {
                 Ok(conn) => {
@@ -268,7 +279,7 @@ impl SentinelManager {
             // A cluster node that is no longer a primary stays so: the cluster's slot map,
             // not this node's pool, finds the new one.
             let transient = match err {
-                Error::WrongRole { .. } => !matches!(self.target, Destination::Node(_)),
+                Error::WrongRole { .. } => !matches!(self.target, Destination::Node { .. }),
                 Error::Connect { .. }
                 | Error::MasterDown { .. }
                 | Error::NoHealthyReplica { .. } => true,

@@ -63,7 +63,7 @@ impl Builder<Standalone> {
         }
         let addr = config.sentinels.remove(0);
         config.service = addr.to_string();
-        SentinelPool::for_node(config, addr, true)
+        SentinelPool::for_node(config, addr, crate::node::NodeRole::Master, true)
     }
 }
 

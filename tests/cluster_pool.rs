@@ -14,7 +14,7 @@ use std::{
 };
 
 use r2d2_redis_sentinel::{
-    ClusterPool, Event,
+    ClusterPool, Event, ReplicaOptions,
     redis::{self, Commands, ErrorKind, ServerErrorKind},
     testkit::Cluster,
 };
@@ -331,4 +331,94 @@ fn a_manual_failover_is_followed_on_the_same_connection() {
     let value: Option<String> = direct(&new).get("k").unwrap();
     assert_eq!(value.as_deref(), Some("after"));
     assert_eq!(pool.primary_for_key("k"), Some(new));
+}
+
+#[test]
+fn a_replica_pool_reads_from_each_keys_replicas_and_refuses_writes_unsent() {
+    init_logging();
+    let cluster = Cluster::start().unwrap();
+    let pool = pool_for(&cluster);
+    let reads = pool.replica_pool(ReplicaOptions::default()).unwrap();
+    let keys: Vec<String> = (0..30).map(|i| format!("r:{i}")).collect();
+    let mut conn = pool.get().unwrap();
+    for (i, key) in keys.iter().enumerate() {
+        let () = conn.set(key, i).unwrap();
+    }
+    // Replication is asynchronous: wait until every replica has them.
+    let primaries = cluster.primaries().unwrap();
+    for primary in &primaries {
+        let replicas: i64 = redis::cmd("WAIT")
+            .arg(1)
+            .arg(5000)
+            .query(&mut direct(primary))
+            .unwrap();
+        assert_eq!(replicas, 1, "{primary}");
+    }
+    let replicas: Vec<_> = primaries
+        .iter()
+        .flat_map(|p| cluster.replicas_of(p).unwrap())
+        .collect();
+
+    let mut read = reads.get().unwrap();
+    for (i, key) in keys.iter().enumerate() {
+        let value: Option<usize> = read.get(key).unwrap();
+        assert_eq!(value, Some(i), "{key}");
+    }
+    // Every read went to a replica, and the connection used one per shard.
+    let used = read.nodes();
+    assert_eq!(used.len(), 3, "{used:?}");
+    assert!(
+        used.iter().all(|n| replicas.contains(n)),
+        "{used:?} {replicas:?}"
+    );
+    // A pipeline of reads, split among the replicas.
+    let mut pipe = redis::pipe();
+    for key in &keys {
+        pipe.get(key);
+    }
+    let values: Vec<usize> = pipe.query(&mut read).unwrap();
+    assert_eq!(values, (0..30).collect::<Vec<usize>>());
+
+    // A write is refused unsent, and with_retry does not retry it.
+    let err = read.set::<_, _, ()>("r:0", "changed").unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Server(ServerErrorKind::ReadOnly),
+        "{err}"
+    );
+    let start = Instant::now();
+    let refused = reads.with_retry(|c| c.set::<_, _, ()>("r:0", "changed"));
+    assert!(
+        matches!(refused, Err(r2d2_redis_sentinel::Error::Redis(_))),
+        "{refused:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "retried: {:?}",
+        start.elapsed()
+    );
+    assert_eq!(at_owner(&cluster, "r:0").as_deref(), Some("0"));
+    assert_eq!(reads.stats().retries.attempts, 1);
+
+    // A shard failed over: reads go on, from its new replica (the old primary).
+    drop(read);
+    let old = cluster.owner(cluster.slot_of("r:0").unwrap()).unwrap();
+    let new = cluster.failover(&old).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut read = reads.get().unwrap();
+        let value: Option<usize> = reads.with_retry(|c| c.get("r:0")).unwrap();
+        assert_eq!(value, Some(0));
+        let _: Option<usize> = read.get("r:0").unwrap();
+        if read.nodes() == [old.clone()] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "reads never reached {old}: {:?}",
+            read.nodes()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert_ne!(new, old);
 }

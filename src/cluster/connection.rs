@@ -8,11 +8,17 @@ use redis::{ConnectionLike, ErrorKind, RedisError, RedisResult, ServerErrorKind,
 
 use super::{
     ClusterPool,
+    map::SlotMap,
     route::{self, Keys},
+    slot,
 };
 use crate::{
     NodeAddr, PooledConnection,
-    connection::{Retire, command::split},
+    connection::{
+        Retire,
+        command::{Part, split},
+        command_table,
+    },
     outcome::{self, Class},
     shared::count,
 };
@@ -51,11 +57,11 @@ const CHECKOUT_SLICE: Duration = Duration::from_millis(50);
 pub struct ClusterConnection {
     pool: ClusterPool,
     /// The connections checked out so far: one per node.
-    held: Vec<(NodeAddr, PooledConnection)>,
+    held: Vec<(Node, PooledConnection)>,
     /// The node (and, once known, the slot) a transaction under way is bound to.
-    pinned: Option<(NodeAddr, Option<u16>)>,
+    pinned: Option<(Node, Option<u16>)>,
     /// The node the last request went to, where a request without keys goes.
-    last: Option<NodeAddr>,
+    last: Option<Node>,
     /// What `with_retry` reads of the attempt.
     accounting: Accounting,
     /// How long a node's checkout may wait: the pool's `checkout_timeout`, or what is left of
@@ -87,6 +93,23 @@ impl std::fmt::Debug for ClusterConnection {
     }
 }
 
+/// A node as a request uses it: its address, and whether as a replica (reads on a `READONLY`
+/// connection) or as the primary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Node {
+    addr: NodeAddr,
+    replica: bool,
+}
+
+impl Node {
+    fn primary(addr: NodeAddr) -> Self {
+        Node {
+            addr,
+            replica: false,
+        }
+    }
+}
+
 /// Where a reply sends the request instead.
 enum Redirect {
     Moved { slot: u16, to: NodeAddr },
@@ -108,7 +131,10 @@ impl ClusterConnection {
 
     /// The nodes this connection holds a connection to.
     pub fn nodes(&self) -> Vec<NodeAddr> {
-        self.held.iter().map(|(addr, _)| addr.clone()).collect()
+        self.held
+            .iter()
+            .map(|(node, _)| node.addr.clone())
+            .collect()
     }
 
     /// The slot of the command `args`: `None` without keys.
@@ -129,21 +155,22 @@ impl ClusterConnection {
 
     /// `COMMAND GETKEYS`, asked of a node: for commands whose keys move with their arguments.
     fn keys_from_server(&mut self, args: &[&[u8]]) -> RedisResult<Vec<Vec<u8>>> {
-        let addr = self.target(None)?;
+        let node = self.target(None)?;
         let mut ask = redis::cmd("COMMAND");
         ask.arg("GETKEYS");
         for arg in args {
             ask.arg(*arg);
         }
-        let reply = self.conn(&addr)?.req_command(&ask)?;
+        let reply = self.conn(&node)?.req_command(&ask)?;
         // A command without keys (or unknown to the server) is answered with an error: it
         // goes anywhere, and the server says what is wrong with it.
         Ok(route::keys_from_server(&reply))
     }
 
-    /// The node a request of `slot` goes to.
-    fn target(&mut self, slot: Option<u16>) -> RedisResult<NodeAddr> {
-        if let Some((addr, pinned)) = &mut self.pinned {
+    /// The node a request of `slot` goes to: its primary, or in a replica pool one of its
+    /// replicas.
+    fn target(&mut self, slot: Option<u16>) -> RedisResult<Node> {
+        if let Some((node, pinned)) = &mut self.pinned {
             match (*pinned, slot) {
                 (Some(bound), Some(slot)) if bound != slot => {
                     return Err(route::cross_slot(&format!(
@@ -153,39 +180,80 @@ impl ClusterConnection {
                 (None, Some(slot)) => *pinned = Some(slot),
                 _ => {}
             }
-            return Ok(addr.clone());
+            return Ok(node.clone());
         }
         let map = self.pool.map();
-        match slot {
-            Some(slot) => map.primary(slot).cloned().ok_or_else(|| {
+        let Some(slot) = slot else {
+            let first = map.shards().first().map(|s| s.primary.clone());
+            return self
+                .last
+                .clone()
+                .or_else(|| match first {
+                    Some(primary) if self.pool.reads.is_some() => {
+                        let slot = (0..slot::SLOTS).find(|&s| map.primary(s) == Some(&primary))?;
+                        self.replica_or_primary(&map, slot).ok()
+                    }
+                    primary => primary.map(Node::primary),
+                })
+                .ok_or_else(|| {
+                    RedisError::from((
+                        ErrorKind::Server(ServerErrorKind::ClusterDown),
+                        "the pool's slot map names no primary",
+                    ))
+                });
+        };
+        if self.pool.reads.is_some() {
+            return self.replica_or_primary(&map, slot);
+        }
+        map.primary(slot)
+            .cloned()
+            .map(Node::primary)
+            .ok_or_else(|| {
                 self.pool.refresh(Some(super::REFRESH_PAUSE), true, None);
                 RedisError::from((
                     ErrorKind::Server(ServerErrorKind::ClusterDown),
                     "no node serves the slot",
                     format!("slot {slot} has no primary in the pool's slot map"),
                 ))
-            }),
-            None => self
-                .last
-                .clone()
-                .or_else(|| map.shards().first().map(|s| s.primary.clone()))
-                .ok_or_else(|| {
-                    RedisError::from((
-                        ErrorKind::Server(ServerErrorKind::ClusterDown),
-                        "the pool's slot map names no primary",
-                    ))
-                }),
+            })
+    }
+
+    /// In a replica pool: a replica of `slot`'s shard, else its primary if the options allow.
+    fn replica_or_primary(&self, map: &SlotMap, slot: u16) -> RedisResult<Node> {
+        if let Some(addr) = self.pool.replica_for(map, slot) {
+            return Ok(Node {
+                addr,
+                replica: true,
+            });
+        }
+        let fallback = self
+            .pool
+            .reads
+            .as_ref()
+            .is_some_and(|r| r.options.fallback_to_master);
+        match map.primary(slot) {
+            Some(primary) if fallback => Ok(Node::primary(primary.clone())),
+            _ => Err(RedisError::from((
+                ErrorKind::Server(ServerErrorKind::ClusterDown),
+                "no healthy replica serves the slot",
+                format!(
+                    "slot {slot} has no replica in the pool's slot map (none, or every one \
+                     failed); ReplicaOptions::fallback_to_master(true) sends such reads to the \
+                     primary"
+                ),
+            ))),
         }
     }
 
-    /// The connection to `addr` this one holds, checked out of its pool if needed.
-    fn conn(&mut self, addr: &NodeAddr) -> RedisResult<&mut PooledConnection> {
-        let at = match self.held.iter().position(|(a, _)| a == addr) {
+    /// The connection to `node` this one holds, checked out of its pool if needed.
+    fn conn(&mut self, node: &Node) -> RedisResult<&mut PooledConnection> {
+        let at = match self.held.iter().position(|(n, _)| n == node) {
             Some(at) => at,
             None => {
+                let addr = &node.addr;
                 let checkout = self
                     .pool
-                    .node(addr)
+                    .node(addr, node.replica)
                     .and_then(|pool| checkout(&pool, self.wait));
                 let conn = checkout.map_err(|err| {
                     // The node may be gone: the map may know better. A caller that finds a
@@ -197,7 +265,7 @@ impl ClusterConnection {
                         format!("no connection to cluster node {addr}: {err}"),
                     ))
                 })?;
-                self.held.push((addr.clone(), conn));
+                self.held.push((node.clone(), conn));
                 self.held.len() - 1
             }
         };
@@ -206,9 +274,9 @@ impl ClusterConnection {
 
     /// After a request on `addr`: binds the connection to it while a transaction is under
     /// way there, and lets go of its connection if that can take no other request.
-    fn after(&mut self, addr: &NodeAddr, slot: Option<u16>) {
-        self.last = Some(addr.clone());
-        let Some(at) = self.held.iter().position(|(a, _)| a == addr) else {
+    fn after(&mut self, node: &Node, slot: Option<u16>) {
+        self.last = Some(node.clone());
+        let Some(at) = self.held.iter().position(|(n, _)| n == node) else {
             return;
         };
         let conn = &self.held[at].1;
@@ -217,9 +285,9 @@ impl ClusterConnection {
         let tracked = &conn.hygiene.tracked;
         if tracked.in_transaction || tracked.watching {
             if self.pinned.is_none() {
-                self.pinned = Some((addr.clone(), slot));
+                self.pinned = Some((node.clone(), slot));
             }
-        } else if self.pinned.as_ref().is_some_and(|(a, _)| a == addr) {
+        } else if self.pinned.as_ref().is_some_and(|(n, _)| n == node) {
             self.pinned = None;
         }
         if matches!(
@@ -228,7 +296,7 @@ impl ClusterConnection {
         ) {
             let (_, gone) = self.held.swap_remove(at);
             self.accounting.let_go += gone.applied();
-            if self.pinned.as_ref().is_some_and(|(a, _)| a == addr) {
+            if self.pinned.as_ref().is_some_and(|(n, _)| n == node) {
                 self.pinned = None;
             }
         }
@@ -236,11 +304,11 @@ impl ClusterConnection {
 
     /// Sends the one command `packed` (of `slot`), following redirections.
     fn one(&mut self, packed: &[u8], slot: Option<u16>) -> RedisResult<Value> {
-        let mut addr = self.target(slot)?;
+        let mut node = self.target(slot)?;
         let mut asking = false;
         for _ in 0..=MAX_REDIRECTS {
             let bound = self.pinned.is_some();
-            let conn = self.conn(&addr)?;
+            let conn = self.conn(&node)?;
             let reply = if asking {
                 let mut both = redis::cmd("ASKING").get_packed_command();
                 both.extend_from_slice(packed);
@@ -249,17 +317,17 @@ impl ClusterConnection {
             } else {
                 conn.req_packed_command(packed)
             };
-            self.after(&addr, slot);
+            self.after(&node, slot);
             let reply = reply?;
             // Inside a transaction, a redirection is the transaction's answer.
-            match redirect(&reply, &addr, &self.pool).filter(|_| !bound) {
+            match redirect(&reply, &node.addr, &self.pool).filter(|_| !bound) {
                 Some(Redirect::Moved { slot, to }) => {
-                    self.pool.moved(slot, &to);
-                    (addr, asking) = (to, false);
+                    node = self.moved_to(slot, to)?;
+                    asking = false;
                 }
                 Some(Redirect::Ask { to }) => {
                     count(&self.pool.inner.counters.asked);
-                    (addr, asking) = (to, true);
+                    (node, asking) = (Node::primary(to), true);
                 }
                 None => return Ok(reply),
             }
@@ -267,25 +335,33 @@ impl ClusterConnection {
         Err(too_many_redirects())
     }
 
+    /// Where a request goes after a `MOVED` to `to` for `slot`: the map patched, `to`, or in
+    /// a replica pool a replica of `to`'s shard.
+    fn moved_to(&mut self, slot: u16, to: NodeAddr) -> RedisResult<Node> {
+        self.pool.moved(slot, &to);
+        if self.pool.reads.is_some() {
+            self.target(Some(slot))
+        } else {
+            Ok(Node::primary(to))
+        }
+    }
+
     /// Sends the pipeline `packed` whole to the node of `slot`, and returns every reply; one
     /// `MOVED` among them (nothing of an atomic one was applied then) sends it again to the
     /// owner named.
     fn whole(&mut self, packed: &[u8], count: usize, slot: Option<u16>) -> RedisResult<Vec<Value>> {
-        let mut addr = self.target(slot)?;
+        let mut node = self.target(slot)?;
         for _ in 0..=MAX_REDIRECTS {
             let bound = self.pinned.is_some();
-            let replies = self.conn(&addr)?.req_packed_commands(packed, 0, count);
-            self.after(&addr, slot);
+            let replies = self.conn(&node)?.req_packed_commands(packed, 0, count);
+            self.after(&node, slot);
             let replies = replies?;
             let first = replies
                 .iter()
-                .find_map(|r| redirect(r, &addr, &self.pool))
+                .find_map(|r| redirect(r, &node.addr, &self.pool))
                 .filter(|_| !bound);
             match first {
-                Some(Redirect::Moved { slot, to }) => {
-                    self.pool.moved(slot, &to);
-                    addr = to;
-                }
+                Some(Redirect::Moved { slot, to }) => node = self.moved_to(slot, to)?,
                 Some(Redirect::Ask { .. }) => {
                     return Err(RedisError::from((
                         ErrorKind::Server(ServerErrorKind::TryAgain),
@@ -306,24 +382,24 @@ impl ClusterConnection {
         packed: &[u8],
         commands: &[(std::ops::Range<usize>, Option<u16>)],
     ) -> RedisResult<Vec<Value>> {
-        let mut groups: Vec<(NodeAddr, Vec<usize>)> = Vec::new();
+        let mut groups: Vec<(Node, Vec<usize>)> = Vec::new();
         for (i, (_, slot)) in commands.iter().enumerate() {
-            let addr = self.target(*slot)?;
-            match groups.iter_mut().find(|(a, _)| *a == addr) {
+            let node = self.target(*slot)?;
+            match groups.iter_mut().find(|(n, _)| *n == node) {
                 Some((_, members)) => members.push(i),
-                None => groups.push((addr, vec![i])),
+                None => groups.push((node, vec![i])),
             }
         }
         let mut replies = vec![Value::Nil; commands.len()];
-        for (addr, members) in groups {
+        for (node, members) in groups {
             let mut sub = Vec::new();
             for &i in &members {
                 sub.extend_from_slice(&packed[commands[i].0.clone()]);
             }
             let answers = self
-                .conn(&addr)?
+                .conn(&node)?
                 .req_packed_commands(&sub, 0, members.len());
-            self.after(&addr, None);
+            self.after(&node, None);
             for (i, reply) in members.into_iter().zip(answers?) {
                 replies[i] = reply;
             }
@@ -347,13 +423,14 @@ impl ClusterConnection {
         reply: &Value,
     ) -> RedisResult<Value> {
         let from = self.target(slot)?;
-        match redirect(reply, &from, &self.pool) {
+        match redirect(reply, &from.addr, &self.pool) {
             Some(Redirect::Moved { slot, to }) => {
                 self.pool.moved(slot, &to);
                 self.one(packed, Some(slot))
             }
             Some(Redirect::Ask { to }) => {
                 count(&self.pool.inner.counters.asked);
+                let to = Node::primary(to);
                 let conn = self.conn(&to)?;
                 let mut both = redis::cmd("ASKING").get_packed_command();
                 both.extend_from_slice(packed);
@@ -368,6 +445,31 @@ impl ClusterConnection {
     }
 }
 
+impl ClusterConnection {
+    /// In a replica pool, a request that may write is refused unsent: replicas serve reads,
+    /// and a write belongs to the primary pool.
+    fn refuse_writes(&self, commands: &[Part<'_>]) -> RedisResult<()> {
+        if self.pool.reads.is_none() {
+            return Ok(());
+        }
+        let table = self.pool.inner.commands.as_ref();
+        for (_, args) in commands {
+            let traits = command_table::traits(args[0], args.get(1).copied(), table);
+            if traits.effect.may_write() {
+                return Err(RedisError::from((
+                    ErrorKind::Server(ServerErrorKind::ReadOnly),
+                    "a replica pool does not write (refused unsent)",
+                    format!(
+                        "{} may write: send it through the primary pool",
+                        String::from_utf8_lossy(args[0])
+                    ),
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl crate::retry::Attempted for ClusterConnection {
     fn applied(&self) -> u64 {
         self.accounting.let_go + self.held.iter().map(|(_, c)| c.applied()).sum::<u64>()
@@ -379,6 +481,12 @@ impl crate::retry::Attempted for ClusterConnection {
     fn class_of(&self, err: &RedisError, applied_before: u64) -> Class {
         let applied = crate::retry::Attempted::applied(self) > applied_before;
         match outcome::classify(err) {
+            // A write refused by a replica pool: no other replica takes it either.
+            Class::NotApplied { failover: true }
+                if self.pool.reads.is_some() && outcome::is_readonly(err) =>
+            {
+                Class::Final
+            }
             // Durable mode: applied on the primary, not confirmed by enough replicas. Retried
             // only when idempotent; the connection is in step.
             Class::MaybeApplied if crate::durable::Shortfall::of(err).is_some() => {
@@ -404,13 +512,14 @@ impl crate::retry::Attempted for ClusterConnection {
     fn place(&self) -> String {
         self.last
             .as_ref()
-            .map_or_else(|| "the cluster".to_owned(), ToString::to_string)
+            .map_or_else(|| "the cluster".to_owned(), |n| n.addr.to_string())
     }
 }
 
 impl ConnectionLike for ClusterConnection {
     fn req_packed_command(&mut self, cmd: &[u8]) -> RedisResult<Value> {
         let commands = split(cmd).ok_or_else(unreadable)?;
+        self.refuse_writes(&commands)?;
         let mut slot = None;
         for (_, args) in &commands {
             if let Some(s) = self.slot_of(args)? {
@@ -432,6 +541,7 @@ impl ConnectionLike for ClusterConnection {
         count: usize,
     ) -> RedisResult<Vec<Value>> {
         let commands = split(cmd).ok_or_else(unreadable)?;
+        self.refuse_writes(&commands)?;
         let mut slots = Vec::with_capacity(commands.len());
         let mut unit = offset > 0 || self.pinned.is_some();
         for (range, args) in &commands {

@@ -19,7 +19,7 @@ pub(crate) struct SlotMap {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Shard {
     pub(crate) primary: NodeAddr,
-    /// Those the node asked reports healthy.
+    /// Those the node asked does not report failed.
     pub(crate) replicas: Vec<NodeAddr>,
 }
 
@@ -137,7 +137,13 @@ impl SlotMap {
             let mut replicas = Vec::new();
             for node in items(field(shard, "nodes")?)? {
                 let role = field(node, "role").and_then(text)?;
-                let healthy = field(node, "health").and_then(text) == Some("online");
+                // `loading` is also what a replica that has replicated nothing yet (an empty
+                // data set) reports; one that is really loading is refused at connect, where
+                // its `ROLE` says it is not linked.
+                let healthy = matches!(
+                    field(node, "health").and_then(text),
+                    Some("online" | "loading")
+                );
                 let Some(addr) = shard_node_addr(node, reading) else {
                     continue;
                 };

@@ -34,7 +34,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -48,9 +48,10 @@ use route::KeyTable;
 pub use stats::{ClusterStats, PrimaryStats};
 
 use crate::{
-    Builder, Error, NodeAddr, SentinelPool, Validation,
-    config::{Cluster, Config, invalid, names_port},
-    node,
+    Builder, Error, NodeAddr, ReplicaOptions, ReplicaSelection, SentinelPool, Validation,
+    config::{Cluster, Config, MAX_POOL_SIZE, invalid, names_port},
+    connection::command_table::CommandTable,
+    node::{self, NodeRole},
     shared::count,
 };
 
@@ -79,6 +80,16 @@ const REFRESH_PAUSE: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone)]
 pub struct ClusterPool {
     inner: Arc<Inner>,
+    /// A pool of reads from the replicas ([`replica_pool`](ClusterPool::replica_pool)).
+    reads: Option<Arc<Reads>>,
+}
+
+/// How a replica pool picks its replicas.
+#[derive(Debug)]
+struct Reads {
+    options: ReplicaOptions,
+    /// The round robin's turn.
+    next: AtomicUsize,
 }
 
 #[derive(Debug)]
@@ -94,8 +105,10 @@ struct Inner {
     map: RwLock<Arc<SlotMap>>,
     /// Held while a refresh runs; when the last one ended.
     refresh: Mutex<Refreshed>,
-    /// Every node pool made so far.
-    nodes: RwLock<HashMap<NodeAddr, SentinelPool>>,
+    /// Every node pool made so far: a primary's (`false`) and a replica's (`true`) apart.
+    nodes: RwLock<HashMap<(NodeAddr, bool), SentinelPool>>,
+    /// Where each command's effect is known (which commands write), as a node listed them.
+    commands: Option<CommandTable>,
     /// A `MOVED` came too soon after a refresh to ask again: the next caller to pass by
     /// after [`REFRESH_PAUSE`] does.
     stale: AtomicBool,
@@ -229,17 +242,24 @@ impl ClusterPool {
             return;
         }
         let primaries: Vec<NodeAddr> = map.shards().iter().map(|s| s.primary.clone()).collect();
+        let replicas: Vec<NodeAddr> = map
+            .shards()
+            .iter()
+            .flat_map(|s| s.replicas.iter().cloned())
+            .collect();
         *current = map;
         drop(current);
         self.inner.shared.generation.bump();
         let closed: Vec<SentinelPool> = {
             let mut nodes = self.inner.nodes.write();
-            let gone: Vec<NodeAddr> = nodes
+            let gone: Vec<(NodeAddr, bool)> = nodes
                 .keys()
-                .filter(|addr| !primaries.contains(addr))
+                .filter(|(addr, replica)| {
+                    !if *replica { &replicas } else { &primaries }.contains(addr)
+                })
                 .cloned()
                 .collect();
-            gone.iter().filter_map(|addr| nodes.remove(addr)).collect()
+            gone.iter().filter_map(|key| nodes.remove(key)).collect()
         };
         // Dropped outside the lock: each stops its threads.
         drop(closed);
@@ -254,7 +274,9 @@ impl ClusterPool {
             .shards()
             .iter()
             .map(|shard| {
-                let state = nodes.get(&shard.primary).map(SentinelPool::state);
+                let state = nodes
+                    .get(&(shard.primary.clone(), false))
+                    .map(SentinelPool::state);
                 PrimaryStats {
                     addr: shard.primary.clone(),
                     slots: map.slots_of(&shard.primary),
@@ -291,19 +313,90 @@ impl ClusterPool {
         Arc::clone(&self.inner.map.read())
     }
 
-    /// The pool of connections to `addr`, made on first use.
-    fn node(&self, addr: &NodeAddr) -> Result<SentinelPool, Error> {
-        if let Some(pool) = self.inner.nodes.read().get(addr) {
+    /// A pool of reads from the replicas, sharing this pool's slot map and node pools: each
+    /// request goes to a replica of the shard that owns its keys, picked by
+    /// `options.selection`, on a connection made `READONLY`. With no healthy replica for a
+    /// slot, a read goes to the primary when `options.fallback_to_master` says so, and fails
+    /// with `CLUSTERDOWN` (retried by `with_retry`) otherwise. A write is refused unsent with
+    /// `READONLY`, and not retried. Replicas replicate asynchronously: a read may miss a
+    /// write a moment old.
+    ///
+    /// ```no_run
+    /// # use r2d2_redis_sentinel::{ClusterPool, ReplicaOptions, redis::Commands};
+    /// let pool = ClusterPool::builder(["127.0.0.1:7000"]).build()?;
+    /// let reads = pool.replica_pool(ReplicaOptions::default())?;
+    /// let name: Option<String> = reads.with_retry(|c| c.get("{user:42}:name"))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for `max_lag_bytes`, which a cluster pool does not check yet,
+    /// or a `max_size` out of range.
+    pub fn replica_pool(&self, options: ReplicaOptions) -> Result<ClusterPool, Error> {
+        if options.max_lag.is_some() {
+            return Err(invalid(
+                "max_lag_bytes",
+                "a cluster's replica pool does not measure replication lag yet: leave it unset",
+            ));
+        }
+        if let Some(size) = options.max_size.filter(|&s| s == 0 || s > MAX_POOL_SIZE) {
+            return Err(invalid(
+                "ReplicaOptions::max_size",
+                format!("{size} is out of range: give 1 to {MAX_POOL_SIZE}"),
+            ));
+        }
+        Ok(ClusterPool {
+            inner: Arc::clone(&self.inner),
+            reads: Some(Arc::new(Reads {
+                options,
+                next: AtomicUsize::new(0),
+            })),
+        })
+    }
+
+    /// The replica of `slot`'s shard a read goes to now, if the map lists one.
+    fn replica_for(&self, map: &SlotMap, slot: u16) -> Option<NodeAddr> {
+        let reads = self.reads.as_ref()?;
+        let replicas = &map.shard(slot)?.replicas;
+        if replicas.is_empty() {
+            return None;
+        }
+        let turn = match reads.options.selection {
+            ReplicaSelection::Random => std::hash::BuildHasher::hash_one(
+                &std::collections::hash_map::RandomState::new(),
+                0u8,
+            ) as usize,
+            _ => reads.next.fetch_add(1, Ordering::Relaxed),
+        };
+        replicas.get(turn % replicas.len()).cloned()
+    }
+
+    /// The pool of connections to `addr` as a replica (`READONLY`) or as the primary, made on
+    /// first use.
+    fn node(&self, addr: &NodeAddr, replica: bool) -> Result<SentinelPool, Error> {
+        let key = (addr.clone(), replica);
+        if let Some(pool) = self.inner.nodes.read().get(&key) {
             return Ok(pool.clone());
         }
         let mut nodes = self.inner.nodes.write();
-        if let Some(pool) = nodes.get(addr) {
+        if let Some(pool) = nodes.get(&key) {
             return Ok(pool.clone());
         }
         let mut config = self.inner.config.clone();
         config.service = addr.to_string();
-        let pool = SentinelPool::for_node(config, addr.clone(), false)?;
-        nodes.insert(addr.clone(), pool.clone());
+        let role = if replica {
+            if let Some(size) = self.reads.as_ref().and_then(|r| r.options.max_size) {
+                config.max_size = size;
+            }
+            // A replica confirms nothing: durable mode is the primaries'.
+            config.data.durability = None;
+            NodeRole::Replica
+        } else {
+            NodeRole::Master
+        };
+        let pool = SentinelPool::for_node(config, addr.clone(), role, false)?;
+        nodes.insert(key, pool.clone());
         Ok(pool)
     }
 
@@ -438,7 +531,11 @@ impl Builder<Cluster> {
         }
         let seeds = std::mem::take(&mut config.sentinels);
         let (map, found) = ask_map(&seeds, &config, true)?;
-        let Found { keys, node_timeout } = found.unwrap_or_default();
+        let Found {
+            keys,
+            commands,
+            node_timeout,
+        } = found.unwrap_or_default();
         let keys = keys.ok_or_else(|| {
             invalid(
                 "seeds",
@@ -459,6 +556,7 @@ impl Builder<Cluster> {
             shared.watcher.learn_down_after(timeout);
         }
         Ok(ClusterPool {
+            reads: None,
             inner: Arc::new(Inner {
                 shared,
                 config,
@@ -472,6 +570,7 @@ impl Builder<Cluster> {
                 stale: AtomicBool::new(false),
                 counters,
                 keys,
+                commands,
             }),
         })
     }
@@ -490,6 +589,8 @@ struct Refreshed {
 struct Found {
     /// Where each command's keys are (`COMMAND`).
     keys: Option<KeyTable>,
+    /// Which commands write, from the same reply.
+    commands: Option<CommandTable>,
     /// How long the cluster takes to find a primary failed (`cluster-node-timeout`), if the
     /// user may ask `CONFIG GET`.
     node_timeout: Option<Duration>,
@@ -568,8 +669,8 @@ fn ask_one(
     if !at_build {
         return Ok((map, None));
     }
-    let keys = match conn.req_command(&redis::cmd("COMMAND")) {
-        Ok(reply) => KeyTable::parse(&reply),
+    let (keys, commands) = match conn.req_command(&redis::cmd("COMMAND")) {
+        Ok(reply) => (KeyTable::parse(&reply), CommandTable::parse(&reply)),
         Err(err) => return Err(failed(err)),
     };
     // `CONFIG GET` may be refused to the ACL user: the default retry deadline then stands.
@@ -580,7 +681,14 @@ fn ask_one(
         .ok()
         .and_then(|found| found.get("cluster-node-timeout").copied())
         .map(Duration::from_millis);
-    Ok((map, Some(Found { keys, node_timeout })))
+    Ok((
+        map,
+        Some(Found {
+            keys,
+            commands,
+            node_timeout,
+        }),
+    ))
 }
 
 fn tls(config: &Config) -> bool {

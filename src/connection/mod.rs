@@ -205,6 +205,15 @@ impl Connection {
         }
     }
 
+    /// Makes a new connection to a cluster replica serve reads of its primary's slots
+    /// (`READONLY`, one round trip within the read timeout), before it is pooled.
+    pub(crate) fn read_only(mut self) -> Result<Self, crate::Error> {
+        match redis::cmd("READONLY").query::<()>(&mut self) {
+            Ok(()) => Ok(self),
+            Err(err) => Err(crate::manager::data_node_error(&self.addr, err, "READONLY")),
+        }
+    }
+
     /// The node this connection talks to.
     pub fn addr(&self) -> &NodeAddr {
         &self.addr

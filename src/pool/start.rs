@@ -113,14 +113,15 @@ impl SentinelPool {
     /// Waits, at most `checkout_timeout`, until the pool holds its first idle connection
     /// (r2d2 opens them in the background, up to `min_idle`) and the watcher, if on, listens
     /// to a sentinel: so that `stats()` right after `build()` shows what the pool has.
-    /// A pool of connections to the node `addr` (a cluster's, or a standalone server); with
-    /// `check`, after one connect that must succeed (no I/O otherwise).
+    /// A pool of connections to the node `addr` (a cluster's, or a standalone server), of
+    /// the role `role`; with `check`, after one connect that must succeed (no I/O otherwise).
     pub(crate) fn for_node(
         config: Config,
         addr: crate::NodeAddr,
+        role: crate::node::NodeRole,
         check: bool,
     ) -> Result<Self, Error> {
-        let manager = SentinelManager::for_node(config, addr);
+        let manager = SentinelManager::for_node(config, addr, role);
         if check {
             drop(manager.connect()?);
         }
