@@ -6,8 +6,8 @@
 //! `cargo run --example cluster` starts a local Sentinel topology (1 master, 2 replicas, 3
 //! sentinels) and a local Redis Cluster (3 primaries, 3 replicas) from the `redis-server` and
 //! `redis-sentinel` on your PATH. To use your own: `REDIS_SENTINEL_URL=redis+sentinel://...`
-//! (or `SENTINELS` and `SERVICE`) and `REDIS_CLUSTER_URL=redis+cluster://10.0.0.1:7000,...`;
-//! the failover runs only on the local cluster.
+//! (or `SENTINELS` and `SERVICE`) and `REDIS_CLUSTER_URL=redis+cluster://10.0.0.1:7000,...`
+//! (or `CLUSTER_NODES=10.0.0.1:7000,...`); the failover runs only on the local cluster.
 
 mod support;
 
@@ -53,9 +53,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     } = support::target()?;
     let sentinel = builder.max_size(4).build()?;
 
-    let (local, cluster) = match std::env::var("REDIS_CLUSTER_URL") {
-        Ok(url) => (None, ClusterPool::from_url(&url)?.max_size(4).build()?),
-        Err(_) => {
+    let (local, cluster) = match ClusterPool::from_env()? {
+        Some(builder) => (None, builder.max_size(4).build()?),
+        None => {
             println!("starting a local cluster (3 primaries, 3 replicas)");
             let local = Cluster::start()?;
             let seeds: Vec<String> = local.nodes().iter().map(ToString::to_string).collect();

@@ -165,6 +165,30 @@ impl ClusterPool {
         crate::config::url::parse_cluster(url)
     }
 
+    /// Starts a builder from the environment, in the convention services and containers use:
+    ///
+    /// - `REDIS_CLUSTER_URL`: a connection string, as [`from_url`](Self::from_url) reads it;
+    /// - or `CLUSTER_NODES`: comma-separated seed nodes (`host:port`, `redis://...`);
+    /// - and, with either, `ADDRESS_MAP`: comma-separated `announced=reachable` pairs of
+    ///   `host:port` (see [`Builder::address_map`]).
+    ///
+    /// Returns `Ok(None)` when neither `REDIS_CLUSTER_URL` nor `CLUSTER_NODES` is set.
+    ///
+    /// ```no_run
+    /// # use r2d2_redis_sentinel::ClusterPool;
+    /// let builder = ClusterPool::from_env()?.ok_or("set REDIS_CLUSTER_URL or CLUSTER_NODES")?;
+    /// let pool = builder.max_size(16).build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] naming the variable (`ADDRESS_MAP`; `url` for the connection
+    /// string) when a value cannot be read. Node addresses are checked by `build`.
+    pub fn from_env() -> Result<Option<Builder<Cluster>>, Error> {
+        crate::config::cluster_from_env(|name| std::env::var(name).ok())
+    }
+
     /// A connection that routes each request to the primary owning its keys. No I/O: it
     /// checks a connection out of a node's pool when a request first needs that node.
     ///

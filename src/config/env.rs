@@ -1,8 +1,8 @@
 //! A pool's configuration from the environment, in the convention the examples and
 //! `docker/README.md` use: `REDIS_SENTINEL_URL`, or `SENTINELS` and `SERVICE`, and
-//! `ADDRESS_MAP`.
+//! `ADDRESS_MAP`; for a cluster, `REDIS_CLUSTER_URL` or `CLUSTER_NODES`, and `ADDRESS_MAP`.
 
-use super::{invalid, url::address_pairs};
+use super::{Cluster, invalid, url::address_pairs};
 use crate::{Builder, Error};
 
 /// The builder the variables `lookup` finds describe, or `None` when neither
@@ -34,6 +34,24 @@ pub(crate) fn builder(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<
     }))
 }
 
+/// The cluster builder the variables `lookup` finds describe, or `None` when neither
+/// `REDIS_CLUSTER_URL` nor `CLUSTER_NODES` is set.
+pub(crate) fn cluster_builder(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Option<Builder<Cluster>>, Error> {
+    let builder = if let Some(url) = lookup("REDIS_CLUSTER_URL") {
+        super::url::parse_cluster(&url)?
+    } else if let Some(list) = lookup("CLUSTER_NODES") {
+        crate::ClusterPool::builder(list.split(',').map(str::trim).filter(|s| !s.is_empty()))
+    } else {
+        return Ok(None);
+    };
+    Ok(Some(match lookup("ADDRESS_MAP") {
+        Some(map) => builder.address_map(address_pairs("ADDRESS_MAP", &map)?),
+        None => builder,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -46,6 +64,35 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         builder(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn a_cluster_is_read_from_its_url_or_its_nodes() {
+        let vars = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let by_url = vars(&[(
+            "REDIS_CLUSTER_URL",
+            "redis+cluster://n1:7000,n2:7001?max_size=3",
+        )]);
+        let builder = cluster_builder(|n| by_url.get(n).cloned())
+            .unwrap()
+            .unwrap();
+        assert_eq!((builder.sentinels.len(), builder.max_size), (2, 3));
+        let by_list = vars(&[
+            ("CLUSTER_NODES", "n1:7000, n2:7001,"),
+            ("ADDRESS_MAP", "10.0.0.1:7000=127.0.0.1:7000"),
+        ]);
+        let builder = cluster_builder(|n| by_list.get(n).cloned())
+            .unwrap()
+            .unwrap();
+        assert_eq!(builder.sentinels.len(), 2);
+        assert_eq!(builder.address_pairs.len(), 1);
+        let none = vars(&[("SENTINELS", "s:26379")]);
+        assert!(cluster_builder(|n| none.get(n).cloned()).unwrap().is_none());
     }
 
     #[test]

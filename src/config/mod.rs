@@ -23,7 +23,7 @@ mod tls;
 pub(crate) mod url;
 
 pub use builder::{Builder, Cluster, Sentinel, Standalone};
-pub(crate) use env::builder as from_env;
+pub(crate) use env::{builder as from_env, cluster_builder as cluster_from_env};
 #[cfg(feature = "serde")]
 pub use file::PoolConfig;
 pub(crate) use limits::{LONGEST, LONGEST_FENCE, MAX_POOL_SIZE};
