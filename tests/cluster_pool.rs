@@ -203,6 +203,20 @@ fn cross_slot_requests_are_refused_unsent_and_pipelines_split_by_node() {
     let () = redis::cmd("UNWATCH").query(&mut conn).unwrap();
     let () = conn.set("elsewhere", 1).unwrap();
     assert_eq!(at_owner(&cluster, "elsewhere").as_deref(), Some("1"));
+
+    // A blocking command longer than the read timeout needs its own, for that call.
+    let seeds: Vec<String> = cluster.nodes().iter().map(ToString::to_string).collect();
+    let short = ClusterPool::builder(seeds)
+        .read_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let mut conn = short.get().unwrap();
+    let cut = conn.blpop::<_, Option<(String, String)>>("{q}:jobs", 1.0);
+    assert!(cut.as_ref().is_err_and(|e| e.is_timeout()), "{cut:?}");
+    let waited: Option<(String, String)> = conn
+        .with_read_timeout(Duration::from_secs(3), |c| c.blpop("{q}:jobs", 1.0))
+        .unwrap();
+    assert_eq!(waited, None, "BLPOP timed out on its own, after 1 s");
 }
 
 #[test]

@@ -67,6 +67,9 @@ pub struct ClusterConnection {
     /// How long a node's checkout may wait: the pool's `checkout_timeout`, or what is left of
     /// a `with_retry` attempt.
     wait: Duration,
+    /// Inside [`with_read_timeout`](ClusterConnection::with_read_timeout): the read timeout
+    /// every request gets instead of the pool's.
+    read_timeout: Option<Duration>,
 }
 
 /// What the requests of an attempt left for `with_retry` to read: whether anything was
@@ -121,12 +124,44 @@ impl ClusterConnection {
         pool.refresh_if_old();
         ClusterConnection {
             wait,
+            read_timeout: None,
             pool,
             held: Vec::new(),
             pinned: None,
             last: None,
             accounting: Accounting::default(),
         }
+    }
+
+    /// Runs `op` with every request's read timeout set to `timeout` instead of the pool's
+    /// [`read_timeout`](crate::Builder::read_timeout), then sets it back: for one blocking
+    /// call (`BLPOP`, `BLMOVE`, `XREAD BLOCK`, `WAIT`...) that waits longer than ordinary
+    /// commands should, as [`Connection::with_read_timeout`](crate::Connection::with_read_timeout)
+    /// does on one node. Give it more than the command's own timeout.
+    ///
+    /// ```no_run
+    /// # use r2d2_redis_sentinel::{ClusterPool, redis::Commands};
+    /// # let pool = ClusterPool::builder(["127.0.0.1:7000"]).build()?;
+    /// let mut conn = pool.get()?;
+    /// let job: Option<(String, String)> = conn.with_read_timeout(
+    ///     std::time::Duration::from_secs(35),
+    ///     |c| c.blpop("{queue}:jobs", 30.0),
+    /// )?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `op`'s error; a zero `timeout` is refused by the first request.
+    pub fn with_read_timeout<T>(
+        &mut self,
+        timeout: Duration,
+        op: impl FnOnce(&mut Self) -> RedisResult<T>,
+    ) -> RedisResult<T> {
+        let kept = self.read_timeout.replace(timeout);
+        let result = op(self);
+        self.read_timeout = kept;
+        result
     }
 
     /// The nodes this connection holds a connection to.
@@ -308,14 +343,15 @@ impl ClusterConnection {
         let mut asking = false;
         for _ in 0..=MAX_REDIRECTS {
             let bound = self.pinned.is_some();
+            let timeout = self.read_timeout;
             let conn = self.conn(&node)?;
             let reply = if asking {
                 let mut both = redis::cmd("ASKING").get_packed_command();
                 both.extend_from_slice(packed);
-                conn.req_packed_commands(&both, 1, 1)
+                timed(conn, timeout, |c| c.req_packed_commands(&both, 1, 1))
                     .map(|mut replies| replies.pop().unwrap_or(Value::Nil))
             } else {
-                conn.req_packed_command(packed)
+                timed(conn, timeout, |c| c.req_packed_command(packed))
             };
             self.after(&node, slot);
             let reply = reply?;
@@ -353,7 +389,10 @@ impl ClusterConnection {
         let mut node = self.target(slot)?;
         for _ in 0..=MAX_REDIRECTS {
             let bound = self.pinned.is_some();
-            let replies = self.conn(&node)?.req_packed_commands(packed, 0, count);
+            let timeout = self.read_timeout;
+            let replies = timed(self.conn(&node)?, timeout, |c| {
+                c.req_packed_commands(packed, 0, count)
+            });
             self.after(&node, slot);
             let replies = replies?;
             let first = replies
@@ -396,9 +435,10 @@ impl ClusterConnection {
             for &i in &members {
                 sub.extend_from_slice(&packed[commands[i].0.clone()]);
             }
-            let answers = self
-                .conn(&node)?
-                .req_packed_commands(&sub, 0, members.len());
+            let timeout = self.read_timeout;
+            let answers = timed(self.conn(&node)?, timeout, |c| {
+                c.req_packed_commands(&sub, 0, members.len())
+            });
             self.after(&node, None);
             for (i, reply) in members.into_iter().zip(answers?) {
                 replies[i] = reply;
@@ -431,11 +471,11 @@ impl ClusterConnection {
             Some(Redirect::Ask { to }) => {
                 count(&self.pool.inner.counters.asked);
                 let to = Node::primary(to);
+                let timeout = self.read_timeout;
                 let conn = self.conn(&to)?;
                 let mut both = redis::cmd("ASKING").get_packed_command();
                 both.extend_from_slice(packed);
-                let answer = conn
-                    .req_packed_commands(&both, 1, 1)
+                let answer = timed(conn, timeout, |c| c.req_packed_commands(&both, 1, 1))
                     .map(|mut replies| replies.pop().unwrap_or(Value::Nil));
                 self.after(&to, slot);
                 answer
@@ -584,6 +624,18 @@ impl ConnectionLike for ClusterConnection {
 
     fn is_open(&self) -> bool {
         self.held.iter().all(|(_, conn)| conn.is_open())
+    }
+}
+
+/// `op` on `conn`, with the read timeout `timeout` when one is set.
+fn timed<T>(
+    conn: &mut PooledConnection,
+    timeout: Option<Duration>,
+    op: impl FnOnce(&mut crate::Connection) -> RedisResult<T>,
+) -> RedisResult<T> {
+    match timeout {
+        Some(timeout) => conn.with_read_timeout(timeout, op),
+        None => op(conn),
     }
 }
 
