@@ -1,6 +1,10 @@
 //! `PoolConfig` (the `serde` feature): a pool's options read from a configuration file.
 
-use r2d2_redis_sentinel::{Error, PoolConfig, redis::Commands, testkit::Topology};
+use r2d2_redis_sentinel::{
+    Error, PoolConfig,
+    redis::{self, Commands},
+    testkit::{Cluster, Topology},
+};
 
 #[test]
 fn a_pool_configured_from_json_reaches_the_master_with_its_options() {
@@ -111,4 +115,59 @@ fn misspelt_fields_bad_durations_and_missing_sentinels_are_refused() {
     .to_string();
     assert!(!err.contains("918273"), "{err}");
     assert!(err.contains("quote it"), "{err}");
+}
+
+#[test]
+fn a_cluster_configured_from_json_routes_with_its_options() {
+    let cluster = Cluster::start().unwrap();
+    let nodes: Vec<String> = cluster.nodes().iter().map(|a| format!("\"{a}\"")).collect();
+    let json = format!(
+        r#"{{ "nodes": [{}], "max_size": 2, "read_timeout": "2s", "client_name": "from-file" }}"#,
+        nodes.join(", ")
+    );
+    let config: PoolConfig = serde_json::from_str(&json).unwrap();
+    let pool = config.cluster_builder().unwrap().build().unwrap();
+    let mut conn = pool.get().unwrap();
+    let () = conn.set("{file}:a", 1).unwrap();
+    // A keyless command goes to the node of the last request: the key's.
+    let name: String = redis::cmd("CLIENT")
+        .arg("GETNAME")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(name, "from-file");
+
+    for (json, option) in [
+        (r#"{"nodes": ["h:1"], "service": "m"}"#, "service"),
+        (
+            r#"{"nodes": ["h:1"], "sentinel_timeout": "1s"}"#,
+            "sentinel_timeout",
+        ),
+        (
+            r#"{"url": "redis+cluster://h:1", "nodes": ["h:1"]}"#,
+            "nodes",
+        ),
+        ("{}", "nodes"),
+    ] {
+        let config: PoolConfig = serde_json::from_str(json).unwrap();
+        match config.cluster_builder() {
+            Err(Error::InvalidConfig { option: o, .. }) => assert_eq!(o, option, "{json}"),
+            other => panic!("{json}: {other:?}"),
+        }
+    }
+    // A cluster has one database: another is refused before any I/O.
+    let config: PoolConfig = serde_json::from_str(r#"{"nodes": ["h:1"], "db": 2}"#).unwrap();
+    let built = config.cluster_builder().unwrap().build();
+    assert!(
+        matches!(built, Err(Error::InvalidConfig { option: "db", .. })),
+        "{built:?}"
+    );
+    // And a Sentinel pool's builder refuses a cluster's nodes.
+    let config: PoolConfig = serde_json::from_str(r#"{"nodes": ["h:1"]}"#).unwrap();
+    assert!(matches!(
+        config.builder(),
+        Err(Error::InvalidConfig {
+            option: "nodes",
+            ..
+        })
+    ));
 }

@@ -545,6 +545,12 @@ impl Builder<Cluster> {
             ));
         }
         self.durable_without_sentinels()?;
+        if self.db != 0 {
+            return Err(invalid(
+                "db",
+                "a cluster has one database, 0: leave `db` unset (keys are spread by slot)",
+            ));
+        }
         let mut config = self.data_credentials_from_addresses()?.check()?;
         // A cluster has no sentinels to watch, no failover to fence: the map follows it.
         config.watcher = false;

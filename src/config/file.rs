@@ -12,7 +12,8 @@ use crate::{Builder, Error, Secret};
 /// connection string, as [`SentinelPool::from_url`](crate::SentinelPool::from_url) reads it) or `sentinels`, with `service`
 /// (`mymaster` when unset). Durations are written `"500ms"`, `"3s"` or `"1m"`. Fields set here
 /// override what the `url` says; a field not set keeps the builder's default. Unknown fields
-/// are refused, so that a misspelt option is not silently ignored.
+/// are refused, so that a misspelt option is not silently ignored. For a Redis Cluster, give
+/// `nodes` (or a `redis+cluster://` `url`) and call [`cluster_builder`](Self::cluster_builder).
 ///
 /// ```
 /// # #[cfg(feature = "serde")] {
@@ -39,6 +40,10 @@ pub struct PoolConfig {
     /// Sentinel addresses (`host:port`, `redis://...`), when no `url` is given.
     #[serde(deserialize_with = "addresses")]
     pub sentinels: Vec<Secret>,
+    /// A cluster's seed nodes (`host:port`, `redis://...`), for
+    /// [`cluster_builder`](Self::cluster_builder) when no `url` is given.
+    #[serde(deserialize_with = "addresses")]
+    pub nodes: Vec<Secret>,
     /// The service (master) name; `mymaster` when unset.
     pub service: Option<String>,
     /// [`Builder::username`].
@@ -84,9 +89,16 @@ impl PoolConfig {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidConfig`] when both `url` and `sentinels` are given, or neither, or the
-    /// `url` does not parse. Everything else is checked by `build`, as the builder's options.
+    /// [`Error::InvalidConfig`] when both `url` and `sentinels` are given, or neither, when
+    /// `nodes` (a cluster's) are, or the `url` does not parse. Everything else is checked by
+    /// `build`, as the builder's options.
     pub fn builder(&self) -> Result<Builder, Error> {
+        if !self.nodes.is_empty() {
+            return Err(super::invalid(
+                "nodes",
+                "`nodes` are a cluster's: use `cluster_builder`, or give `sentinels`",
+            ));
+        }
         let mut builder = match (&self.url, self.sentinels.is_empty()) {
             (Some(url), true) => super::url::parse(url.expose())?,
             (None, false) => Builder::of(
@@ -115,19 +127,79 @@ impl PoolConfig {
         }
         let strings = [
             (
-                self.username.as_ref(),
-                Builder::username as fn(Builder, String) -> Builder,
+                self.sentinel_username.as_ref(),
+                Builder::sentinel_username as fn(Builder, String) -> Builder,
             ),
-            (
-                self.password.as_ref().map(Secret::expose),
-                Builder::password,
-            ),
-            (self.sentinel_username.as_ref(), Builder::sentinel_username),
             (
                 self.sentinel_password.as_ref().map(Secret::expose),
                 Builder::sentinel_password,
             ),
-            (self.client_name.as_ref(), Builder::client_name),
+        ];
+        for (value, set) in strings {
+            if let Some(value) = value {
+                builder = set(builder, value.clone());
+            }
+        }
+        if let Some(timeout) = self.sentinel_timeout {
+            builder = builder.sentinel_timeout(timeout);
+        }
+        Ok(self.common(builder))
+    }
+
+    /// The builder of a [`ClusterPool`](crate::ClusterPool) these options describe: `url`
+    /// (`redis+cluster://...`, as [`ClusterPool::from_url`](crate::ClusterPool::from_url)
+    /// reads it) or `nodes`, and the options a cluster has.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] when both `url` and `nodes` are given, or neither, when a
+    /// Sentinel option is set (`sentinels`, `service`, `sentinel_username`,
+    /// `sentinel_password`, `sentinel_timeout`), or the `url` does not parse.
+    pub fn cluster_builder(&self) -> Result<Builder<super::Cluster>, Error> {
+        let sentinel_only = [
+            ("sentinels", !self.sentinels.is_empty()),
+            ("service", self.service.is_some()),
+            ("sentinel_username", self.sentinel_username.is_some()),
+            ("sentinel_password", self.sentinel_password.is_some()),
+            ("sentinel_timeout", self.sentinel_timeout.is_some()),
+        ];
+        if let Some((option, _)) = sentinel_only.iter().find(|(_, set)| *set) {
+            return Err(super::invalid(
+                option,
+                "a cluster has no sentinels: drop it, or use `builder` for a Sentinel pool",
+            ));
+        }
+        let builder = match (&self.url, self.nodes.is_empty()) {
+            (Some(url), true) => super::url::parse_cluster(url.expose())?,
+            (None, false) => crate::ClusterPool::builder(self.nodes.iter().map(Secret::expose)),
+            (Some(_), false) => {
+                return Err(super::invalid(
+                    "nodes",
+                    "give either `url` or `nodes`, not both",
+                ));
+            }
+            (None, true) => {
+                return Err(super::invalid(
+                    "nodes",
+                    "give the cluster's nodes: `url` (redis+cluster://...) or `nodes`",
+                ));
+            }
+        };
+        Ok(self.common(builder))
+    }
+
+    /// The options every topology has, set on `builder`.
+    fn common<T>(&self, mut builder: Builder<T>) -> Builder<T> {
+        let strings = [
+            (
+                self.username.as_ref(),
+                Builder::<T>::username as fn(Builder<T>, String) -> Builder<T>,
+            ),
+            (
+                self.password.as_ref().map(Secret::expose),
+                Builder::<T>::password,
+            ),
+            (self.client_name.as_ref(), Builder::<T>::client_name),
         ];
         for (value, set) in strings {
             if let Some(value) = value {
@@ -137,12 +209,11 @@ impl PoolConfig {
         let durations = [
             (
                 self.checkout_timeout,
-                Builder::checkout_timeout as fn(Builder, Duration) -> Builder,
+                Builder::<T>::checkout_timeout as fn(Builder<T>, Duration) -> Builder<T>,
             ),
-            (self.connect_timeout, Builder::connect_timeout),
-            (self.read_timeout, Builder::read_timeout),
-            (self.write_timeout, Builder::write_timeout),
-            (self.sentinel_timeout, Builder::sentinel_timeout),
+            (self.connect_timeout, Builder::<T>::connect_timeout),
+            (self.read_timeout, Builder::<T>::read_timeout),
+            (self.write_timeout, Builder::<T>::write_timeout),
         ];
         for (value, set) in durations {
             if let Some(value) = value {
@@ -161,7 +232,7 @@ impl PoolConfig {
         if !self.address_map.is_empty() {
             builder = builder.address_map(&self.address_map);
         }
-        Ok(builder)
+        builder
     }
 }
 
