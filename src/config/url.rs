@@ -35,39 +35,14 @@ const CLUSTER_TLS_SCHEME: &str = "rediss+cluster://";
 /// Parses a `redis+sentinel://` (or `rediss+sentinel://`) URL into a builder. Sentinel
 /// addresses are checked by `build`, as the builder's are.
 pub(crate) fn parse(url: &str) -> Result<Builder, Error> {
-    let url = url.trim();
-    let (rest, tls) = match (url.strip_prefix(SCHEME), url.strip_prefix(TLS_SCHEME)) {
-        (Some(rest), _) => (rest, false),
-        (None, Some(rest)) => (rest, true),
-        (None, None) => {
-            return Err(invalid(
-                "url",
-                "it must start with redis+sentinel:// (or rediss+sentinel:// for TLS)",
-            ));
-        }
-    };
-    if tls && cfg!(not(feature = "tls")) {
-        return Err(invalid(
-            "url",
-            "rediss+sentinel:// needs the crate's `tls` feature",
-        ));
-    }
-    // A password or parameter with `/`, `?`, `#` or `@` unencoded would be cut in the wrong
-    // place, and pieces of it shown as hosts or names: refuse it, quoting nothing.
-    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    if url.contains('#') || path.contains('@') || query.contains('@') {
-        return Err(invalid(
-            "url",
-            "a reserved character in the user, password or a parameter is not percent-encoded: \
-             write / as %2F, ? as %3F, # as %23, @ as %40 (in a password, only these four and % \
-             need it)",
-        ));
-    }
-    let (userinfo, hosts) = match authority.rsplit_once('@') {
-        Some((userinfo, hosts)) => (Some(userinfo), hosts),
-        None => (None, authority),
-    };
+    let parts = split(url, SCHEME, TLS_SCHEME)?;
+    let Parts {
+        userinfo,
+        hosts,
+        path,
+        query,
+        ..
+    } = parts;
     let sentinels: Vec<&str> = hosts.split(',').filter(|h| !h.is_empty()).collect();
     if sentinels.is_empty() {
         return Err(invalid("url", "it names no sentinel before the service"));
@@ -98,7 +73,7 @@ pub(crate) fn parse(url: &str) -> Result<Builder, Error> {
 
     let mut builder = Builder::of(sentinels, service);
     #[cfg(feature = "tls")]
-    if tls {
+    if parts.tls {
         builder = builder.tls(crate::TlsOptions::default());
     }
     if let Some(db) = db {
@@ -146,35 +121,14 @@ pub(crate) fn parse(url: &str) -> Result<Builder, Error> {
 /// The parameters are the Sentinel URL's that a cluster has: the timeouts but
 /// `sentinel_timeout`, `max_size`, `min_idle`, `client_name` and `address_map`.
 pub(crate) fn parse_cluster(url: &str) -> Result<Builder<Cluster>, Error> {
-    let url = url.trim();
-    let (rest, tls) = match (
-        url.strip_prefix(CLUSTER_SCHEME),
-        url.strip_prefix(CLUSTER_TLS_SCHEME),
-    ) {
-        (Some(rest), _) => (rest, false),
-        (None, Some(rest)) => (rest, true),
-        (None, None) => {
-            return Err(invalid(
-                "url",
-                "it must start with redis+cluster:// (or rediss+cluster:// for TLS)",
-            ));
-        }
-    };
-    if tls && cfg!(not(feature = "tls")) {
-        return Err(invalid(
-            "url",
-            "rediss+cluster:// needs the crate's `tls` feature",
-        ));
-    }
-    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    if url.contains('#') || path.contains('@') || query.contains('@') {
-        return Err(invalid(
-            "url",
-            "a reserved character in the user, password or a parameter is not percent-encoded: \
-             write / as %2F, ? as %3F, # as %23, @ as %40",
-        ));
-    }
+    let parts = split(url, CLUSTER_SCHEME, CLUSTER_TLS_SCHEME)?;
+    let Parts {
+        userinfo,
+        hosts,
+        path,
+        query,
+        ..
+    } = parts;
     if !path.is_empty() {
         return Err(invalid(
             "url",
@@ -182,17 +136,13 @@ pub(crate) fn parse_cluster(url: &str) -> Result<Builder<Cluster>, Error> {
              ?parameters",
         ));
     }
-    let (userinfo, hosts) = match authority.rsplit_once('@') {
-        Some((userinfo, hosts)) => (Some(userinfo), hosts),
-        None => (None, authority),
-    };
     let seeds: Vec<&str> = hosts.split(',').filter(|h| !h.is_empty()).collect();
     if seeds.is_empty() {
         return Err(invalid("url", "it names no cluster node"));
     }
     let mut builder = crate::ClusterPool::builder(seeds);
     #[cfg(feature = "tls")]
-    if tls {
+    if parts.tls {
         builder = builder.tls(crate::TlsOptions::default());
     }
     builder = with_userinfo(builder, userinfo)?;
@@ -204,6 +154,63 @@ pub(crate) fn parse_cluster(url: &str) -> Result<Builder<Cluster>, Error> {
         };
     }
     Ok(builder)
+}
+
+/// A connection string cut into its parts, its scheme checked.
+#[derive(Clone, Copy)]
+struct Parts<'a> {
+    /// A TLS scheme (only read where the `tls` feature can turn TLS on).
+    #[cfg(feature = "tls")]
+    tls: bool,
+    userinfo: Option<&'a str>,
+    hosts: &'a str,
+    path: &'a str,
+    query: &'a str,
+}
+
+/// Cuts `url` (of the scheme `scheme`, or `tls_scheme` for TLS) into its parts. A password or
+/// parameter with `/`, `?`, `#` or `@` unencoded would be cut in the wrong place, and pieces
+/// of it shown as hosts or names: it is refused, quoting nothing.
+fn split<'a>(url: &'a str, scheme: &str, tls_scheme: &str) -> Result<Parts<'a>, Error> {
+    let url = url.trim();
+    let (rest, tls) = match (url.strip_prefix(scheme), url.strip_prefix(tls_scheme)) {
+        (Some(rest), _) => (rest, false),
+        (None, Some(rest)) => (rest, true),
+        (None, None) => {
+            return Err(invalid(
+                "url",
+                format!("it must start with {scheme} (or {tls_scheme} for TLS)"),
+            ));
+        }
+    };
+    if tls && cfg!(not(feature = "tls")) {
+        return Err(invalid(
+            "url",
+            format!("{tls_scheme} needs the crate's `tls` feature"),
+        ));
+    }
+    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    if url.contains('#') || path.contains('@') || query.contains('@') {
+        return Err(invalid(
+            "url",
+            "a reserved character in the user, password or a parameter is not percent-encoded: \
+             write / as %2F, ? as %3F, # as %23, @ as %40 (in a password, only these four and % \
+             need it)",
+        ));
+    }
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => (Some(userinfo), hosts),
+        None => (None, authority),
+    };
+    Ok(Parts {
+        #[cfg(feature = "tls")]
+        tls,
+        userinfo,
+        hosts,
+        path,
+        query,
+    })
 }
 
 /// The data nodes' user and password, from a URL's `user:password@`.
