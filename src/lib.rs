@@ -20,6 +20,7 @@ mod metrics;
 mod node;
 mod pool;
 mod replica;
+mod reply;
 mod retry;
 mod secret;
 mod sentinel;

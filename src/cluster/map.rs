@@ -5,7 +5,11 @@
 use redis::Value;
 
 use super::slot::SLOTS;
-use crate::{NodeAddr, node::AddressMap};
+use crate::{
+    NodeAddr,
+    node::AddressMap,
+    reply::{int, items, text},
+};
 
 /// Which shard serves each slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,28 +263,6 @@ fn field<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
             .find(|pair| text(&pair[0]) == Some(name))
             .and_then(|pair| pair.get(1)),
         _ => None,
-    }
-}
-
-fn items(value: &Value) -> Option<&[Value]> {
-    match value {
-        Value::Array(items) | Value::Set(items) => Some(items),
-        _ => None,
-    }
-}
-
-fn text(value: &Value) -> Option<&str> {
-    match value {
-        Value::BulkString(bytes) => std::str::from_utf8(bytes).ok(),
-        Value::SimpleString(text) | Value::VerbatimString { text, .. } => Some(text),
-        _ => None,
-    }
-}
-
-fn int(value: &Value) -> Option<i64> {
-    match value {
-        Value::Int(n) => Some(*n),
-        other => text(other)?.parse().ok(),
     }
 }
 

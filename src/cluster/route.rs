@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use redis::{ErrorKind, RedisError, ServerErrorKind, Value};
 
 use super::slot;
+use crate::reply::{bytes, int, items};
 
 /// Where a command's keys are, as the server says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,28 +174,6 @@ pub(crate) fn keys_from_server(reply: &Value) -> Vec<Vec<u8>> {
     items(reply)
         .map(|keys| keys.iter().filter_map(bytes).map(<[u8]>::to_vec).collect())
         .unwrap_or_default()
-}
-
-fn items(value: &Value) -> Option<&[Value]> {
-    match value {
-        Value::Array(items) | Value::Set(items) => Some(items),
-        _ => None,
-    }
-}
-
-fn bytes(value: &Value) -> Option<&[u8]> {
-    match value {
-        Value::BulkString(bytes) => Some(bytes),
-        Value::SimpleString(text) => Some(text.as_bytes()),
-        _ => None,
-    }
-}
-
-fn int(value: &Value) -> Option<i64> {
-    match value {
-        Value::Int(n) => Some(*n),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@
 
 use redis::Value;
 
+use crate::reply::{items, text};
+
 /// What a reply that is not an error says about the command it answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Effect {
@@ -163,22 +165,6 @@ impl CommandTable {
                 Some(subs[at].1)
             }
         }
-    }
-}
-
-/// The elements of an array (or, in RESP3, a set).
-fn items(value: &Value) -> Option<&[Value]> {
-    match value {
-        Value::Array(items) | Value::Set(items) => Some(items),
-        _ => None,
-    }
-}
-
-fn text(value: &Value) -> Option<&str> {
-    match value {
-        Value::BulkString(bytes) => std::str::from_utf8(bytes).ok(),
-        Value::SimpleString(text) => Some(text),
-        _ => None,
     }
 }
 
